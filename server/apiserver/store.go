@@ -1,0 +1,41 @@
+package apiserver
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/skiff-io/skiff/fsm"
+	"github.com/skiff-io/skiff/fsm/state"
+	"github.com/skiff-io/skiff/server/auth"
+)
+
+// Store is what the API needs from the replicated state. The Raft-backed
+// implementation lives in package server; tests use an in-process one.
+type Store interface {
+	// Read returns a consistent view of the state.
+	//   linearizable: the view reflects every write acknowledged before the
+	//     call (default GET/LIST with no resourceVersion). On a follower this
+	//     asks the leader for its commit index and waits to apply it.
+	//   otherwise: the local state, after waiting until it has applied at
+	//     least minIndex (0: no wait) — resourceVersion="0" and "N" reads.
+	Read(ctx context.Context, linearizable bool, minIndex uint64) (*state.Snapshot, error)
+	// Apply proposes one encoded entry (fsm.EncodeMutation/EncodeBatch),
+	// forwarding it to the leader when this master is a follower, and
+	// returns its result. A non-nil error means the outcome is unknown
+	// (timeout, leadership lost mid-flight) or the cluster has no leader.
+	Apply(ctx context.Context, entry []byte) (*fsm.Result, error)
+	// Watch returns a watcher of the events after index; fsm.ErrExpired
+	// when index is older than the ring holds.
+	Watch(index uint64) (*fsm.Watcher, error)
+}
+
+// Authenticator identifies the user of a request. It returns
+// auth.ErrUnauthenticated for missing or bad credentials.
+type Authenticator interface {
+	Authenticate(r *http.Request) (*auth.User, error)
+}
+
+// Authorizer decides whether u may do what attrs describe.
+type Authorizer interface {
+	Authorize(u *auth.User, attrs auth.Attributes) (allowed bool, reason string)
+}

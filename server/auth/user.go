@@ -1,0 +1,48 @@
+// Package auth authenticates API requests (client certificates signed by the
+// cluster CA, bearer tokens) and authorizes them.
+package auth
+
+import "errors"
+
+// Well-known groups.
+const (
+	GroupMasters       = "system:masters"        // cluster-admin
+	GroupAuthenticated = "system:authenticated"  // every authenticated user
+	GroupBootstrappers = "system:bootstrappers"  // bootstrap-token users
+	GroupSkiffServers  = "skiff:servers"         // masters talking to masters (internal endpoints)
+)
+
+// User is an authenticated identity.
+type User struct {
+	Name   string
+	Groups []string
+}
+
+// InGroup reports whether u belongs to group g.
+func (u *User) InGroup(g string) bool {
+	if u == nil {
+		return false
+	}
+	for _, x := range u.Groups {
+		if x == g {
+			return true
+		}
+	}
+	return false
+}
+
+// ErrUnauthenticated means the request carried credentials that are not
+// valid, or none where some are required. The API answers 401.
+var ErrUnauthenticated = errors.New("Unauthorized")
+
+// Attributes describe a request for authorization.
+type Attributes struct {
+	Verb        string // get, list, watch, create, update, patch, delete, deletecollection
+	Group       string
+	Resource    string
+	Subresource string
+	Namespace   string
+	Name        string
+	// Path is set for non-resource requests (/version, /api, /healthz...).
+	Path string
+}
