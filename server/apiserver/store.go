@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
 	"github.com/skiff-io/skiff/fsm"
@@ -39,3 +40,15 @@ type Authenticator interface {
 type Authorizer interface {
 	Authorize(u *auth.User, attrs auth.Attributes) (allowed bool, reason string)
 }
+
+// Errors a Store returns (wrapped) from Apply and Read; the API maps them to
+// metav1.Status values.
+var (
+	// ErrNoLeader: the cluster has no leader reachable within the request
+	// deadline; nothing was written. → 503 ServiceUnavailable.
+	ErrNoLeader = errors.New("no Raft leader available")
+	// ErrUnknownOutcome: the write was sent but its outcome is unknown
+	// (leadership lost mid-flight, leader unreachable after sending).
+	// → 504 Timeout; the client should read before retrying.
+	ErrUnknownOutcome = errors.New("outcome of the write is unknown")
+)

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/skiff-io/skiff/server"
+)
+
+func newServerCommand() *cobra.Command {
+	var (
+		cfg       server.Config
+		tokenFile string
+	)
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run a Skiff master (API server, Raft store, scheduler and controllers)",
+		Long: `Run a Skiff master.
+
+Without --join, the first start bootstraps a new single-master cluster in
+--data-dir and later starts resume from it. Other masters join with
+--join https://FIRST:6443 --token-file <first master's data-dir>/token.
+
+The master writes <data-dir>/token (the join token) and
+<data-dir>/kubeconfig.yaml (cluster-admin credentials for kubectl).
+
+Note: until the kubelet lands, a master runs no embedded agent: it behaves
+as if --disable-agent were given, whatever the flag says.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if tokenFile != "" {
+				if cfg.Token != "" {
+					return errors.New("give --token or --token-file, not both")
+				}
+				b, err := os.ReadFile(tokenFile)
+				if err != nil {
+					return fmt.Errorf("--token-file: %w", err)
+				}
+				cfg.Token = strings.TrimSpace(string(b))
+			}
+			cfg.Logger = slog.Default()
+			return runServer(cmd.Context(), cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.DataDir, "data-dir", "/var/lib/skiff", "directory for the Raft log, snapshots, certificates, token and kubeconfig")
+	f.StringVar(&cfg.NodeName, "node-name", "", "name of this master (default: the hostname)")
+	f.StringVar(&cfg.BindAddress, "bind-address", "0.0.0.0", "address the API, Raft and gossip listeners bind to")
+	f.StringVar(&cfg.AdvertiseAddress, "advertise-address", "", "address other masters and clients use to reach this master (default: the bind address, or the first non-loopback IPv4 when binding to all)")
+	f.IntVar(&cfg.APIPort, "api-port", 6443, "HTTPS port of the Kubernetes API")
+	f.IntVar(&cfg.RaftPort, "raft-port", 6444, "port of Raft traffic between masters (mutual TLS)")
+	f.IntVar(&cfg.GossipPort, "gossip-port", 7946, "port of gossip among masters and nodes (gossip is not started yet)")
+	f.StringVar(&cfg.Join, "join", "", "URL of a master of an existing cluster to join, https://HOST:PORT")
+	f.StringVar(&cfg.Token, "token", "", "join token (K10<ca-hash>::server:<secret>); on a new cluster, a bare secret to use instead of a generated one")
+	f.StringVar(&tokenFile, "token-file", "", "file holding the join token")
+	f.BoolVar(&cfg.DisableAgent, "disable-agent", false, "do not run the embedded agent (currently always the case: the kubelet is not built yet)")
+	// Tuning, hidden: tests and benchmarks use them.
+	f.DurationVar(&cfg.HeartbeatTimeout, "raft-heartbeat-timeout", 0, "Raft heartbeat and election timeout (default 600ms)")
+	f.Uint64Var(&cfg.SnapshotThreshold, "raft-snapshot-threshold", 0, "log entries between Raft snapshots (default 16384)")
+	f.DurationVar(&cfg.SnapshotInterval, "raft-snapshot-interval", 0, "how often to check whether to snapshot (default 2m)")
+	f.Uint64Var(&cfg.TrailingLogs, "raft-trailing-logs", 0, "log entries kept after a snapshot (default 10240)")
+	f.IntVar(&cfg.WatchRingSize, "watch-cache-size", 0, "watch events kept for resumption (default 100000)")
+	for _, n := range []string{"raft-heartbeat-timeout", "raft-snapshot-threshold", "raft-snapshot-interval", "raft-trailing-logs", "watch-cache-size"} {
+		_ = f.MarkHidden(n)
+	}
+	return cmd
+}
+
+func runServer(ctx context.Context, cfg server.Config) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	s, err := server.New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	s.Start()
+	<-ctx.Done()
+	slog.Info("shutting down")
+	s.Shutdown()
+	return nil
+}

@@ -1,0 +1,284 @@
+package testutil
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// Binary returns the skiff binary under test: $SKIFF_BIN, or bin/skiff at
+// the repository root (make builds it before running the tests).
+func Binary(t TB) string {
+	t.Helper()
+	if b := os.Getenv("SKIFF_BIN"); b != "" {
+		return b
+	}
+	_, file, _, _ := runtime.Caller(0)
+	bin := filepath.Join(filepath.Dir(file), "..", "..", "bin", "skiff")
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("skiff binary not found at %s (run `make build` or set SKIFF_BIN): %v", bin, err)
+	}
+	return bin
+}
+
+var (
+	addrMu   sync.Mutex
+	addrUsed = map[string]bool{}
+)
+
+// LoopbackAddr returns a 127.x.y.z address of its own for one test server,
+// on which the default API and Raft ports are free.
+func LoopbackAddr(t TB) string {
+	t.Helper()
+	addrMu.Lock()
+	defer addrMu.Unlock()
+	for i := 0; i < 1000; i++ {
+		ip := fmt.Sprintf("127.%d.%d.%d", 10+rand.IntN(240), rand.IntN(256), 2+rand.IntN(250))
+		if addrUsed[ip] || !portsFree(ip, 6443, 6444) {
+			continue
+		}
+		addrUsed[ip] = true
+		return ip
+	}
+	t.Fatalf("no free loopback address")
+	return ""
+}
+
+func portsFree(ip string, ports ...int) bool {
+	for _, p := range ports {
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, fmt.Sprint(p)))
+		if err != nil {
+			return false
+		}
+		l.Close()
+	}
+	return true
+}
+
+// Master is one `skiff server` process.
+type Master struct {
+	Name    string
+	IP      string
+	DataDir string
+	Args    []string // extra flags
+	bin     string
+	t       TB
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	done    chan struct{}
+	logFile *os.File
+}
+
+// MasterOptions configure NewMaster.
+type MasterOptions struct {
+	Name string
+	// Join is the API URL of a master to join; Token its token.
+	Join, Token string
+	Args        []string
+}
+
+// NewMaster prepares (but does not start) a master with its own loopback
+// address and data dir.
+func NewMaster(t TB, opts MasterOptions) *Master {
+	t.Helper()
+	m := &Master{Name: opts.Name, IP: LoopbackAddr(t), bin: Binary(t), t: t}
+	m.DataDir = filepath.Join(t.TempDir(), m.Name)
+	m.Args = append([]string{}, opts.Args...)
+	if opts.Join != "" {
+		m.Args = append(m.Args, "--join", opts.Join, "--token", opts.Token)
+	}
+	t.Cleanup(func() { m.Kill() })
+	return m
+}
+
+// URL is the master's API URL.
+func (m *Master) URL() string { return "https://" + m.IP + ":6443" }
+
+// Kubeconfig is the admin kubeconfig the master wrote.
+func (m *Master) Kubeconfig() string { return filepath.Join(m.DataDir, "kubeconfig.yaml") }
+
+// LogPath is where the master's output goes.
+func (m *Master) LogPath() string { return filepath.Join(m.DataDir+".log") }
+
+// Start starts the process.
+func (m *Master) Start() {
+	m.t.Helper()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd != nil {
+		m.t.Fatalf("master %s already running", m.Name)
+	}
+	args := append([]string{"server",
+		"--data-dir", m.DataDir,
+		"--node-name", m.Name,
+		"--bind-address", m.IP,
+		"--advertise-address", m.IP,
+		"--disable-agent",
+	}, m.Args...)
+	lf, err := os.OpenFile(m.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		m.t.Fatalf("log file: %v", err)
+	}
+	cmd := exec.Command(m.bin, args...)
+	cmd.Stdout, cmd.Stderr = lf, lf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		lf.Close()
+		m.t.Fatalf("start %s: %v", m.Name, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); lf.Close(); close(done) }()
+	m.cmd, m.done, m.logFile = cmd, done, lf
+}
+
+// Running reports whether the process is running.
+func (m *Master) Running() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cmd != nil
+}
+
+// Kill sends SIGKILL (kill -9) and waits for the process to exit.
+func (m *Master) Kill() { m.signalStop(syscall.SIGKILL) }
+
+// Stop sends SIGTERM and waits.
+func (m *Master) Stop() { m.signalStop(syscall.SIGTERM) }
+
+func (m *Master) signalStop(sig syscall.Signal) {
+	m.mu.Lock()
+	cmd, done := m.cmd, m.done
+	m.cmd = nil
+	m.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(sig)
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
+// Signal sends sig (SIGSTOP, SIGCONT) to the running process.
+func (m *Master) Signal(sig syscall.Signal) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd == nil {
+		return errors.New("not running")
+	}
+	return m.cmd.Process.Signal(sig)
+}
+
+// Pid of the running process, or 0.
+func (m *Master) Pid() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd == nil {
+		return 0
+	}
+	return m.cmd.Process.Pid
+}
+
+// Token is the join token the master wrote.
+func (m *Master) Token() string {
+	b, err := os.ReadFile(filepath.Join(m.DataDir, "token"))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// WaitReady waits until /readyz answers 200.
+func (m *Master) WaitReady(timeout time.Duration) {
+	m.t.Helper()
+	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	if err := Poll(timeout, func() error {
+		if !m.Running() {
+			return errors.New("process exited")
+		}
+		resp, err := hc.Get(m.URL() + "/readyz")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("%d %s", resp.StatusCode, b)
+		}
+		return nil
+	}); err != nil {
+		m.t.Fatalf("master %s not ready: %v\n--- log tail ---\n%s", m.Name, err, m.LogTail(40))
+	}
+}
+
+// LogTail returns the last n lines of the master's log.
+func (m *Master) LogTail(n int) string {
+	b, _ := os.ReadFile(m.LogPath())
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// RESTConfig is an admin client config for this master (from kubeconfig).
+func (m *Master) RESTConfig() *rest.Config {
+	m.t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", m.Kubeconfig())
+	if err != nil {
+		m.t.Fatalf("kubeconfig of %s: %v", m.Name, err)
+	}
+	cfg.QPS, cfg.Burst = -1, 0
+	cfg.Timeout = 30 * time.Second
+	return cfg
+}
+
+// Clientset is a client-go clientset for this master. Reuse one kubeconfig
+// for every master of a cluster: they share the CA.
+func (m *Master) Clientset() *kubernetes.Clientset {
+	m.t.Helper()
+	cs, err := kubernetes.NewForConfig(m.RESTConfig())
+	if err != nil {
+		m.t.Fatalf("clientset: %v", err)
+	}
+	return cs
+}
+
+// HTTPClient is an admin HTTP client (client certificate) and the base URL.
+func (m *Master) HTTPClient() *http.Client {
+	m.t.Helper()
+	hc, err := rest.HTTPClientFor(m.RESTConfig())
+	if err != nil {
+		m.t.Fatalf("http client: %v", err)
+	}
+	return hc
+}
+
+// Run runs `skiff` with args against this master's kubeconfig and returns
+// its combined output.
+func (m *Master) Run(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, m.bin, args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+m.Kubeconfig())
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}

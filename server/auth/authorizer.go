@@ -1,0 +1,73 @@
+package auth
+
+import (
+	"fmt"
+	"path"
+	"strings"
+)
+
+// Authorizer is Skiff's built-in authorization policy until RBAC
+// enforcement arrives with a later issue (Roles and Bindings are stored and
+// served but not yet enforced):
+//
+//   - system:masters and skiff:servers may do everything;
+//   - everyone, anonymous included, may GET the health and bootstrap
+//     endpoints /livez, /readyz, /healthz, /version, /cacerts and their
+//     sub-paths (as Kubernetes' system:public-info-viewer role);
+//   - authenticated users may also GET discovery: /api, /apis, /openapi and
+//     their sub-paths (as the system:discovery role);
+//   - nothing else: resource requests by other users are refused.
+type Authorizer struct{}
+
+// NewAuthorizer returns the built-in authorizer.
+func NewAuthorizer() *Authorizer { return &Authorizer{} }
+
+var (
+	publicPaths    = []string{"/livez", "/readyz", "/healthz", "/version", "/cacerts"}
+	discoveryPaths = []string{"/api", "/apis", "/openapi"}
+)
+
+// Authorize reports whether u may do what attrs describe and, when not, a
+// reason worded as Kubernetes' RBAC denials. A nil user is anonymous.
+func (*Authorizer) Authorize(u *User, attrs Attributes) (bool, string) {
+	if u == nil {
+		u = &User{Name: UserAnonymous, Groups: []string{GroupUnauthenticated}}
+	}
+	if u.InGroup(GroupMasters) || u.InGroup(GroupSkiffServers) {
+		return true, ""
+	}
+	if attrs.Path != "" && attrs.Verb == "get" {
+		p := path.Clean(attrs.Path)
+		if underAny(p, publicPaths) {
+			return true, ""
+		}
+		if u.InGroup(GroupAuthenticated) && underAny(p, discoveryPaths) {
+			return true, ""
+		}
+	}
+	return false, denial(u, attrs)
+}
+
+// underAny reports whether p is one of roots or below one of them.
+func underAny(p string, roots []string) bool {
+	for _, r := range roots {
+		if p == r || strings.HasPrefix(p, r+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+func denial(u *User, a Attributes) string {
+	if a.Path != "" {
+		return fmt.Sprintf("user %q cannot %s path %q", u.Name, a.Verb, a.Path)
+	}
+	resource := a.Resource
+	if a.Subresource != "" {
+		resource += "/" + a.Subresource
+	}
+	if a.Namespace != "" {
+		return fmt.Sprintf("user %q cannot %s resource %q in API group %q in the namespace %q", u.Name, a.Verb, resource, a.Group, a.Namespace)
+	}
+	return fmt.Sprintf("user %q cannot %s resource %q in API group %q at the cluster scope", u.Name, a.Verb, resource, a.Group)
+}

@@ -1,0 +1,130 @@
+// Package server wires a Skiff master: Raft over mutual TLS, the FSM, the
+// Kubernetes API, joining, forwarding to the leader and leader-only work.
+package server
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// Config is everything a master needs; cmd/skiff fills it from flags.
+type Config struct {
+	DataDir          string
+	NodeName         string
+	BindAddress      string
+	AdvertiseAddress string
+	APIPort          int
+	RaftPort         int
+	GossipPort       int
+	// Join is the URL of a master of an existing cluster (https://HOST:PORT).
+	Join string
+	// Token is the join token (K10<cahash>::server:<secret>) or a bare secret.
+	Token        string
+	DisableAgent bool
+
+	// Raft tuning; zero values take the defaults below.
+	HeartbeatTimeout  time.Duration
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	TrailingLogs      uint64
+	// WatchRingSize is the number of watch events kept for resumption.
+	WatchRingSize int
+
+	Logger *slog.Logger
+}
+
+const (
+	defaultHeartbeatTimeout  = 600 * time.Millisecond
+	defaultSnapshotThreshold = 16384
+	defaultSnapshotInterval  = 2 * time.Minute
+	defaultTrailingLogs      = 10240
+)
+
+func (c *Config) setDefaults() error {
+	if c.DataDir == "" {
+		c.DataDir = "/var/lib/skiff"
+	}
+	abs, err := filepath.Abs(c.DataDir)
+	if err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	c.DataDir = abs
+	if c.NodeName == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("node name: %w", err)
+		}
+		c.NodeName = h
+	}
+	if c.BindAddress == "" {
+		c.BindAddress = "0.0.0.0"
+	}
+	if c.APIPort == 0 {
+		c.APIPort = 6443
+	}
+	if c.RaftPort == 0 {
+		c.RaftPort = 6444
+	}
+	if c.GossipPort == 0 {
+		c.GossipPort = 7946
+	}
+	if c.AdvertiseAddress == "" {
+		c.AdvertiseAddress = c.BindAddress
+		if ip := net.ParseIP(c.BindAddress); ip == nil || ip.IsUnspecified() {
+			c.AdvertiseAddress = firstHostIP()
+		}
+	}
+	if net.ParseIP(c.AdvertiseAddress) == nil {
+		return fmt.Errorf("advertise address %q is not an IP address", c.AdvertiseAddress)
+	}
+	if c.HeartbeatTimeout == 0 {
+		c.HeartbeatTimeout = defaultHeartbeatTimeout
+	}
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = defaultSnapshotThreshold
+	}
+	if c.SnapshotInterval == 0 {
+		c.SnapshotInterval = defaultSnapshotInterval
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = defaultTrailingLogs
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+func (c *Config) apiURL() string {
+	return "https://" + net.JoinHostPort(c.AdvertiseAddress, strconv.Itoa(c.APIPort))
+}
+
+func (c *Config) raftAddr() string {
+	return net.JoinHostPort(c.AdvertiseAddress, strconv.Itoa(c.RaftPort))
+}
+
+func (c *Config) tlsDir() string    { return filepath.Join(c.DataDir, "tls") }
+func (c *Config) raftDir() string   { return filepath.Join(c.DataDir, "raft") }
+func (c *Config) tokenPath() string { return filepath.Join(c.DataDir, "token") }
+func (c *Config) kubeconfigPath() string {
+	return filepath.Join(c.DataDir, "kubeconfig.yaml")
+}
+
+// firstHostIP returns the first non-loopback IPv4 address of this host, or
+// 127.0.0.1.
+func firstHostIP() string {
+	addrs, err := net.InterfaceAddrs()
+	if err == nil {
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+				return n.IP.String()
+			}
+		}
+	}
+	return "127.0.0.1"
+}

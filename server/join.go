@@ -1,0 +1,177 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/skiff-io/skiff/server/pki"
+)
+
+var (
+	errNoSuchMaster = errors.New("no such master")
+	errLastMaster   = errors.New("refusing to remove the last voter")
+)
+
+// bootstrapResponse hands a joining master the cluster's CA and token. It is
+// only sent over TLS verified against the CA hash in the joiner's token, to
+// a caller that proved it holds the token secret.
+type bootstrapResponse struct {
+	CACert string `json:"caCert"`
+	CAKey  string `json:"caKey"`
+	Token  string `json:"token"`
+}
+
+func (s *Server) handleBootstrap(w http.ResponseWriter, r *http.Request) {
+	u, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
+	if u.Name != "skiff:joiner" {
+		http.Error(w, "Forbidden: the bootstrap endpoint takes the cluster join token", http.StatusForbidden)
+		return
+	}
+	writeJSON(w, bootstrapResponse{CACert: string(s.ca.CertPEM), CAKey: string(s.ca.KeyPEM), Token: s.token})
+}
+
+// fetchBootstrap is the joiner's side: check the server's CA against the
+// token's hash before sending the secret, then fetch the cluster CA.
+func fetchBootstrap(ctx context.Context, joinURL, token string) (*bootstrapResponse, error) {
+	caHash, secret, err := pki.ParseToken(token)
+	if err != nil {
+		return nil, fmt.Errorf("join token: %w", err)
+	}
+	if caHash == "" {
+		return nil, errors.New("join token has no CA hash: use the full token from the first server's <data-dir>/token (K10...)")
+	}
+	caPEM, err := pki.FetchVerifiedCA(ctx, joinURL, caHash)
+	if err != nil {
+		return nil, err
+	}
+	ca := x509.NewCertPool()
+	if !ca.AppendCertsFromPEM(caPEM) {
+		return nil, errors.New("join: the server's CA certificate does not parse")
+	}
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: ca, MinVersion: tls.VersionTLS12},
+	}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(joinURL, "/")+"/internal/v1/bootstrap", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+secret)
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap from %s: %w", joinURL, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("bootstrap from %s: %s: %s", joinURL, resp.Status, bytes.TrimSpace(body))
+	}
+	var br bootstrapResponse
+	if err := json.Unmarshal(body, &br); err != nil {
+		return nil, fmt.Errorf("bootstrap from %s: %w", joinURL, err)
+	}
+	if pki.CAHash([]byte(br.CACert)) != caHash {
+		return nil, errors.New("bootstrap: the CA sent does not match the token")
+	}
+	return &br, nil
+}
+
+// joinLoop asks the cluster (through the --join master, which forwards to
+// the leader) to add this master as a voter, until it succeeds.
+func (s *Server) joinLoop() {
+	defer s.wg.Done()
+	me := s.self()
+	backoff := 200 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		body, code, err := s.peerCall(ctx, http.MethodPost, strings.TrimRight(s.cfg.Join, "/")+"/internal/v1/join", mustJSON(me))
+		cancel()
+		if err == nil && code == http.StatusOK {
+			s.log.Info("joined cluster", "via", s.cfg.Join)
+			return
+		}
+		if err == nil {
+			err = fmt.Errorf("%d: %s", code, bytes.TrimSpace(body))
+		}
+		s.log.Warn("join failed, retrying", "via", s.cfg.Join, "err", err)
+		select {
+		case <-s.shutdownCh:
+			return
+		case <-time.After(backoff):
+		}
+		if backoff < 5*time.Second {
+			backoff *= 2
+		}
+	}
+}
+
+// addMaster records a master and makes it a voter (leader only).
+func (s *Server) addMaster(ctx context.Context, m Member) error {
+	if err := s.putMember(ctx, m); err != nil {
+		return fmt.Errorf("record member %s: %w", m.Name, err)
+	}
+	cf := s.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return err
+	}
+	for _, srv := range cf.Configuration().Servers {
+		if srv.ID == raft.ServerID(m.Name) && srv.Address == raft.ServerAddress(m.RaftAddress) && srv.Suffrage == raft.Voter {
+			return nil
+		}
+	}
+	s.log.Info("adding voter", "name", m.Name, "raft", m.RaftAddress)
+	if err := s.raft.AddVoter(raft.ServerID(m.Name), raft.ServerAddress(m.RaftAddress), 0, time.Minute).Error(); err != nil {
+		return fmt.Errorf("add voter %s: %w", m.Name, err)
+	}
+	return nil
+}
+
+// removeMaster removes a master from the Raft configuration (leader only).
+func (s *Server) removeMaster(ctx context.Context, name string) error {
+	cf := s.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return err
+	}
+	found, voters := false, 0
+	for _, srv := range cf.Configuration().Servers {
+		if srv.Suffrage == raft.Voter {
+			voters++
+		}
+		if srv.ID == raft.ServerID(name) {
+			found = true
+		}
+	}
+	if !found {
+		return fmt.Errorf("%w: %s", errNoSuchMaster, name)
+	}
+	if voters <= 1 {
+		return errLastMaster
+	}
+	s.log.Info("removing master", "name", name)
+	if err := s.raft.RemoveServer(raft.ServerID(name), 0, time.Minute).Error(); err != nil {
+		return fmt.Errorf("remove %s: %w", name, err)
+	}
+	// The leader may have removed itself; the record delete is then done by
+	// whoever leads next, on its establishLeadership pass.
+	if s.raft.State() == raft.Leader {
+		return s.deleteMember(ctx, name)
+	}
+	return nil
+}
+
+func (s *Server) self() Member {
+	return Member{Name: s.cfg.NodeName, RaftAddress: s.cfg.raftAddr(), APIURL: s.cfg.apiURL()}
+}

@@ -1,0 +1,166 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/google/uuid"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/skiff-io/skiff/fsm"
+	"github.com/skiff-io/skiff/fsm/state"
+)
+
+// systemNamespaces exist in every cluster.
+var systemNamespaces = []string{"default", "kube-system", "kube-public", "kube-node-lease"}
+
+// monitorLeadership starts leader-only work when this master becomes the
+// leader and stops it when leadership is lost (Consul's pattern).
+func (s *Server) monitorLeadership() {
+	defer s.wg.Done()
+	var stop chan struct{}
+	var done chan struct{}
+	stopWork := func() {
+		if stop != nil {
+			close(stop)
+			<-done
+			stop, done = nil, nil
+			s.leaderReady.Store(false)
+			s.log.Info("leadership lost: leader work stopped")
+		}
+	}
+	for {
+		select {
+		case <-s.shutdownCh:
+			stopWork()
+			return
+		case isLeader := <-s.leaderCh:
+			if isLeader && stop == nil {
+				stop, done = make(chan struct{}), make(chan struct{})
+				go func(stop, done chan struct{}) {
+					defer close(done)
+					s.leaderLoop(stop)
+				}(stop, done)
+			} else if !isLeader {
+				stopWork()
+			}
+		}
+	}
+}
+
+// leaderLoop is the one door for leader work: a Barrier first (so the FSM
+// holds every committed entry), then establishLeadership, then wait.
+func (s *Server) leaderLoop(stop <-chan struct{}) {
+	for {
+		if err := s.raft.Barrier(time.Minute).Error(); err != nil {
+			s.log.Warn("leader barrier failed", "err", err)
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Second):
+				continue
+			}
+		}
+		break
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-stop
+		cancel()
+	}()
+	s.leaderReady.Store(true)
+	s.log.Info("leadership established", "index", s.fsm.Index())
+	for {
+		err := s.establishLeadership(ctx)
+		if err == nil {
+			break
+		}
+		s.log.Warn("establish leadership", "err", err)
+		select {
+		case <-stop:
+			return
+		case <-time.After(time.Second):
+		}
+	}
+	<-stop
+}
+
+// establishLeadership makes sure the cluster's fixed objects exist and that
+// every voter's member record is current.
+func (s *Server) establishLeadership(ctx context.Context) error {
+	if err := s.putMember(ctx, s.self()); err != nil {
+		return err
+	}
+	for _, ns := range systemNamespaces {
+		if err := s.ensureNamespace(ctx, ns); err != nil {
+			return err
+		}
+	}
+	return s.pruneMembers(ctx)
+}
+
+// ensureNamespace creates a namespace if it does not exist.
+func (s *Server) ensureNamespace(ctx context.Context, name string) error {
+	key := state.Key{Resource: "namespaces", Name: name}
+	if s.fsm.Read().Get(key) != nil {
+		return nil
+	}
+	uid := uuid.NewString()
+	ns := &corev1.Namespace{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name: name, UID: types.UID(uid), CreationTimestamp: metav1.NewTime(time.Now().UTC().Truncate(time.Second)),
+			Labels: map[string]string{"kubernetes.io/metadata.name": name},
+		},
+		Spec:   corev1.NamespaceSpec{Finalizers: []corev1.FinalizerName{corev1.FinalizerKubernetes}},
+		Status: corev1.NamespaceStatus{Phase: corev1.NamespaceActive},
+	}
+	data, err := json.Marshal(ns)
+	if err != nil {
+		return err
+	}
+	entry, err := fsm.EncodeMutation(fsm.Mutation{Op: fsm.OpCreate, Key: key, UID: uid, Object: data})
+	if err != nil {
+		return err
+	}
+	res, err := s.apply(ctx, entry)
+	if err != nil {
+		return err
+	}
+	if res.Err != nil && res.Err.Reason != fsm.ReasonAlreadyExists {
+		return res.Err
+	}
+	if res.Err == nil {
+		s.log.Info("created namespace", "name", name)
+	}
+	return nil
+}
+
+// pruneMembers deletes records of masters no longer in the configuration.
+func (s *Server) pruneMembers(ctx context.Context) error {
+	cf := s.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return err
+	}
+	in := map[string]bool{}
+	for _, srv := range cf.Configuration().Servers {
+		in[string(srv.ID)] = true
+	}
+	var stale []string
+	s.fsm.Read().List(membersResource, "", "", func(o *state.Object) bool {
+		if !in[o.Key.Name] {
+			stale = append(stale, o.Key.Name)
+		}
+		return true
+	})
+	for _, name := range stale {
+		if err := s.deleteMember(ctx, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,328 @@
+package registry
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strconv"
+	"time"
+
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/validation"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/skiff-io/skiff/fsm/state"
+)
+
+// Kind describes one served resource. The exported fields are facts used by
+// discovery and routing; the behaviour sits behind methods.
+type Kind struct {
+	GVK        schema.GroupVersionKind
+	Resource   string // plural, lower case: "configmaps"
+	Singular   string // "configmap"
+	Namespaced bool
+	ShortNames []string
+	Categories []string
+	// HasStatus: the kind serves <resource>/status; updates of the main
+	// resource keep the stored status, /status updates change only status.
+	HasStatus bool
+	// HasGeneration: metadata.generation starts at 1 and is bumped when the
+	// spec changes.
+	HasGeneration bool
+	// AllowCreateOnUpdate: a PUT of a missing object creates it.
+	AllowCreateOnUpdate bool
+	// ReturnDeletedObject: DELETE answers with the deleted object instead
+	// of a Success Status.
+	ReturnDeletedObject bool
+	// NameFn validates metadata.name (and generateName as a prefix).
+	NameFn validation.ValidateNameFunc
+
+	newObject func() runtime.Object
+	newList   func() runtime.Object
+	// prepareForCreate resets what clients may not set on create (status
+	// for most kinds) and fills create-time defaults.
+	prepareForCreate func(obj runtime.Object)
+	// defaults fills defaults; it runs on create and update.
+	defaults func(obj runtime.Object)
+	// validate checks the kind's own fields (metadata is checked for every
+	// kind by Validate).
+	validate func(obj runtime.Object) field.ErrorList
+	// validateUpdate checks what may not change.
+	validateUpdate func(obj, old runtime.Object) field.ErrorList
+	// fields returns the kind's selectable fields besides metadata.name and
+	// metadata.namespace; fieldNames lists them.
+	fields     func(obj runtime.Object) fields.Set
+	fieldNames []string
+	// columns and cells make Table rows; nil means NAME and AGE.
+	columns []metav1.TableColumnDefinition
+	cells   func(obj runtime.Object, now time.Time) []any
+	// gracefulDelete returns the grace period a delete should wait, or
+	// false when the object goes at once.
+	gracefulDelete func(obj runtime.Object, opts *metav1.DeleteOptions) (int64, bool)
+
+	supportedFields map[string]bool
+}
+
+func (k *Kind) init() {
+	if k.NameFn == nil {
+		k.NameFn = validation.NameIsDNSSubdomain
+	}
+	if k.Singular == "" {
+		k.Singular = lower(k.GVK.Kind)
+	}
+	k.supportedFields = map[string]bool{"metadata.name": true, "metadata.namespace": true}
+	for _, f := range k.fieldNames {
+		k.supportedFields[f] = true
+	}
+	if k.columns == nil {
+		k.columns = []metav1.TableColumnDefinition{nameColumn, ageColumn}
+		k.cells = func(obj runtime.Object, now time.Time) []any {
+			m := mustMeta(obj)
+			return []any{m.GetName(), Age(m.GetCreationTimestamp(), now)}
+		}
+	}
+}
+
+// GroupResource is the kind's group and plural resource.
+func (k *Kind) GroupResource() schema.GroupResource {
+	return schema.GroupResource{Group: k.GVK.Group, Resource: k.Resource}
+}
+
+// StorageResource is the resource part of the kind's state.Key: the plural
+// for the core group, "<group>/<plural>" otherwise.
+func (k *Kind) StorageResource() string {
+	if k.GVK.Group == "" {
+		return k.Resource
+	}
+	return k.GVK.Group + "/" + k.Resource
+}
+
+// Key is the store key of the object namespace/name ("" namespace for
+// cluster-scoped kinds).
+func (k *Kind) Key(namespace, name string) state.Key {
+	if !k.Namespaced {
+		namespace = ""
+	}
+	return state.Key{Resource: k.StorageResource(), Namespace: namespace, Name: name}
+}
+
+// ListGVK is the GroupVersionKind of the kind's list.
+func (k *Kind) ListGVK() schema.GroupVersionKind { return k.GVK.GroupVersion().WithKind(k.GVK.Kind + "List") }
+
+// New returns an empty typed object with apiVersion and kind set.
+func (k *Kind) New() runtime.Object {
+	o := k.newObject()
+	o.GetObjectKind().SetGroupVersionKind(k.GVK)
+	return o
+}
+
+// NewList returns an empty typed list with apiVersion and kind set.
+func (k *Kind) NewList() runtime.Object {
+	l := k.newList()
+	l.GetObjectKind().SetGroupVersionKind(k.ListGVK())
+	return l
+}
+
+// Decode turns a stored object into a typed object whose resourceVersion
+// is the stored ModifyIndex. The result is the caller's to change.
+func (k *Kind) Decode(o *state.Object) (runtime.Object, error) {
+	obj := k.newObject()
+	if err := json.Unmarshal(o.Data, obj); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", o.Key, err)
+	}
+	obj.GetObjectKind().SetGroupVersionKind(k.GVK)
+	mustMeta(obj).SetResourceVersion(strconv.FormatUint(o.ModifyIndex, 10))
+	return obj, nil
+}
+
+// Encode returns the stored form of obj: JSON with apiVersion and kind set
+// and no resourceVersion. obj is not changed.
+func (k *Kind) Encode(obj runtime.Object) ([]byte, error) {
+	m := mustMeta(obj)
+	rv := m.GetResourceVersion()
+	m.SetResourceVersion("")
+	defer m.SetResourceVersion(rv)
+	gvk := obj.GetObjectKind().GroupVersionKind()
+	obj.GetObjectKind().SetGroupVersionKind(k.GVK)
+	defer obj.GetObjectKind().SetGroupVersionKind(gvk)
+	b, err := json.Marshal(obj)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s %s: %w", k.GVK.Kind, m.GetName(), err)
+	}
+	return b, nil
+}
+
+// PrepareForCreate resets what a client may not set on create, fills
+// defaults and sets generation 1 for kinds that track it. The API server
+// fills uid, creationTimestamp and namespace.
+func (k *Kind) PrepareForCreate(obj runtime.Object) {
+	if k.prepareForCreate != nil {
+		k.prepareForCreate(obj)
+	}
+	if k.defaults != nil {
+		k.defaults(obj)
+	}
+	m := mustMeta(obj)
+	if k.HasGeneration {
+		m.SetGeneration(1)
+	} else {
+		m.SetGeneration(0)
+	}
+}
+
+// PrepareForUpdate makes obj (the client's new version) a valid successor
+// of old: server-managed metadata comes from old, status too for kinds with
+// a status subresource, defaults are filled and the generation is bumped
+// when the spec changed.
+func (k *Kind) PrepareForUpdate(obj, old runtime.Object) {
+	if k.defaults != nil {
+		k.defaults(obj)
+	}
+	if k.HasStatus {
+		copyField(obj, old, "Status")
+	}
+	m, om := mustMeta(obj), mustMeta(old)
+	keepServerMeta(m, om)
+	m.SetGeneration(om.GetGeneration())
+	if k.HasGeneration && !fieldEqual(obj, old, "Spec") {
+		m.SetGeneration(om.GetGeneration() + 1)
+	}
+}
+
+// PrepareForStatusUpdate returns the object a /status update stores: old
+// with the status of obj. Only status changes.
+func (k *Kind) PrepareForStatusUpdate(obj, old runtime.Object) runtime.Object {
+	out := old.DeepCopyObject()
+	copyField(out, obj, "Status")
+	return out
+}
+
+// keepServerMeta copies the fields clients may not change from om to m.
+func keepServerMeta(m, om metav1.Object) {
+	m.SetCreationTimestamp(om.GetCreationTimestamp())
+	m.SetDeletionTimestamp(om.GetDeletionTimestamp())
+	m.SetDeletionGracePeriodSeconds(om.GetDeletionGracePeriodSeconds())
+	if m.GetUID() == "" {
+		m.SetUID(om.GetUID())
+	}
+	m.SetSelfLink("")
+}
+
+// Validate checks a new object: metadata (name per kind, labels,
+// annotations, finalizers, owner references) and the kind's fields.
+func (k *Kind) Validate(obj runtime.Object) field.ErrorList {
+	m := mustMeta(obj)
+	errs := validation.ValidateObjectMetaAccessor(m, k.Namespaced, k.NameFn, field.NewPath("metadata"))
+	if k.validate != nil {
+		errs = append(errs, k.validate(obj)...)
+	}
+	return errs
+}
+
+// ValidateUpdate checks obj as the successor of old.
+func (k *Kind) ValidateUpdate(obj, old runtime.Object) field.ErrorList {
+	errs := validation.ValidateObjectMetaAccessorUpdate(mustMeta(obj), mustMeta(old), field.NewPath("metadata"))
+	if k.validate != nil {
+		errs = append(errs, k.validate(obj)...)
+	}
+	if k.validateUpdate != nil {
+		errs = append(errs, k.validateUpdate(obj, old)...)
+	}
+	return errs
+}
+
+// ValidateStatusUpdate checks a /status update (metadata only: the status
+// is the reporter's).
+func (k *Kind) ValidateStatusUpdate(obj, old runtime.Object) field.ErrorList {
+	return validation.ValidateObjectMetaAccessorUpdate(mustMeta(obj), mustMeta(old), field.NewPath("metadata"))
+}
+
+// SupportsField reports whether name is a selectable field of the kind.
+func (k *Kind) SupportsField(name string) bool { return k.supportedFields[name] }
+
+// FieldNames lists the kind's selectable fields.
+func (k *Kind) FieldNames() []string {
+	return append([]string{"metadata.name", "metadata.namespace"}, k.fieldNames...)
+}
+
+// Fields returns the selectable field values of obj.
+func (k *Kind) Fields(obj runtime.Object) fields.Set {
+	m := mustMeta(obj)
+	set := fields.Set{"metadata.name": m.GetName()}
+	if k.Namespaced {
+		set["metadata.namespace"] = m.GetNamespace()
+	} else {
+		set["metadata.namespace"] = ""
+	}
+	if k.fields != nil {
+		for f, v := range k.fields(obj) {
+			set[f] = v
+		}
+	}
+	return set
+}
+
+// GracefulDelete returns the grace period a delete of obj should wait,
+// with false when the object is deleted at once.
+func (k *Kind) GracefulDelete(obj runtime.Object, opts *metav1.DeleteOptions) (int64, bool) {
+	if k.gracefulDelete == nil {
+		return 0, false
+	}
+	return k.gracefulDelete(obj, opts)
+}
+
+// mustMeta returns the metadata accessor of a served typed object.
+func mustMeta(obj runtime.Object) metav1.Object {
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		panic(fmt.Sprintf("registry: %T has no metadata: %v", obj, err))
+	}
+	return m
+}
+
+// structField returns the addressable field name of the struct obj points to.
+func structField(obj runtime.Object, name string) (reflect.Value, bool) {
+	v := reflect.ValueOf(obj)
+	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+		return reflect.Value{}, false
+	}
+	f := v.Elem().FieldByName(name)
+	return f, f.IsValid()
+}
+
+// copyField sets dst.name to a deep copy of src.name.
+func copyField(dst, src runtime.Object, name string) {
+	d, ok := structField(dst, name)
+	s, ok2 := structField(src, name)
+	if !ok || !ok2 || d.Type() != s.Type() {
+		return
+	}
+	// Round-trip through the object's DeepCopy to avoid sharing.
+	cp := reflect.ValueOf(src.DeepCopyObject())
+	d.Set(cp.Elem().FieldByName(name))
+}
+
+// fieldEqual compares a.name and b.name semantically.
+func fieldEqual(a, b runtime.Object, name string) bool {
+	x, ok := structField(a, name)
+	y, ok2 := structField(b, name)
+	if !ok || !ok2 {
+		return true
+	}
+	return apiequality.Semantic.DeepEqual(x.Interface(), y.Interface())
+}
+
+func lower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}

@@ -1,0 +1,134 @@
+// Package registry describes every kind the Skiff API serves: its group,
+// version and resource, scope, short names, defaulting, validation, the
+// rules of what an update may change, selectable fields and table columns.
+// The API server (package apiserver) is generic and asks the registry.
+package registry
+
+import (
+	"fmt"
+	"sort"
+
+	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+)
+
+// Registry holds the served kinds and the scheme their objects live in.
+type Registry struct {
+	scheme *runtime.Scheme
+	codecs serializer.CodecFactory
+	kinds  []*Kind
+	byGVR  map[schema.GroupVersionResource]*Kind
+	// byStorage maps the store's resource ("configmaps", "apps/deployments").
+	byStorage map[string]*Kind
+}
+
+// New returns the registry of Skiff's built-in kinds.
+func New() *Registry {
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{
+		corev1.AddToScheme,
+		appsv1.AddToScheme,
+		coordinationv1.AddToScheme,
+		metav1.AddMetaToScheme,
+	} {
+		if err := add(scheme); err != nil {
+			// The types are static; an error is a programming error.
+			panic(fmt.Sprintf("registry: build scheme: %v", err))
+		}
+	}
+	r := &Registry{
+		scheme:    scheme,
+		codecs:    serializer.NewCodecFactory(scheme),
+		byGVR:     map[schema.GroupVersionResource]*Kind{},
+		byStorage: map[string]*Kind{},
+	}
+	for _, k := range []*Kind{
+		namespaceKind(),
+		configMapKind(),
+		secretKind(),
+		podKind(),
+		serviceKind(),
+		nodeKind(),
+		eventKind(),
+		serviceAccountKind(),
+		endpointsKind(),
+		leaseKind(),
+		deploymentKind(),
+		replicaSetKind(),
+	} {
+		r.register(k)
+	}
+	return r
+}
+
+func (r *Registry) register(k *Kind) {
+	k.init()
+	gvr := k.GVK.GroupVersion().WithResource(k.Resource)
+	if _, dup := r.byGVR[gvr]; dup {
+		panic(fmt.Sprintf("registry: %s registered twice", gvr))
+	}
+	r.kinds = append(r.kinds, k)
+	r.byGVR[gvr] = k
+	r.byStorage[k.StorageResource()] = k
+}
+
+// Scheme is the runtime.Scheme holding every served type plus the meta
+// types (Status, DeleteOptions, WatchEvent, Table).
+func (r *Registry) Scheme() *runtime.Scheme { return r.scheme }
+
+// Codecs is the codec factory over Scheme (JSON, YAML, protobuf).
+func (r *Registry) Codecs() serializer.CodecFactory { return r.codecs }
+
+// Lookup returns the kind served at group/version/resource.
+func (r *Registry) Lookup(group, version, resource string) (*Kind, bool) {
+	k, ok := r.byGVR[schema.GroupVersionResource{Group: group, Version: version, Resource: resource}]
+	return k, ok
+}
+
+// ByStorageResource returns the kind stored under the state.Key resource
+// res ("configmaps", "apps/deployments").
+func (r *Registry) ByStorageResource(res string) (*Kind, bool) {
+	k, ok := r.byStorage[res]
+	return k, ok
+}
+
+// Kinds lists every kind in registration order.
+func (r *Registry) Kinds() []*Kind { return append([]*Kind(nil), r.kinds...) }
+
+// GroupVersions lists the served group versions, the core group first and
+// the others sorted by group name.
+func (r *Registry) GroupVersions() []schema.GroupVersion {
+	seen := map[schema.GroupVersion]bool{}
+	var out []schema.GroupVersion
+	for _, k := range r.kinds {
+		gv := k.GVK.GroupVersion()
+		if !seen[gv] {
+			seen[gv] = true
+			out = append(out, gv)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if (out[i].Group == "") != (out[j].Group == "") {
+			return out[i].Group == ""
+		}
+		return out[i].Group < out[j].Group
+	})
+	return out
+}
+
+// KindsIn lists the kinds served in gv, sorted by resource.
+func (r *Registry) KindsIn(gv schema.GroupVersion) []*Kind {
+	var out []*Kind
+	for _, k := range r.kinds {
+		if k.GVK.GroupVersion() == gv {
+			out = append(out, k)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Resource < out[j].Resource })
+	return out
+}

@@ -1,0 +1,321 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/skiff-io/skiff/fsm"
+	"github.com/skiff-io/skiff/fsm/state"
+	"github.com/skiff-io/skiff/server/apiserver"
+	"github.com/skiff-io/skiff/server/auth"
+	"github.com/skiff-io/skiff/server/pki"
+)
+
+// Server is one Skiff master.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+
+	fsm       *fsm.FSM
+	raft      *raft.Raft
+	transport *raft.NetworkTransport
+	logStore  *raftboltdb.BoltStore
+	leaderCh  chan bool
+	verifier  *readVerifier
+
+	ca         *pki.CA
+	token      string
+	secret     string
+	serverCert []byte
+	serverKey  []byte
+	peerClient *http.Client
+	authn      *auth.Authenticator
+
+	httpSrv *http.Server
+	apiLn   net.Listener
+
+	leaderReady atomic.Bool
+	shutdownCh  chan struct{}
+	shutdown    sync.Once
+	wg          sync.WaitGroup
+}
+
+// New prepares a master: credentials, the FSM and Raft (bootstrapping a new
+// cluster or resuming from the data dir), and the API listener. Start
+// begins serving.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	s := &Server{
+		cfg:        cfg,
+		log:        cfg.Logger.With("component", "server", "node", cfg.NodeName),
+		leaderCh:   make(chan bool, 16),
+		shutdownCh: make(chan struct{}),
+	}
+	if err := s.loadOrCreateCredentials(ctx); err != nil {
+		return nil, err
+	}
+	pool := s.ca.Pool()
+	peerTLS, err := pki.ClientTLSConfig(pool, s.serverCert, s.serverKey, "")
+	if err != nil {
+		return nil, err
+	}
+	s.peerClient = &http.Client{Transport: &http.Transport{
+		TLSClientConfig:     peerTLS,
+		ForceAttemptHTTP2:   true,
+		MaxIdleConnsPerHost: 64,
+		DialContext:         (&net.Dialer{Timeout: 3 * time.Second}).DialContext,
+		TLSHandshakeTimeout: 5 * time.Second,
+	}}
+	s.fsm = fsm.New(fsm.Options{RingSize: cfg.WatchRingSize, Logger: cfg.Logger})
+	if err := s.setupRaft(); err != nil {
+		s.closeStores()
+		return nil, err
+	}
+	s.verifier = &readVerifier{raft: s.raft, fsm: s.fsm}
+	s.authn = auth.NewAuthenticator(auth.AuthenticatorConfig{JoinSecret: s.secret, Secrets: secretGetter{s}})
+	api, err := apiserver.New(apiserver.Config{
+		Store:         raftStore{s},
+		Authenticator: s.authn,
+		Authorizer:    auth.NewAuthorizer(),
+		Logger:        cfg.Logger,
+	})
+	if err != nil {
+		s.Shutdown()
+		return nil, err
+	}
+	serverTLS, err := pki.ServerTLSConfig(pool, s.serverCert, s.serverKey)
+	if err != nil {
+		s.Shutdown()
+		return nil, err
+	}
+	addr := net.JoinHostPort(cfg.BindAddress, strconv.Itoa(cfg.APIPort))
+	s.apiLn, err = net.Listen("tcp", addr)
+	if err != nil {
+		s.Shutdown()
+		return nil, fmt.Errorf("API listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/internal/", s.internalHandler())
+	mux.HandleFunc("GET /cacerts", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-pem-file")
+		_, _ = w.Write(s.ca.CertPEM)
+	})
+	mux.HandleFunc("GET /livez", s.handleLivez)
+	mux.HandleFunc("GET /healthz", s.handleLivez)
+	mux.HandleFunc("GET /readyz", s.handleReadyz)
+	mux.Handle("/", api)
+	s.httpSrv = &http.Server{
+		Handler:           mux,
+		TLSConfig:         serverTLS,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       5 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+	}
+	return s, nil
+}
+
+// Start serves the API and begins leader monitoring and, for a master
+// started with --join, joining.
+func (s *Server) Start() {
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		if err := s.httpSrv.ServeTLS(s.apiLn, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("API server stopped", "err", err)
+		}
+	}()
+	go s.monitorLeadership()
+	if s.cfg.Join != "" {
+		s.wg.Add(1)
+		go s.joinLoop()
+	}
+	s.log.Info("master started", "api", s.cfg.apiURL(), "raft", s.cfg.raftAddr(), "data-dir", s.cfg.DataDir)
+}
+
+// Shutdown stops serving and closes Raft and the stores. It is safe to
+// call more than once.
+func (s *Server) Shutdown() {
+	s.shutdown.Do(func() {
+		close(s.shutdownCh)
+		if s.httpSrv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = s.httpSrv.Shutdown(ctx)
+			cancel()
+			_ = s.httpSrv.Close()
+		} else if s.apiLn != nil {
+			_ = s.apiLn.Close()
+		}
+		if s.raft != nil {
+			if err := s.raft.Shutdown().Error(); err != nil {
+				s.log.Warn("raft shutdown", "err", err)
+			}
+		}
+		s.wg.Wait()
+		s.closeStores()
+	})
+}
+
+func (s *Server) closeStores() {
+	if s.transport != nil {
+		_ = s.transport.Close()
+	}
+	if s.logStore != nil {
+		_ = s.logStore.Close()
+	}
+}
+
+// setupRaft opens the on-disk log (raft-boltdb, fsync on every append) and
+// snapshot store, the mutual-TLS transport, and Raft itself.
+func (s *Server) setupRaft() error {
+	dir := s.cfg.raftDir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	var err error
+	s.logStore, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db"), NoSync: false})
+	if err != nil {
+		return fmt.Errorf("raft log store: %w", err)
+	}
+	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: os.Stderr})
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hlog)
+	if err != nil {
+		return fmt.Errorf("raft snapshot store: %w", err)
+	}
+	advertise, err := net.ResolveTCPAddr("tcp", s.cfg.raftAddr())
+	if err != nil {
+		return err
+	}
+	mtls, err := pki.MutualTLSConfig(s.ca.Pool(), s.serverCert, s.serverKey)
+	if err != nil {
+		return err
+	}
+	clientTLS, err := pki.ClientTLSConfig(s.ca.Pool(), s.serverCert, s.serverKey, "")
+	if err != nil {
+		return err
+	}
+	layer, err := newTLSStreamLayer(net.JoinHostPort(s.cfg.BindAddress, strconv.Itoa(s.cfg.RaftPort)), advertise, mtls, clientTLS)
+	if err != nil {
+		return err
+	}
+	s.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: layer, MaxPool: 5, Timeout: 10 * time.Second, Logger: hlog,
+	})
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(s.cfg.NodeName)
+	rc.Logger = hlog
+	rc.HeartbeatTimeout = s.cfg.HeartbeatTimeout
+	rc.ElectionTimeout = s.cfg.HeartbeatTimeout
+	rc.LeaderLeaseTimeout = s.cfg.HeartbeatTimeout / 2
+	rc.CommitTimeout = 5 * time.Millisecond
+	rc.SnapshotThreshold = s.cfg.SnapshotThreshold
+	rc.SnapshotInterval = s.cfg.SnapshotInterval
+	rc.TrailingLogs = s.cfg.TrailingLogs
+	rc.MaxAppendEntries = 512
+	rc.BatchApplyCh = true
+	rc.NotifyCh = s.leaderCh
+
+	existing, err := raft.HasExistingState(s.logStore, s.logStore, snaps)
+	if err != nil {
+		return fmt.Errorf("raft state: %w", err)
+	}
+	s.raft, err = raft.NewRaft(rc, s.fsm, s.logStore, s.logStore, snaps, s.transport)
+	if err != nil {
+		return fmt.Errorf("raft: %w", err)
+	}
+	switch {
+	case existing:
+		s.log.Info("resuming from data dir", "last-index", s.raft.LastIndex())
+	case s.cfg.Join != "":
+		s.log.Info("waiting to be added to the cluster", "via", s.cfg.Join)
+	default:
+		s.log.Info("bootstrapping a new cluster")
+		cfg := raft.Configuration{Servers: []raft.Server{{
+			ID: rc.LocalID, Address: s.transport.LocalAddr(), Suffrage: raft.Voter,
+		}}}
+		if err := s.raft.BootstrapCluster(cfg).Error(); err != nil {
+			return fmt.Errorf("bootstrap: %w", err)
+		}
+	}
+	return nil
+}
+
+func (s *Server) handleLivez(w http.ResponseWriter, r *http.Request) {
+	_, _ = w.Write([]byte("ok"))
+}
+
+// handleReadyz: ready means part of a cluster that has a leader, and caught
+// up with it (a leader: its post-election barrier is done; a follower: in
+// recent contact and applied close to the commit index).
+func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	if reason := s.notReady(); reason != "" {
+		http.Error(w, "not ready: "+reason, http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ok"))
+}
+
+func (s *Server) notReady() string {
+	_, id := s.raft.LeaderWithID()
+	if id == "" {
+		return "no leader"
+	}
+	if s.raft.State() == raft.Leader {
+		if !s.leaderReady.Load() {
+			return "leader not yet established"
+		}
+		return ""
+	}
+	if time.Since(s.raft.LastContact()) > 3*s.cfg.HeartbeatTimeout {
+		return "no recent contact with the leader"
+	}
+	if lag := int64(s.raft.CommitIndex()) - int64(s.raft.AppliedIndex()); lag > 1000 {
+		return fmt.Sprintf("catching up: %d entries behind", lag)
+	}
+	if _, ok := s.lookupMember(string(id)); !ok {
+		return "leader's address not yet known"
+	}
+	return ""
+}
+
+// Token returns the cluster join token.
+func (s *Server) Token() string { return s.token }
+
+// secretGetter lets the authenticator read bootstrap-token Secrets from the
+// local state.
+type secretGetter struct{ s *Server }
+
+func (g secretGetter) GetSecret(namespace, name string) (*corev1.Secret, bool) {
+	o := g.s.fsm.Read().Get(state.Key{Resource: "secrets", Namespace: namespace, Name: name})
+	if o == nil {
+		return nil, false
+	}
+	var sec corev1.Secret
+	if err := json.Unmarshal(o.Data, &sec); err != nil {
+		g.s.log.Error("undecodable secret", "namespace", namespace, "name", name, "err", err)
+		return nil, false
+	}
+	return &sec, true
+}
+

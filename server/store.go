@@ -1,0 +1,322 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/skiff-io/skiff/fsm"
+	"github.com/skiff-io/skiff/fsm/state"
+	"github.com/skiff-io/skiff/server/apiserver"
+)
+
+// Apply and read requests wait this long for a leader before giving up.
+const (
+	defaultRequestTimeout = 30 * time.Second
+	leaderPollInterval    = 10 * time.Millisecond
+)
+
+// raftStore is the apiserver.Store of a master: writes and linearizable
+// reads go through the Raft leader, forwarded when this master follows.
+type raftStore struct{ s *Server }
+
+var _ apiserver.Store = raftStore{}
+
+func (r raftStore) Apply(ctx context.Context, entry []byte) (*fsm.Result, error) {
+	return r.s.apply(ctx, entry)
+}
+
+func (r raftStore) Read(ctx context.Context, linearizable bool, minIndex uint64) (*state.Snapshot, error) {
+	if linearizable {
+		idx, err := r.s.readIndex(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if idx > minIndex {
+			minIndex = idx
+		}
+	}
+	if err := r.s.waitApplied(ctx, minIndex); err != nil {
+		return nil, err
+	}
+	return r.s.fsm.Read(), nil
+}
+
+func (r raftStore) Watch(index uint64) (*fsm.Watcher, error) { return r.s.fsm.Watch(index) }
+
+// errRetry marks a failure after which the request certainly did not take
+// effect, so it may be sent again (to the next leader).
+var errRetry = errors.New("retry")
+
+func withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, defaultRequestTimeout)
+}
+
+// apply proposes entry on the leader, forwarding it when this master is a
+// follower, and retries where the entry certainly was not appended.
+func (s *Server) apply(ctx context.Context, entry []byte) (*fsm.Result, error) {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	for {
+		var (
+			res *fsm.Result
+			err error
+		)
+		if s.raft.State() == raft.Leader {
+			res, err = s.applyLocal(entry)
+		} else {
+			res, err = s.forwardApply(ctx, entry)
+		}
+		if err == nil {
+			return res, nil
+		}
+		if !errors.Is(err, errRetry) {
+			return nil, err
+		}
+		if werr := s.pause(ctx); werr != nil {
+			return nil, fmt.Errorf("%w: %v", apiserver.ErrNoLeader, err)
+		}
+	}
+}
+
+// applyLocal runs raft.Apply on this (leader) master.
+func (s *Server) applyLocal(entry []byte) (*fsm.Result, error) {
+	f := s.raft.Apply(entry, 10*time.Second)
+	if err := f.Error(); err != nil {
+		switch {
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout),
+			errors.Is(err, raft.ErrLeadershipTransferInProgress):
+			// Never appended: safe to send again.
+			return nil, fmt.Errorf("%w: %v", errRetry, err)
+		default:
+			// ErrLeadershipLost and the rest: the entry may or may not commit.
+			return nil, fmt.Errorf("%w: %v", apiserver.ErrUnknownOutcome, err)
+		}
+	}
+	res, ok := f.Response().(*fsm.Result)
+	if !ok {
+		return nil, fmt.Errorf("unexpected FSM response %T", f.Response())
+	}
+	return res, nil
+}
+
+// pause waits a little before a retry; it fails when ctx ends.
+func (s *Server) pause(ctx context.Context) error {
+	t := time.NewTimer(leaderPollInterval)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.shutdownCh:
+		return errors.New("server shutting down")
+	case <-t.C:
+		return nil
+	}
+}
+
+// leaderAPI returns the API URL of the current leader (not this master).
+func (s *Server) leaderAPI() (string, error) {
+	_, id := s.raft.LeaderWithID()
+	if id == "" {
+		return "", fmt.Errorf("%w: no leader elected", errRetry)
+	}
+	if string(id) == s.cfg.NodeName {
+		return "", fmt.Errorf("%w: leadership is changing", errRetry)
+	}
+	m, ok := s.lookupMember(string(id))
+	if !ok {
+		return "", fmt.Errorf("%w: no record of leader %s yet", errRetry, id)
+	}
+	return m.APIURL, nil
+}
+
+// forwardApply sends entry to the leader's internal apply endpoint.
+func (s *Server) forwardApply(ctx context.Context, entry []byte) (*fsm.Result, error) {
+	url, err := s.leaderAPI()
+	if err != nil {
+		return nil, err
+	}
+	body, status, err := s.peerCall(ctx, http.MethodPost, url+"/internal/v1/apply", entry)
+	if err != nil {
+		return nil, err
+	}
+	switch status {
+	case http.StatusOK:
+		var res fsm.Result
+		if err := json.Unmarshal(body, &res); err != nil {
+			return nil, fmt.Errorf("%w: decode leader response: %v", apiserver.ErrUnknownOutcome, err)
+		}
+		return &res, nil
+	case http.StatusMisdirectedRequest:
+		return nil, fmt.Errorf("%w: %s is no longer the leader", errRetry, url)
+	default:
+		return nil, fmt.Errorf("%w: leader answered %d: %s", apiserver.ErrUnknownOutcome, status, bytes.TrimSpace(body))
+	}
+}
+
+// peerCall makes one request to another master. A failure to connect is
+// marked errRetry (nothing was sent); a failure after sending is not.
+func (s *Server) peerCall(ctx context.Context, method, url string, body []byte) ([]byte, int, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return nil, 0, err
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := s.peerClient.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return nil, 0, fmt.Errorf("%w: %v", errRetry, err)
+		}
+		if ctx.Err() != nil {
+			return nil, 0, fmt.Errorf("%w: %v", apiserver.ErrUnknownOutcome, err)
+		}
+		return nil, 0, fmt.Errorf("%w: %v", apiserver.ErrUnknownOutcome, err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: %v", apiserver.ErrUnknownOutcome, err)
+	}
+	return out, resp.StatusCode, nil
+}
+
+// readIndex returns an index such that state applied up to it reflects every
+// write acknowledged before the call.
+func (s *Server) readIndex(ctx context.Context) (uint64, error) {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	for {
+		var (
+			idx uint64
+			err error
+		)
+		if s.raft.State() == raft.Leader {
+			idx, err = s.verifier.readIndex(ctx)
+			if err != nil {
+				err = fmt.Errorf("%w: %v", errRetry, err)
+			}
+		} else {
+			idx, err = s.forwardReadIndex(ctx)
+		}
+		if err == nil {
+			return idx, nil
+		}
+		if !errors.Is(err, errRetry) {
+			return 0, err
+		}
+		if werr := s.pause(ctx); werr != nil {
+			return 0, fmt.Errorf("%w: %v", apiserver.ErrNoLeader, err)
+		}
+	}
+}
+
+func (s *Server) forwardReadIndex(ctx context.Context) (uint64, error) {
+	url, err := s.leaderAPI()
+	if err != nil {
+		return 0, err
+	}
+	body, status, err := s.peerCall(ctx, http.MethodGet, url+"/internal/v1/readindex", nil)
+	if err != nil {
+		// A read has no effect, so it may always be retried.
+		return 0, fmt.Errorf("%w: %v", errRetry, err)
+	}
+	if status != http.StatusOK {
+		return 0, fmt.Errorf("%w: leader answered %d: %s", errRetry, status, bytes.TrimSpace(body))
+	}
+	idx, err := strconv.ParseUint(string(bytes.TrimSpace(body)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("read index: %w", err)
+	}
+	return idx, nil
+}
+
+// waitApplied blocks until the local FSM has applied index.
+func (s *Server) waitApplied(ctx context.Context, index uint64) error {
+	for {
+		ch := s.fsm.Changed()
+		if s.fsm.Index() >= index {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for index %d (at %d): %w", index, s.fsm.Index(), ctx.Err())
+		case <-ch:
+		}
+	}
+}
+
+// readVerifier coalesces concurrent linearizable reads on the leader into
+// rounds: each round commits one Raft barrier, which proves leadership and
+// that every earlier entry is applied, and answers every read that arrived
+// before it started.
+type readVerifier struct {
+	raft *raft.Raft
+	fsm  *fsm.FSM
+
+	mu      sync.Mutex
+	next    *readRound
+	running bool
+}
+
+type readRound struct {
+	done  chan struct{}
+	index uint64
+	err   error
+}
+
+func (v *readVerifier) readIndex(ctx context.Context) (uint64, error) {
+	v.mu.Lock()
+	if v.next == nil {
+		v.next = &readRound{done: make(chan struct{})}
+	}
+	rd := v.next
+	if !v.running {
+		v.running = true
+		go v.loop()
+	}
+	v.mu.Unlock()
+	select {
+	case <-rd.done:
+		return rd.index, rd.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+func (v *readVerifier) loop() {
+	for {
+		v.mu.Lock()
+		rd := v.next
+		v.next = nil
+		if rd == nil {
+			v.running = false
+			v.mu.Unlock()
+			return
+		}
+		v.mu.Unlock()
+		if err := v.raft.Barrier(10 * time.Second).Error(); err != nil {
+			rd.err = err
+		} else {
+			rd.index = v.fsm.Index()
+		}
+		close(rd.done)
+	}
+}
