@@ -13,11 +13,7 @@ import (
 	"github.com/skiff-io/skiff/server/pki"
 )
 
-// Identities given by the authenticator.
 const (
-	UserAnonymous          = "system:anonymous"
-	GroupUnauthenticated   = "system:unauthenticated"
-	UserJoiner             = "skiff:joiner"
 	bootstrapUserPrefix    = "system:bootstrap:"
 	bootstrapperGroupScope = GroupBootstrappers + ":"
 )

@@ -6,10 +6,18 @@ import "errors"
 
 // Well-known groups.
 const (
-	GroupMasters       = "system:masters"        // cluster-admin
-	GroupAuthenticated = "system:authenticated"  // every authenticated user
-	GroupBootstrappers = "system:bootstrappers"  // bootstrap-token users
-	GroupSkiffServers  = "skiff:servers"         // masters talking to masters (internal endpoints)
+	GroupMasters       = "system:masters"       // cluster-admin
+	GroupAuthenticated = "system:authenticated" // every authenticated user
+	GroupBootstrappers = "system:bootstrappers" // bootstrap-token users
+	GroupSkiffServers  = "skiff:servers"        // masters talking to masters (internal endpoints)
+	// GroupUnauthenticated holds requests without credentials.
+	GroupUnauthenticated = "system:unauthenticated"
+)
+
+// Well-known users.
+const (
+	UserAnonymous = "system:anonymous" // requests without credentials
+	UserJoiner    = "skiff:joiner"     // holders of the cluster join token
 )
 
 // User is an authenticated identity.
