@@ -1,8 +1,10 @@
 package fsm
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/skiff-io/skiff/fsm/state"
 )
@@ -61,14 +63,20 @@ func applyBatch(f *FSM, txn *state.WriteTxn, index uint64, body []byte) (*Result
 // mutate applies one mutation. It reads only txn and the mutation, so it is
 // deterministic.
 func mutate(txn *state.WriteTxn, index uint64, m *Mutation) (*state.Object, *Event, *Error) {
-	cur := txn.Get(m.Key)
 	fail := func(r Reason, format string, args ...any) (*state.Object, *Event, *Error) {
 		return nil, nil, &Error{Reason: r, Key: m.Key, Message: fmt.Sprintf(format, args...)}
 	}
+	if msg := checkKey(m.Key); msg != "" {
+		return fail(ReasonInvalid, "%s", msg)
+	}
+	cur := txn.Get(m.Key)
 	switch m.Op {
 	case OpCreate:
-		if !json.Valid(m.Object) {
-			return fail(ReasonInvalid, "object is not valid JSON")
+		if !isObject(m.Object) {
+			return fail(ReasonInvalid, "object is not a JSON object")
+		}
+		if strings.IndexByte(m.UID, 0) >= 0 {
+			return fail(ReasonInvalid, "uid holds a NUL byte")
 		}
 		if cur != nil {
 			return fail(ReasonAlreadyExists, "object already exists")
@@ -98,10 +106,13 @@ func mutate(txn *state.WriteTxn, index uint64, m *Mutation) (*state.Object, *Eve
 			return &gone, &Event{Type: Deleted, Index: index, Object: &gone, Prev: cur}, nil
 		}
 		data := []byte(m.Object)
-		if !json.Valid(data) {
-			return fail(ReasonInvalid, "object is not valid JSON")
+		if m.Op == OpUpdate && !isObject(m.Object) {
+			return fail(ReasonInvalid, "object is not a JSON object")
 		}
 		if m.Op == OpUpdateStatus {
+			if len(m.Object) == 0 {
+				return fail(ReasonInvalid, "status is missing")
+			}
 			merged, err := replaceStatus(cur.Data, m.Object)
 			if err != nil {
 				return fail(ReasonInvalid, "status update: %v", err)
@@ -116,12 +127,40 @@ func mutate(txn *state.WriteTxn, index uint64, m *Mutation) (*state.Object, *Eve
 	}
 }
 
+// checkKey says why k cannot name an object, or "" if it can. The store
+// joins the parts of a key with NUL bytes, so a part holding one could
+// alias another key or leak into another namespace's listing.
+func checkKey(k state.Key) string {
+	switch {
+	case k.Resource == "":
+		return "resource is empty"
+	case k.Name == "":
+		return "name is empty"
+	case strings.IndexByte(k.Resource, 0) >= 0 || strings.IndexByte(k.Namespace, 0) >= 0 || strings.IndexByte(k.Name, 0) >= 0:
+		return "key holds a NUL byte"
+	}
+	return ""
+}
+
+// isObject reports whether b, known to be valid JSON (json.Unmarshal made
+// it, or json.Valid checked it), is an object. Everything stored must be
+// one: status updates and the API decode it as such.
+func isObject(b json.RawMessage) bool {
+	b = bytes.TrimLeft(b, " \t\r\n")
+	return len(b) > 0 && b[0] == '{'
+}
+
 // replaceStatus returns data with its top-level "status" replaced. Map keys
 // are marshalled in sorted order, so the result is deterministic.
 func replaceStatus(data []byte, status json.RawMessage) ([]byte, error) {
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(data, &fields); err != nil {
 		return nil, err
+	}
+	if fields == nil {
+		// "null": never stored since creates and updates must be objects,
+		// but a nil map must not panic inside Apply.
+		return nil, fmt.Errorf("stored object is not a JSON object")
 	}
 	if len(status) == 0 || string(status) == "null" {
 		delete(fields, "status")

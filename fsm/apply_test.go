@@ -1,11 +1,12 @@
 package fsm_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -289,12 +290,25 @@ func TestUpdateStatus(t *testing.T) {
 				t.Fatalf("fields %v, want %v", after, before)
 			}
 			for f, v := range before {
-				if !bytes.Equal(after[f], v) {
+				if !sameJSON(t, after[f], v) {
 					t.Errorf("field %q = %s, want it kept as %s", f, after[f], v)
 				}
 			}
 		})
 	}
+}
+
+// sameJSON reports whether a and b encode the same value.
+func sameJSON(t *testing.T, a, b []byte) bool {
+	t.Helper()
+	var va, vb any
+	if err := json.Unmarshal(a, &va); err != nil {
+		t.Fatalf("%s: %v", a, err)
+	}
+	if err := json.Unmarshal(b, &vb); err != nil {
+		t.Fatalf("%s: %v", b, err)
+	}
+	return reflect.DeepEqual(va, vb)
 }
 
 func TestInvalidObject(t *testing.T) {
@@ -357,10 +371,7 @@ func TestInvalidKey(t *testing.T) {
 				statusM(k, `{}`, nil),
 				deleteM(k, nil),
 			} {
-				res := h.mutate(m)
-				if res.Err == nil || (res.Err.Reason != fsm.ReasonInvalid && res.Err.Reason != fsm.ReasonNotFound) {
-					t.Fatalf("%s of %q: %+v, want Invalid", m.Op, k.ID(), res.Err)
-				}
+				wantErr(t, h.mutate(m), fsm.ReasonInvalid, k, 0)
 			}
 			if _, objs := dump(h.F.Read()); len(objs) != 0 {
 				t.Fatalf("stored %v", objs)
@@ -446,12 +457,13 @@ func TestBatchEmpty(t *testing.T) {
 }
 
 // TestBatchAtomic: a batch with one refused mutation applies nothing, yet
-// its index is applied, and the error names the failing position.
+// its index is applied, and the error names the failing position. x is
+// created at 1 and updated at 2; the batch is at 3.
 func TestBatchAtomic(t *testing.T) {
-	x, y, z := cmKey("ns", "x"), cmKey("ns", "y"), cmKey("ns", "z")
+	x, y, z, w := cmKey("ns", "x"), cmKey("ns", "y"), cmKey("ns", "z"), cmKey("ns", "w")
 	good := []fsm.Mutation{
 		createM(y, "uid-y", cmJSON("ns", "y", "v1")),
-		updateM(x, cmJSON("ns", "x", "v2"), &fsm.Preconditions{ResourceVersion: 1}),
+		updateM(x, cmJSON("ns", "x", "v3"), &fsm.Preconditions{UID: "uid-x", ResourceVersion: 2}),
 		statusM(x, `{"s":1}`, nil),
 		createM(z, "uid-z", cmJSON("ns", "z", "v1")),
 	}
@@ -460,35 +472,33 @@ func TestBatchAtomic(t *testing.T) {
 		m      fsm.Mutation
 		reason fsm.Reason
 		key    state.Key
+		// minPos: the mutation fails only after good[0] (create y) ran.
+		minPos int
 	}{
-		{"exists", createM(x, "uid-new", `{}`), fsm.ReasonAlreadyExists, x},
-		{"uid reused", createM(cmKey("ns", "w"), "uid-x", `{}`), fsm.ReasonAlreadyExists, cmKey("ns", "w")},
-		{"uid reused within batch", createM(cmKey("ns", "w"), "uid-y", `{}`), fsm.ReasonAlreadyExists, cmKey("ns", "w")},
-		{"created within batch", createM(y, "uid-new", `{}`), fsm.ReasonAlreadyExists, y},
-		{"missing", deleteM(cmKey("ns", "missing"), nil), fsm.ReasonNotFound, cmKey("ns", "missing")},
-		{"stale rv", updateM(x, `{}`, &fsm.Preconditions{ResourceVersion: 1}), fsm.ReasonConflict, x},
-		{"wrong uid", deleteM(x, &fsm.Preconditions{UID: "uid-y"}), fsm.ReasonConflict, x},
-		{"invalid", updateM(x, `[]`, nil), fsm.ReasonInvalid, x},
+		{"exists", createM(x, "uid-new", `{}`), fsm.ReasonAlreadyExists, x, 0},
+		{"uid reused", createM(w, "uid-x", `{}`), fsm.ReasonAlreadyExists, w, 0},
+		{"uid reused within batch", createM(w, "uid-y", `{}`), fsm.ReasonAlreadyExists, w, 1},
+		{"created within batch", createM(y, "uid-new", `{}`), fsm.ReasonAlreadyExists, y, 1},
+		{"missing", deleteM(cmKey("ns", "missing"), nil), fsm.ReasonNotFound, cmKey("ns", "missing"), 0},
+		{"stale rv", updateM(x, `{}`, &fsm.Preconditions{ResourceVersion: 1}), fsm.ReasonConflict, x, 0},
+		{"wrong uid", deleteM(x, &fsm.Preconditions{UID: "uid-y"}), fsm.ReasonConflict, x, 0},
+		{"invalid", updateM(x, `[]`, nil), fsm.ReasonInvalid, x, 0},
+		{"invalid key", createM(cmKey("ns", ""), "", `{}`), fsm.ReasonInvalid, cmKey("ns", ""), 0},
 	}
 	for _, tc := range bad {
-		for pos := 0; pos <= len(good); pos++ {
+		for pos := tc.minPos; pos <= len(good); pos++ {
 			t.Run(fmt.Sprintf("%s at %d", tc.name, pos), func(t *testing.T) {
 				h := newHarness(t, fsm.Options{})
 				wantOK(t, h.mutate(createM(x, "uid-x", cmJSON("ns", "x", "v1"))))
+				wantOK(t, h.mutate(updateM(x, cmJSON("ns", "x", "v2"), nil)))
 				_, before := dump(h.F.Read())
 				changed := h.F.Changed()
 
 				ms := append(append(append([]fsm.Mutation{}, good[:pos]...), tc.m), good[pos:]...)
-				res := h.batch(ms...)
-				// Mutations before pos may have made the failing one pass.
-				if tc.name == "stale rv" && pos > 1 || tc.name == "uid reused within batch" && pos == 0 ||
-					tc.name == "created within batch" && pos == 0 {
-					return
-				}
-				wantErr(t, res, tc.reason, tc.key, pos)
+				wantErr(t, h.batch(ms...), tc.reason, tc.key, pos)
 				idx, after := dump(h.F.Read())
-				if idx != 2 {
-					t.Fatalf("index %d after a refused batch, want 2", idx)
+				if idx != 3 {
+					t.Fatalf("index %d after a refused batch, want 3", idx)
 				}
 				if len(after) != len(before) || after[0] != before[0] {
 					t.Fatalf("refused batch changed the state:\n%+v\nwant\n%+v", after, before)
@@ -501,9 +511,16 @@ func TestBatchAtomic(t *testing.T) {
 				if !closed(changed) {
 					t.Fatalf("Changed() not closed after the refused batch advanced the index")
 				}
-				assertNoEventsAfter(t, h, 1)
+				assertNoEventsAfter(t, h, 2)
 			})
 		}
+	}
+	// The same batch without the bad mutation applies in full.
+	h := newHarness(t, fsm.Options{})
+	wantOK(t, h.mutate(createM(x, "uid-x", cmJSON("ns", "x", "v1"))))
+	wantOK(t, h.mutate(updateM(x, cmJSON("ns", "x", "v2"), nil)))
+	if res := h.batch(good...); res.Err != nil || len(res.Objects) != len(good) {
+		t.Fatalf("good batch: %+v", res)
 	}
 }
 
@@ -535,7 +552,6 @@ func TestApplyPanics(t *testing.T) {
 		"mutation no body":     {byte(fsm.MutateType)},
 		"batch not JSON":       append([]byte{byte(fsm.BatchType)}, `{"m":[{"op":1}`...),
 		"batch wrong shape":    append([]byte{byte(fsm.BatchType)}, `{"m":{"op":1}}`...),
-		"batch of mutation":    append([]byte{byte(fsm.BatchType)}, encodeMutation(t, createM(k, "", `{}`))[1:]...),
 	}
 	for name, entry := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -546,22 +562,24 @@ func TestApplyPanics(t *testing.T) {
 				t.Fatalf("panic %v does not name the index", v)
 			}
 			// A recovered panic leaves the FSM usable (no write lock held).
+			after := encodeMutation(t, createM(k, "", `{}`))
 			done := make(chan *fsm.Result, 1)
 			go func() {
-				done <- h.F.Apply(&raft.Log{Index: 3, Type: raft.LogCommand, Data: encodeMutation(t, createM(k, "", `{}`))}).(*fsm.Result)
+				res, _ := h.F.Apply(&raft.Log{Index: 3, Type: raft.LogCommand, Data: after}).(*fsm.Result)
+				done <- res
 			}()
 			select {
 			case res := <-done:
-				wantOK(t, res)
-			case <-timeAfter(t):
+				if res == nil || res.Err != nil || h.F.Read().Get(k) == nil {
+					t.Fatalf("Apply after a recovered panic: %+v", res)
+				}
+			case <-time.After(waitLimit):
 				t.Fatalf("Apply after a recovered panic did not return")
 			}
 		})
 	}
 }
 
-// TestBatchTypeDecodesAsBatch makes sure a batch body that is a mutation
-// (wrong shape but valid JSON) is not silently taken as an empty batch.
 func TestNonCommandEntriesIgnored(t *testing.T) {
 	h := newHarness(t, fsm.Options{})
 	wantOK(t, h.mutate(createM(cmKey("ns", "a"), "", `{}`)))

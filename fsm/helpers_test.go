@@ -188,11 +188,33 @@ func sameState(t testing.TB, got, want *state.Snapshot) {
 		}
 	}
 	// The secondary indexes must agree with the objects.
+	namespaces := map[string]bool{}
+	lists := map[[2]string]bool{}
 	for _, o := range gobjs {
 		if o.UID != "" {
 			if u := got.GetByUID(o.UID); u == nil || u.ID != o.ID {
 				t.Errorf("GetByUID(%q) = %v, want %s", o.UID, u, o.Key)
 			}
+		}
+		namespaces[o.Namespace] = true
+		lists[[2]string{o.Key.Resource, o.Namespace}] = true
+		lists[[2]string{o.Key.Resource, ""}] = true
+	}
+	ids := func(each func(func(*state.Object) bool)) []string {
+		var out []string
+		each(func(o *state.Object) bool { out = append(out, o.ID); return true })
+		return out
+	}
+	for ns := range namespaces {
+		g := ids(func(fn func(*state.Object) bool) { got.InNamespace(ns, fn) })
+		w := ids(func(fn func(*state.Object) bool) { want.InNamespace(ns, fn) })
+		if fmt.Sprint(g) != fmt.Sprint(w) {
+			t.Errorf("InNamespace(%q) = %q, want %q", ns, g, w)
+		}
+	}
+	for l := range lists {
+		if g, w := got.Count(l[0], l[1]), want.Count(l[0], l[1]); g != w {
+			t.Errorf("Count(%q, %q) = %d, want %d", l[0], l[1], g, w)
 		}
 	}
 }

@@ -56,11 +56,9 @@ func newRing(size int, oldest uint64) *ring {
 
 func (r *ring) at(i int) *Event { return r.buf[(r.start+i)%len(r.buf)] }
 
-// append adds events and wakes every waiting watcher.
-func (r *ring) append(events []*Event) {
-	if len(events) == 0 {
-		return
-	}
+// publish adds the events of one applied run of commands and wakes every
+// waiting watcher (also when there are none: the index moved).
+func (r *ring) publish(events []*Event) {
 	r.mu.Lock()
 	for _, ev := range events {
 		if r.n == len(r.buf) {

@@ -2,6 +2,7 @@ package state
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/hashicorp/go-memdb"
 )
@@ -74,8 +75,10 @@ func (s *Snapshot) GetByUID(uid string) *Object {
 }
 
 // List calls fn for each object of resource (in namespace, or in all
-// namespaces when namespace is ""), in key order, starting after the key
-// named by after (exclusive, "" for the start). fn returns false to stop.
+// namespaces when namespace is ""), in key order, starting after the object
+// ID after (exclusive; "" for the start). after need not be a stored ID:
+// pagination continues from the last ID of the previous page even if that
+// object was deleted since. fn returns false to stop.
 func (s *Snapshot) List(resource, namespace, after string, fn func(*Object) bool) {
 	prefix := resource + "\x00"
 	if namespace != "" {
@@ -85,9 +88,10 @@ func (s *Snapshot) List(resource, namespace, after string, fn func(*Object) bool
 		it  memdb.ResultIterator
 		err error
 	)
-	if after != "" {
+	if after >= prefix {
 		it, err = s.txn.LowerBound(tableObjects, indexID, after)
 	} else {
+		// after is before every key of the listing (or "").
 		it, err = s.txn.Get(tableObjects, indexID+"_prefix", prefix)
 	}
 	if err != nil {
@@ -95,10 +99,7 @@ func (s *Snapshot) List(resource, namespace, after string, fn func(*Object) bool
 	}
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		o := raw.(*Object)
-		if len(o.ID) < len(prefix) || o.ID[:len(prefix)] != prefix {
-			if after != "" && o.ID < prefix {
-				continue
-			}
+		if !strings.HasPrefix(o.ID, prefix) {
 			return
 		}
 		if o.ID == after {
