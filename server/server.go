@@ -93,7 +93,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.verifier = &readVerifier{raft: s.raft, fsm: s.fsm}
-	s.authn = auth.NewAuthenticator(auth.AuthenticatorConfig{JoinSecret: s.secret, Secrets: secretGetter{s}})
+	s.authn = auth.NewAuthenticator(auth.AuthenticatorConfig{JoinSecret: s.secret, CAHash: pki.CAHash(s.ca.CertPEM), Secrets: secretGetter{s}, Logger: cfg.Logger})
 	api, err := apiserver.New(apiserver.Config{
 		Store:         raftStore{s},
 		Authenticator: s.authn,

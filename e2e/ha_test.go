@@ -1,0 +1,234 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/skiff-io/skiff/e2e/testutil"
+)
+
+func configMap(name string, data map[string]string) *corev1.ConfigMap {
+	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: data}
+}
+
+// clientFor returns a clientset for master m using the cluster's admin
+// credentials (one kubeconfig works for every master).
+func clientFor(t *testing.T, c *testutil.Cluster, m *testutil.Master) *kubernetes.Clientset {
+	t.Helper()
+	cfg := c.Masters[0].RESTConfig()
+	cfg.Host = m.URL()
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatalf("clientset: %v", err)
+	}
+	return cs
+}
+
+// TestThreeMasters forms a 3-master cluster, writes through every master,
+// kills the leader with SIGKILL, keeps writing, restarts the killed master
+// and checks that every acknowledged write is on every master.
+func TestThreeMasters(t *testing.T) {
+	c := testutil.StartCluster(t, 3)
+	ctx := context.Background()
+
+	// Writes through every master (followers forward to the leader).
+	acked := map[string]string{}
+	for i, m := range c.Masters {
+		cs := clientFor(t, c, m)
+		for j := 0; j < 20; j++ {
+			name := fmt.Sprintf("via-%s-%d", m.Name, j)
+			val := fmt.Sprint(i*100 + j)
+			if _, err := cs.CoreV1().ConfigMaps("default").Create(ctx, configMap(name, map[string]string{"v": val}), metav1.CreateOptions{}); err != nil {
+				t.Fatalf("create %s through %s: %v", name, m.Name, err)
+			}
+			acked[name] = val
+		}
+	}
+	// A default (linearizable) read on a follower sees a write just made
+	// through another master.
+	for _, m := range c.Masters {
+		cs := clientFor(t, c, m)
+		got, err := cs.CoreV1().ConfigMaps("default").Get(ctx, "via-m3-19", metav1.GetOptions{})
+		if err != nil || got.Data["v"] != "219" {
+			t.Fatalf("read via %s: %v %+v", m.Name, err, got)
+		}
+	}
+	// AlreadyExists and Conflict come back from the leader's FSM through
+	// forwarding as proper Status errors.
+	follower := otherThan(c, c.Leader(10*time.Second))
+	fcs := clientFor(t, c, follower)
+	_, err := fcs.CoreV1().ConfigMaps("default").Create(ctx, configMap("via-m1-0", nil), metav1.CreateOptions{})
+	if !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("duplicate create through follower: want AlreadyExists, got %v", err)
+	}
+	stale, err := fcs.CoreV1().ConfigMaps("default").Get(ctx, "via-m1-1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	upd := stale.DeepCopy()
+	upd.Data = map[string]string{"v": "updated"}
+	if _, err := fcs.CoreV1().ConfigMaps("default").Update(ctx, upd, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("update through follower: %v", err)
+	}
+	acked["via-m1-1"] = "updated"
+	stale.Data = map[string]string{"v": "stale"}
+	if _, err := fcs.CoreV1().ConfigMaps("default").Update(ctx, stale, metav1.UpdateOptions{}); !apierrors.IsConflict(err) {
+		t.Fatalf("stale update: want Conflict, got %v", err)
+	}
+
+	// Kill -9 the leader; a new one is elected and writes continue through
+	// the survivors.
+	old := c.Leader(10 * time.Second)
+	old.Kill()
+	newLeader := c.Leader(15 * time.Second)
+	if newLeader == old {
+		t.Fatalf("leader did not change")
+	}
+	for _, m := range c.Running() {
+		cs := clientFor(t, c, m)
+		for j := 0; j < 10; j++ {
+			name := fmt.Sprintf("after-kill-%s-%d", m.Name, j)
+			if _, err := cs.CoreV1().ConfigMaps("default").Create(ctx, configMap(name, map[string]string{"v": name}), metav1.CreateOptions{}); err != nil {
+				t.Fatalf("create %s after leader kill: %v", name, err)
+			}
+			acked[name] = name
+		}
+	}
+
+	// The killed master restarts from its data dir and catches up.
+	old.Start()
+	old.WaitReady(30 * time.Second)
+	for _, m := range c.Masters {
+		checkAcked(t, clientFor(t, c, m), m.Name, acked)
+	}
+
+	// The members command shows three voters, one leader.
+	out, err := old.Run(ctx, "cluster", "members", "--kubeconfig", c.Masters[0].Kubeconfig())
+	if err != nil {
+		t.Fatalf("skiff cluster members: %v\n%s", err, out)
+	}
+	if strings.Count(out, "leader") != 1 || strings.Count(out, "voter") != 3 || strings.Count(out, " ready") != 3 {
+		t.Fatalf("members output:\n%s", out)
+	}
+}
+
+func otherThan(c *testutil.Cluster, not *testutil.Master) *testutil.Master {
+	for _, m := range c.Running() {
+		if m != not {
+			return m
+		}
+	}
+	return nil
+}
+
+// checkAcked reads every acknowledged write back from one master, both with
+// a linearizable list and a local (resourceVersion=0) list once caught up.
+func checkAcked(t *testing.T, cs *kubernetes.Clientset, name string, acked map[string]string) {
+	t.Helper()
+	list, err := cs.CoreV1().ConfigMaps("default").List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatalf("list via %s: %v", name, err)
+	}
+	have := map[string]string{}
+	for _, cm := range list.Items {
+		have[cm.Name] = cm.Data["v"]
+	}
+	for k, v := range acked {
+		if have[k] != v {
+			t.Errorf("via %s: %s = %q, want %q (acknowledged write lost)", name, k, have[k], v)
+		}
+	}
+	testutil.WaitFor(t, 10*time.Second, "local read caught up on "+name, func() error {
+		local, err := cs.CoreV1().ConfigMaps("default").List(context.Background(), metav1.ListOptions{ResourceVersion: "0"})
+		if err != nil {
+			return err
+		}
+		if len(local.Items) != len(list.Items) {
+			return fmt.Errorf("local list has %d items, linearizable list %d", len(local.Items), len(list.Items))
+		}
+		return nil
+	})
+}
+
+// TestRestartFromSnapshot makes the masters snapshot often, then restarts a
+// follower that fell behind by more than the trailing logs (so it must
+// install a snapshot) and the whole cluster (so each restores its own).
+func TestRestartFromSnapshot(t *testing.T) {
+	c := testutil.StartCluster(t, 3, "--raft-snapshot-threshold", "64", "--raft-snapshot-interval", "200ms", "--raft-trailing-logs", "16")
+	ctx := context.Background()
+	leader := c.Leader(10 * time.Second)
+	lcs := clientFor(t, c, leader)
+
+	victim := otherThan(c, leader)
+	victim.Kill()
+	acked := map[string]string{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for j := 0; j < 60; j++ {
+				name := fmt.Sprintf("snap-%d-%d", w, j)
+				if _, err := lcs.CoreV1().ConfigMaps("default").Create(ctx, configMap(name, map[string]string{"v": name}), metav1.CreateOptions{}); err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				acked[name] = name
+				mu.Unlock()
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("write: %v", err)
+	}
+	testutil.WaitFor(t, 20*time.Second, "a snapshot on the leader", func() error {
+		snaps, _ := filepath.Glob(filepath.Join(leader.DataDir, "raft", "snapshots", "*", "meta.json"))
+		if len(snaps) == 0 {
+			return fmt.Errorf("no snapshot yet")
+		}
+		return nil
+	})
+
+	// The follower comes back behind the leader's log: it installs a snapshot.
+	victim.Start()
+	victim.WaitReady(30 * time.Second)
+	checkAcked(t, clientFor(t, c, victim), victim.Name, acked)
+	if !strings.Contains(readFile(victim.LogPath()), "restored snapshot") {
+		t.Errorf("follower %s did not install a snapshot:\n%s", victim.Name, victim.LogTail(30))
+	}
+
+	// Whole-cluster restart: every master restores from its snapshot and log.
+	for _, m := range c.Masters {
+		m.Kill()
+	}
+	for _, m := range c.Masters {
+		m.Start()
+	}
+	for _, m := range c.Masters {
+		m.WaitReady(30 * time.Second)
+	}
+	for _, m := range c.Masters {
+		checkAcked(t, clientFor(t, c, m), m.Name, acked)
+	}
+}
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
+}
