@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -124,6 +125,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /livez", s.handleLivez)
 	mux.HandleFunc("GET /healthz", s.handleLivez)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
+	// Profiling for cluster admins, as kube-apiserver's --profiling.
+	mux.HandleFunc("/debug/pprof/", s.requireAdmin(pprof.Index))
+	mux.HandleFunc("/debug/pprof/profile", s.requireAdmin(pprof.Profile))
+	mux.HandleFunc("/debug/pprof/trace", s.requireAdmin(pprof.Trace))
 	mux.Handle("/", api)
 	s.httpSrv = &http.Server{
 		Handler:           mux,

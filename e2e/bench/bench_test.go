@@ -6,6 +6,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strconv"
@@ -72,6 +73,8 @@ func BenchmarkWrites(b *testing.B) {
 				stop    = time.Now().Add(dur)
 				started = time.Now()
 			)
+			profileDone := profileMasters(b, c, fmt.Sprintf("writes-%d", n), dur)
+			defer profileDone()
 			for w := 0; w < n; w++ {
 				wg.Add(1)
 				go func(w int) {
@@ -195,4 +198,38 @@ func rssKiB(b *testing.B, pid int) int {
 	}
 	b.Fatal("no VmRSS")
 	return 0
+}
+
+// profileMasters saves a CPU profile of every master during the run when
+// SKIFF_BENCH_PPROF_DIR is set; the returned func waits for them.
+func profileMasters(b *testing.B, c *testutil.Cluster, name string, dur time.Duration) func() {
+	dir := os.Getenv("SKIFF_BENCH_PPROF_DIR")
+	if dir == "" {
+		return func() {}
+	}
+	var wg sync.WaitGroup
+	for _, m := range c.Masters {
+		wg.Add(1)
+		go func(m *testutil.Master) {
+			defer wg.Done()
+			secs := int(dur.Seconds()) - 1
+			if secs < 1 {
+				secs = 1
+			}
+			resp, err := c.Admin.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", m.URL(), secs))
+			if err != nil {
+				b.Logf("profile %s: %v", m.Name, err)
+				return
+			}
+			defer resp.Body.Close()
+			f, err := os.Create(fmt.Sprintf("%s/%s-%s.pprof", dir, name, m.Name))
+			if err != nil {
+				b.Logf("profile %s: %v", m.Name, err)
+				return
+			}
+			defer f.Close()
+			_, _ = io.Copy(f, resp.Body)
+		}(m)
+	}
+	return wg.Wait
 }

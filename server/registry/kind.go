@@ -47,6 +47,9 @@ type Kind struct {
 	// prepareForCreate resets what clients may not set on create (status
 	// for most kinds) and fills create-time defaults.
 	prepareForCreate func(obj runtime.Object)
+	// prepareForUpdate adjusts obj from old before validation (for example
+	// keeping allocated fields the client left empty).
+	prepareForUpdate func(obj, old runtime.Object)
 	// defaults fills defaults; it runs on create and update.
 	defaults func(obj runtime.Object)
 	// validate checks the kind's own fields (metadata is checked for every
@@ -112,7 +115,9 @@ func (k *Kind) Key(namespace, name string) state.Key {
 }
 
 // ListGVK is the GroupVersionKind of the kind's list.
-func (k *Kind) ListGVK() schema.GroupVersionKind { return k.GVK.GroupVersion().WithKind(k.GVK.Kind + "List") }
+func (k *Kind) ListGVK() schema.GroupVersionKind {
+	return k.GVK.GroupVersion().WithKind(k.GVK.Kind + "List")
+}
 
 // New returns an empty typed object with apiVersion and kind set.
 func (k *Kind) New() runtime.Object {
@@ -188,6 +193,9 @@ func (k *Kind) PrepareForUpdate(obj, old runtime.Object) {
 	}
 	m, om := mustMeta(obj), mustMeta(old)
 	keepServerMeta(m, om)
+	if k.prepareForUpdate != nil {
+		k.prepareForUpdate(obj, old)
+	}
 	m.SetGeneration(om.GetGeneration())
 	if k.HasGeneration && !fieldEqual(obj, old, "Spec") {
 		m.SetGeneration(om.GetGeneration() + 1)

@@ -41,6 +41,8 @@ func New() *Registry {
 			panic(fmt.Sprintf("registry: build scheme: %v", err))
 		}
 	}
+	// DeleteOptions and the other option types under meta.k8s.io/v1 too.
+	metav1.AddToGroupVersion(scheme, metav1.SchemeGroupVersion)
 	r := &Registry{
 		scheme:    scheme,
 		codecs:    serializer.NewCodecFactory(scheme),

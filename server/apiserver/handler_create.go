@@ -1,0 +1,168 @@
+package apiserver
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/google/uuid"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	utilrand "k8s.io/apimachinery/pkg/util/rand"
+
+	"github.com/skiff-io/skiff/fsm"
+	"github.com/skiff-io/skiff/server/registry"
+)
+
+// generateNameAttempts bounds the retries of a generateName create that
+// hits an existing name.
+const generateNameAttempts = 8
+
+// handleCreate serves POST of a new object.
+func (s *APIServer) handleCreate(req *request) {
+	body, err := s.readBody(req.r)
+	if err != nil {
+		s.writeError(req.w, req.r, err)
+		return
+	}
+	obj, warnings, err := s.decode.decodeObject(req.r, body, req.kind)
+	if err != nil {
+		s.writeError(req.w, req.r, err)
+		return
+	}
+	dry, err := dryRun(req.r)
+	if err != nil {
+		s.writeError(req.w, req.r, err)
+		return
+	}
+	m := mustAccessor(obj)
+	if err := checkNamespace(req, m); err != nil {
+		s.writeError(req.w, req.r, err)
+		return
+	}
+	addWarnings(req.w, warnings)
+	out, err := s.create(req.r.Context(), req.kind, obj, dry)
+	if err != nil {
+		s.writeError(req.w, req.r, err)
+		return
+	}
+	s.writeObject(req, http.StatusCreated, out)
+}
+
+// checkNamespace makes the body's namespace agree with the URL's: set it
+// when empty, 400 when different, cleared for cluster-scoped kinds.
+func checkNamespace(req *request, m metav1.Object) error {
+	ns := req.namespace()
+	if !req.kind.Namespaced {
+		m.SetNamespace("")
+		return nil
+	}
+	switch m.GetNamespace() {
+	case "":
+		m.SetNamespace(ns)
+	case ns:
+	default:
+		return badRequest("the namespace of the provided object does not match the namespace sent on the request")
+	}
+	return nil
+}
+
+// create fills the server-set metadata of obj, defaults and validates it,
+// checks its namespace and proposes it. With generateName it retries a few
+// names on AlreadyExists.
+func (s *APIServer) create(ctx context.Context, kind *registry.Kind, obj runtime.Object, dry bool) (runtime.Object, error) {
+	m := mustAccessor(obj)
+	generated := m.GetName() == "" && m.GetGenerateName() != ""
+	for attempt := 0; ; attempt++ {
+		if generated {
+			m.SetName(generateName(m.GetGenerateName()))
+		}
+		out, err := s.createOnce(ctx, kind, obj, dry)
+		if generated && apierrors.IsAlreadyExists(err) && attempt+1 < generateNameAttempts {
+			continue
+		}
+		if generated && apierrors.IsAlreadyExists(err) {
+			// kube-apiserver's answer when every generated name was taken.
+			return nil, apierrors.NewServerTimeoutForKind(kind.GVK.GroupKind(), "POST", 0)
+		}
+		return out, err
+	}
+}
+
+func (s *APIServer) createOnce(ctx context.Context, kind *registry.Kind, in runtime.Object, dry bool) (runtime.Object, error) {
+	obj := in.DeepCopyObject()
+	m := mustAccessor(obj)
+	m.SetUID(types.UID(uuid.NewString()))
+	m.SetCreationTimestamp(metav1.NewTime(s.now().UTC().Truncate(1e9)))
+	m.SetResourceVersion("")
+	m.SetSelfLink("")
+	m.SetDeletionTimestamp(nil)
+	m.SetDeletionGracePeriodSeconds(nil)
+	kind.PrepareForCreate(obj)
+	if errs := kind.Validate(obj); len(errs) > 0 {
+		return nil, apierrors.NewInvalid(kind.GVK.GroupKind(), m.GetName(), errs)
+	}
+	if kind.Namespaced {
+		if err := s.namespaceAccepts(ctx, kind, m.GetNamespace()); err != nil {
+			return nil, err
+		}
+	}
+	if dry {
+		return obj, nil
+	}
+	data, err := kind.Encode(obj)
+	if err != nil {
+		return nil, apierrors.NewInternalError(err)
+	}
+	res, err := s.propose(ctx, fsm.Mutation{
+		Op:     fsm.OpCreate,
+		Key:    kind.Key(m.GetNamespace(), m.GetName()),
+		UID:    string(m.GetUID()),
+		Object: data,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resultObject(kind, res, 0)
+}
+
+// namespaceAccepts answers 404 when the namespace does not exist and 403
+// when it is being deleted.
+func (s *APIServer) namespaceAccepts(ctx context.Context, kind *registry.Kind, ns string) error {
+	nsKind, ok := s.reg.Lookup("", "v1", "namespaces")
+	if !ok {
+		return nil
+	}
+	snap, err := s.store.Read(ctx, true, 0)
+	if err != nil {
+		return storeError(err)
+	}
+	_, obj, err := getObject(snap, nsKind, "", ns)
+	if err != nil {
+		return err
+	}
+	if n, ok := obj.(*corev1.Namespace); ok && (n.DeletionTimestamp != nil || n.Status.Phase == corev1.NamespaceTerminating) {
+		err := apierrors.NewForbidden(kind.GroupResource(), "",
+			fmt.Errorf("unable to create new content in namespace %s because it is being terminated", ns))
+		err.ErrStatus.Details.Causes = append(err.ErrStatus.Details.Causes, metav1.StatusCause{
+			Type:    corev1.NamespaceTerminatingCause,
+			Message: fmt.Sprintf("namespace %s is being terminated", ns),
+			Field:   "metadata.namespace",
+		})
+		return err
+	}
+	return nil
+}
+
+// generateName appends five random lowercase alphanumerics to base, as
+// kube-apiserver's SimpleNameGenerator does.
+func generateName(base string) string {
+	const maxGeneratedNameLength = 63 - 5
+	if len(base) > maxGeneratedNameLength {
+		base = base[:maxGeneratedNameLength]
+	}
+	return base + utilrand.String(5)
+}

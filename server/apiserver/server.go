@@ -1,0 +1,235 @@
+// Package apiserver serves the Kubernetes REST API over the Skiff store:
+// discovery, CRUD, status subresources, lists with selectors and
+// pagination, watches, tables, and Kubernetes-shaped errors.
+package apiserver
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/skiff-io/skiff/server/auth"
+	"github.com/skiff-io/skiff/server/registry"
+)
+
+// Version is the Kubernetes version Skiff reports at /version.
+const (
+	VersionMajor = "1"
+	VersionMinor = "33"
+	GitVersion   = "v1.33.0-skiff"
+)
+
+// MaxBodyBytes is the largest request body accepted (as kube-apiserver:
+// 3 MiB); larger ones get 413.
+const MaxBodyBytes = 3 << 20
+
+// Config configures an APIServer. Store, Authenticator and Authorizer are
+// required.
+type Config struct {
+	Store         Store
+	Authenticator Authenticator
+	Authorizer    Authorizer
+	// Registry of served kinds (registry.New() if nil).
+	Registry *registry.Registry
+	Logger   *slog.Logger
+	// Now is the clock for timestamps and table ages (time.Now if nil).
+	Now func() time.Time
+	// BookmarkIdle is how long a watch that asked for bookmarks may stay
+	// silent before it gets one (5s if 0); BookmarkMax bounds the time
+	// between bookmarks (1m if 0).
+	BookmarkIdle time.Duration
+	BookmarkMax  time.Duration
+	// MaxBodyBytes overrides MaxBodyBytes (tests).
+	MaxBodyBytes int64
+}
+
+// APIServer is the http.Handler of the Kubernetes API.
+type APIServer struct {
+	store  Store
+	authn  Authenticator
+	authz  Authorizer
+	reg    *registry.Registry
+	log    *slog.Logger
+	now    func() time.Time
+	cfg    Config
+	decode *decoder
+}
+
+// New returns an APIServer.
+func New(cfg Config) (*APIServer, error) {
+	if cfg.Store == nil || cfg.Authenticator == nil || cfg.Authorizer == nil {
+		return nil, errors.New("apiserver: Store, Authenticator and Authorizer are required")
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = registry.New()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.BookmarkIdle <= 0 {
+		cfg.BookmarkIdle = 5 * time.Second
+	}
+	if cfg.BookmarkMax <= 0 {
+		cfg.BookmarkMax = time.Minute
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = MaxBodyBytes
+	}
+	return &APIServer{
+		store:  cfg.Store,
+		authn:  cfg.Authenticator,
+		authz:  cfg.Authorizer,
+		reg:    cfg.Registry,
+		log:    cfg.Logger.With("component", "apiserver"),
+		now:    cfg.Now,
+		cfg:    cfg,
+		decode: newDecoder(cfg.Registry),
+	}, nil
+}
+
+// Registry returns the registry the server serves.
+func (s *APIServer) Registry() *registry.Registry { return s.reg }
+
+// ServeHTTP authenticates, authorizes and dispatches one request.
+func (s *APIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := s.now()
+	rw := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+	info := parseRequestInfo(r)
+	defer func() {
+		s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "query", r.URL.RawQuery,
+			"verb", info.Verb, "resource", info.Resource, "namespace", info.Namespace, "name", info.Name,
+			"code", rw.code, "duration", s.now().Sub(start))
+	}()
+
+	user, err := s.authn.Authenticate(r)
+	if err != nil {
+		if !errors.Is(err, auth.ErrUnauthenticated) {
+			s.log.Warn("authentication failed", "err", err)
+		}
+		s.writeError(rw, r, unauthorized())
+		return
+	}
+	if ok, reason := s.authz.Authorize(user, info.attributes()); !ok {
+		s.writeError(rw, r, forbidden(user, info, reason))
+		return
+	}
+	req := &request{s: s, w: rw, r: r, user: user, info: info}
+	s.route(req)
+}
+
+// route sends a request to its handler.
+func (s *APIServer) route(req *request) {
+	info := req.info
+	if !info.IsResource {
+		s.serveNonResource(req)
+		return
+	}
+	kind, ok := s.reg.Lookup(info.Group, info.Version, info.Resource)
+	if !ok {
+		s.writeError(req.w, req.r, notFoundPath())
+		return
+	}
+	req.kind = kind
+	switch {
+	case kind.Namespaced && info.Namespace == "" && info.Name != "",
+		!kind.Namespaced && info.Namespace != "" && info.Resource != "namespaces":
+		// A named object of a namespaced kind needs a namespace; a
+		// cluster-scoped kind has none.
+		s.writeError(req.w, req.r, notFoundPath())
+		return
+	case kind.Namespaced && info.Namespace == "" && (info.Verb == "create" || info.Verb == "deletecollection"):
+		s.writeError(req.w, req.r, methodNotSupported(req))
+		return
+	}
+	switch info.Subresource {
+	case "":
+	case "status":
+		if !kind.HasStatus {
+			s.writeError(req.w, req.r, notFoundPath())
+			return
+		}
+	default:
+		s.writeError(req.w, req.r, notFoundPath())
+		return
+	}
+	switch info.Verb {
+	case "get":
+		s.handleGet(req)
+	case "list":
+		s.handleList(req)
+	case "watch":
+		s.handleWatch(req)
+	case "create":
+		if info.Subresource != "" {
+			s.writeError(req.w, req.r, methodNotSupported(req))
+			return
+		}
+		s.handleCreate(req)
+	case "update":
+		s.handleUpdate(req)
+	case "patch":
+		s.handlePatch(req)
+	case "delete":
+		if info.Subresource != "" {
+			s.writeError(req.w, req.r, methodNotSupported(req))
+			return
+		}
+		s.handleDelete(req)
+	case "deletecollection":
+		s.handleDeleteCollection(req)
+	default:
+		s.writeError(req.w, req.r, methodNotSupported(req))
+	}
+}
+
+// request is one API request being served.
+type request struct {
+	s    *APIServer
+	w    http.ResponseWriter
+	r    *http.Request
+	user *auth.User
+	info *requestInfo
+	kind *registry.Kind
+}
+
+// namespace is the namespace of the object(s) addressed: "" for
+// cluster-scoped kinds and for lists across all namespaces.
+func (req *request) namespace() string {
+	if req.kind != nil && !req.kind.Namespaced {
+		return ""
+	}
+	return req.info.Namespace
+}
+
+// statusRecorder remembers the response code for the request log and
+// passes Flush through for watches.
+type statusRecorder struct {
+	http.ResponseWriter
+	code        int
+	wroteHeader bool
+}
+
+func (w *statusRecorder) WriteHeader(code int) {
+	if !w.wroteHeader {
+		w.code, w.wroteHeader = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusRecorder) Write(b []byte) (int, error) {
+	w.wroteHeader = true
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusRecorder) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }

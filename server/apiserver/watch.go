@@ -1,0 +1,316 @@
+package apiserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/skiff-io/skiff/fsm"
+	"github.com/skiff-io/skiff/fsm/state"
+)
+
+// minWatchTimeout is kube-apiserver's --min-request-timeout: a watch
+// without timeoutSeconds lasts between one and two of these.
+const minWatchTimeout = 30 * time.Minute
+
+// handleWatch serves a watch: a chunked stream of newline-delimited JSON
+// watch events.
+//
+//   - resourceVersion "" or "0" (without sendInitialEvents): the matching
+//     objects of a snapshot at index N as ADDED, then the changes after N.
+//   - resourceVersion N: the changes after N; 410 Expired as an ERROR event
+//     when N has left the event ring.
+//   - sendInitialEvents=true (resourceVersionMatch=NotOlderThan): the
+//     snapshot as ADDED, then a BOOKMARK annotated
+//     k8s.io/initial-events-end, then the changes.
+//
+// An object that stops matching the selectors is sent as DELETED, one
+// that starts matching as ADDED.
+func (s *APIServer) handleWatch(req *request) {
+	opts, err := parseListOptions(req.r, req.kind, true)
+	if err != nil {
+		s.writeError(req.w, req.r, err)
+		return
+	}
+	if req.info.Name != "" {
+		opts.field = fields.AndSelectors(opts.field, fields.OneTermEqualSelector("metadata.name", req.info.Name))
+	}
+	out, err := negotiateOutput(req.r)
+	if err != nil {
+		s.writeError(req.w, req.r, err)
+		return
+	}
+	timeout := time.Duration(float64(minWatchTimeout) * (1 + rand.Float64()))
+	if opts.timeoutSeconds > 0 {
+		timeout = time.Duration(opts.timeoutSeconds) * time.Second
+	}
+	ctx, cancel := context.WithTimeout(req.r.Context(), timeout)
+	defer cancel()
+
+	initial := opts.sendInitialEvents != nil && *opts.sendInitialEvents
+	legacyInitial := opts.sendInitialEvents == nil && (opts.resourceVersion == "" || opts.resourceVersion == "0")
+	var (
+		snap  *state.Snapshot
+		start uint64
+	)
+	if initial || legacyInitial {
+		snap, err = s.readAt(ctx, opts.resourceVersion)
+		if err != nil {
+			s.writeError(req.w, req.r, err)
+			return
+		}
+		start = snap.Index()
+	} else {
+		start, _ = parseRV(opts.resourceVersion)
+		if opts.resourceVersion == "" {
+			// sendInitialEvents=false without a resourceVersion: start
+			// at the most recent state.
+			cur, err := s.store.Read(ctx, true, 0)
+			if err != nil {
+				s.writeError(req.w, req.r, storeError(err))
+				return
+			}
+			start = cur.Index()
+		}
+	}
+
+	w := &watchWriter{s: s, req: req, out: out, headers: true}
+	w.begin()
+	watcher, err := s.store.Watch(start)
+	if err != nil {
+		w.expired(ctx, start, err)
+		return
+	}
+	if snap != nil {
+		var derr error
+		snap.List(req.kind.StorageResource(), req.namespace(), "", func(o *state.Object) bool {
+			obj, err := req.kind.Decode(o)
+			if err != nil {
+				derr = err
+				return false
+			}
+			if opts.matches(req.kind, obj) {
+				derr = w.send(watch.Added, obj)
+			}
+			return derr == nil
+		})
+		if derr != nil {
+			s.log.Debug("watch ended", "err", derr)
+			return
+		}
+		if initial && opts.allowBookmarks {
+			if err := w.bookmark(start, true); err != nil {
+				return
+			}
+		}
+		w.flush()
+	}
+	s.watchLoop(ctx, w, watcher, opts)
+}
+
+// watchLoop streams the watcher's events until ctx ends, sending bookmarks
+// when asked for.
+func (s *APIServer) watchLoop(ctx context.Context, w *watchWriter, watcher *fsm.Watcher, opts *listOptions) {
+	kind, ns := w.req.kind, w.req.namespace()
+	resource := kind.StorageResource()
+	lastSent, lastBookmark := s.now(), s.now()
+	for {
+		waitCtx, cancel := ctx, context.CancelFunc(func() {})
+		if opts.allowBookmarks {
+			due := lastSent.Add(s.cfg.BookmarkIdle)
+			if limit := lastBookmark.Add(s.cfg.BookmarkMax); limit.Before(due) {
+				due = limit
+			}
+			waitCtx, cancel = context.WithTimeout(ctx, max(due.Sub(s.now()), time.Millisecond))
+		}
+		evs, err := watcher.Next(waitCtx)
+		cancel()
+		if err != nil {
+			switch {
+			case errors.Is(err, fsm.ErrExpired):
+				w.expired(ctx, watcher.Cursor(), err)
+				return
+			case ctx.Err() != nil:
+				return
+			}
+			// Idle: bookmark.
+			if err := w.bookmark(watcher.Cursor(), false); err != nil {
+				return
+			}
+			w.flush()
+			lastSent, lastBookmark = s.now(), s.now()
+			continue
+		}
+		sent := false
+		for _, ev := range evs {
+			o := ev.Object
+			if o == nil || o.Key.Resource != resource || (ns != "" && o.Key.Namespace != ns) {
+				continue
+			}
+			typ, obj, err := s.filterEvent(w, ev, opts)
+			if err != nil {
+				s.log.Warn("watch: cannot decode event object", "key", o.Key, "err", err)
+				continue
+			}
+			if obj == nil {
+				continue
+			}
+			mustAccessor(obj).SetResourceVersion(strconv.FormatUint(ev.Index, 10))
+			if err := w.send(typ, obj); err != nil {
+				return
+			}
+			sent = true
+		}
+		if sent {
+			w.flush()
+			lastSent = s.now()
+		}
+	}
+}
+
+// filterEvent applies the selectors to an event: the type to send and its
+// object, or a nil object when the watcher should not see it.
+func (s *APIServer) filterEvent(w *watchWriter, ev *fsm.Event, opts *listOptions) (watch.EventType, runtime.Object, error) {
+	kind := w.req.kind
+	obj, err := kind.Decode(ev.Object)
+	if err != nil {
+		return "", nil, err
+	}
+	cur := opts.matches(kind, obj)
+	switch ev.Type {
+	case fsm.Added:
+		if cur {
+			return watch.Added, obj, nil
+		}
+	case fsm.Deleted:
+		if cur {
+			return watch.Deleted, obj, nil
+		}
+	case fsm.Modified:
+		prev := cur
+		var prevObj runtime.Object
+		if ev.Prev != nil && opts.hasSelectors() {
+			if prevObj, err = kind.Decode(ev.Prev); err != nil {
+				return "", nil, err
+			}
+			prev = opts.matches(kind, prevObj)
+		}
+		switch {
+		case cur && prev:
+			return watch.Modified, obj, nil
+		case cur:
+			return watch.Added, obj, nil
+		case prev:
+			// The last state the watcher could see.
+			return watch.Deleted, prevObj, nil
+		}
+	}
+	return "", nil, nil
+}
+
+// watchWriter writes watch events to the response.
+type watchWriter struct {
+	s       *APIServer
+	req     *request
+	out     output
+	headers bool // the next Table event carries column definitions
+}
+
+// begin sends the response headers: the stream is 200 even when its first
+// event is an ERROR.
+func (w *watchWriter) begin() {
+	h := w.req.w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-cache, private")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.req.w.WriteHeader(http.StatusOK)
+	w.flush()
+}
+
+func (w *watchWriter) flush() {
+	if f, ok := w.req.w.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// send writes one event in the negotiated form.
+func (w *watchWriter) send(typ watch.EventType, obj runtime.Object) error {
+	var v any = obj
+	switch w.out.kind {
+	case outputTable:
+		m := mustAccessor(obj)
+		t, err := w.s.toTable(w.req, w.out, []runtime.Object{obj}, metav1.ListMeta{ResourceVersion: m.GetResourceVersion()}, w.headers)
+		if err != nil {
+			return err
+		}
+		w.headers = false
+		v = t
+	case outputMetadata:
+		v = partialMetadata(obj, w.out.metaVersion)
+	}
+	return w.write(typ, v)
+}
+
+func (w *watchWriter) write(typ watch.EventType, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(metav1.WatchEvent{Type: string(typ), Object: runtime.RawExtension{Raw: raw}})
+	if err != nil {
+		return err
+	}
+	_, err = w.req.w.Write(append(b, '\n'))
+	return err
+}
+
+// bookmark sends a BOOKMARK at rv: an object of the kind with only its
+// resourceVersion (and the initial-events-end annotation after a
+// sendInitialEvents replay).
+func (w *watchWriter) bookmark(rv uint64, initialEnd bool) error {
+	obj := w.req.kind.New()
+	m := mustAccessor(obj)
+	m.SetResourceVersion(strconv.FormatUint(rv, 10))
+	if initialEnd {
+		m.SetAnnotations(map[string]string{metav1.InitialEventsAnnotationKey: "true"})
+	}
+	if w.out.kind == outputTable {
+		return w.write(watch.Bookmark, &metav1.Table{
+			TypeMeta: metav1.TypeMeta{Kind: "Table", APIVersion: w.out.metaAPIVersion()},
+			ListMeta: metav1.ListMeta{ResourceVersion: m.GetResourceVersion()},
+			Rows:     []metav1.TableRow{},
+		})
+	}
+	if w.out.kind == outputMetadata {
+		return w.write(watch.Bookmark, partialMetadata(obj, w.out.metaVersion))
+	}
+	return w.write(watch.Bookmark, obj)
+}
+
+// expired ends the watch with an ERROR event holding 410 Expired.
+func (w *watchWriter) expired(ctx context.Context, rv uint64, cause error) {
+	cur := uint64(0)
+	if snap, err := w.s.store.Read(ctx, false, 0); err == nil {
+		cur = snap.Index()
+	}
+	var st *apierrors.StatusError
+	if errors.Is(cause, fsm.ErrExpired) {
+		st = tooOldResourceVersion(rv, cur)
+	} else {
+		st = apierrors.NewInternalError(cause)
+	}
+	status := st.Status()
+	status.TypeMeta = metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}
+	_ = w.write(watch.Error, &status)
+	w.flush()
+}
