@@ -80,8 +80,11 @@ func (f *FSM) Apply(l *raft.Log) any {
 	return f.ApplyBatch([]*raft.Log{l})[0]
 }
 
-// ApplyBatch applies a run of log entries; each gets its own transaction so
-// a refused mutation never affects its neighbours.
+// ApplyBatch applies a run of log entries. Single mutations share one
+// memdb transaction (a refused mutation writes nothing, so it cannot affect
+// its neighbours, and one commit per run is much cheaper than one per
+// entry); an atomic batch entry gets a transaction of its own so that a
+// refused batch can be rolled back whole.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	f.restoreMu.Lock()
 	defer f.restoreMu.Unlock()
@@ -90,28 +93,52 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	var (
 		events  []*Event
 		applied bool
+		txn     *state.WriteTxn
+		pending []*Event // events of txn, published once it commits
 	)
 	// Publish on the way out, even if an entry panics, so that the ring
 	// holds every change that was committed.
 	defer func() {
+		if txn != nil {
+			txn.Abort() // only reached when an entry panicked
+		}
 		if applied {
 			f.ring.publish(events)
 		}
 	}()
+	flush := func() {
+		if txn != nil {
+			txn.Commit()
+			txn = nil
+			events = append(events, pending...)
+			pending = nil
+			applied = true
+		}
+	}
 	for i, l := range logs {
 		if l.Type != raft.LogCommand {
 			continue
 		}
+		if len(l.Data) > 0 && MessageType(l.Data[0]) == MutateType {
+			if txn == nil {
+				txn = st.Write()
+			}
+			res, evs := applyMutate(f, txn, l.Index, l.Data[1:])
+			txn.SetIndex(l.Index)
+			pending = append(pending, evs...)
+			out[i] = res
+			continue
+		}
+		flush()
 		res, evs := f.applyLog(st, l)
 		events = append(events, evs...)
 		applied = true
 		out[i] = res
 	}
+	flush()
 	return out
 }
 
-// applyLog applies one command in its own transaction. A refused command
-// changes nothing but the applied index.
 func (f *FSM) applyLog(st *state.Store, l *raft.Log) (*Result, []*Event) {
 	if len(l.Data) == 0 {
 		panic(fmt.Sprintf("fsm: empty log entry at index %d", l.Index))

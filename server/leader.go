@@ -116,7 +116,6 @@ func (s *Server) ensureNamespace(ctx context.Context, name string) error {
 			Name: name, UID: types.UID(uid), CreationTimestamp: metav1.NewTime(time.Now().UTC().Truncate(time.Second)),
 			Labels: map[string]string{"kubernetes.io/metadata.name": name},
 		},
-		Spec:   corev1.NamespaceSpec{Finalizers: []corev1.FinalizerName{corev1.FinalizerKubernetes}},
 		Status: corev1.NamespaceStatus{Phase: corev1.NamespaceActive},
 	}
 	data, err := json.Marshal(ns)

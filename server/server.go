@@ -245,7 +245,12 @@ func (s *Server) setupRaft() error {
 	if err != nil {
 		return fmt.Errorf("raft state: %w", err)
 	}
-	s.raft, err = raft.NewRaft(rc, s.fsm, s.logStore, s.logStore, snaps, s.transport)
+	// Recent entries are served from memory when replicating to followers.
+	logs, err := raft.NewLogCache(4096, s.logStore)
+	if err != nil {
+		return err
+	}
+	s.raft, err = raft.NewRaft(rc, s.fsm, logs, s.logStore, snaps, s.transport)
 	if err != nil {
 		return fmt.Errorf("raft: %w", err)
 	}

@@ -136,13 +136,21 @@ func (s *APIServer) namespaceAccepts(ctx context.Context, kind *registry.Kind, n
 	if !ok {
 		return nil
 	}
-	snap, err := s.store.Read(ctx, true, 0)
+	// The local state answers almost always; only a namespace that is not
+	// there (or not active) locally is confirmed with a linearizable read,
+	// so a create does not pay a Raft round trip for the check.
+	snap, err := s.store.Read(ctx, false, 0)
 	if err != nil {
 		return storeError(err)
 	}
 	_, obj, err := getObject(snap, nsKind, "", ns)
-	if err != nil {
-		return err
+	if n, ok := obj.(*corev1.Namespace); err != nil || !ok || n.DeletionTimestamp != nil || n.Status.Phase == corev1.NamespaceTerminating {
+		if snap, err = s.store.Read(ctx, true, 0); err != nil {
+			return storeError(err)
+		}
+		if _, obj, err = getObject(snap, nsKind, "", ns); err != nil {
+			return err
+		}
 	}
 	if n, ok := obj.(*corev1.Namespace); ok && (n.DeletionTimestamp != nil || n.Status.Phase == corev1.NamespaceTerminating) {
 		err := apierrors.NewForbidden(kind.GroupResource(), "",

@@ -23,6 +23,12 @@ const (
 	finalizerForeground = metav1.FinalizerDeleteDependents
 )
 
+// immortalNamespaces may not be deleted (kube-apiserver's NamespaceLifecycle
+// admission refuses the same three).
+var immortalNamespaces = map[string]bool{
+	metav1.NamespaceDefault: true, metav1.NamespaceSystem: true, metav1.NamespacePublic: true,
+}
+
 // handleDelete serves DELETE of one object.
 func (s *APIServer) handleDelete(req *request) {
 	body, err := s.readBody(req.r)
@@ -33,6 +39,11 @@ func (s *APIServer) handleDelete(req *request) {
 	opts, err := s.decode.decodeDeleteOptions(req.r, body)
 	if err != nil {
 		s.writeError(req.w, req.r, err)
+		return
+	}
+	if req.kind.Resource == "namespaces" && immortalNamespaces[req.info.Name] {
+		s.writeError(req.w, req.r, apierrors.NewForbidden(req.kind.GroupResource(), req.info.Name,
+			fmt.Errorf("this namespace may not be deleted")))
 		return
 	}
 	ctx := req.r.Context()
