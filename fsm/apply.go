@@ -26,6 +26,7 @@ func registerCommand(t MessageType, fn applyFunc) {
 func init() {
 	registerCommand(MutateType, applyMutate)
 	registerCommand(BatchType, applyBatch)
+	registerCommand(MutationType, applyMutationBinary)
 }
 
 func applyMutate(f *FSM, txn *state.WriteTxn, index uint64, body []byte) (*Result, []*Event) {
@@ -33,7 +34,12 @@ func applyMutate(f *FSM, txn *state.WriteTxn, index uint64, body []byte) (*Resul
 	if err := json.Unmarshal(body, &m); err != nil {
 		panic(fmt.Sprintf("fsm: undecodable mutation at index %d: %v", index, err))
 	}
-	obj, ev, ferr := mutate(txn, index, &m)
+	return applyOne(txn, index, &m)
+}
+
+// applyOne applies a single mutation entry.
+func applyOne(txn *state.WriteTxn, index uint64, m *Mutation) (*Result, []*Event) {
+	obj, ev, ferr := mutate(txn, index, m)
 	if ferr != nil {
 		return &Result{Index: index, Err: ferr}, nil
 	}

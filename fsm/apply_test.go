@@ -545,7 +545,9 @@ func TestApplyPanics(t *testing.T) {
 	cases := map[string][]byte{
 		"empty":                {},
 		"type 0":               append([]byte{0}, encodeMutation(t, createM(k, "", `{}`))[1:]...),
-		"type 3":               append([]byte{3}, encodeMutation(t, createM(k, "", `{}`))[1:]...),
+		"type 4":               append([]byte{4}, encodeMutation(t, createM(k, "", `{}`))[1:]...),
+		"binary truncated":     encodeMutation(t, createM(k, "", `{}`))[:4],
+		"binary trailing":      append(encodeMutation(t, createM(k, "", `{}`)), 0),
 		"type 255":             {255, '{', '}'},
 		"mutation not JSON":    append([]byte{byte(fsm.MutateType)}, `{"op":1,"key":`...),
 		"mutation wrong shape": append([]byte{byte(fsm.MutateType)}, `[1,2]`...),

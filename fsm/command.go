@@ -17,6 +17,9 @@ const (
 	MutateType MessageType = 1
 	// BatchType carries a Batch applied atomically.
 	BatchType MessageType = 2
+	// MutationType carries one Mutation in a compact binary form (codec.go);
+	// EncodeMutation makes it.
+	MutationType MessageType = 3
 )
 
 // Op is what a mutation does.
@@ -69,8 +72,8 @@ type Batch struct {
 	Mutations []Mutation `json:"m"`
 }
 
-// Encode makes a Raft log entry: the type byte and the JSON body. It is the
-// only way entries are made.
+// Encode makes a Raft log entry: the type byte and the JSON body. With
+// EncodeMutation (binary) it is the only way entries are made.
 func Encode(t MessageType, body any) ([]byte, error) {
 	b, err := json.Marshal(body)
 	if err != nil {
@@ -81,8 +84,15 @@ func Encode(t MessageType, body any) ([]byte, error) {
 	return append(out, b...), nil
 }
 
-// EncodeMutation encodes a single mutation.
-func EncodeMutation(m Mutation) ([]byte, error) { return Encode(MutateType, m) }
+// EncodeMutation encodes a single mutation in the binary form.
+func EncodeMutation(m Mutation) ([]byte, error) {
+	if len(m.Object) > 0 && !json.Valid(m.Object) {
+		return nil, fmt.Errorf("encode mutation of %s: object is not valid JSON", m.Key)
+	}
+	b := make([]byte, 1, len(m.Object)+len(m.Key.Resource)+len(m.Key.Namespace)+len(m.Key.Name)+len(m.UID)+32)
+	b[0] = byte(MutationType)
+	return encodeMutationBinary(b, &m), nil
+}
 
 // EncodeBatch encodes an atomic batch.
 func EncodeBatch(b Batch) ([]byte, error) { return Encode(BatchType, b) }

@@ -119,11 +119,11 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		if l.Type != raft.LogCommand {
 			continue
 		}
-		if len(l.Data) > 0 && MessageType(l.Data[0]) == MutateType {
+		if len(l.Data) > 0 && (MessageType(l.Data[0]) == MutateType || MessageType(l.Data[0]) == MutationType) {
 			if txn == nil {
 				txn = st.Write()
 			}
-			res, evs := applyMutate(f, txn, l.Index, l.Data[1:])
+			res, evs := dispatch[MessageType(l.Data[0])](f, txn, l.Index, l.Data[1:])
 			txn.SetIndex(l.Index)
 			pending = append(pending, evs...)
 			out[i] = res
