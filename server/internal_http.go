@@ -66,34 +66,6 @@ func (s *Server) requireAdmin(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// handleApply runs a follower's forwarded entry on this leader. 421 tells
-// the follower the entry was not appended and it should find the leader.
-func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
-	entry, err := io.ReadAll(io.LimitReader(r.Body, maxEntrySize+1))
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	if len(entry) == 0 || len(entry) > maxEntrySize {
-		http.Error(w, "entry empty or too large", http.StatusRequestEntityTooLarge)
-		return
-	}
-	if s.raft.State() != raft.Leader {
-		http.Error(w, "not the leader", http.StatusMisdirectedRequest)
-		return
-	}
-	res, err := s.applyLocal(entry)
-	if err != nil {
-		if errors.Is(err, errRetry) {
-			http.Error(w, err.Error(), http.StatusMisdirectedRequest)
-			return
-		}
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
-		return
-	}
-	writeJSON(w, res)
-}
-
 func (s *Server) handleReadIndex(w http.ResponseWriter, r *http.Request) {
 	if s.raft.State() != raft.Leader {
 		http.Error(w, "not the leader", http.StatusMisdirectedRequest)

@@ -39,6 +39,7 @@ type Server struct {
 	logStore  *raftboltdb.BoltStore
 	leaderCh  chan bool
 	verifier  *readVerifier
+	forwarder *forwarder
 
 	ca         *pki.CA
 	token      string
@@ -94,6 +95,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.verifier = &readVerifier{raft: s.raft, fsm: s.fsm}
+	s.forwarder = &forwarder{s: s}
 	s.authn = auth.NewAuthenticator(auth.AuthenticatorConfig{JoinSecret: s.secret, CAHash: pki.CAHash(s.ca.CertPEM), Secrets: secretGetter{s}, Logger: cfg.Logger})
 	api, err := apiserver.New(apiserver.Config{
 		Store:         raftStore{s},

@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -92,9 +91,17 @@ func (s *Server) apply(ctx context.Context, entry []byte) (*fsm.Result, error) {
 	}
 }
 
+// applyEnqueueTimeout bounds the wait for room in Raft's apply queue.
+const applyEnqueueTimeout = 10 * time.Second
+
 // applyLocal runs raft.Apply on this (leader) master.
 func (s *Server) applyLocal(entry []byte) (*fsm.Result, error) {
-	f := s.raft.Apply(entry, 10*time.Second)
+	return applyResult(s.raft.Apply(entry, applyEnqueueTimeout))
+}
+
+// applyResult waits for an apply future and sorts its failure: errRetry
+// when the entry was never appended, ErrUnknownOutcome when it may commit.
+func applyResult(f raft.ApplyFuture) (*fsm.Result, error) {
 	if err := f.Error(); err != nil {
 		switch {
 		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout),
@@ -141,30 +148,6 @@ func (s *Server) leaderAPI() (string, error) {
 		return "", fmt.Errorf("%w: no record of leader %s yet", errRetry, id)
 	}
 	return m.APIURL, nil
-}
-
-// forwardApply sends entry to the leader's internal apply endpoint.
-func (s *Server) forwardApply(ctx context.Context, entry []byte) (*fsm.Result, error) {
-	url, err := s.leaderAPI()
-	if err != nil {
-		return nil, err
-	}
-	body, status, err := s.peerCall(ctx, http.MethodPost, url+"/internal/v1/apply", entry)
-	if err != nil {
-		return nil, err
-	}
-	switch status {
-	case http.StatusOK:
-		var res fsm.Result
-		if err := json.Unmarshal(body, &res); err != nil {
-			return nil, fmt.Errorf("%w: decode leader response: %v", apiserver.ErrUnknownOutcome, err)
-		}
-		return &res, nil
-	case http.StatusMisdirectedRequest:
-		return nil, fmt.Errorf("%w: %s is no longer the leader", errRetry, url)
-	default:
-		return nil, fmt.Errorf("%w: leader answered %d: %s", apiserver.ErrUnknownOutcome, status, bytes.TrimSpace(body))
-	}
 }
 
 // peerCall makes one request to another master. A failure to connect is
