@@ -330,4 +330,3 @@ func (g secretGetter) GetSecret(namespace, name string) (*corev1.Secret, bool) {
 	}
 	return &sec, true
 }
-
