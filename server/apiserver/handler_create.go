@@ -2,8 +2,11 @@ package apiserver
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
+	"sync"
 
 	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
@@ -14,6 +17,7 @@ import (
 	utilrand "k8s.io/apimachinery/pkg/util/rand"
 
 	"github.com/skiff-io/skiff/fsm"
+	"github.com/skiff-io/skiff/fsm/state"
 	"github.com/skiff-io/skiff/server/registry"
 )
 
@@ -126,7 +130,14 @@ func (s *APIServer) createOnce(ctx context.Context, kind *registry.Kind, in runt
 	if err != nil {
 		return nil, err
 	}
-	return resultObject(kind, res, 0)
+	// The stored object is obj as encoded: answer with it rather than
+	// decoding it back.
+	if len(res.Objects) != 1 || res.Objects[0] == nil {
+		return resultObject(kind, res, 0)
+	}
+	obj.GetObjectKind().SetGroupVersionKind(kind.GVK)
+	m.SetResourceVersion(strconv.FormatUint(res.Objects[0].ModifyIndex, 10))
+	return obj, nil
 }
 
 // namespaceAccepts answers 404 when the namespace does not exist and 403
@@ -143,16 +154,17 @@ func (s *APIServer) namespaceAccepts(ctx context.Context, kind *registry.Kind, n
 	if err != nil {
 		return storeError(err)
 	}
-	_, obj, err := getObject(snap, nsKind, "", ns)
-	if n, ok := obj.(*corev1.Namespace); err != nil || !ok || n.DeletionTimestamp != nil || n.Status.Phase == corev1.NamespaceTerminating {
+	active, found := s.nsCache.active(snap.Get(nsKind.Key("", ns)))
+	if !found || !active {
 		if snap, err = s.store.Read(ctx, true, 0); err != nil {
 			return storeError(err)
 		}
-		if _, obj, err = getObject(snap, nsKind, "", ns); err != nil {
-			return err
-		}
+		active, found = s.nsCache.active(snap.Get(nsKind.Key("", ns)))
 	}
-	if n, ok := obj.(*corev1.Namespace); ok && (n.DeletionTimestamp != nil || n.Status.Phase == corev1.NamespaceTerminating) {
+	if !found {
+		return apierrors.NewNotFound(nsKind.GroupResource(), ns)
+	}
+	if !active {
 		err := apierrors.NewForbidden(kind.GroupResource(), "",
 			fmt.Errorf("unable to create new content in namespace %s because it is being terminated", ns))
 		err.ErrStatus.Details.Causes = append(err.ErrStatus.Details.Causes, metav1.StatusCause{
@@ -163,6 +175,52 @@ func (s *APIServer) namespaceAccepts(ctx context.Context, kind *registry.Kind, n
 		return err
 	}
 	return nil
+}
+
+// namespaceCache remembers, per namespace, whether its stored object (by
+// identity: stored objects are immutable) is active, so that the check on
+// every create does not decode the namespace. It holds one entry per
+// namespace name.
+type namespaceCache struct {
+	mu      sync.Mutex
+	entries map[string]nsEntry
+}
+
+type nsEntry struct {
+	obj    *state.Object
+	active bool
+}
+
+// active reports whether o (nil: not found) is an active namespace.
+func (c *namespaceCache) active(o *state.Object) (active, found bool) {
+	if o == nil {
+		return false, false
+	}
+	c.mu.Lock()
+	e, ok := c.entries[o.Key.Name]
+	c.mu.Unlock()
+	if ok && e.obj == o {
+		return e.active, true
+	}
+	var ns struct {
+		Metadata struct {
+			DeletionTimestamp *string `json:"deletionTimestamp"`
+		} `json:"metadata"`
+		Status struct {
+			Phase corev1.NamespacePhase `json:"phase"`
+		} `json:"status"`
+	}
+	if err := json.Unmarshal(o.Data, &ns); err != nil {
+		return false, true
+	}
+	e = nsEntry{obj: o, active: ns.Metadata.DeletionTimestamp == nil && ns.Status.Phase != corev1.NamespaceTerminating}
+	c.mu.Lock()
+	if c.entries == nil {
+		c.entries = map[string]nsEntry{}
+	}
+	c.entries[o.Key.Name] = e
+	c.mu.Unlock()
+	return e.active, true
 }
 
 // generateName appends five random lowercase alphanumerics to base, as

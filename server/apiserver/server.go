@@ -54,6 +54,8 @@ type APIServer struct {
 	now    func() time.Time
 	cfg    Config
 	decode *decoder
+	// nsCache spares creates a decode of their namespace.
+	nsCache namespaceCache
 }
 
 // New returns an APIServer.
