@@ -38,8 +38,10 @@ type Server struct {
 	transport *raft.NetworkTransport
 	logStore  *raftboltdb.BoltStore
 	leaderCh  chan bool
-	verifier  *readVerifier
-	forwarder *forwarder
+	verifier  *readVerifier // leader: barrier rounds
+	// followerReads: rounds of read-index requests to the leader
+	followerReads *readVerifier
+	forwarder     *forwarder
 
 	ca         *pki.CA
 	token      string
@@ -94,7 +96,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.closeStores()
 		return nil, err
 	}
-	s.verifier = &readVerifier{raft: s.raft, fsm: s.fsm}
+	s.verifier = &readVerifier{fetch: leaderReadIndex(s.raft, s.fsm)}
+	s.followerReads = &readVerifier{fetch: s.forwardReadIndex}
 	s.forwarder = &forwarder{s: s}
 	s.authn = auth.NewAuthenticator(auth.AuthenticatorConfig{JoinSecret: s.secret, CAHash: pki.CAHash(s.ca.CertPEM), Secrets: secretGetter{s}, Logger: cfg.Logger})
 	api, err := apiserver.New(apiserver.Config{

@@ -197,7 +197,7 @@ func (s *Server) readIndex(ctx context.Context) (uint64, error) {
 				err = fmt.Errorf("%w: %v", errRetry, err)
 			}
 		} else {
-			idx, err = s.forwardReadIndex(ctx)
+			idx, err = s.followerReads.readIndex(ctx)
 		}
 		if err == nil {
 			return idx, nil
@@ -246,13 +246,13 @@ func (s *Server) waitApplied(ctx context.Context, index uint64) error {
 	}
 }
 
-// readVerifier coalesces concurrent linearizable reads on the leader into
-// rounds: each round commits one Raft barrier, which proves leadership and
-// that every earlier entry is applied, and answers every read that arrived
-// before it started.
+// readVerifier coalesces concurrent linearizable reads into rounds: each
+// round runs fetch once and answers every read that arrived before the round
+// started. On the leader, fetch commits one Raft barrier, which proves
+// leadership and that every earlier entry is applied; on a follower, it asks
+// the leader for that index (one request for many reads).
 type readVerifier struct {
-	raft *raft.Raft
-	fsm  *fsm.FSM
+	fetch func(ctx context.Context) (uint64, error)
 
 	mu      sync.Mutex
 	next    *readRound
@@ -263,6 +263,16 @@ type readRound struct {
 	done  chan struct{}
 	index uint64
 	err   error
+}
+
+// leaderReadIndex commits a barrier and returns the applied index after it.
+func leaderReadIndex(r *raft.Raft, f *fsm.FSM) func(context.Context) (uint64, error) {
+	return func(context.Context) (uint64, error) {
+		if err := r.Barrier(10 * time.Second).Error(); err != nil {
+			return 0, err
+		}
+		return f.Index(), nil
+	}
 }
 
 func (v *readVerifier) readIndex(ctx context.Context) (uint64, error) {
@@ -295,11 +305,9 @@ func (v *readVerifier) loop() {
 			return
 		}
 		v.mu.Unlock()
-		if err := v.raft.Barrier(10 * time.Second).Error(); err != nil {
-			rd.err = err
-		} else {
-			rd.index = v.fsm.Index()
-		}
+		ctx, cancel := context.WithTimeout(context.Background(), defaultRequestTimeout)
+		rd.index, rd.err = v.fetch(ctx)
+		cancel()
 		close(rd.done)
 	}
 }
