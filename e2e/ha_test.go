@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -231,4 +232,48 @@ func TestRestartFromSnapshot(t *testing.T) {
 func readFile(p string) string {
 	b, _ := os.ReadFile(p)
 	return string(b)
+}
+
+// TestLeaderStopped freezes the leader with SIGSTOP (longer than the
+// election timeout): writes through a follower must reach the new leader
+// rather than wait on the frozen one, and after SIGCONT the old leader
+// rejoins as a follower with every acknowledged write.
+func TestLeaderStopped(t *testing.T) {
+	c := testutil.StartCluster(t, 3)
+	ctx := context.Background()
+	leader := c.Leader(10 * time.Second)
+	follower := otherThan(c, leader)
+	cs := clientFor(t, c, follower)
+	// Warm the follower's connection to the leader, so that forwarding is
+	// in flight to it when it freezes.
+	if _, err := cs.CoreV1().ConfigMaps("default").Create(ctx, configMap("before-stop", nil), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := leader.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = leader.Signal(syscall.SIGCONT) })
+	acked := map[string]string{"before-stop": ""}
+	for i := 0; i < 5; i++ {
+		name := fmt.Sprintf("during-stop-%d", i)
+		// Well under the 30 s forwarding timeout: the write must not wait
+		// for the frozen leader.
+		wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		_, err := cs.CoreV1().ConfigMaps("default").Create(wctx, configMap(name, map[string]string{"v": name}), metav1.CreateOptions{})
+		cancel()
+		if err != nil && !apierrors.IsTimeout(err) && !apierrors.IsServerTimeout(err) {
+			t.Fatalf("write %s with the leader stopped: %v", name, err)
+		}
+		if err == nil {
+			acked[name] = name
+		}
+	}
+	if len(acked) < 5 {
+		t.Fatalf("only %d of 5 writes succeeded with the old leader stopped", len(acked)-1)
+	}
+	if err := leader.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	leader.WaitReady(30 * time.Second)
+	checkAcked(t, clientFor(t, c, leader), leader.Name, acked)
 }

@@ -109,6 +109,8 @@ func (f *forwarder) send(batch []*forwardReq) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), defaultRequestTimeout)
 	defer cancel()
+	ctx, cancelOnChange := f.s.untilLeaderChanges(ctx)
+	defer cancelOnChange()
 	out, status, err := f.s.peerCall(ctx, http.MethodPost, url+"/internal/v1/apply", body)
 	if err != nil {
 		failAll(err)

@@ -42,6 +42,8 @@ type Server struct {
 	// followerReads: rounds of read-index requests to the leader
 	followerReads *readVerifier
 	forwarder     *forwarder
+	// leaderWatch tells requests in flight to a leader that it changed.
+	leaderWatch *leaderWatch
 
 	ca         *pki.CA
 	token      string
@@ -99,6 +101,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.verifier = &readVerifier{fetch: leaderReadIndex(s.raft, s.fsm)}
 	s.followerReads = &readVerifier{fetch: s.forwardReadIndex}
 	s.forwarder = &forwarder{s: s}
+	s.leaderWatch = newLeaderWatch()
 	s.authn = auth.NewAuthenticator(auth.AuthenticatorConfig{JoinSecret: s.secret, CAHash: pki.CAHash(s.ca.CertPEM), Secrets: secretGetter{s}, Logger: cfg.Logger})
 	api, err := apiserver.New(apiserver.Config{
 		Store:         raftStore{s},
@@ -148,7 +151,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 // Start serves the API and begins leader monitoring and, for a master
 // started with --join, joining.
 func (s *Server) Start() {
-	s.wg.Add(2)
+	s.wg.Add(3)
+	go func() {
+		defer s.wg.Done()
+		s.leaderWatch.run(s.raft, s.shutdownCh)
+	}()
 	go func() {
 		defer s.wg.Done()
 		if err := s.httpSrv.ServeTLS(s.apiLn, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {

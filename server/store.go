@@ -216,6 +216,8 @@ func (s *Server) forwardReadIndex(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	ctx, cancel := s.untilLeaderChanges(ctx)
+	defer cancel()
 	body, status, err := s.peerCall(ctx, http.MethodGet, url+"/internal/v1/readindex", nil)
 	if err != nil {
 		// A read has no effect, so it may always be retried.
