@@ -114,11 +114,10 @@ func (d *decoder) decodeAs(mt, validation string, body []byte, kind *registry.Ki
 	var warnings []string
 	if err != nil {
 		strictErr, isStrict := runtime.AsStrictDecodingError(err)
-		if !isStrict || obj == nil {
-			return nil, nil, badRequest("%v", err)
-		}
-		if validation == fieldValidationStrict {
-			return nil, nil, badRequest("%v", err)
+		if !isStrict || obj == nil || validation == fieldValidationStrict {
+			// kube-apiserver's wording.
+			return nil, nil, badRequest("%s in version %q cannot be handled as a %s: %v",
+				kind.GVK.Kind, kind.GVK.Version, kind.GVK.Kind, err)
 		}
 		for _, e := range strictErr.Errors() {
 			warnings = append(warnings, e.Error())
@@ -232,4 +231,44 @@ func validateDryRun(dr []string) error {
 func unsupportedMediaType(ct string) error {
 	return apierrors.NewGenericServerResponse(http.StatusUnsupportedMediaType, "", schema.GroupResource{}, "",
 		fmt.Sprintf("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got %q)", ct), 0, false)
+}
+
+// decodeBody decodes a request body (JSON, YAML or protobuf) of a
+// subresource as gvk into into (Scale, Binding, Eviction...). Unknown
+// fields fail the request under fieldValidation=Strict.
+func (d *decoder) decodeBody(r *http.Request, body []byte, gvk schema.GroupVersionKind, into runtime.Object) (runtime.Object, []string, error) {
+	if len(body) == 0 {
+		return nil, nil, badRequest("the request body is empty; expected a %s", gvk.Kind)
+	}
+	mt, err := mediaType(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	validation, err := fieldValidation(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	info, ok := runtime.SerializerInfoForMediaType(d.codecs.SupportedMediaTypes(), mt)
+	if !ok {
+		return nil, nil, unsupportedMediaType(mt)
+	}
+	dec := info.Serializer
+	if validation != fieldValidationIgnore && info.StrictSerializer != nil {
+		dec = info.StrictSerializer
+	}
+	obj, got, err := dec.Decode(body, &gvk, into)
+	var warnings []string
+	if err != nil {
+		strictErr, isStrict := runtime.AsStrictDecodingError(err)
+		if !isStrict || obj == nil || validation == fieldValidationStrict {
+			return nil, nil, badRequest("%v", err)
+		}
+		for _, e := range strictErr.Errors() {
+			warnings = append(warnings, e.Error())
+		}
+	}
+	if got != nil && got.GroupKind() != gvk.GroupKind() || reflect.TypeOf(obj) != reflect.TypeOf(into) {
+		return nil, nil, badRequest("the kind in the data (%v) does not match the expected kind (%s)", got, gvk.Kind)
+	}
+	return obj, warnings, nil
 }

@@ -17,12 +17,8 @@ import (
 	"github.com/skiff-io/skiff/server/registry"
 )
 
-// Verbs of a main resource and of a status subresource, sorted as
-// kube-apiserver lists them.
-var (
-	resourceVerbs = metav1.Verbs{"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}
-	statusVerbs   = metav1.Verbs{"get", "patch", "update"}
-)
+// Verbs of a main resource, sorted as kube-apiserver lists them.
+var resourceVerbs = metav1.Verbs{"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}
 
 // serveNonResource serves discovery, /version and health paths.
 func (s *APIServer) serveNonResource(req *request) {
@@ -70,6 +66,8 @@ func (s *APIServer) serveNonResource(req *request) {
 			}
 		}
 		s.writeError(req.w, req.r, notFoundPath())
+	case len(p) >= 2 && p[0] == "openapi":
+		s.serveOpenAPI(req)
 	case len(p) == 2 && p[0] == "api" && p[1] == "v1":
 		s.writeResourceList(req, schema.GroupVersion{Version: "v1"})
 	case len(p) == 3 && p[0] == "apis":
@@ -147,13 +145,17 @@ func (s *APIServer) writeResourceList(req *request, gv schema.GroupVersion) {
 			ShortNames:   k.ShortNames,
 			Categories:   k.Categories,
 		})
-		if k.HasStatus {
-			list.APIResources = append(list.APIResources, metav1.APIResource{
-				Name:       k.Resource + "/status",
+		for _, sub := range k.Subresources() {
+			r := metav1.APIResource{
+				Name:       k.Resource + "/" + sub.Name,
 				Namespaced: k.Namespaced,
-				Kind:       k.GVK.Kind,
-				Verbs:      statusVerbs,
-			})
+				Kind:       sub.GVK.Kind,
+				Verbs:      sub.Verbs,
+			}
+			if sub.GVK.GroupVersion() != gv {
+				r.Group, r.Version = sub.GVK.Group, sub.GVK.Version
+			}
+			list.APIResources = append(list.APIResources, r)
 		}
 	}
 	writeJSON(req.w, http.StatusOK, list)
@@ -235,12 +237,12 @@ func discoveryResources(kinds []*registry.Kind) []apidiscoveryv2.APIResourceDisc
 			ShortNames:       k.ShortNames,
 			Categories:       k.Categories,
 		}
-		if k.HasStatus {
-			r.Subresources = []apidiscoveryv2.APISubresourceDiscovery{{
-				Subresource:  "status",
-				ResponseKind: gvk,
-				Verbs:        statusVerbs,
-			}}
+		for _, sub := range k.Subresources() {
+			r.Subresources = append(r.Subresources, apidiscoveryv2.APISubresourceDiscovery{
+				Subresource:  sub.Name,
+				ResponseKind: &metav1.GroupVersionKind{Group: sub.GVK.Group, Version: sub.GVK.Version, Kind: sub.GVK.Kind},
+				Verbs:        sub.Verbs,
+			})
 		}
 		out = append(out, r)
 	}

@@ -84,7 +84,14 @@ func (s *APIServer) handleDelete(req *request) {
 			})
 			return
 		}
-		s.writeObject(req, http.StatusOK, out)
+		// As kube-apiserver: 202 when the object stays and the client
+		// asked for cascading deletion with orphanDependents=false.
+		code := http.StatusOK
+		//nolint:staticcheck // orphanDependents is still part of the API
+		if o := opts.OrphanDependents; !deleted && o != nil && !*o {
+			code = http.StatusAccepted
+		}
+		s.writeObject(req, code, out)
 		return
 	}
 }

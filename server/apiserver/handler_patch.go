@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"encoding/json"
+	"fmt"
 	"mime"
 	"net/http"
 
@@ -32,7 +33,16 @@ func (s *APIServer) handlePatch(req *request) {
 		return
 	}
 	switch types.PatchType(pt) {
-	case types.JSONPatchType, types.MergePatchType, types.StrategicMergePatchType:
+	case types.JSONPatchType:
+		if err := checkJSONPatchSize(body); err != nil {
+			s.writeError(req.w, req.r, err)
+			return
+		}
+	case types.MergePatchType, types.StrategicMergePatchType:
+	case types.ApplyYAMLPatchType, types.ApplyCBORPatchType:
+		s.writeError(req.w, req.r, apierrors.NewGenericServerResponse(http.StatusUnsupportedMediaType, "patch", req.kind.GroupResource(), req.info.Name,
+			"server-side apply is not supported yet: use client-side apply (kubectl apply without --server-side), or a strategic merge, merge or JSON patch", 0, false))
+		return
 	default:
 		s.writeError(req.w, req.r, apierrors.NewGenericServerResponse(http.StatusUnsupportedMediaType, "patch", req.kind.GroupResource(), req.info.Name,
 			"the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json", 0, false))
@@ -97,6 +107,23 @@ func (s *APIServer) handlePatch(req *request) {
 	}
 	addWarnings(req.w, warnings)
 	s.writeObject(req, http.StatusOK, out)
+}
+
+// maxJSONPatchOperations is kube-apiserver's limit on the operations of
+// one JSON patch.
+const maxJSONPatchOperations = 10000
+
+// checkJSONPatchSize answers 413 for a JSON patch with too many operations
+// (and 400 for one that is not a JSON array).
+func checkJSONPatchSize(body []byte) error {
+	var ops []json.RawMessage
+	if err := json.Unmarshal(body, &ops); err != nil {
+		return badRequest("the JSON patch is not a JSON array of operations: %v", err)
+	}
+	if len(ops) > maxJSONPatchOperations {
+		return apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("The allowed maximum operations in a JSON patch is %d, got %d", maxJSONPatchOperations, len(ops)))
+	}
+	return nil
 }
 
 // applyPatch applies a patch document to the JSON of an object.

@@ -42,6 +42,10 @@ type Config struct {
 	BookmarkMax  time.Duration
 	// MaxBodyBytes overrides MaxBodyBytes (tests).
 	MaxBodyBytes int64
+	// KubeletTransport reaches the agents' kubelet servers, to which
+	// pods/log, exec, attach and portforward are proxied (proxy.go); nil
+	// answers them 503.
+	KubeletTransport http.RoundTripper
 }
 
 // APIServer is the http.Handler of the Kubernetes API.
@@ -54,6 +58,8 @@ type APIServer struct {
 	now    func() time.Time
 	cfg    Config
 	decode *decoder
+	// openapi holds the OpenAPI documents, built on first use.
+	openapi openAPIDocs
 	// nsCache spares creates a decode of their namespace.
 	nsCache namespaceCache
 }
@@ -147,15 +153,13 @@ func (s *APIServer) route(req *request) {
 		s.writeError(req.w, req.r, methodNotSupported(req))
 		return
 	}
-	switch info.Subresource {
-	case "":
-	case "status":
-		if !kind.HasStatus {
-			s.writeError(req.w, req.r, notFoundPath())
-			return
-		}
-	default:
+	switch sub := info.Subresource; {
+	case sub == "":
+	case !kind.HasSubresource(sub) || info.Name == "":
 		s.writeError(req.w, req.r, notFoundPath())
+		return
+	case sub != registry.SubStatus:
+		s.serveSubresource(req)
 		return
 	}
 	switch info.Verb {

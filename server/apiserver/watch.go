@@ -123,6 +123,9 @@ func (s *APIServer) handleWatch(req *request) {
 func (s *APIServer) watchLoop(ctx context.Context, w *watchWriter, watcher *fsm.Watcher, opts *listOptions) {
 	kind, ns := w.req.kind, w.req.namespace()
 	resource := kind.StorageResource()
+	// A watch of one name (fieldSelector metadata.name=N, or a watch of a
+	// named object) skips other objects by key, without decoding them.
+	name, oneName := opts.field.RequiresExactMatch("metadata.name")
 	lastSent, lastBookmark := s.now(), s.now()
 	for {
 		waitCtx, cancel := ctx, context.CancelFunc(func() {})
@@ -154,7 +157,7 @@ func (s *APIServer) watchLoop(ctx context.Context, w *watchWriter, watcher *fsm.
 		sent := false
 		for _, ev := range evs {
 			o := ev.Object
-			if o == nil || o.Key.Resource != resource || (ns != "" && o.Key.Namespace != ns) {
+			if o == nil || o.Key.Resource != resource || (ns != "" && o.Key.Namespace != ns) || (oneName && o.Key.Name != name) {
 				continue
 			}
 			typ, obj, err := s.filterEvent(w, ev, opts)

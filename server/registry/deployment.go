@@ -22,6 +22,9 @@ func deploymentKind() *Kind {
 		HasGeneration: true,
 		newObject:     func() runtime.Object { return &appsv1.Deployment{} },
 		newList:       func() runtime.Object { return &appsv1.DeploymentList{} },
+		Scale: replicaScale(func(d *appsv1.Deployment) **int32 { return &d.Spec.Replicas },
+			func(d *appsv1.Deployment) int32 { return d.Status.Replicas },
+			func(d *appsv1.Deployment) *metav1.LabelSelector { return d.Spec.Selector }),
 		prepareForCreate: func(obj runtime.Object) {
 			obj.(*appsv1.Deployment).Status = appsv1.DeploymentStatus{}
 		},

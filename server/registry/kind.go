@@ -41,6 +41,13 @@ type Kind struct {
 	ReturnDeletedObject bool
 	// NameFn validates metadata.name (and generateName as a prefix).
 	NameFn validation.ValidateNameFunc
+	// Scale is set for kinds with a scale subresource.
+	Scale *ScaleRules
+
+	// extraSubresources are served besides status and scale.
+	extraSubresources []Subresource
+	// validateStatus checks a /status update's result (nil: metadata only).
+	validateStatus func(obj runtime.Object) field.ErrorList
 
 	newObject func() runtime.Object
 	newList   func() runtime.Object
@@ -247,8 +254,16 @@ func (k *Kind) ValidateUpdate(obj, old runtime.Object) field.ErrorList {
 // ValidateStatusUpdate checks a /status update (metadata only: the status
 // is the reporter's).
 func (k *Kind) ValidateStatusUpdate(obj, old runtime.Object) field.ErrorList {
-	return validation.ValidateObjectMetaAccessorUpdate(mustMeta(obj), mustMeta(old), field.NewPath("metadata"))
+	errs := validation.ValidateObjectMetaAccessorUpdate(mustMeta(obj), mustMeta(old), field.NewPath("metadata"))
+	if k.validateStatus != nil {
+		errs = append(errs, k.validateStatus(obj)...)
+	}
+	return errs
 }
+
+// NewObject returns an empty object of the kind's Go type without
+// apiVersion and kind (for schema generation).
+func (k *Kind) NewObject() runtime.Object { return k.newObject() }
 
 // SupportsField reports whether name is a selectable field of the kind.
 func (k *Kind) SupportsField(name string) bool { return k.supportedFields[name] }

@@ -24,6 +24,7 @@ func podKind() *Kind {
 		ReturnDeletedObject: true,
 		newObject:           func() runtime.Object { return &corev1.Pod{} },
 		newList:             func() runtime.Object { return &corev1.PodList{} },
+		extraSubresources:   podSubresources,
 		prepareForCreate: func(obj runtime.Object) {
 			pod := obj.(*corev1.Pod)
 			pod.Status = corev1.PodStatus{Phase: corev1.PodPending, QOSClass: qosClass(&pod.Spec)}

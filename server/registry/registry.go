@@ -9,8 +9,15 @@ import (
 	"sort"
 
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -34,6 +41,13 @@ func New() *Registry {
 		corev1.AddToScheme,
 		appsv1.AddToScheme,
 		coordinationv1.AddToScheme,
+		batchv1.AddToScheme,
+		discoveryv1.AddToScheme,
+		eventsv1.AddToScheme,
+		rbacv1.AddToScheme,
+		policyv1.AddToScheme,
+		autoscalingv1.AddToScheme,
+		authenticationv1.AddToScheme,
 		metav1.AddMetaToScheme,
 	} {
 		if err := add(scheme); err != nil {
@@ -62,6 +76,20 @@ func New() *Registry {
 		leaseKind(),
 		deploymentKind(),
 		replicaSetKind(),
+		resourceQuotaKind(),
+		limitRangeKind(),
+		statefulSetKind(),
+		daemonSetKind(),
+		controllerRevisionKind(),
+		jobKind(),
+		cronJobKind(),
+		endpointSliceKind(),
+		eventV1Kind(),
+		roleKind(),
+		roleBindingKind(),
+		clusterRoleKind(),
+		clusterRoleBindingKind(),
+		podDisruptionBudgetKind(),
 	} {
 		r.register(k)
 	}

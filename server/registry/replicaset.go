@@ -22,6 +22,9 @@ func replicaSetKind() *Kind {
 		HasGeneration: true,
 		newObject:     func() runtime.Object { return &appsv1.ReplicaSet{} },
 		newList:       func() runtime.Object { return &appsv1.ReplicaSetList{} },
+		Scale: replicaScale(func(rs *appsv1.ReplicaSet) **int32 { return &rs.Spec.Replicas },
+			func(rs *appsv1.ReplicaSet) int32 { return rs.Status.Replicas },
+			func(rs *appsv1.ReplicaSet) *metav1.LabelSelector { return rs.Spec.Selector }),
 		prepareForCreate: func(obj runtime.Object) {
 			obj.(*appsv1.ReplicaSet).Status = appsv1.ReplicaSetStatus{}
 		},

@@ -10,12 +10,13 @@ import (
 
 func serviceAccountKind() *Kind {
 	return &Kind{
-		GVK:        corev1.SchemeGroupVersion.WithKind("ServiceAccount"),
-		Resource:   "serviceaccounts",
-		Namespaced: true,
-		ShortNames: []string{"sa"},
-		newObject:  func() runtime.Object { return &corev1.ServiceAccount{} },
-		newList:    func() runtime.Object { return &corev1.ServiceAccountList{} },
+		GVK:               corev1.SchemeGroupVersion.WithKind("ServiceAccount"),
+		Resource:          "serviceaccounts",
+		Namespaced:        true,
+		ShortNames:        []string{"sa"},
+		newObject:         func() runtime.Object { return &corev1.ServiceAccount{} },
+		newList:           func() runtime.Object { return &corev1.ServiceAccountList{} },
+		extraSubresources: []Subresource{{Name: SubToken, GVK: tokenGVK, Verbs: []string{"create"}}},
 		columns: []metav1.TableColumnDefinition{
 			nameColumn,
 			col("Secrets", "string", "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use.", 0),

@@ -17,8 +17,13 @@ import (
 // the selector is required and non-empty, it must match the template's
 // labels, and the template's pods must restart Always.
 func validateSelectorAndTemplate(sel *metav1.LabelSelector, tmpl *corev1.PodTemplateSpec, kind string) field.ErrorList {
+	return validateSelectorAndTemplateAt(field.NewPath("spec"), sel, tmpl, kind, []string{string(corev1.RestartPolicyAlways)})
+}
+
+// validateSelectorAndTemplateAt checks selector and template under sp
+// (spec, or spec.jobTemplate.spec) with the allowed restart policies.
+func validateSelectorAndTemplateAt(sp *field.Path, sel *metav1.LabelSelector, tmpl *corev1.PodTemplateSpec, kind string, restart []string) field.ErrorList {
 	var errs field.ErrorList
-	sp := field.NewPath("spec")
 	if sel == nil {
 		errs = append(errs, field.Required(sp.Child("selector"), ""))
 	} else {
@@ -35,7 +40,7 @@ func validateSelectorAndTemplate(sel *metav1.LabelSelector, tmpl *corev1.PodTemp
 			errs = append(errs, field.Invalid(tp.Child("metadata", "labels"), tmpl.Labels, "`selector` does not match template `labels`"))
 		}
 	}
-	errs = append(errs, validatePodSpec(&tmpl.Spec, tp.Child("spec"), []string{string(corev1.RestartPolicyAlways)})...)
+	errs = append(errs, validatePodSpec(&tmpl.Spec, tp.Child("spec"), restart)...)
 	return errs
 }
 

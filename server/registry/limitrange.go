@@ -1,0 +1,67 @@
+package registry
+
+import (
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// LimitRanges are stored and validated; the admission plugin that applies
+// them to pods comes later.
+func limitRangeKind() *Kind {
+	return &Kind{
+		GVK:        corev1.SchemeGroupVersion.WithKind("LimitRange"),
+		Resource:   "limitranges",
+		Namespaced: true,
+		ShortNames: []string{"limits"},
+		newObject:  func() runtime.Object { return &corev1.LimitRange{} },
+		newList:    func() runtime.Object { return &corev1.LimitRangeList{} },
+		validate:   func(obj runtime.Object) field.ErrorList { return validateLimitRange(obj.(*corev1.LimitRange)) },
+		columns:    []metav1.TableColumnDefinition{nameColumn, createdAtColumn},
+		cells: func(obj runtime.Object, now time.Time) []any {
+			l := obj.(*corev1.LimitRange)
+			return []any{l.Name, createdAt(l.CreationTimestamp)}
+		},
+	}
+}
+
+func validateLimitRange(l *corev1.LimitRange) field.ErrorList {
+	var errs field.ErrorList
+	types := []string{string(corev1.LimitTypePod), string(corev1.LimitTypeContainer), string(corev1.LimitTypePersistentVolumeClaim)}
+	seen := map[corev1.LimitType]bool{}
+	for i, item := range l.Spec.Limits {
+		p := field.NewPath("spec", "limits").Index(i)
+		if !contains(types, string(item.Type)) {
+			errs = append(errs, field.NotSupported(p.Child("type"), item.Type, types))
+		}
+		if seen[item.Type] {
+			errs = append(errs, field.Duplicate(p.Child("type"), item.Type))
+		}
+		seen[item.Type] = true
+		for _, part := range []struct {
+			name string
+			rl   corev1.ResourceList
+		}{{"max", item.Max}, {"min", item.Min}, {"default", item.Default}, {"defaultRequest", item.DefaultRequest}, {"maxLimitRequestRatio", item.MaxLimitRequestRatio}} {
+			errs = append(errs, validateResourceList(part.rl, p.Child(part.name))...)
+		}
+		if item.Type == corev1.LimitTypePod && (len(item.Default) > 0 || len(item.DefaultRequest) > 0) {
+			errs = append(errs, field.Forbidden(p.Child("default"), "may not be specified when `type` is 'Pod'"))
+		}
+		for name, minQ := range item.Min {
+			if maxQ, ok := item.Max[name]; ok && minQ.Cmp(maxQ) > 0 {
+				errs = append(errs, field.Invalid(p.Child("min").Key(string(name)), minQ.String(),
+					"min value "+minQ.String()+" is greater than max value "+maxQ.String()))
+			}
+		}
+		for name, def := range item.Default {
+			if maxQ, ok := item.Max[name]; ok && def.Cmp(maxQ) > 0 {
+				errs = append(errs, field.Invalid(p.Child("default").Key(string(name)), def.String(),
+					"default value "+def.String()+" is greater than max value "+maxQ.String()))
+			}
+		}
+	}
+	return errs
+}
