@@ -66,6 +66,20 @@ func (f *FSM) Watch(index uint64) (*Watcher, error) {
 	return &Watcher{r: f.ring, cursor: index, epoch: f.ring.epoch}, nil
 }
 
+// WatchFiltered returns a watcher of the events after index that match
+// filter; it is woken only by those. The caller must Stop it.
+func (f *FSM) WatchFiltered(index uint64, filter WatchFilter) (*Watcher, error) {
+	f.ring.mu.Lock()
+	defer f.ring.mu.Unlock()
+	if index < f.ring.oldest {
+		return nil, ErrExpired
+	}
+	w := &Watcher{r: f.ring, cursor: index, epoch: f.ring.epoch, filtered: true, filter: filter,
+		wakeCh: make(chan struct{}, 1)}
+	f.ring.register(w)
+	return w, nil
+}
+
 // Changed returns a channel closed when the next command is applied
 // (whether or not it changed an object: a refused one still advances the
 // index) or the state is restored.

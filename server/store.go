@@ -51,7 +51,9 @@ func (r raftStore) Read(ctx context.Context, linearizable bool, minIndex uint64)
 	return r.s.fsm.Read(), nil
 }
 
-func (r raftStore) Watch(index uint64) (*fsm.Watcher, error) { return r.s.fsm.Watch(index) }
+func (r raftStore) Watch(index uint64, filter fsm.WatchFilter) (*fsm.Watcher, error) {
+	return r.s.fsm.WatchFiltered(index, filter)
+}
 
 // errRetry marks a failure after which the request certainly did not take
 // effect, so it may be sent again (to the next leader).

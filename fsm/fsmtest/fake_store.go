@@ -60,4 +60,6 @@ func (s *FakeRaftStore) Apply(ctx context.Context, entry []byte) (*fsm.Result, e
 }
 
 // Watch watches the FSM.
-func (s *FakeRaftStore) Watch(index uint64) (*fsm.Watcher, error) { return s.FSM.Watch(index) }
+func (s *FakeRaftStore) Watch(index uint64, filter fsm.WatchFilter) (*fsm.Watcher, error) {
+	return s.FSM.WatchFiltered(index, filter)
+}

@@ -47,10 +47,11 @@ func TestFakeRaftStoreApply(t *testing.T) {
 	if err != nil || snap.Get(k) == nil || snap.Index() != 2 {
 		t.Fatalf("Read: %v, %v", snap, err)
 	}
-	w, err := s.Watch(0)
+	w, err := s.Watch(0, fsm.WatchFilter{Resource: k.Resource})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer w.Stop()
 	wctx, cancel := context.WithTimeout(ctx, waitLimit)
 	defer cancel()
 	if evs, err := w.Next(wctx); err != nil || len(evs) != 1 || evs[0].Object.Key != k {

@@ -25,9 +25,10 @@ type Store interface {
 	// returns its result. A non-nil error means the outcome is unknown
 	// (timeout, leadership lost mid-flight) or the cluster has no leader.
 	Apply(ctx context.Context, entry []byte) (*fsm.Result, error)
-	// Watch returns a watcher of the events after index; fsm.ErrExpired
-	// when index is older than the ring holds.
-	Watch(index uint64) (*fsm.Watcher, error)
+	// Watch returns a watcher of the events after index that match filter
+	// (it is woken only by those); fsm.ErrExpired when index is older than
+	// the ring holds. The caller must Stop the watcher.
+	Watch(index uint64, filter fsm.WatchFilter) (*fsm.Watcher, error)
 }
 
 // Authenticator identifies the user of a request. It returns

@@ -86,11 +86,16 @@ func (s *APIServer) handleWatch(req *request) {
 
 	w := &watchWriter{s: s, req: req, out: out, headers: true}
 	w.begin()
-	watcher, err := s.store.Watch(start)
+	filter := fsm.WatchFilter{Resource: req.kind.StorageResource(), Namespace: req.namespace()}
+	if name, ok := opts.field.RequiresExactMatch("metadata.name"); ok {
+		filter.Name = name
+	}
+	watcher, err := s.store.Watch(start, filter)
 	if err != nil {
 		w.expired(ctx, start, err)
 		return
 	}
+	defer watcher.Stop()
 	if snap != nil {
 		var derr error
 		snap.List(req.kind.StorageResource(), req.namespace(), "", func(o *state.Object) bool {
