@@ -4,14 +4,19 @@ BIN       := bin/skiff
 RUN_DIR   ?= /var/lib/skiff
 RUN_ADDR  ?= 127.0.0.1
 PKGS_UNIT := ./fsm/... ./server/... ./client/... ./cmd/...
+# The node runtime: real containers (root; they skip otherwise).
+PKGS_NODE := ./runtime/... ./nettools/...
+# libcontainer needs cgo, and libseccomp (Debian libseccomp-dev) for seccomp.
+GO_BUILD_ENV := CGO_ENABLED=1
+GO_TAGS      := seccomp
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build run test test-unit test-e2e bench chaos vet clean
+.PHONY: all build run test test-unit test-node test-e2e bench bench-node chaos vet clean
 
 all: build
 
 build:
-	$(GO) build -trimpath -o $(BIN) ./cmd/skiff
+	$(GO_BUILD_ENV) $(GO) build -tags $(GO_TAGS) -trimpath -o $(BIN) ./cmd/skiff
 
 vet:
 	$(GO) vet ./...
@@ -31,16 +36,22 @@ run: build
 	  echo "Press Ctrl-C to stop."; \
 	  wait $$pid'
 
-test: build test-unit test-e2e
+test: build test-unit test-node test-e2e
 
 test-unit:
 	$(GO) test -race -timeout 20m $(PKGS_UNIT)
+
+test-node:
+	$(GO_BUILD_ENV) $(GO) test -race -tags $(GO_TAGS) -timeout 20m $(PKGS_NODE)
 
 test-e2e:
 	SKIFF_BIN=$(CURDIR)/$(BIN) $(GO) test -timeout 25m ./e2e/...
 
 bench: build
 	SKIFF_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./e2e/bench/ ./fsm/
+
+bench-node:
+	$(GO_BUILD_ENV) $(GO) test -tags $(GO_TAGS) -run '^$$' -bench ContainerStart -benchtime 100x -timeout 20m ./runtime/libcontainer/
 
 chaos: build
 	SKIFF_BIN=$(CURDIR)/$(BIN) SKIFF_CHAOS=full $(GO) test -run Chaos -timeout 30m -v ./e2e/chaos/

@@ -8,9 +8,14 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/skiff-io/skiff/runtime/libcontainer"
 )
 
 func main() {
+	// `skiff init` (container init) and `skiff shim` (per-container shim)
+	// are re-executions by the runtime; they never return.
+	libcontainer.InitIfRequested()
 	if err := newRootCommand().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		os.Exit(1)
@@ -34,6 +39,6 @@ func newRootCommand() *cobra.Command {
 		},
 	}
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	root.AddCommand(newServerCommand(), newClusterCommand())
+	root.AddCommand(newServerCommand(), newClusterCommand(), newImageCommand())
 	return root
 }

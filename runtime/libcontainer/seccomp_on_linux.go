@@ -1,0 +1,6 @@
+//go:build seccomp
+
+package libcontainer
+
+// seccompBuilt: libcontainer was built with libseccomp (-tags seccomp).
+const seccompBuilt = true
