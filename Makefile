@@ -54,7 +54,7 @@ bench-node:
 	$(GO_BUILD_ENV) $(GO) test -tags $(GO_TAGS) -run '^$$' -bench ContainerStart -benchtime 100x -timeout 20m ./runtime/libcontainer/
 
 chaos: build
-	SKIFF_BIN=$(CURDIR)/$(BIN) SKIFF_CHAOS=full $(GO) test -run Chaos -timeout 30m -v ./e2e/chaos/
+	SKIFF_BIN=$(CURDIR)/$(BIN) SKIFF_CHAOS=full $(GO) test -count=1 -run Chaos -timeout 15m -v ./e2e/chaos/
 
 clean:
 	rm -rf bin

@@ -78,8 +78,13 @@ type Master struct {
 	IP      string
 	DataDir string
 	Args    []string // extra flags
-	bin     string
-	t       TB
+	// Agent: the embedded agent runs (no --disable-agent).
+	Agent bool
+	// Netns, if set, is the network namespace the process runs in
+	// (through `ip netns exec`).
+	Netns string
+	bin   string
+	t     TB
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -90,16 +95,27 @@ type Master struct {
 // MasterOptions configure NewMaster.
 type MasterOptions struct {
 	Name string
+	// Agent runs the embedded agent (started with --disable-agent
+	// otherwise); give its --runtime in Args.
+	Agent bool
 	// Join is the API URL of a master to join; Token its token.
 	Join, Token string
 	Args        []string
+	// IP is the master's address; a LoopbackAddr of its own if empty.
+	IP string
+	// Netns runs the master inside this network namespace (IP must be
+	// an address of it); see TestNet.
+	Netns string
 }
 
 // NewMaster prepares (but does not start) a master with its own loopback
 // address and data dir.
 func NewMaster(t TB, opts MasterOptions) *Master {
 	t.Helper()
-	m := &Master{Name: opts.Name, IP: LoopbackAddr(t), bin: Binary(t), t: t}
+	m := &Master{Name: opts.Name, IP: opts.IP, Netns: opts.Netns, Agent: opts.Agent, bin: Binary(t), t: t}
+	if m.IP == "" {
+		m.IP = LoopbackAddr(t)
+	}
 	m.DataDir = filepath.Join(t.TempDir(), m.Name)
 	m.Args = append([]string{}, opts.Args...)
 	if opts.Join != "" {
@@ -116,7 +132,7 @@ func (m *Master) URL() string { return "https://" + m.IP + ":6443" }
 func (m *Master) Kubeconfig() string { return filepath.Join(m.DataDir, "kubeconfig.yaml") }
 
 // LogPath is where the master's output goes.
-func (m *Master) LogPath() string { return filepath.Join(m.DataDir+".log") }
+func (m *Master) LogPath() string { return filepath.Join(m.DataDir + ".log") }
 
 // Start starts the process.
 func (m *Master) Start() {
@@ -131,13 +147,19 @@ func (m *Master) Start() {
 		"--node-name", m.Name,
 		"--bind-address", m.IP,
 		"--advertise-address", m.IP,
-		"--disable-agent",
 	}, m.Args...)
+	if !m.Agent {
+		args = append(args, "--disable-agent")
+	}
 	lf, err := os.OpenFile(m.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		m.t.Fatalf("log file: %v", err)
 	}
 	cmd := exec.Command(m.bin, args...)
+	if m.Netns != "" {
+		// ip netns exec execs the binary in place: the PID is skiff's.
+		cmd = exec.Command("ip", append([]string{"netns", "exec", m.Netns, m.bin}, args...)...)
+	}
 	cmd.Stdout, cmd.Stderr = lf, lf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
