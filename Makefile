@@ -3,7 +3,7 @@ GO        ?= go
 BIN       := bin/skiff
 RUN_DIR   ?= /var/lib/skiff
 RUN_ADDR  ?= 127.0.0.1
-PKGS_UNIT := ./fsm/... ./server/... ./client/... ./cmd/...
+PKGS_UNIT := ./fsm/... ./server/... ./client/... ./cmd/... ./agent/...
 # The node runtime: real containers (root; they skip otherwise).
 PKGS_NODE := ./runtime/... ./nettools/...
 # libcontainer needs cgo, and libseccomp (Debian libseccomp-dev) for seccomp.
@@ -21,19 +21,36 @@ build:
 vet:
 	$(GO) vet ./...
 
-# A one-master cluster on $(RUN_ADDR) with the demo workload applied.
-# kubectl --kubeconfig $(RUN_DIR)/kubeconfig.yaml get all -A
+# A one-node cluster on $(RUN_ADDR): a master with its embedded agent
+# (containers on libcontainer, root), the demo image built from
+# docs/demo/hello and dropped in the node's image directory (imported at
+# start, no registry), and the demo workload applied.
 run: build
-	@RUN_DIR=$(RUN_DIR) RUN_ADDR=$(RUN_ADDR) BIN=$(BIN) bash -c '\
+	@RUN_DIR=$(RUN_DIR) RUN_ADDR=$(RUN_ADDR) BIN=$(BIN) GO="$(GO)" bash -c '\
 	  set -euo pipefail; \
-	  ./$$BIN server --data-dir "$$RUN_DIR" --bind-address "$$RUN_ADDR" --node-name "$$(hostname)" & pid=$$!; \
+	  CGO_ENABLED=0 $$GO build -trimpath -o bin/hello ./docs/demo/hello; \
+	  mkdir -p "$$RUN_DIR/agent/images"; \
+	  ./$$BIN demo-image --binary bin/hello --ref skiff.local/demo:1 --out "$$RUN_DIR/agent/images/skiff-demo.tar"; \
+	  node="$$(hostname | tr A-Z a-z)"; \
+	  ./$$BIN server --data-dir "$$RUN_DIR" --bind-address "$$RUN_ADDR" --node-name "$$node" & pid=$$!; \
 	  trap "kill $$pid 2>/dev/null; wait $$pid" INT TERM EXIT; \
+	  k="kubectl --kubeconfig $$RUN_DIR/kubeconfig.yaml"; \
 	  for i in $$(seq 1 300); do \
-	    if kubectl --kubeconfig "$$RUN_DIR/kubeconfig.yaml" get --raw /readyz >/dev/null 2>&1; then break; fi; sleep 0.1; \
+	    if $$k get --raw /readyz >/dev/null 2>&1; then break; fi; sleep 0.1; \
 	  done; \
-	  kubectl --kubeconfig "$$RUN_DIR/kubeconfig.yaml" apply -f docs/demo/; \
-	  echo; echo "Skiff is running. Try: kubectl --kubeconfig $$RUN_DIR/kubeconfig.yaml get configmaps -n demo"; \
-	  echo "Press Ctrl-C to stop."; \
+	  for i in $$(seq 1 300); do \
+	    if $$k get node "$$node" >/dev/null 2>&1; then break; fi; sleep 0.1; \
+	  done; \
+	  $$k wait --for=condition=Ready node/"$$node" --timeout=60s; \
+	  $$k apply -f docs/demo/; \
+	  $$k wait --for=condition=Ready pod --all -n demo --timeout=60s || true; \
+	  echo; echo "Skiff is running: one node, the demo pods in namespace demo."; \
+	  echo "  export KUBECONFIG=$$RUN_DIR/kubeconfig.yaml"; \
+	  echo "  kubectl get nodes,pods -A -o wide"; \
+	  echo "  kubectl logs -n demo hello"; \
+	  echo "  kubectl exec -n demo hello -- /hello get http://localhost:8080/   # exec in the container"; \
+	  echo "  kubectl port-forward -n demo pod/hello 8080:8080 & curl localhost:8080"; \
+	  echo "Press Ctrl-C to stop (the containers keep running; the next start adopts them)."; \
 	  wait $$pid'
 
 test: build test-unit test-node test-e2e
@@ -50,6 +67,7 @@ test-e2e:
 bench: build
 	SKIFF_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./e2e/bench/ ./fsm/
 
+# Container start latency (RunPodSandbox + Create + Start → running), root.
 bench-node:
 	$(GO_BUILD_ENV) $(GO) test -tags $(GO_TAGS) -run '^$$' -bench ContainerStart -benchtime 100x -timeout 20m ./runtime/libcontainer/
 

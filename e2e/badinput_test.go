@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -39,6 +40,17 @@ func TestBadInputNeverReachesRaft(t *testing.T) {
 		}
 		return l.ResourceVersion
 	}
+	// Let the controllers' first writes land (a default ServiceAccount in
+	// each namespace): nothing else writes in an idle cluster.
+	cs := leader.Clientset()
+	testutil.WaitFor(t, 30*time.Second, "default service accounts", func() error {
+		for _, ns := range []string{"default", "kube-system", "kube-public", "kube-node-lease"} {
+			if _, err := cs.CoreV1().ServiceAccounts(ns).Get(context.Background(), "default", metav1.GetOptions{}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	before := listRV(leader)
 	if before == "" || before == "0" {
 		t.Fatalf("list resourceVersion %q", before)

@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/skiff-io/skiff/e2e/testutil"
 )
@@ -131,12 +132,18 @@ func clientGoCRUD(ctx context.Context, t *testing.T, m *testutil.Master) {
 	if _, err := deps.Update(ctx, got, metav1.UpdateOptions{}); !apierrors.IsConflict(err) {
 		t.Fatalf("stale update: %v", err)
 	}
-	scale, err := deps.GetScale(ctx, "api", metav1.GetOptions{})
-	if err != nil || scale.Spec.Replicas != 2 || scale.Status.Selector != "app=api" {
-		t.Fatalf("get scale: %v %+v", err, scale)
-	}
-	scale.Spec.Replicas = 5
-	if _, err := deps.UpdateScale(ctx, "api", scale, metav1.UpdateOptions{}); err != nil {
+	// The Deployment controller writes the status between a read and an
+	// update, so the read-modify-write of the scale retries on 409 as
+	// every client-go caller does.
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		scale, err := deps.GetScale(ctx, "api", metav1.GetOptions{})
+		if err != nil || scale.Spec.Replicas != 2 || scale.Status.Selector != "app=api" {
+			t.Fatalf("get scale: %v %+v", err, scale)
+		}
+		scale.Spec.Replicas = 5
+		_, err = deps.UpdateScale(ctx, "api", scale, metav1.UpdateOptions{})
+		return err
+	}); err != nil {
 		t.Fatalf("update scale: %v", err)
 	}
 	list, err := deps.List(ctx, metav1.ListOptions{LabelSelector: "app=api"})

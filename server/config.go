@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/skiff-io/skiff/server/controller/manager"
 )
 
 // Config is everything a master needs; cmd/skiff fills it from flags.
@@ -26,6 +28,14 @@ type Config struct {
 	// Token is the join token (K10<cahash>::server:<secret>) or a bare secret.
 	Token        string
 	DisableAgent bool
+	// DisableScheduler: the leader runs no scheduler (another scheduler
+	// binds the pods).
+	DisableScheduler bool
+	// ClusterCIDR is the pod address range; the leader gives each Node a
+	// /24 of it as spec.podCIDR.
+	ClusterCIDR string
+	// Controllers tune the leader's controllers (server/controller/manager).
+	Controllers manager.Options
 
 	// Raft tuning; zero values take the defaults below.
 	HeartbeatTimeout  time.Duration
@@ -37,6 +47,9 @@ type Config struct {
 
 	Logger *slog.Logger
 }
+
+// DefaultClusterCIDR is the default pod address range.
+const DefaultClusterCIDR = "10.42.0.0/16"
 
 const (
 	defaultHeartbeatTimeout  = 600 * time.Millisecond
@@ -81,6 +94,9 @@ func (c *Config) setDefaults() error {
 	}
 	if net.ParseIP(c.AdvertiseAddress) == nil {
 		return fmt.Errorf("advertise address %q is not an IP address", c.AdvertiseAddress)
+	}
+	if c.ClusterCIDR == "" {
+		c.ClusterCIDR = DefaultClusterCIDR
 	}
 	if c.HeartbeatTimeout == 0 {
 		c.HeartbeatTimeout = defaultHeartbeatTimeout

@@ -24,6 +24,7 @@ func (s *Server) internalHandler() http.Handler {
 	mux.HandleFunc("GET /internal/v1/readindex", s.requireServer(s.handleReadIndex))
 	mux.HandleFunc("POST /internal/v1/bootstrap", s.handleBootstrap)
 	mux.HandleFunc("POST /internal/v1/join", s.requireServer(s.handleJoin))
+	mux.HandleFunc("POST /internal/v1/node-bootstrap", s.handleNodeBootstrap)
 	mux.HandleFunc("GET /internal/v1/members", s.requireAdmin(s.handleMembers))
 	mux.HandleFunc("DELETE /internal/v1/members/{name}", s.requireAdmin(s.handleRemoveMember))
 	return mux

@@ -86,7 +86,10 @@ func (s *Server) leaderLoop(stop <-chan struct{}) {
 		case <-time.After(time.Second):
 		}
 	}
+	work := s.startLeaderWork(ctx)
 	<-stop
+	cancel()
+	work.Wait()
 }
 
 // establishLeadership makes sure the cluster's fixed objects exist and that

@@ -103,11 +103,18 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.forwarder = &forwarder{s: s}
 	s.leaderWatch = newLeaderWatch()
 	s.authn = auth.NewAuthenticator(auth.AuthenticatorConfig{JoinSecret: s.secret, CAHash: pki.CAHash(s.ca.CertPEM), Secrets: secretGetter{s}, Logger: cfg.Logger})
+	kubelets, err := s.kubeletTransport()
+	if err != nil {
+		s.Shutdown()
+		return nil, err
+	}
 	api, err := apiserver.New(apiserver.Config{
-		Store:         raftStore{s},
-		Authenticator: s.authn,
-		Authorizer:    auth.NewAuthorizer(),
-		Logger:        cfg.Logger,
+		KubeletTransport: kubelets,
+		Store:            raftStore{s},
+		Authenticator:    s.authn,
+		Authorizer:       auth.NewAuthorizer().WithNodeObjects(nodeObjects{s}),
+		Admission:        s.admissionChain(),
+		Logger:           cfg.Logger,
 	})
 	if err != nil {
 		s.Shutdown()

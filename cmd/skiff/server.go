@@ -18,8 +18,11 @@ import (
 
 func newServerCommand() *cobra.Command {
 	var (
-		cfg       server.Config
-		tokenFile string
+		cfg          server.Config
+		tokenFile    string
+		node         nodeOptions
+		agentRuntime string
+		kubeletPort  int
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -33,8 +36,9 @@ Without --join, the first start bootstraps a new single-master cluster in
 The master writes <data-dir>/token (the join token) and
 <data-dir>/kubeconfig.yaml (cluster-admin credentials for kubectl).
 
-Note: until the kubelet lands, a master runs no embedded agent: it behaves
-as if --disable-agent were given, whatever the flag says.`,
+Unless --disable-agent is given, the master also runs an agent (the
+kubelet) for its own node, with credentials it issues itself. The leader
+runs the scheduler (unless --disable-scheduler) and the controllers.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if tokenFile != "" {
@@ -53,7 +57,8 @@ as if --disable-agent were given, whatever the flag says.`,
 			if os.Getenv("GOGC") == "" {
 				debug.SetGCPercent(200)
 			}
-			return runServer(cmd.Context(), cfg)
+			node.Runtime, node.KubeletPort = agentRuntime, kubeletPort
+			return runServer(cmd.Context(), cfg, node)
 		},
 	}
 	f := cmd.Flags()
@@ -67,20 +72,26 @@ as if --disable-agent were given, whatever the flag says.`,
 	f.StringVar(&cfg.Join, "join", "", "URL of a master of an existing cluster to join, https://HOST:PORT")
 	f.StringVar(&cfg.Token, "token", "", "join token (K10<ca-hash>::server:<secret>); on a new cluster, a bare secret to use instead of a generated one")
 	f.StringVar(&tokenFile, "token-file", "", "file holding the join token")
-	f.BoolVar(&cfg.DisableAgent, "disable-agent", false, "do not run the embedded agent (currently always the case: the kubelet is not built yet)")
+	f.BoolVar(&cfg.DisableAgent, "disable-agent", false, "do not run the embedded agent (the kubelet for this master's own node)")
+	f.BoolVar(&cfg.DisableScheduler, "disable-scheduler", false, "do not run the scheduler on the leader (pods stay unbound until another scheduler binds them)")
+	f.StringVar(&cfg.ClusterCIDR, "cluster-cidr", server.DefaultClusterCIDR, "pod address range; each node gets a /24 of it as its podCIDR")
+	f.StringVar(&agentRuntime, "runtime", "libcontainer", "container runtime of the embedded agent: libcontainer or fake")
+	f.IntVar(&kubeletPort, "kubelet-port", 10250, "HTTPS port of the embedded agent's kubelet server")
+	addAgentTuningFlags(f, &node)
+	addControllerFlags(f, &cfg.Controllers)
 	// Tuning, hidden: tests and benchmarks use them.
 	f.DurationVar(&cfg.HeartbeatTimeout, "raft-heartbeat-timeout", 0, "Raft heartbeat and election timeout (default 600ms)")
 	f.Uint64Var(&cfg.SnapshotThreshold, "raft-snapshot-threshold", 0, "log entries between Raft snapshots (default 16384)")
 	f.DurationVar(&cfg.SnapshotInterval, "raft-snapshot-interval", 0, "how often to check whether to snapshot (default 2m)")
 	f.Uint64Var(&cfg.TrailingLogs, "raft-trailing-logs", 0, "log entries kept after a snapshot (default 10240)")
 	f.IntVar(&cfg.WatchRingSize, "watch-cache-size", 0, "watch events kept for resumption (default 100000)")
-	for _, n := range []string{"raft-heartbeat-timeout", "raft-snapshot-threshold", "raft-snapshot-interval", "raft-trailing-logs", "watch-cache-size"} {
+	for _, n := range []string{"runtime", "kubelet-port", "raft-heartbeat-timeout", "raft-snapshot-threshold", "raft-snapshot-interval", "raft-trailing-logs", "watch-cache-size"} {
 		_ = f.MarkHidden(n)
 	}
 	return cmd
 }
 
-func runServer(ctx context.Context, cfg server.Config) error {
+func runServer(ctx context.Context, cfg server.Config, node nodeOptions) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -91,8 +102,22 @@ func runServer(ctx context.Context, cfg server.Config) error {
 		return err
 	}
 	s.Start()
-	<-ctx.Done()
+	agentDone := make(chan error, 1)
+	agentCtx, stopAgent := context.WithCancel(ctx)
+	defer stopAgent()
+	if !cfg.DisableAgent {
+		go func() { agentDone <- runEmbeddedAgent(agentCtx, s, node) }()
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-agentDone:
+		if err != nil {
+			slog.Error("embedded agent stopped", "err", err)
+		}
+		<-ctx.Done()
+	}
 	slog.Info("shutting down")
+	stopAgent()
 	s.Shutdown()
 	return nil
 }

@@ -257,16 +257,37 @@ func TestNamespaceRules(t *testing.T) {
 		t.Fatalf("terminating namespace: want Forbidden, got %v", err)
 	}
 
-	// Deleting a namespace without finalizers removes its contents.
-	e.createNamespace("gone")
+	// A new namespace gets the "kubernetes" finalizer: deleting it leaves
+	// it Terminating with its contents (for the namespace controller)
+	// until namespaces/finalize removes the finalizer.
+	gone := e.createNamespace("gone")
+	if len(gone.Spec.Finalizers) != 1 || gone.Spec.Finalizers[0] != corev1.FinalizerKubernetes {
+		t.Fatalf("spec.finalizers on create: %v", gone.Spec.Finalizers)
+	}
 	if _, err := e.cs.CoreV1().ConfigMaps("gone").Create(e.ctx, configMap("x", nil), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.cs.CoreV1().Namespaces().Delete(e.ctx, "gone", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.cs.CoreV1().ConfigMaps("gone").Get(e.ctx, "x", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-		t.Fatalf("content of deleted namespace: %v", err)
+	if _, err := e.cs.CoreV1().ConfigMaps("gone").Get(e.ctx, "x", metav1.GetOptions{}); err != nil {
+		t.Fatalf("content of a terminating namespace: %v", err)
+	}
+	// A plain update may not drop spec.finalizers.
+	gone, err = e.cs.CoreV1().Namespaces().Get(e.ctx, "gone", metav1.GetOptions{})
+	if err != nil || gone.Status.Phase != corev1.NamespaceTerminating {
+		t.Fatalf("terminating: %v %+v", err, gone)
+	}
+	gone.Spec.Finalizers = nil
+	if gone, err = e.cs.CoreV1().Namespaces().Update(e.ctx, gone, metav1.UpdateOptions{}); err != nil || len(gone.Spec.Finalizers) != 1 {
+		t.Fatalf("update dropping spec.finalizers: %v %v", err, gone.Spec.Finalizers)
+	}
+	gone.Spec.Finalizers = nil
+	if _, err := e.cs.CoreV1().Namespaces().Finalize(e.ctx, gone, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.cs.CoreV1().Namespaces().Get(e.ctx, "gone", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("finalized namespace: %v", err)
 	}
 }
 

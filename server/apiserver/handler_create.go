@@ -18,6 +18,7 @@ import (
 
 	"github.com/skiff-io/skiff/fsm"
 	"github.com/skiff-io/skiff/fsm/state"
+	"github.com/skiff-io/skiff/server/admission"
 	"github.com/skiff-io/skiff/server/registry"
 )
 
@@ -105,6 +106,9 @@ func (s *APIServer) createOnce(ctx context.Context, kind *registry.Kind, in runt
 	m.SetSelfLink("")
 	m.SetDeletionTimestamp(nil)
 	m.SetDeletionGracePeriodSeconds(nil)
+	if err := s.admit(ctx, admission.Create, kind, obj, nil, dry); err != nil {
+		return nil, err
+	}
 	kind.PrepareForCreate(obj)
 	if errs := kind.Validate(obj); len(errs) > 0 {
 		return nil, apierrors.NewInvalid(kind.GVK.GroupKind(), m.GetName(), errs)
@@ -114,25 +118,36 @@ func (s *APIServer) createOnce(ctx context.Context, kind *registry.Kind, in runt
 			return nil, err
 		}
 	}
-	if dry {
-		return obj, nil
-	}
 	data, err := kind.Encode(obj)
 	if err != nil {
 		return nil, apierrors.NewInternalError(err)
 	}
-	res, err := s.propose(ctx, fsm.Mutation{
-		Op:     fsm.OpCreate,
-		Key:    kind.Key(m.GetNamespace(), m.GetName()),
-		UID:    string(m.GetUID()),
-		Object: data,
-	})
-	if err != nil {
-		return nil, err
+	var res *fsm.Result
+	for attempt := 0; ; attempt++ {
+		extra, err := s.validateAdmission(ctx, admission.Create, kind, obj, nil, dry)
+		if err != nil {
+			return nil, err
+		}
+		if dry {
+			return obj, nil
+		}
+		res, err = s.propose(ctx, append([]fsm.Mutation{{
+			Op:     fsm.OpCreate,
+			Key:    kind.Key(m.GetNamespace(), m.GetName()),
+			UID:    string(m.GetUID()),
+			Object: data,
+		}}, extra...)...)
+		if admissionConflict(res, err) && attempt+1 < maxUpdateAttempts {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		break
 	}
 	// The stored object is obj as encoded: answer with it rather than
 	// decoding it back.
-	if len(res.Objects) != 1 || res.Objects[0] == nil {
+	if len(res.Objects) == 0 || res.Objects[0] == nil {
 		return resultObject(kind, res, 0)
 	}
 	obj.GetObjectKind().SetGroupVersionKind(kind.GVK)

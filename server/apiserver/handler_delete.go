@@ -147,7 +147,10 @@ func (s *APIServer) deleteObject(ctx context.Context, snap *state.Snapshot, kind
 		t := metav1.NewTime(now.Add(time.Duration(grace) * time.Second))
 		um.SetDeletionTimestamp(&t)
 		um.SetDeletionGracePeriodSeconds(&grace)
-	} else if g := um.GetDeletionGracePeriodSeconds(); graceful && g != nil && grace < *g {
+	} else if g := um.GetDeletionGracePeriodSeconds(); g != nil && grace < *g {
+		// A shorter grace period (0 included: the kubelet's final delete
+		// of a pod held by finalizers) shortens the wait, so removing the
+		// last finalizer then deletes the object.
 		t := metav1.NewTime(now.Add(time.Duration(grace) * time.Second))
 		if t.Before(dt) {
 			um.SetDeletionTimestamp(&t)

@@ -51,6 +51,12 @@ func (s *APIServer) serveSubresource(req *request) {
 			return
 		}
 		s.handleStreaming(req)
+	case registry.SubFinalize:
+		if verb != "update" {
+			s.writeError(req.w, req.r, methodNotSupported(req))
+			return
+		}
+		s.handleFinalize(req)
 	case registry.SubToken:
 		if verb != "create" {
 			s.writeError(req.w, req.r, methodNotSupported(req))

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/skiff-io/skiff/fsm"
+	"github.com/skiff-io/skiff/server/admission"
 	"github.com/skiff-io/skiff/server/registry"
 )
 
@@ -150,10 +151,19 @@ func (s *APIServer) guaranteedUpdate(ctx context.Context, u *update) (runtime.Ob
 				return nil, false, apierrors.NewInvalid(kind.GVK.GroupKind(), u.name, errs)
 			}
 		} else {
+			if err := s.admit(ctx, admission.Update, kind, obj, old, u.dry); err != nil {
+				return nil, false, err
+			}
 			kind.PrepareForUpdate(obj, old)
 			final = obj
 			if errs := kind.ValidateUpdate(final, old); len(errs) > 0 {
 				return nil, false, apierrors.NewInvalid(kind.GVK.GroupKind(), u.name, errs)
+			}
+		}
+		var extra []fsm.Mutation
+		if !u.status {
+			if extra, err = s.validateAdmission(ctx, admission.Update, kind, final, old, u.dry); err != nil {
+				return nil, false, err
 			}
 		}
 		data, err := kind.Encode(final)
@@ -174,8 +184,12 @@ func (s *APIServer) guaranteedUpdate(ctx context.Context, u *update) (runtime.Ob
 		if deleting {
 			mut = fsm.Mutation{Op: fsm.OpDelete, Key: cur.Key, Preconditions: pre}
 		}
-		res, err := s.propose(ctx, mut)
-		if isConflict(err) && clientRV == 0 {
+		muts := []fsm.Mutation{mut}
+		if !deleting {
+			muts = append(muts, extra...)
+		}
+		res, err := s.propose(ctx, muts...)
+		if (isConflict(err) && clientRV == 0) || admissionConflict(res, err) {
 			continue
 		}
 		if err != nil {

@@ -46,6 +46,9 @@ type Config struct {
 	// pods/log, exec, attach and portforward are proxied (proxy.go); nil
 	// answers them 503.
 	KubeletTransport http.RoundTripper
+	// Admission runs on creates and updates (admission.go); nil admits
+	// everything.
+	Admission Admission
 }
 
 // APIServer is the http.Handler of the Kubernetes API.
@@ -62,6 +65,8 @@ type APIServer struct {
 	openapi openAPIDocs
 	// nsCache spares creates a decode of their namespace.
 	nsCache namespaceCache
+	// events shares watch event objects among watches.
+	events eventCache
 }
 
 // New returns an APIServer.

@@ -98,7 +98,7 @@ func (s *APIServer) handleWatch(req *request) {
 	defer watcher.Stop()
 	if snap != nil {
 		var derr error
-		snap.List(req.kind.StorageResource(), req.namespace(), "", func(o *state.Object) bool {
+		emit := func(o *state.Object) bool {
 			obj, err := req.kind.Decode(o)
 			if err != nil {
 				derr = err
@@ -108,7 +108,16 @@ func (s *APIServer) handleWatch(req *request) {
 				derr = w.send(watch.Added, obj)
 			}
 			return derr == nil
-		})
+		}
+		// A watch of one name (a kubelet's own Node) replays that object
+		// only, instead of decoding every object of the kind.
+		if name, ok := opts.field.RequiresExactMatch("metadata.name"); ok && (req.namespace() != "" || !req.kind.Namespaced) {
+			if o := snap.Get(req.kind.Key(req.namespace(), name)); o != nil {
+				emit(o)
+			}
+		} else {
+			snap.List(req.kind.StorageResource(), req.namespace(), "", emit)
+		}
 		if derr != nil {
 			s.log.Debug("watch ended", "err", derr)
 			return
@@ -165,16 +174,15 @@ func (s *APIServer) watchLoop(ctx context.Context, w *watchWriter, watcher *fsm.
 			if o == nil || o.Key.Resource != resource || (ns != "" && o.Key.Namespace != ns) || (oneName && o.Key.Name != name) {
 				continue
 			}
-			typ, obj, err := s.filterEvent(w, ev, opts)
+			typ, ce, err := s.filterEvent(w, ev, opts)
 			if err != nil {
 				s.log.Warn("watch: cannot decode event object", "key", o.Key, "err", err)
 				continue
 			}
-			if obj == nil {
+			if ce == nil {
 				continue
 			}
-			mustAccessor(obj).SetResourceVersion(strconv.FormatUint(ev.Index, 10))
-			if err := w.send(typ, obj); err != nil {
+			if err := w.sendCached(typ, ce); err != nil {
 				return
 			}
 			sent = true
@@ -187,10 +195,12 @@ func (s *APIServer) watchLoop(ctx context.Context, w *watchWriter, watcher *fsm.
 }
 
 // filterEvent applies the selectors to an event: the type to send and its
-// object, or a nil object when the watcher should not see it.
-func (s *APIServer) filterEvent(w *watchWriter, ev *fsm.Event, opts *listOptions) (watch.EventType, runtime.Object, error) {
+// object (decoded once for every watch, resourceVersion set to the
+// event's), or nil when the watcher should not see it.
+func (s *APIServer) filterEvent(w *watchWriter, ev *fsm.Event, opts *listOptions) (watch.EventType, *cachedEvent, error) {
 	kind := w.req.kind
-	obj, err := kind.Decode(ev.Object)
+	ce := s.events.get(kind, ev.Object, ev.Index)
+	obj, err := ce.decoded()
 	if err != nil {
 		return "", nil, err
 	}
@@ -198,29 +208,31 @@ func (s *APIServer) filterEvent(w *watchWriter, ev *fsm.Event, opts *listOptions
 	switch ev.Type {
 	case fsm.Added:
 		if cur {
-			return watch.Added, obj, nil
+			return watch.Added, ce, nil
 		}
 	case fsm.Deleted:
 		if cur {
-			return watch.Deleted, obj, nil
+			return watch.Deleted, ce, nil
 		}
 	case fsm.Modified:
 		prev := cur
-		var prevObj runtime.Object
+		var prevCE *cachedEvent
 		if ev.Prev != nil && opts.hasSelectors() {
-			if prevObj, err = kind.Decode(ev.Prev); err != nil {
+			prevCE = s.events.get(kind, ev.Prev, ev.Index)
+			prevObj, err := prevCE.decoded()
+			if err != nil {
 				return "", nil, err
 			}
 			prev = opts.matches(kind, prevObj)
 		}
 		switch {
 		case cur && prev:
-			return watch.Modified, obj, nil
+			return watch.Modified, ce, nil
 		case cur:
-			return watch.Added, obj, nil
+			return watch.Added, ce, nil
 		case prev:
 			// The last state the watcher could see.
-			return watch.Deleted, prevObj, nil
+			return watch.Deleted, prevCE, nil
 		}
 	}
 	return "", nil, nil
@@ -269,16 +281,42 @@ func (w *watchWriter) send(typ watch.EventType, obj runtime.Object) error {
 	return w.write(typ, v)
 }
 
+// sendCached writes an event whose object is shared with other watches:
+// the plain object form reuses its one encoding.
+func (w *watchWriter) sendCached(typ watch.EventType, ce *cachedEvent) error {
+	if w.out.kind != outputObject {
+		obj, err := ce.decoded()
+		if err != nil {
+			return err
+		}
+		return w.send(typ, obj)
+	}
+	raw, err := ce.encoded()
+	if err != nil {
+		return err
+	}
+	return w.writeRaw(typ, raw)
+}
+
 func (w *watchWriter) write(typ watch.EventType, v any) error {
 	raw, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	b, err := json.Marshal(metav1.WatchEvent{Type: string(typ), Object: runtime.RawExtension{Raw: raw}})
-	if err != nil {
-		return err
-	}
-	_, err = w.req.w.Write(append(b, '\n'))
+	return w.writeRaw(typ, raw)
+}
+
+// writeRaw writes {"type":TYPE,"object":RAW} and a newline: what
+// json.Marshal makes of a metav1.WatchEvent, without a second pass over
+// the object's bytes.
+func (w *watchWriter) writeRaw(typ watch.EventType, raw []byte) error {
+	b := make([]byte, 0, len(raw)+32)
+	b = append(b, `{"type":"`...)
+	b = append(b, typ...)
+	b = append(b, `","object":`...)
+	b = append(b, raw...)
+	b = append(b, "}\n"...)
+	_, err := w.req.w.Write(b)
 	return err
 }
 

@@ -16,8 +16,12 @@ import (
 //     sub-paths (as Kubernetes' system:public-info-viewer role);
 //   - authenticated users may also GET discovery: /api, /apis, /openapi and
 //     their sub-paths (as the system:discovery role);
+//   - nodes (system:node:<name> in system:nodes) may do what a kubelet
+//     needs, see authorizeNode;
 //   - nothing else: resource requests by other users are refused.
-type Authorizer struct{}
+type Authorizer struct {
+	nodes NodeObjects
+}
 
 // NewAuthorizer returns the built-in authorizer.
 func NewAuthorizer() *Authorizer { return &Authorizer{} }
@@ -29,11 +33,14 @@ var (
 
 // Authorize reports whether u may do what attrs describe and, when not, a
 // reason worded as Kubernetes' RBAC denials. A nil user is anonymous.
-func (*Authorizer) Authorize(u *User, attrs Attributes) (bool, string) {
+func (a *Authorizer) Authorize(u *User, attrs Attributes) (bool, string) {
 	if u == nil {
 		u = &User{Name: UserAnonymous, Groups: []string{GroupUnauthenticated}}
 	}
 	if u.InGroup(GroupMasters) || u.InGroup(GroupSkiffServers) {
+		return true, ""
+	}
+	if u.InGroup(GroupNodes) && a.authorizeNode(u, attrs) {
 		return true, ""
 	}
 	if attrs.Path != "" && attrs.Verb == "get" {

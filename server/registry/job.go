@@ -148,26 +148,30 @@ func validateJobSpecUpdate(s, old *batchv1.JobSpec, sp *field.Path) field.ErrorL
 	return errs
 }
 
+// jobStatus is the STATUS column, in kubectl's order of precedence
+// (a finished job also carries SuccessCriteriaMet or FailureTarget).
 func jobStatus(j *batchv1.Job) string {
-	for _, c := range j.Status.Conditions {
-		if c.Status != corev1.ConditionTrue {
-			continue
+	has := func(t batchv1.JobConditionType) bool {
+		for _, c := range j.Status.Conditions {
+			if c.Type == t && c.Status == corev1.ConditionTrue {
+				return true
+			}
 		}
-		switch c.Type {
-		case batchv1.JobComplete:
-			return "Complete"
-		case batchv1.JobFailed:
-			return "Failed"
-		case batchv1.JobFailureTarget:
-			return "FailureTarget"
-		case batchv1.JobSuspended:
-			return "Suspended"
-		case batchv1.JobSuccessCriteriaMet:
-			return "SuccessCriteriaMet"
-		}
+		return false
 	}
-	if j.DeletionTimestamp != nil {
+	switch {
+	case has(batchv1.JobComplete):
+		return "Complete"
+	case has(batchv1.JobFailed):
+		return "Failed"
+	case j.DeletionTimestamp != nil:
 		return "Terminating"
+	case has(batchv1.JobSuspended):
+		return "Suspended"
+	case has(batchv1.JobFailureTarget):
+		return "FailureTarget"
+	case has(batchv1.JobSuccessCriteriaMet):
+		return "SuccessCriteriaMet"
 	}
 	return "Running"
 }

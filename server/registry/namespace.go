@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -24,9 +25,19 @@ func namespaceKind() *Kind {
 		NameFn:              validation.ValidateNamespaceName,
 		newObject:           func() runtime.Object { return &corev1.Namespace{} },
 		newList:             func() runtime.Object { return &corev1.NamespaceList{} },
+		extraSubresources:   []Subresource{{Name: SubFinalize, GVK: corev1.SchemeGroupVersion.WithKind("Namespace"), Verbs: []string{"update"}}},
 		prepareForCreate: func(obj runtime.Object) {
 			ns := obj.(*corev1.Namespace)
 			ns.Status = corev1.NamespaceStatus{Phase: corev1.NamespaceActive}
+			// As kube-apiserver: the namespace controller's finalizer
+			// holds a deleted namespace until its content is gone.
+			if !slices.Contains(ns.Spec.Finalizers, corev1.FinalizerKubernetes) {
+				ns.Spec.Finalizers = append(ns.Spec.Finalizers, corev1.FinalizerKubernetes)
+			}
+		},
+		// spec.finalizers change only through namespaces/finalize.
+		prepareForUpdate: func(obj, old runtime.Object) {
+			obj.(*corev1.Namespace).Spec.Finalizers = old.(*corev1.Namespace).Spec.Finalizers
 		},
 		defaults: func(obj runtime.Object) {
 			ns := obj.(*corev1.Namespace)

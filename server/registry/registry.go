@@ -18,6 +18,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -48,6 +49,7 @@ func New() *Registry {
 		policyv1.AddToScheme,
 		autoscalingv1.AddToScheme,
 		authenticationv1.AddToScheme,
+		schedulingv1.AddToScheme,
 		metav1.AddMetaToScheme,
 	} {
 		if err := add(scheme); err != nil {
@@ -90,6 +92,8 @@ func New() *Registry {
 		clusterRoleKind(),
 		clusterRoleBindingKind(),
 		podDisruptionBudgetKind(),
+		replicationControllerKind(),
+		priorityClassKind(),
 	} {
 		r.register(k)
 	}

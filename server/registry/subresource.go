@@ -21,6 +21,7 @@ const (
 	SubAttach      = "attach"
 	SubPortForward = "portforward"
 	SubToken       = "token"
+	SubFinalize    = "finalize"
 )
 
 // Subresource is one subresource of a kind as discovery lists it.

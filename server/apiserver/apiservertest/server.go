@@ -13,7 +13,9 @@ import (
 
 	"github.com/skiff-io/skiff/fsm"
 	"github.com/skiff-io/skiff/fsm/fsmtest"
+	"github.com/skiff-io/skiff/server/admission"
 	"github.com/skiff-io/skiff/server/apiserver"
+	"github.com/skiff-io/skiff/server/registry"
 )
 
 // Token is the bearer token the test server's authenticator accepts.
@@ -28,6 +30,8 @@ type Options struct {
 	BookmarkMax  time.Duration
 	Authorizer   *FakeAuthorizer
 	Now          func() time.Time
+	// Admission enables the admission chain (server/admission).
+	Admission bool
 }
 
 // Server is an API server over a FakeRaftStore behind httptest TLS.
@@ -50,7 +54,12 @@ func NewServer(t testing.TB, opts Options) *Server {
 	if os.Getenv("SKIFF_TEST_DEBUG") != "" {
 		level = slog.LevelDebug
 	}
+	var adm apiserver.Admission
+	if opts.Admission {
+		adm = admission.New(store, registry.New(), nil)
+	}
 	api, err := apiserver.New(apiserver.Config{
+		Admission:     adm,
 		Store:         store,
 		Authenticator: &FakeAuthenticator{Token: Token},
 		Authorizer:    authz,

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+func newAgentCommand() *cobra.Command {
+	var (
+		opts      nodeOptions
+		tokenFile string
+		hollowOpt hollowOptions
+	)
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run a Skiff node: the kubelet that runs the pods bound to this node",
+		Long: `Run a Skiff node (the kubelet).
+
+The agent proves the join token to a master (after checking the master's CA
+against the hash in the token) and gets its node credentials, which it keeps
+in <data-dir>/agent/. It registers its Node, renews its Lease, and runs the
+pods bound to the node with the container runtime (libcontainer; "fake"
+simulates containers, for hollow nodes and tests).
+
+  skiff agent --server https://MASTER:6443 --token-file <master data-dir>/token`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if tokenFile != "" {
+				if opts.Token != "" {
+					return errors.New("give --token or --token-file, not both")
+				}
+				b, err := os.ReadFile(tokenFile)
+				if err != nil {
+					return fmt.Errorf("--token-file: %w", err)
+				}
+				opts.Token = strings.TrimSpace(string(b))
+			}
+			if opts.Server == "" {
+				return errors.New("--server is required")
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			opts.Logger = slog.Default()
+			if hollowOpt.Count > 0 {
+				return runHollowNodes(ctx, opts, hollowOpt)
+			}
+			return runAgent(ctx, opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.Server, "server", "", "URL of a master, https://HOST:6443")
+	f.StringVar(&opts.Token, "token", "", "cluster join token (K10<ca-hash>::server:<secret>), needed until the node has credentials")
+	f.StringVar(&tokenFile, "token-file", "", "file holding the join token")
+	f.StringVar(&opts.DataDir, "data-dir", "/var/lib/skiff", "directory for node credentials, images, containers and pod logs")
+	f.StringVar(&opts.NodeName, "node-name", "", "name of this node (default: the hostname)")
+	f.StringVar(&opts.BindAddress, "bind-address", "0.0.0.0", "address the kubelet server binds to; a specific address is also the node's InternalIP")
+	f.IntVar(&opts.KubeletPort, "kubelet-port", 10250, "HTTPS port of the kubelet server (logs, exec, attach, port-forward)")
+	f.StringVar(&opts.Runtime, "runtime", "libcontainer", "container runtime: libcontainer, or fake (simulated containers, for hollow nodes)")
+	addAgentTuningFlags(f, &opts)
+	addHollowFlags(f, &hollowOpt)
+	return cmd
+}
+
+func addAgentTuningFlags(f flagSet, opts *nodeOptions) {
+	f.DurationVar(&opts.LeaseDuration, "node-lease-duration", 0, "node Lease duration, renewed every quarter of it (default 20s)")
+	f.DurationVar(&opts.StatusInterval, "node-status-interval", 0, "how often the node status is checked (default 10s)")
+	f.DurationVar(&opts.BackoffBase, "restart-backoff", 0, "first CrashLoopBackOff delay (default 10s)")
+	for _, n := range []string{"node-lease-duration", "node-status-interval", "restart-backoff"} {
+		_ = f.MarkHidden(n)
+	}
+}
+
+// flagSet is the part of *pflag.FlagSet addAgentTuningFlags uses.
+type flagSet interface {
+	DurationVar(p *time.Duration, name string, value time.Duration, usage string)
+	MarkHidden(name string) error
+}

@@ -1,0 +1,36 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/skiff-io/skiff/nettools"
+	"github.com/skiff-io/skiff/runtime"
+	"github.com/skiff-io/skiff/runtime/image"
+	"github.com/skiff-io/skiff/runtime/libcontainer"
+)
+
+// newLibcontainerRuntime builds the libcontainer runtime over the node's
+// image store (importing the archives dropped in it) and the pod bridge;
+// the bridge gets the node's pod CIDR once the master assigned it (the
+// agent's UpdateRuntimeConfig).
+func newLibcontainerRuntime(dataDir string, log *slog.Logger) (runtime.Runtime, runtime.ImageService, error) {
+	images, err := image.New(image.Options{Root: filepath.Join(dataDir, "agent", "images"), Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := images.ImportArchives(context.Background()); err != nil {
+		log.Warn("some image archives were not imported", "err", err)
+	}
+	bridge, err := nettools.NewBridge(nettools.BridgeConfig{StateDir: filepath.Join(dataDir, "agent", "ipam"), Logger: log})
+	if err != nil {
+		return nil, nil, fmt.Errorf("pod network: %w", err)
+	}
+	rt, err := libcontainer.New(libcontainer.Config{DataDir: dataDir, Images: images, Network: bridge, Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	return rt, images, nil
+}

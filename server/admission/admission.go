@@ -1,0 +1,109 @@
+// Package admission is the admission chain of the Skiff API server: the
+// plugins kube-apiserver enables by default that Skiff needs, run on
+// creates and updates after defaulting (mutating) and after validation
+// (validating):
+//
+//   - ServiceAccount: a pod without spec.serviceAccountName gets "default".
+//   - DefaultTolerationSeconds: pods tolerate node.kubernetes.io/not-ready
+//     and node.kubernetes.io/unreachable (NoExecute) for 300 s.
+//   - Priority: spec.priority from the pod's PriorityClass (or the
+//     globalDefault one); an unknown class is refused (priority.go).
+//   - LimitRanger: LimitRange defaults for container requests and limits,
+//     and the min, max and ratio constraints (403).
+//   - ResourceQuota: a create that would take a quota's usage over its hard
+//     limit is refused (403 "exceeded quota: …"); an admitted create
+//     charges the quota in the same Raft entry as the object (a status
+//     update with the quota's resourceVersion as precondition), so that
+//     concurrent creates cannot overshoot it.
+//
+// NamespaceLifecycle (no new objects in a terminating namespace) lives in
+// the API server itself.
+package admission
+
+import (
+	"context"
+	"log/slog"
+
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/skiff-io/skiff/fsm"
+	"github.com/skiff-io/skiff/fsm/state"
+	"github.com/skiff-io/skiff/server/registry"
+)
+
+// Operation is what a request does to an object.
+type Operation string
+
+const (
+	Create Operation = "CREATE"
+	Update Operation = "UPDATE"
+)
+
+// Attributes describe one admission request.
+type Attributes struct {
+	Operation Operation
+	Kind      *registry.Kind
+	Namespace string
+	Name      string
+	// Object is the object to store; mutating plugins change it.
+	Object runtime.Object
+	// OldObject is the stored object (updates).
+	OldObject runtime.Object
+	DryRun    bool
+}
+
+// Reader reads the local state (admission decisions are made on it, and
+// writes that depend on them carry preconditions).
+type Reader interface {
+	Read(ctx context.Context, linearizable bool, minIndex uint64) (*state.Snapshot, error)
+}
+
+// Chain runs the plugins.
+type Chain struct {
+	reader Reader
+	reg    *registry.Registry
+	log    *slog.Logger
+}
+
+// New returns the admission chain over the state read by r.
+func New(r Reader, reg *registry.Registry, log *slog.Logger) *Chain {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Chain{reader: r, reg: reg, log: log.With("component", "admission")}
+}
+
+// Admit runs the mutating plugins on a create or update.
+func (c *Chain) Admit(ctx context.Context, a *Attributes) error {
+	if a.Kind.Resource != "pods" || a.Operation != Create {
+		return nil
+	}
+	defaultServiceAccount(a)
+	defaultTolerations(a)
+	snap, err := c.reader.Read(ctx, false, 0)
+	if err != nil {
+		return err
+	}
+	if err := c.priority(snap, a); err != nil {
+		return err
+	}
+	return c.limitRanger(snap, a)
+}
+
+// Validate runs the validating plugins; the mutations it returns (quota
+// charges) must be proposed atomically with the object's write.
+func (c *Chain) Validate(ctx context.Context, a *Attributes) ([]fsm.Mutation, error) {
+	if a.Operation != Create || !a.Kind.Namespaced {
+		return nil, nil
+	}
+	snap, err := c.reader.Read(ctx, false, 0)
+	if err != nil {
+		return nil, err
+	}
+	if a.Kind.Resource == "pods" {
+		if err := c.validateLimits(snap, a); err != nil {
+			return nil, err
+		}
+	}
+	return c.quota(snap, a)
+}

@@ -1,0 +1,60 @@
+package apiserver
+
+import (
+	"context"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/skiff-io/skiff/fsm"
+	"github.com/skiff-io/skiff/server/admission"
+	"github.com/skiff-io/skiff/server/registry"
+)
+
+// Admission mutates and validates objects on create and update
+// (server/admission.Chain). Validate's mutations (quota charges) are
+// proposed in the same Raft entry as the write.
+type Admission interface {
+	Admit(ctx context.Context, a *admission.Attributes) error
+	Validate(ctx context.Context, a *admission.Attributes) ([]fsm.Mutation, error)
+}
+
+func admissionAttrs(op admission.Operation, kind *registry.Kind, obj, old runtime.Object, dry bool) *admission.Attributes {
+	m := mustAccessor(obj)
+	return &admission.Attributes{Operation: op, Kind: kind, Namespace: m.GetNamespace(), Name: m.GetName(),
+		Object: obj, OldObject: old, DryRun: dry}
+}
+
+// admit runs the mutating admission plugins.
+func (s *APIServer) admit(ctx context.Context, op admission.Operation, kind *registry.Kind, obj, old runtime.Object, dry bool) error {
+	if s.cfg.Admission == nil {
+		return nil
+	}
+	return admissionError(s.cfg.Admission.Admit(ctx, admissionAttrs(op, kind, obj, old, dry)))
+}
+
+// validateAdmission runs the validating admission plugins.
+func (s *APIServer) validateAdmission(ctx context.Context, op admission.Operation, kind *registry.Kind, obj, old runtime.Object, dry bool) ([]fsm.Mutation, error) {
+	if s.cfg.Admission == nil {
+		return nil, nil
+	}
+	muts, err := s.cfg.Admission.Validate(ctx, admissionAttrs(op, kind, obj, old, dry))
+	return muts, admissionError(err)
+}
+
+// admissionError passes API errors through and makes others a 500.
+func admissionError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := err.(apierrors.APIStatus); ok {
+		return err
+	}
+	return storeError(err)
+}
+
+// admissionConflict reports whether a proposal failed on one of the
+// admission's extra mutations (a quota changed meanwhile: try again).
+func admissionConflict(res *fsm.Result, err error) bool {
+	return err != nil && res != nil && res.Err != nil && res.Err.Op > 0 && isConflict(err)
+}

@@ -1,0 +1,118 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// Claimer adopts orphans that match an owner's selector and releases the
+// objects it owns that no longer match (Kubernetes' ControllerRefManager).
+// Adoption and release are strategic merge patches of
+// metadata.ownerReferences with the object's UID as a precondition.
+type Claimer struct {
+	Owner    metav1.Object
+	GVK      schema.GroupVersionKind
+	Selector labels.Selector
+	// Fresh returns the owner as the API has it now; adoption is refused
+	// when it is gone, replaced or being deleted. Nil: trust Owner.
+	Fresh func(ctx context.Context) (metav1.Object, error)
+	// Patch applies a strategic merge patch to namespace/name.
+	Patch func(ctx context.Context, namespace, name string, patch []byte) error
+
+	once     sync.Once
+	adoptErr error
+}
+
+// Claim returns the objects the owner controls after adopting and
+// releasing.
+func Claim[T metav1.Object](ctx context.Context, c *Claimer, objs []T) ([]T, error) {
+	var out []T
+	for _, o := range objs {
+		ref := metav1.GetControllerOf(o)
+		if ref != nil {
+			if ref.UID != c.Owner.GetUID() {
+				continue
+			}
+			if c.Selector.Matches(labels.Set(o.GetLabels())) || c.Owner.GetDeletionTimestamp() != nil {
+				out = append(out, o)
+				continue
+			}
+			if err := c.release(ctx, o); err != nil && !apierrors.IsNotFound(err) {
+				return nil, err
+			}
+			continue
+		}
+		if c.Owner.GetDeletionTimestamp() != nil || o.GetDeletionTimestamp() != nil ||
+			!c.Selector.Matches(labels.Set(o.GetLabels())) {
+			continue
+		}
+		if err := c.canAdopt(ctx); err != nil {
+			return out, err
+		}
+		if err := c.adopt(ctx, o); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return out, err
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+func (c *Claimer) canAdopt(ctx context.Context) error {
+	c.once.Do(func() {
+		if c.Fresh == nil {
+			return
+		}
+		fresh, err := c.Fresh(ctx)
+		switch {
+		case err != nil:
+			c.adoptErr = err
+		case fresh.GetUID() != c.Owner.GetUID():
+			c.adoptErr = fmt.Errorf("original %s %s/%s is gone: got uid %s, wanted %s", c.GVK.Kind,
+				c.Owner.GetNamespace(), c.Owner.GetName(), fresh.GetUID(), c.Owner.GetUID())
+		case fresh.GetDeletionTimestamp() != nil:
+			c.adoptErr = fmt.Errorf("%s %s/%s has just been deleted at %v", c.GVK.Kind,
+				c.Owner.GetNamespace(), c.Owner.GetName(), fresh.GetDeletionTimestamp())
+		}
+	})
+	return c.adoptErr
+}
+
+func (c *Claimer) adopt(ctx context.Context, o metav1.Object) error {
+	ref := OwnerRef(c.Owner, c.GVK)
+	p, err := json.Marshal(map[string]any{"metadata": map[string]any{
+		"ownerReferences": []metav1.OwnerReference{ref},
+		"uid":             o.GetUID(),
+	}})
+	if err != nil {
+		return err
+	}
+	return c.Patch(ctx, o.GetNamespace(), o.GetName(), p)
+}
+
+func (c *Claimer) release(ctx context.Context, o metav1.Object) error {
+	p, err := ReleasePatch(c.Owner.GetUID(), o.GetUID())
+	if err != nil {
+		return err
+	}
+	return c.Patch(ctx, o.GetNamespace(), o.GetName(), p)
+}
+
+// ReleasePatch is the strategic merge patch that removes the owner
+// reference to owner from the object with UID uid.
+func ReleasePatch(owner, uid types.UID) ([]byte, error) {
+	return json.Marshal(map[string]any{"metadata": map[string]any{
+		"ownerReferences": []map[string]any{{"$patch": "delete", "uid": owner}},
+		"uid":             uid,
+	}})
+}

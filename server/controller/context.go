@@ -1,0 +1,112 @@
+// Package controller holds what Skiff's controllers share: the Context they
+// are built from (clients, one shared informer factory, event recording),
+// rate-limited work queues and their workers, expectations, and helpers
+// for pods, pod templates and owner references. Each controller lives in a
+// package of its own below this one; package manager starts them all.
+package controller
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+)
+
+// Context is what every controller is built from. The informer factory is
+// shared: controllers ask it for informers in their constructors, and the
+// manager starts it once they all have.
+type Context struct {
+	Client    kubernetes.Interface
+	Metadata  metadata.Interface // may be nil (tests of controllers that do not need it)
+	Informers informers.SharedInformerFactory
+	Events    *Events
+	Logger    *slog.Logger
+	// Now is the controllers' clock.
+	Now func() time.Time
+}
+
+// NewContext builds a Context with a shared informer factory over client
+// and the pod and replica set indexes the controllers use.
+func NewContext(client kubernetes.Interface, meta metadata.Interface, log *slog.Logger) (*Context, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	f := informers.NewSharedInformerFactory(client, 0)
+	cc := &Context{Client: client, Metadata: meta, Informers: f, Logger: log, Now: time.Now}
+	if err := f.Core().V1().Pods().Informer().AddIndexers(cache.Indexers{
+		IndexControllerUID: indexByControllerUID,
+		IndexNodeName:      indexPodByNode,
+	}); err != nil {
+		return nil, fmt.Errorf("pod indexes: %w", err)
+	}
+	if err := f.Apps().V1().ReplicaSets().Informer().AddIndexers(cache.Indexers{IndexControllerUID: indexByControllerUID}); err != nil {
+		return nil, fmt.Errorf("replica set indexes: %w", err)
+	}
+	if err := f.Batch().V1().Jobs().Informer().AddIndexers(cache.Indexers{IndexControllerUID: indexByControllerUID}); err != nil {
+		return nil, fmt.Errorf("job indexes: %w", err)
+	}
+	if err := f.Apps().V1().ControllerRevisions().Informer().AddIndexers(cache.Indexers{IndexControllerUID: indexByControllerUID}); err != nil {
+		return nil, fmt.Errorf("controller revision indexes: %w", err)
+	}
+	cc.Events = NewEvents(client, log)
+	return cc, nil
+}
+
+// Recorder returns an event recorder reporting as component.
+func (cc *Context) Recorder(component string) record.EventRecorder {
+	return cc.Events.Recorder(component)
+}
+
+// Log returns the named logger of a controller.
+func (cc *Context) Log(name string) *slog.Logger {
+	return cc.Logger.With("component", "controller", "controller", name)
+}
+
+// Index names on the shared informers.
+const (
+	// IndexControllerUID indexes objects by the UID of their controller
+	// owner reference.
+	IndexControllerUID = "controllerUID"
+	// IndexNodeName indexes pods by spec.nodeName.
+	IndexNodeName = "nodeName"
+)
+
+func indexByControllerUID(obj any) ([]string, error) {
+	m, ok := obj.(metav1.Object)
+	if !ok {
+		return nil, nil
+	}
+	if ref := metav1.GetControllerOf(m); ref != nil {
+		return []string{string(ref.UID)}, nil
+	}
+	return nil, nil
+}
+
+func indexPodByNode(obj any) ([]string, error) {
+	if p, ok := obj.(*corev1.Pod); ok && p.Spec.NodeName != "" {
+		return []string{p.Spec.NodeName}, nil
+	}
+	return nil, nil
+}
+
+// ByIndex returns the objects of informer inf under index value v, typed.
+func ByIndex[T any](inf cache.SharedIndexInformer, index, v string) []T {
+	objs, err := inf.GetIndexer().ByIndex(index, v)
+	if err != nil {
+		return nil
+	}
+	out := make([]T, 0, len(objs))
+	for _, o := range objs {
+		if t, ok := o.(T); ok {
+			out = append(out, t)
+		}
+	}
+	return out
+}

@@ -1,0 +1,190 @@
+// Package manager starts Skiff's controllers (the kube-controller-manager
+// of a Skiff master) on the Raft leader: one client, one shared informer
+// factory and one event broadcaster for all of them, all stopped when the
+// context ends (leadership lost).
+package manager
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
+
+	"github.com/skiff-io/skiff/server/controller"
+	"github.com/skiff-io/skiff/server/controller/cronjob"
+	"github.com/skiff-io/skiff/server/controller/daemonset"
+	"github.com/skiff-io/skiff/server/controller/deployment"
+	"github.com/skiff-io/skiff/server/controller/disruption"
+	"github.com/skiff-io/skiff/server/controller/endpoints"
+	"github.com/skiff-io/skiff/server/controller/endpointslice"
+	"github.com/skiff-io/skiff/server/controller/garbagecollector"
+	"github.com/skiff-io/skiff/server/controller/job"
+	"github.com/skiff-io/skiff/server/controller/namespace"
+	"github.com/skiff-io/skiff/server/controller/nodelifecycle"
+	"github.com/skiff-io/skiff/server/controller/podgc"
+	"github.com/skiff-io/skiff/server/controller/replicaset"
+	"github.com/skiff-io/skiff/server/controller/resourcequota"
+	"github.com/skiff-io/skiff/server/controller/serviceaccount"
+	"github.com/skiff-io/skiff/server/controller/statefulset"
+	"github.com/skiff-io/skiff/server/controller/ttlafterfinished"
+)
+
+// Options tune the controllers. The zero value takes Kubernetes' defaults.
+type Options struct {
+	// NodeMonitorGracePeriod: a node whose Lease is not renewed for this
+	// long is marked Ready=Unknown (default 40s).
+	NodeMonitorGracePeriod time.Duration
+	// NodeStartupGracePeriod: the same for a node that never reported
+	// Ready (default 60s).
+	NodeStartupGracePeriod time.Duration
+	// NodeEvictionRate is how many nodes per second get their NoExecute
+	// taint (and so their pods evicted) in a healthy zone (default 0.1);
+	// SecondaryNodeEvictionRate in a partially disrupted zone of more than
+	// LargeClusterSizeThreshold nodes (default 0.01; 0 below it).
+	NodeEvictionRate          float64
+	SecondaryNodeEvictionRate float64
+	LargeClusterSizeThreshold int
+	// UnhealthyZoneThreshold: the fraction of not-ready nodes (at least
+	// 3) from which a zone counts as partially disrupted (default 0.55).
+	UnhealthyZoneThreshold float64
+	// TerminatedPodGCThreshold: terminated pods beyond this many are
+	// deleted, oldest first (default 12500; negative disables).
+	TerminatedPodGCThreshold int
+	// JobBackoffBase and JobBackoffMax bound the delay before a failed
+	// job pod is replaced (default 10s doubling up to 6m).
+	JobBackoffBase time.Duration
+	JobBackoffMax  time.Duration
+	// Workers per controller (default 5).
+	Workers int
+	Logger  *slog.Logger
+}
+
+func (o *Options) setDefaults() {
+	if o.NodeMonitorGracePeriod <= 0 {
+		o.NodeMonitorGracePeriod = 40 * time.Second
+	}
+	if o.NodeStartupGracePeriod <= 0 {
+		o.NodeStartupGracePeriod = 60 * time.Second
+	}
+	if o.NodeEvictionRate <= 0 {
+		o.NodeEvictionRate = 0.1
+	}
+	if o.SecondaryNodeEvictionRate <= 0 {
+		o.SecondaryNodeEvictionRate = 0.01
+	}
+	if o.LargeClusterSizeThreshold <= 0 {
+		o.LargeClusterSizeThreshold = 50
+	}
+	if o.UnhealthyZoneThreshold <= 0 {
+		o.UnhealthyZoneThreshold = 0.55
+	}
+	if o.TerminatedPodGCThreshold == 0 {
+		o.TerminatedPodGCThreshold = 12500
+	}
+	if o.JobBackoffBase <= 0 {
+		o.JobBackoffBase = 10 * time.Second
+	}
+	if o.JobBackoffMax <= 0 {
+		o.JobBackoffMax = 6 * time.Minute
+	}
+	if o.Workers <= 0 {
+		o.Workers = 5
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// runner is one started controller.
+type runner struct {
+	name string
+	run  func(ctx context.Context)
+}
+
+// Run builds every controller over cfg, starts the shared informers and
+// runs the controllers until ctx ends; it returns when they have stopped.
+func Run(ctx context.Context, cfg *rest.Config, o Options) error {
+	o.setDefaults()
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("controllers: client: %w", err)
+	}
+	meta, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("controllers: metadata client: %w", err)
+	}
+	cc, err := controller.NewContext(client, meta, o.Logger)
+	if err != nil {
+		return err
+	}
+	defer cc.Events.Shutdown()
+	runners, err := build(cc, o)
+	if err != nil {
+		return err
+	}
+	cc.Informers.Start(ctx.Done())
+	defer cc.Informers.Shutdown()
+	log := o.Logger.With("component", "controller-manager")
+	log.Info("controllers started", "count", len(runners))
+	var wg sync.WaitGroup
+	for _, r := range runners {
+		wg.Add(1)
+		go func(r runner) {
+			defer wg.Done()
+			r.run(ctx)
+		}(r)
+	}
+	wg.Wait()
+	log.Info("controllers stopped")
+	return nil
+}
+
+// build constructs the controllers (they register their informers).
+func build(cc *controller.Context, o Options) ([]runner, error) {
+	w := o.Workers
+	rs := replicaset.NewReplicaSet(cc)
+	rc := replicaset.NewReplicationController(cc)
+	dep := deployment.New(cc)
+	jobs := job.New(cc, job.Options{BackoffBase: o.JobBackoffBase, BackoffMax: o.JobBackoffMax})
+	ttl := ttlafterfinished.New(cc)
+	cron := cronjob.New(cc)
+	ns := namespace.New(cc)
+	sa := serviceaccount.New(cc)
+	gc := garbagecollector.New(cc)
+	eps := endpoints.New(cc)
+	slices := endpointslice.New(cc)
+	rq := resourcequota.New(cc)
+	pdb := disruption.New(cc)
+	ds := daemonset.New(cc)
+	sts := statefulset.New(cc)
+	pgc := podgc.New(cc, podgc.Options{TerminatedThreshold: o.TerminatedPodGCThreshold})
+	nodes := nodelifecycle.New(cc, nodelifecycle.Options{
+		GracePeriod: o.NodeMonitorGracePeriod, StartupGracePeriod: o.NodeStartupGracePeriod,
+		EvictionRate: o.NodeEvictionRate, SecondaryEvictionRate: o.SecondaryNodeEvictionRate,
+		LargeClusterSizeThreshold: o.LargeClusterSizeThreshold, UnhealthyZoneThreshold: o.UnhealthyZoneThreshold,
+	})
+	return []runner{
+		{"replicaset", func(ctx context.Context) { rs.Run(ctx, w) }},
+		{"replicationcontroller", func(ctx context.Context) { rc.Run(ctx, w) }},
+		{"deployment", func(ctx context.Context) { dep.Run(ctx, w) }},
+		{"job", func(ctx context.Context) { jobs.Run(ctx, w) }},
+		{"ttl-after-finished", func(ctx context.Context) { ttl.Run(ctx, 1) }},
+		{"cronjob", func(ctx context.Context) { cron.Run(ctx, w) }},
+		{"namespace", func(ctx context.Context) { ns.Run(ctx, 2) }},
+		{"serviceaccount", func(ctx context.Context) { sa.Run(ctx, 1) }},
+		{"garbagecollector", func(ctx context.Context) { gc.Run(ctx, 10) }},
+		{"endpoints", func(ctx context.Context) { eps.Run(ctx, w) }},
+		{"endpointslice", func(ctx context.Context) { slices.Run(ctx, w) }},
+		{"resourcequota", func(ctx context.Context) { rq.Run(ctx, w) }},
+		{"disruption", func(ctx context.Context) { pdb.Run(ctx, w) }},
+		{"podgc", pgc.Run},
+		{"daemonset", func(ctx context.Context) { ds.Run(ctx, w) }},
+		{"statefulset", func(ctx context.Context) { sts.Run(ctx, w) }},
+		{"nodelifecycle", func(ctx context.Context) { nodes.Run(ctx, w) }},
+	}, nil
+}

@@ -1,0 +1,39 @@
+package server
+
+import (
+	"encoding/json"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/skiff-io/skiff/fsm/state"
+)
+
+// nodeObjects lets the authorizer's node rules look at pods in the local
+// state (as Kubernetes' Node authorizer keeps a graph of them).
+type nodeObjects struct{ s *Server }
+
+func (n nodeObjects) PodNode(namespace, name string) (string, bool) {
+	o := n.s.fsm.Read().Get(state.Key{Resource: "pods", Namespace: namespace, Name: name})
+	if o == nil {
+		return "", false
+	}
+	var p struct {
+		Spec struct {
+			NodeName string `json:"nodeName"`
+		} `json:"spec"`
+	}
+	if err := json.Unmarshal(o.Data, &p); err != nil {
+		return "", false
+	}
+	return p.Spec.NodeName, true
+}
+
+func (n nodeObjects) PodsOnNode(node, namespace string, fn func(*corev1.Pod) bool) {
+	n.s.fsm.Read().List("pods", namespace, "", func(o *state.Object) bool {
+		var p corev1.Pod
+		if err := json.Unmarshal(o.Data, &p); err != nil || p.Spec.NodeName != node {
+			return true
+		}
+		return fn(&p)
+	})
+}
