@@ -11,6 +11,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/skiff-io/skiff/runtime/image"
 )
 
 // startContainer pulls the image if needed, then creates and starts
@@ -104,7 +106,7 @@ func (a *Agent) ensureImage(ctx context.Context, pod *corev1.Pod, c *corev1.Cont
 	a.events.containerEvent(pod, c.Name, corev1.EventTypeNormal, "Pulling", fmt.Sprintf("Pulling image %q", c.Image))
 	start := time.Now()
 	sbCfg, _ := a.sandboxConfig(pod, 0)
-	ref, err := a.cfg.Images.PullImage(ctx, spec, nil, sbCfg)
+	ref, err := a.cfg.Images.PullImage(image.WithProgress(ctx, a.pullProgress(pod, c.Name, c.Image)), spec, nil, sbCfg)
 	if err != nil {
 		st.pullFailures[c.Name]++
 		st.lastPullFailure[c.Name] = time.Now()
@@ -277,4 +279,22 @@ func (a *Agent) runHandler(ctx context.Context, pod *corev1.Pod, c *corev1.Conta
 		return "", nil
 	}
 	return "", nil
+}
+
+// pullProgressInterval spaces the progress events of one pull.
+const pullProgressInterval = 2 * time.Second
+
+// pullProgress returns the image store's progress callback for one pull: a
+// Pulling event with the bytes fetched so far, at most every
+// pullProgressInterval.
+func (a *Agent) pullProgress(pod *corev1.Pod, container, img string) image.ProgressFunc {
+	var last time.Time
+	return func(p image.Progress) {
+		if p.Phase != "downloading" || p.Total <= 0 || time.Since(last) < pullProgressInterval {
+			return
+		}
+		last = time.Now()
+		a.events.containerEvent(pod, container, corev1.EventTypeNormal, "Pulling",
+			fmt.Sprintf("Pulling image %q: %.1f MB of %.1f MB", img, float64(p.Done)/1e6, float64(p.Total)/1e6))
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"time"
 
 	"github.com/skiff-io/skiff/nettools"
 	"github.com/skiff-io/skiff/runtime"
@@ -24,6 +25,9 @@ func newLibcontainerRuntime(dataDir string, log *slog.Logger) (runtime.Runtime, 
 	if err := images.ImportArchives(context.Background()); err != nil {
 		log.Warn("some image archives were not imported", "err", err)
 	}
+	// Unused images are removed, least recently used first, when the image
+	// file system is over 85% full, down to 80% (the kubelet's defaults).
+	go images.RunGC(context.Background(), image.DefaultGCPolicy, time.Minute)
 	bridge, err := nettools.NewBridge(nettools.BridgeConfig{StateDir: filepath.Join(dataDir, "agent", "ipam"), Logger: log})
 	if err != nil {
 		return nil, nil, fmt.Errorf("pod network: %w", err)
