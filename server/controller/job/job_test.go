@@ -76,7 +76,7 @@ func TestCompletionsAndParallelism(t *testing.T) {
 }
 
 func TestBackoffLimitWithExponentialBackoff(t *testing.T) {
-	e := start(t, job.Options{BackoffBase: 300 * time.Millisecond, BackoffMax: time.Minute})
+	e := start(t, job.Options{BackoffBase: time.Second, BackoffMax: time.Minute})
 	j := newJob("bad", "1")
 	j.Spec.BackoffLimit = ptr(int32(2))
 	begin := time.Now()
@@ -92,9 +92,10 @@ func TestBackoffLimitWithExponentialBackoff(t *testing.T) {
 			t.Fatalf("reason %q", c.Reason)
 		}
 	}
-	// Three pods, the second 0.3 s and the third 0.6 s after a failure
-	// (finish times have a 1 s resolution: at least ~0.9 s in all).
-	if d := time.Since(begin); d < 800*time.Millisecond {
+	// Three pods, the second 1 s and the third 2 s after a failure. Finish
+	// times have a 1 s resolution, which can eat up to a second of each
+	// back-off: at least ~1 s in all, where no back-off takes milliseconds.
+	if d := time.Since(begin); d < 900*time.Millisecond {
 		t.Fatalf("three failures in %v: no back-off", d)
 	}
 	pods, _ := e.Client.CoreV1().Pods("default").List(e.Ctx, metav1.ListOptions{})
