@@ -60,11 +60,19 @@ func TestNodeRegistrationAndLease(t *testing.T) {
 	if n.Labels["kubernetes.io/hostname"] != testNode || n.Labels["kubernetes.io/os"] != "linux" {
 		t.Errorf("labels = %v", n.Labels)
 	}
-	l, err := h.cs.CoordinationV1().Leases("kube-node-lease").Get(ctx, testNode, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := l.Spec.RenewTime.Time
+	// The Lease is created just after the Node: wait for it.
+	var first time.Time
+	h.waitFor("lease created", func() error {
+		l, err := h.cs.CoordinationV1().Leases("kube-node-lease").Get(ctx, testNode, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if l.Spec.RenewTime == nil {
+			return fmt.Errorf("lease has no renewTime")
+		}
+		first = l.Spec.RenewTime.Time
+		return nil
+	})
 	h.waitFor("lease renewed", func() error {
 		l, err := h.cs.CoordinationV1().Leases("kube-node-lease").Get(ctx, testNode, metav1.GetOptions{})
 		if err != nil {
