@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/skiff-io/skiff/runtime/image"
 )
@@ -17,10 +16,9 @@ func TestPullProgressEvents(t *testing.T) {
 	h := newHarness(t)
 	p := pod("progress", corev1.RestartPolicyAlways, ctr("main"))
 	h.createPod(p)
-	got, err := h.cs.CoreV1().Pods(p.Namespace).Get(t.Context(), p.Name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Let the pod settle first, so that the agent is idle when the test
+	// ends and cleans up its directories.
+	got := h.waitPod("progress", "running", phaseIs(corev1.PodRunning))
 	report := h.a.pullProgress(got, "main", "example.com/app:1")
 	report(image.Progress{Phase: "resolving"})
 	report(image.Progress{Phase: "downloading", Done: 12_300_000, Total: 40_100_000})

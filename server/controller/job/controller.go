@@ -51,6 +51,11 @@ type Controller struct {
 	// failedAt remembers when failures of a job (by UID) were last
 	// counted: pods' finish times have a 1 s resolution.
 	failedAt sync.Map
+	// written remembers, per job key, the resourceVersion of the last
+	// status this controller wrote: a cached Job older than that would
+	// count succeeded pods twice as missing (their finalizers are gone,
+	// the counts not yet in the cache) and create extra pods.
+	written  sync.Map
 	recorder record.EventRecorder
 	log      *slog.Logger
 }

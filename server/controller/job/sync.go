@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -25,10 +26,16 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	cached, err := c.jobs.Jobs(ns).Get(name)
 	if apierrors.IsNotFound(err) {
 		c.exp.Delete(key)
+		c.written.Delete(key)
 		return nil
 	}
 	if err != nil {
 		return err
+	}
+	if w, ok := c.written.Load(key); ok && rvOlder(cached.ResourceVersion, w.(string)) {
+		// Our own last status write is not in the cache yet: wait for it.
+		c.queue.AddAfter(key, 50*time.Millisecond)
+		return nil
 	}
 	j := cached.DeepCopy()
 	satisfied := c.exp.Satisfied(key)
@@ -95,9 +102,11 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	st.Ready = &ready
 	if !apiequality.Semantic.DeepEqual(*st, j.Status) {
 		j.Status = *st
-		if _, err := c.cc.Client.BatchV1().Jobs(ns).UpdateStatus(ctx, j, metav1.UpdateOptions{}); err != nil {
+		out, err := c.cc.Client.BatchV1().Jobs(ns).UpdateStatus(ctx, j, metav1.UpdateOptions{})
+		if err != nil {
 			return err
 		}
+		c.written.Store(key, out.ResourceVersion)
 	}
 	if !isFinished(j) && j.Spec.ActiveDeadlineSeconds != nil && st.StartTime != nil {
 		left := st.StartTime.Add(time.Duration(*j.Spec.ActiveDeadlineSeconds) * time.Second).Sub(now)
@@ -176,6 +185,7 @@ func (c *Controller) trackFinishedPods(ctx context.Context, j *batchv1.Job, pods
 		if err != nil {
 			return nil, err
 		}
+		c.written.Store(j.Namespace+"/"+j.Name, out.ResourceVersion)
 		j = out
 		unc = j.Status.UncountedTerminatedPods
 	}
@@ -206,7 +216,16 @@ func (c *Controller) trackFinishedPods(ctx context.Context, j *batchv1.Job, pods
 	if err != nil {
 		return nil, err
 	}
+	c.written.Store(j.Namespace+"/"+j.Name, out.ResourceVersion)
 	return out, nil
+}
+
+// rvOlder reports whether resourceVersion a is older than b (both decimal
+// Raft indexes in Skiff; anything unparsable counts as not older).
+func rvOlder(a, b string) bool {
+	x, err1 := strconv.ParseUint(a, 10, 64)
+	y, err2 := strconv.ParseUint(b, 10, 64)
+	return err1 == nil && err2 == nil && x < y
 }
 
 // podFailed: the pod failed, or is being deleted before it succeeded.
