@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"fmt"
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
@@ -83,6 +84,17 @@ func termMatches(t *corev1.NodeSelectorTerm, node *corev1.Node) bool {
 }
 
 func requirementMatches(r corev1.NodeSelectorRequirement, set map[string]string) bool {
+	req, err := NodeSelectorRequirement(r)
+	if err != nil {
+		return false
+	}
+	return req.Matches(labels.Set(set))
+}
+
+// NodeSelectorRequirement turns a node selector requirement into a label
+// requirement (the scheduler and the DaemonSet controller match nodes
+// alike); an unknown operator or bad values are an error.
+func NodeSelectorRequirement(r corev1.NodeSelectorRequirement) (*labels.Requirement, error) {
 	var op selection.Operator
 	switch r.Operator {
 	case corev1.NodeSelectorOpIn:
@@ -98,11 +110,7 @@ func requirementMatches(r corev1.NodeSelectorRequirement, set map[string]string)
 	case corev1.NodeSelectorOpLt:
 		op = selection.LessThan
 	default:
-		return false
+		return nil, fmt.Errorf("unknown node selector operator %q", r.Operator)
 	}
-	req, err := labels.NewRequirement(r.Key, op, r.Values)
-	if err != nil {
-		return false
-	}
-	return req.Matches(labels.Set(set))
+	return labels.NewRequirement(r.Key, op, r.Values)
 }

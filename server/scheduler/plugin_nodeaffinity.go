@@ -5,7 +5,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/selection"
+
+	"github.com/skiff-io/skiff/server/controller"
 )
 
 // NodeAffinity filters nodes by the pod's nodeSelector and required node
@@ -163,25 +164,7 @@ func newNodeSelectorTerm(t *corev1.NodeSelectorTerm) nodeSelectorTerm {
 	}
 	sel := labels.NewSelector()
 	for _, e := range t.MatchExpressions {
-		var op selection.Operator
-		switch e.Operator {
-		case corev1.NodeSelectorOpIn:
-			op = selection.In
-		case corev1.NodeSelectorOpNotIn:
-			op = selection.NotIn
-		case corev1.NodeSelectorOpExists:
-			op = selection.Exists
-		case corev1.NodeSelectorOpDoesNotExist:
-			op = selection.DoesNotExist
-		case corev1.NodeSelectorOpGt:
-			op = selection.GreaterThan
-		case corev1.NodeSelectorOpLt:
-			op = selection.LessThan
-		default:
-			out.invalid = true
-			return out
-		}
-		r, err := labels.NewRequirement(e.Key, op, e.Values)
+		r, err := controller.NodeSelectorRequirement(e)
 		if err != nil {
 			out.invalid = true
 			return out
