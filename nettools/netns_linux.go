@@ -90,3 +90,20 @@ func Do(path string, fn func() error) error {
 	}()
 	return <-errCh
 }
+
+// Sysctl writes value to /proc/sys/<name> (e.g. "net/ipv4/ip_forward")
+// in the network namespace at nsPath ("" for this process's): net.*
+// settings are per namespace, and the kernel resolves them by the thread
+// that opens the file.
+func Sysctl(nsPath, name, value string) error {
+	write := func() error {
+		if err := os.WriteFile(filepath.Join("/proc/sys", name), []byte(value), 0o644); err != nil {
+			return fmt.Errorf("sysctl %s: %w", name, err)
+		}
+		return nil
+	}
+	if nsPath == "" {
+		return write()
+	}
+	return Do(nsPath, write)
+}

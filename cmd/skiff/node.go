@@ -33,6 +33,9 @@ type nodeOptions struct {
 	StatusInterval time.Duration
 	BackoffBase    time.Duration
 
+	// Network: pod routes between nodes (libcontainer runtime only).
+	Network networkOptions
+
 	// Set by the embedding master: credentials issued locally, the node's
 	// address and labels.
 	Creds  *pki.NodeCredentials
@@ -99,7 +102,13 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 	if err != nil {
 		return err
 	}
-	rt, images, err := newRuntime(o.Runtime, dataDir, log)
+	var pn *podNetwork
+	if o.Runtime == "libcontainer" || o.Runtime == "" {
+		if pn, err = newPodNetwork(o, cs); err != nil {
+			return err
+		}
+	}
+	rt, images, err := newRuntime(o.Runtime, dataDir, pn.PodMTU(), log)
 	if err != nil {
 		return err
 	}
@@ -114,6 +123,8 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 		return err
 	}
 	log.Info("agent starting", "node", o.NodeName, "server", o.Server, "node-ip", o.NodeIP, "kubelet", a.Addr(), "runtime", o.Runtime)
+	pn.Start(ctx)
+	defer pn.Wait()
 	return a.Run(ctx)
 }
 
@@ -149,6 +160,7 @@ func runEmbeddedAgent(ctx context.Context, s *server.Server, o nodeOptions) erro
 	o.DataDir = cfg.DataDir
 	o.NodeName = cfg.NodeName
 	o.NodeIP = cfg.AdvertiseAddress
+	o.Network.ClusterCIDR = cfg.ClusterCIDR
 	o.BindAddress = cfg.BindAddress
 	o.Logger = cfg.Logger
 	creds, err := s.NodeCredentials(o.NodeName, []string{cfg.AdvertiseAddress, cfg.BindAddress})

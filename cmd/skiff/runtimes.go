@@ -10,12 +10,12 @@ import (
 
 // newRuntime builds the container runtime and image service named by
 // --runtime.
-func newRuntime(name, dataDir string, log *slog.Logger) (runtime.Runtime, runtime.ImageService, error) {
+func newRuntime(name, dataDir string, podMTU int, log *slog.Logger) (runtime.Runtime, runtime.ImageService, error) {
 	switch name {
 	case "fake":
 		return fake.NewFakeRuntime(), fake.NewFakeImageService(), nil
 	case "libcontainer", "":
-		return newLibcontainerRuntime(dataDir, log)
+		return newLibcontainerRuntime(dataDir, podMTU, log)
 	}
 	return nil, nil, fmt.Errorf("--runtime %q: want libcontainer or fake", name)
 }
