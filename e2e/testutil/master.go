@@ -81,7 +81,7 @@ type Master struct {
 	// Agent: the embedded agent runs (no --disable-agent).
 	Agent bool
 	// Netns, if set, is the network namespace the process runs in
-	// (through `ip netns exec`).
+	// (through nsenter).
 	Netns string
 	bin   string
 	t     TB
@@ -157,8 +157,10 @@ func (m *Master) Start() {
 	}
 	cmd := exec.Command(m.bin, args...)
 	if m.Netns != "" {
-		// ip netns exec execs the binary in place: the PID is skiff's.
-		cmd = exec.Command("ip", append([]string{"netns", "exec", m.Netns, m.bin}, args...)...)
+		// nsenter joins only the network namespace (`ip netns exec` would
+		// also remount /sys, hiding the cgroup file systems an embedded
+		// agent's runtime needs) and execs in place: the PID is skiff's.
+		cmd = exec.Command("nsenter", append([]string{"--net=/run/netns/" + m.Netns, m.bin}, args...)...)
 	}
 	cmd.Stdout, cmd.Stderr = lf, lf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
