@@ -41,7 +41,9 @@ func (a *Authorizer) WithNodeObjects(o NodeObjects) *Authorizer {
 //     pods bound to it;
 //   - events: create, update, patch;
 //   - configmaps and secrets: get, only those a pod bound to it refers to;
-//   - services and endpoints: get, list, watch.
+//   - services and endpoints: get, list, watch;
+//   - namespaces and networkpolicies: get, list, watch (the agent
+//     enforces NetworkPolicies, whose peers select namespaces by label).
 func (a *Authorizer) authorizeNode(u *User, attrs Attributes) bool {
 	node, ok := strings.CutPrefix(u.Name, NodeUserPrefix)
 	if !ok || node == "" || !u.InGroup(GroupNodes) || attrs.Path != "" {
@@ -82,6 +84,9 @@ func (a *Authorizer) authorizeNode(u *User, attrs Attributes) bool {
 	case attrs.Group == "" && (attrs.Resource == "services" || attrs.Resource == "endpoints"):
 		return sub == "" && (v == "get" || v == "list" || v == "watch")
 	case attrs.Group == "discovery.k8s.io" && attrs.Resource == "endpointslices":
+		return sub == "" && (v == "get" || v == "list" || v == "watch")
+	case attrs.Group == "" && attrs.Resource == "namespaces",
+		attrs.Group == "networking.k8s.io" && attrs.Resource == "networkpolicies":
 		return sub == "" && (v == "get" || v == "list" || v == "watch")
 	}
 	return false

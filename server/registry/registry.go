@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
@@ -50,6 +51,7 @@ func New() *Registry {
 		autoscalingv1.AddToScheme,
 		authenticationv1.AddToScheme,
 		schedulingv1.AddToScheme,
+		networkingv1.AddToScheme,
 		metav1.AddMetaToScheme,
 	} {
 		if err := add(scheme); err != nil {
@@ -94,6 +96,7 @@ func New() *Registry {
 		podDisruptionBudgetKind(),
 		replicationControllerKind(),
 		priorityClassKind(),
+		networkPolicyKind(),
 	} {
 		r.register(k)
 	}
