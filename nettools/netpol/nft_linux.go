@@ -1,0 +1,126 @@
+package netpol
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+
+	"github.com/skiff-io/skiff/nettools"
+	"github.com/skiff-io/skiff/nettools/nft"
+)
+
+// Table is the nftables table (family inet) holding the policy rules.
+const Table = "skiff-netpol"
+
+// bridgeNFSysctl makes bridged IPv4 traffic (same-node pod to pod) cross
+// the inet hooks, so that the forward chain sees it.
+const bridgeNFSysctl = "net/bridge/bridge-nf-call-iptables"
+
+// EnableBridgeFiltering turns on br_netfilter for IPv4 in the node's
+// namespace. Without it, the forward chain sees only routed traffic
+// (across nodes), not traffic between pods of one node.
+func EnableBridgeFiltering(nsPath string) error {
+	err := nettools.Sysctl(nsPath, bridgeNFSysctl, "1")
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("br_netfilter is not available (no /proc/sys/%s): policies between pods of one node are not enforced", bridgeNFSysctl)
+	}
+	return err
+}
+
+// Program replaces the policy table of the namespace at nsPath ("" for
+// this process's) with rules for rs, atomically.
+func Program(nsPath string, rs []PodRules) error {
+	c, done, err := nft.Dial(nsPath)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return nft.ReplaceTable(c, &nftables.Table{Family: nftables.TableFamilyINet, Name: Table}, func(t *nftables.Table) error {
+		fwd := c.AddChain(&nftables.Chain{Name: "forward", Table: t, Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter})
+		add := func(ch *nftables.Chain, parts ...[]expr.Any) {
+			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: nft.Rule(parts...)})
+		}
+		verdict := func(k expr.VerdictKind, chain string) []expr.Any { return []expr.Any{nft.Verdict(k, chain)} }
+		add(fwd, nft.CtState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), verdict(expr.VerdictAccept, ""))
+		for i, r := range rs {
+			if !r.IP.Is4() {
+				continue
+			}
+			if r.EgressIsolated {
+				name := fmt.Sprintf("egress-%d", i)
+				ch := c.AddChain(&nftables.Chain{Name: name, Table: t})
+				add(fwd, nft.IPv4(), nft.Addr(nft.Saddr, r.IP), verdict(expr.VerdictJump, name))
+				for _, m := range matches(nft.Daddr, r.Egress) {
+					add(ch, m, verdict(expr.VerdictReturn, ""))
+				}
+				add(ch, verdict(expr.VerdictDrop, ""))
+			}
+			if r.IngressIsolated {
+				name := fmt.Sprintf("ingress-%d", i)
+				ch := c.AddChain(&nftables.Chain{Name: name, Table: t})
+				add(fwd, nft.IPv4(), nft.Addr(nft.Daddr, r.IP), verdict(expr.VerdictJump, name))
+				for _, m := range matches(nft.Saddr, r.Ingress) {
+					add(ch, m, verdict(expr.VerdictAccept, ""))
+				}
+				add(ch, verdict(expr.VerdictDrop, ""))
+			}
+		}
+		return nil
+	})
+}
+
+// matches expands allows into rule matches (without verdict): one per
+// peer prefix and port range; the peer address is field (saddr for
+// ingress, daddr for egress). The chains are reached from IPv4 rules
+// only, so no protocol check is needed.
+func matches(field nft.Field, allows []Allow) [][]expr.Any {
+	var out [][]expr.Any
+	for _, a := range allows {
+		peers := [][]expr.Any{nil}
+		if !a.AnyPeer {
+			peers = nil
+			for _, p := range a.Peers {
+				if p.Addr().Is4() {
+					peers = append(peers, nft.Prefix(field, p, false))
+				}
+			}
+		}
+		ports := [][]expr.Any{nil}
+		if !a.AllPorts {
+			ports = nil
+			for _, pr := range a.Ports {
+				m := nft.L4Proto(pr.Proto)
+				if pr.From != 0 {
+					m = append(m, nft.DPort(pr.From, pr.To)...)
+				}
+				ports = append(ports, m)
+			}
+		}
+		for _, pe := range peers {
+			for _, po := range ports {
+				out = append(out, nft.Rule(pe, po))
+			}
+		}
+	}
+	return out
+}
+
+// Remove deletes the policy table (tests; an agent keeps it over
+// restarts so that policies stay enforced).
+func Remove(nsPath string) error {
+	c, done, err := nft.Dial(nsPath)
+	if err != nil {
+		return err
+	}
+	defer done()
+	ok, err := nft.TableExists(c, nftables.TableFamilyINet, Table)
+	if err != nil || !ok {
+		return err
+	}
+	return nft.DeleteTable(c, &nftables.Table{Family: nftables.TableFamilyINet, Name: Table})
+}
+
