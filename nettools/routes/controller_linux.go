@@ -105,7 +105,13 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	if _, err := inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { trigger() },
-		UpdateFunc: func(old, cur any) { trigger() },
+		UpdateFunc: func(old, cur any) {
+			o, ok1 := old.(*corev1.Node)
+			n, ok2 := cur.(*corev1.Node)
+			if !ok1 || !ok2 || routingChanged(o, n) {
+				trigger()
+			}
+		},
 		DeleteFunc: func(any) { trigger() },
 	}); err != nil {
 		return err
@@ -211,3 +217,4 @@ func (c *Controller) publish(ctx context.Context, self *corev1.Node, mac fmt.Str
 
 // Logger is the controller's logger.
 func (c *Controller) Logger() *slog.Logger { return c.log }
+

@@ -149,3 +149,19 @@ func PeersFrom(nodes []*corev1.Node, self string, backend Backend) []Peer {
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
+
+// routingChanged reports whether an update touches what routes depend on
+// (not the heartbeats that make most Node updates).
+func routingChanged(old, cur *corev1.Node) bool {
+	if old.Spec.PodCIDR != cur.Spec.PodCIDR || (old.DeletionTimestamp == nil) != (cur.DeletionTimestamp == nil) {
+		return true
+	}
+	for _, k := range []string{AnnotationBackend, AnnotationVTEPMAC, AnnotationVTEPIP} {
+		if old.Annotations[k] != cur.Annotations[k] {
+			return true
+		}
+	}
+	a, _ := NodeInternalIP(old)
+	b, _ := NodeInternalIP(cur)
+	return a != b
+}

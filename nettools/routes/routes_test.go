@@ -41,3 +41,23 @@ func TestVTEPMACStable(t *testing.T) {
 		t.Errorf("%s is not a locally administered unicast address", a)
 	}
 }
+
+func TestRoutingChanged(t *testing.T) {
+	base := newNode("a", "10.42.1.0/24", "192.0.2.1", "02:00:00:00:00:01")
+	hb := base.DeepCopy()
+	hb.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
+	if routingChanged(base, hb) {
+		t.Error("a heartbeat counts as a routing change")
+	}
+	for name, mod := range map[string]func(*corev1.Node){
+		"podCIDR": func(n *corev1.Node) { n.Spec.PodCIDR = "10.42.2.0/24" },
+		"address": func(n *corev1.Node) { n.Status.Addresses[1].Address = "192.0.2.9" },
+		"vtep":    func(n *corev1.Node) { n.Annotations[AnnotationVTEPMAC] = "02:00:00:00:00:09" },
+	} {
+		n := base.DeepCopy()
+		mod(n)
+		if !routingChanged(base, n) {
+			t.Errorf("%s change not seen", name)
+		}
+	}
+}
