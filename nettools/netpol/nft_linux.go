@@ -123,4 +123,3 @@ func Remove(nsPath string) error {
 	}
 	return nft.DeleteTable(c, &nftables.Table{Family: nftables.TableFamilyINet, Name: Table})
 }
-

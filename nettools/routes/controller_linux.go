@@ -104,7 +104,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		}
 	}
 	if _, err := inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { trigger() },
+		AddFunc: func(any) { trigger() },
 		UpdateFunc: func(old, cur any) {
 			o, ok1 := old.(*corev1.Node)
 			n, ok2 := cur.(*corev1.Node)
@@ -217,4 +217,3 @@ func (c *Controller) publish(ctx context.Context, self *corev1.Node, mac fmt.Str
 
 // Logger is the controller's logger.
 func (c *Controller) Logger() *slog.Logger { return c.log }
-

@@ -301,4 +301,3 @@ func (d *Dataplane) Cleanup() error {
 	}
 	return nft.DeleteTable(c, t)
 }
-
