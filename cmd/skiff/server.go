@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -109,9 +110,11 @@ func runServer(ctx context.Context, cfg server.Config, node nodeOptions) error {
 	if !cfg.DisableAgent {
 		go func() { agentDone <- runEmbeddedAgent(agentCtx, s, node) }()
 	}
+	agentRunning := !cfg.DisableAgent
 	select {
 	case <-ctx.Done():
 	case err := <-agentDone:
+		agentRunning = false
 		if err != nil {
 			slog.Error("embedded agent stopped", "err", err)
 		}
@@ -119,6 +122,13 @@ func runServer(ctx context.Context, cfg server.Config, node nodeOptions) error {
 	}
 	slog.Info("shutting down")
 	stopAgent()
+	if agentRunning {
+		// Let the agent finish its clean-up (the masquerade table).
+		select {
+		case <-agentDone:
+		case <-time.After(10 * time.Second):
+		}
+	}
 	s.Shutdown()
 	return nil
 }
