@@ -11,12 +11,14 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/skiff-io/skiff/e2e/testutil"
+	"github.com/skiff-io/skiff/nettools/nft"
 	"github.com/skiff-io/skiff/nettools/routes"
 	rtestutil "github.com/skiff-io/skiff/runtime/testutil"
 )
@@ -192,6 +194,9 @@ func testPodNetwork(t *testing.T, backend routes.Backend, archive string) {
 	// The agent of node 1 stops (a clean shutdown) and starts again: pods
 	// keep reaching each other meanwhile and after.
 	c.StopNode(1)
+	if masqTable(t, c, 1) {
+		t.Error("node-1's masquerade table left after a clean shutdown")
+	}
 	testutil.WaitFor(t, 10*time.Second, "pod to pod while node-1's agent is down", func() error {
 		got, err := whoFrom(c, client, web.Status.PodIP)
 		if err == nil && got != client.Status.PodIP {
@@ -204,6 +209,9 @@ func testPodNetwork(t *testing.T, backend routes.Backend, archive string) {
 	testutil.WaitFor(t, 30*time.Second, "node-1's agent back with its routes", func() error {
 		if !nodeRoutes(t, c, 1)[podCIDROf(t, c, 0)] {
 			return fmt.Errorf("no route to node-0's pods on node-1")
+		}
+		if !masqTable(t, c, 1) {
+			return fmt.Errorf("no masquerade table on node-1")
 		}
 		got, err := whoFrom(c, client, web.Status.PodIP)
 		if err == nil && got != client.Status.PodIP {
@@ -260,6 +268,21 @@ func cgiAddr(resp string) (string, error) {
 	a := strings.TrimSpace(body)
 	a = strings.TrimSuffix(strings.TrimPrefix(a, "["), "]")
 	return strings.TrimPrefix(a, "::ffff:"), nil
+}
+
+// masqTable reports whether node i has the masquerade table.
+func masqTable(t *testing.T, c *testutil.NetCluster, i int) bool {
+	t.Helper()
+	conn, done, err := nft.Dial(c.NodeNetns(i))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer done()
+	ok, err := nft.TableExists(conn, nftables.TableFamilyIPv4, routes.MasqTable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ok
 }
 
 func podCIDROf(t *testing.T, c *testutil.NetCluster, i int) string {
