@@ -46,28 +46,47 @@ func Program(nsPath string, rs []PodRules) error {
 		}
 		verdict := func(k expr.VerdictKind, chain string) []expr.Any { return []expr.Any{nft.Verdict(k, chain)} }
 		add(fwd, nft.CtState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), verdict(expr.VerdictAccept, ""))
+		// Per isolated pod, a chain of what it may send (receive); the
+		// forward chain finds it through a verdict map keyed by the pod's
+		// address, one lookup whatever the number of pods.
+		var egress, ingress []nftables.SetElement
 		for i, r := range rs {
 			if !r.IP.Is4() {
 				continue
 			}
+			key := r.IP.AsSlice()
 			if r.EgressIsolated {
 				name := fmt.Sprintf("egress-%d", i)
 				ch := c.AddChain(&nftables.Chain{Name: name, Table: t})
-				add(fwd, nft.IPv4(), nft.Addr(nft.Saddr, r.IP), verdict(expr.VerdictJump, name))
 				for _, m := range matches(nft.Daddr, r.Egress) {
 					add(ch, m, verdict(expr.VerdictReturn, ""))
 				}
 				add(ch, verdict(expr.VerdictDrop, ""))
+				egress = append(egress, nftables.SetElement{Key: key, VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: name}})
 			}
 			if r.IngressIsolated {
 				name := fmt.Sprintf("ingress-%d", i)
 				ch := c.AddChain(&nftables.Chain{Name: name, Table: t})
-				add(fwd, nft.IPv4(), nft.Addr(nft.Daddr, r.IP), verdict(expr.VerdictJump, name))
 				for _, m := range matches(nft.Saddr, r.Ingress) {
 					add(ch, m, verdict(expr.VerdictAccept, ""))
 				}
 				add(ch, verdict(expr.VerdictDrop, ""))
+				ingress = append(ingress, nftables.SetElement{Key: key, VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: name}})
 			}
+		}
+		for _, m := range []struct {
+			name  string
+			field nft.Field
+			elems []nftables.SetElement
+		}{{"egress-pods", nft.Saddr, egress}, {"ingress-pods", nft.Daddr, ingress}} {
+			if len(m.elems) == 0 {
+				continue
+			}
+			set := &nftables.Set{Table: t, Name: m.name, IsMap: true, KeyType: nftables.TypeIPAddr, DataType: nftables.TypeVerdict}
+			if err := c.AddSet(set, m.elems); err != nil {
+				return fmt.Errorf("verdict map %s: %w", m.name, err)
+			}
+			add(fwd, nft.IPv4(), nft.VerdictMap(m.field, set))
 		}
 		return nil
 	})

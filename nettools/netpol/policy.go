@@ -9,8 +9,8 @@
 //
 //	chain forward (hook forward, priority filter, policy accept)
 //	  ct state established,related accept
-//	  ip saddr <pod isolated for egress>  jump egress-<n>
-//	  ip daddr <pod isolated for ingress> jump ingress-<n>
+//	  ip saddr vmap @egress-pods   (pod isolated for egress → jump egress-<n>)
+//	  ip daddr vmap @ingress-pods  (pod isolated for ingress → jump ingress-<n>)
 //	chain egress-<n>:  <allowed peer/port> return ... ; drop
 //	chain ingress-<n>: <allowed peer/port> accept ... ; drop
 //

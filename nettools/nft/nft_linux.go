@@ -125,6 +125,15 @@ func InSet(f Field, s *nftables.Set) []expr.Any {
 	}
 }
 
+// VerdictMap jumps (or whatever verdict the element holds) through the
+// verdict map m keyed by the IPv4 address field; no element, no verdict.
+func VerdictMap(f Field, m *nftables.Set) []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: uint32(f), Len: 4},
+		&expr.Lookup{SourceRegister: 1, DestRegister: 0, IsDestRegSet: true, SetName: m.Name, SetID: m.ID},
+	}
+}
+
 // L4Proto matches the transport protocol (unix.IPPROTO_TCP, _UDP, _SCTP).
 func L4Proto(proto byte) []expr.Any {
 	return []expr.Any{
