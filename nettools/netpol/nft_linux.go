@@ -3,6 +3,7 @@ package netpol
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 
 	"github.com/google/nftables"
@@ -58,7 +59,11 @@ func Program(nsPath string, rs []PodRules) error {
 			if r.EgressIsolated {
 				name := fmt.Sprintf("egress-%d", i)
 				ch := c.AddChain(&nftables.Chain{Name: name, Table: t})
-				for _, m := range matches(nft.Daddr, r.Egress) {
+				ms, err := matches(nft.Daddr, r.Egress, peerSets(c, t, name))
+				if err != nil {
+					return err
+				}
+				for _, m := range ms {
 					add(ch, m, verdict(expr.VerdictReturn, ""))
 				}
 				add(ch, verdict(expr.VerdictDrop, ""))
@@ -67,7 +72,11 @@ func Program(nsPath string, rs []PodRules) error {
 			if r.IngressIsolated {
 				name := fmt.Sprintf("ingress-%d", i)
 				ch := c.AddChain(&nftables.Chain{Name: name, Table: t})
-				for _, m := range matches(nft.Saddr, r.Ingress) {
+				ms, err := matches(nft.Saddr, r.Ingress, peerSets(c, t, name))
+				if err != nil {
+					return err
+				}
+				for _, m := range ms {
 					add(ch, m, verdict(expr.VerdictAccept, ""))
 				}
 				add(ch, verdict(expr.VerdictDrop, ""))
@@ -93,19 +102,36 @@ func Program(nsPath string, rs []PodRules) error {
 }
 
 // matches expands allows into rule matches (without verdict): one per
-// peer prefix and port range; the peer address is field (saddr for
+// peer and port range, where the pod addresses of an Allow (two or more)
+// are one peer, a set made by newSet; the peer address is field (saddr for
 // ingress, daddr for egress). The chains are reached from IPv4 rules
 // only, so no protocol check is needed.
-func matches(field nft.Field, allows []Allow) [][]expr.Any {
+func matches(field nft.Field, allows []Allow, newSet func([]netip.Addr) (*nftables.Set, error)) ([][]expr.Any, error) {
 	var out [][]expr.Any
 	for _, a := range allows {
 		peers := [][]expr.Any{nil}
 		if !a.AnyPeer {
 			peers = nil
+			var hosts []netip.Addr
 			for _, p := range a.Peers {
-				if p.Addr().Is4() {
-					peers = append(peers, nft.Prefix(field, p, false))
+				if !p.Addr().Is4() {
+					continue
 				}
+				if p.IsSingleIP() {
+					hosts = append(hosts, p.Addr())
+					continue
+				}
+				peers = append(peers, nft.Prefix(field, p, false))
+			}
+			switch {
+			case len(hosts) == 1:
+				peers = append(peers, nft.Addr(field, hosts[0]))
+			case len(hosts) > 1:
+				set, err := newSet(hosts)
+				if err != nil {
+					return nil, err
+				}
+				peers = append(peers, nft.InSet(field, set))
 			}
 		}
 		ports := [][]expr.Any{nil}
@@ -125,7 +151,24 @@ func matches(field nft.Field, allows []Allow) [][]expr.Any {
 			}
 		}
 	}
-	return out
+	return out, nil
+}
+
+// peerSets makes the address sets of chain's rules: <chain>-peers-<n>.
+func peerSets(c *nftables.Conn, t *nftables.Table, chain string) func([]netip.Addr) (*nftables.Set, error) {
+	n := 0
+	return func(addrs []netip.Addr) (*nftables.Set, error) {
+		set := &nftables.Set{Table: t, Name: fmt.Sprintf("%s-peers-%d", chain, n), KeyType: nftables.TypeIPAddr}
+		n++
+		elems := make([]nftables.SetElement, 0, len(addrs))
+		for _, a := range addrs {
+			elems = append(elems, nftables.SetElement{Key: a.AsSlice()})
+		}
+		if err := c.AddSet(set, elems); err != nil {
+			return nil, fmt.Errorf("set %s: %w", set.Name, err)
+		}
+		return set, nil
+	}
 }
 
 // Remove deletes the policy table (tests; an agent keeps it over

@@ -111,7 +111,8 @@ func TestProgramSameNode(t *testing.T) {
 	// b accepts only a, on port 80; a may send only to b.
 	rules := []PodRules{
 		{Name: "b", IP: netip.MustParseAddr(ip["b"]), IngressIsolated: true,
-			Ingress: []Allow{{Peers: []netip.Prefix{pfx("a")}, Ports: []PortRange{{Proto: protoTCP, From: 80, To: 80}}}}},
+			// Two pod addresses: a set (10.42.5.200 is nobody's).
+			Ingress: []Allow{{Peers: []netip.Prefix{pfx("a"), netip.MustParsePrefix("10.42.5.200/32")}, Ports: []PortRange{{Proto: protoTCP, From: 80, To: 80}}}}},
 		{Name: "a", IP: netip.MustParseAddr(ip["a"]), EgressIsolated: true,
 			Egress: []Allow{{Peers: []netip.Prefix{pfx("b")}, AllPorts: true}}},
 	}
@@ -136,3 +137,5 @@ func TestProgramSameNode(t *testing.T) {
 	}
 	check("no policies", map[[2]string]bool{{"c", "b"}: true, {"a", "c"}: true})
 }
+
+func isRoot() bool { return os.Geteuid() == 0 }

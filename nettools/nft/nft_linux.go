@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -22,20 +23,48 @@ import (
 // ("" for the calling process's namespace). The caller closes the
 // returned namespace handle, if any, with the connection.
 func Dial(nsPath string) (*nftables.Conn, func(), error) {
+	opts := []nftables.ConnOption{nftables.WithSockOptions(bigBuffers)}
 	if nsPath == "" {
-		c, err := nftables.New()
+		c, err := nftables.New(opts...)
 		return c, func() {}, err
 	}
 	ns, err := netns.GetFromPath(nsPath)
 	if err != nil {
 		return nil, nil, fmt.Errorf("netns %s: %w", nsPath, err)
 	}
-	c, err := nftables.New(nftables.WithNetNSFd(int(ns)))
+	c, err := nftables.New(append(opts, nftables.WithNetNSFd(int(ns)))...)
 	if err != nil {
 		ns.Close()
 		return nil, nil, err
 	}
 	return c, func() { ns.Close() }, nil
+}
+
+// socketBuffer is the netlink socket's send and receive buffer: a batch
+// goes to the kernel in one message, which must fit in the send buffer
+// (the default, about 200 KiB, holds a few hundred rules), and its
+// acknowledgements in the receive buffer.
+const socketBuffer = 64 << 20
+
+// bigBuffers sets the buffers, beyond net.core.[rw]mem_max when the
+// process may (CAP_NET_ADMIN), else as far as the limit allows.
+func bigBuffers(c *netlink.Conn) error {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = errors.Join(
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, socketBuffer),
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, socketBuffer))
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return errors.Join(c.SetWriteBuffer(socketBuffer), c.SetReadBuffer(socketBuffer))
+	}
+	return nil
 }
 
 // ReplaceTable queues, on c, the deletion of table t with everything in
