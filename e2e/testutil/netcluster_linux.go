@@ -284,6 +284,12 @@ func (c *NetCluster) copyImages(dir string, archives []string) {
 
 // cleanup deletes every pod while the nodes run, then stops them.
 func (c *NetCluster) cleanup() {
+	if !c.Master.Running() {
+		// Pods are deleted through the API: bring it back (a test may
+		// have stopped node 0).
+		c.Master.Start()
+		c.Master.WaitReady(60 * time.Second)
+	}
 	if c.Master.Running() {
 		for i, a := range c.Agents {
 			if !a.Running() {
