@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os/exec"
 	"strings"
@@ -12,7 +15,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/remotecommand"
+	utilexec "k8s.io/utils/exec"
 
 	"github.com/skiff-io/skiff/client"
 	"github.com/skiff-io/skiff/e2e/testutil"
@@ -183,6 +190,10 @@ func TestHollowNode(t *testing.T) {
 		t.Log("kubectl not found: logs and exec through the API server not checked here")
 	}
 
+	// Exec and attach over WebSocket v5 only (no SPDY fallback), as
+	// kubectl 1.30+ asks first.
+	checkWebSocketV5(t, m, cs)
+
 	// Graceful deletion: the agent stops the pod and deletes it for good.
 	if err := cs.CoreV1().Pods("default").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
@@ -235,5 +246,43 @@ func TestEmbeddedAgentBindsPods(t *testing.T) {
 	p := waitPodPhase(t, cs, "default", "unbound", corev1.PodRunning)
 	if p.Spec.NodeName != "solo" {
 		t.Errorf("bound to %q", p.Spec.NodeName)
+	}
+}
+
+// checkWebSocketV5 runs exec and attach in pod default/web through the API
+// server with client-go's WebSocket executor, which speaks only
+// v5.channel.k8s.io and does not fall back to SPDY.
+func checkWebSocketV5(t *testing.T, m *testutil.Master, cs *kubernetes.Clientset) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	run := func(sub string, opts runtime.Object, stdin io.Reader) (string, string, error) {
+		u := cs.CoreV1().RESTClient().Post().Resource("pods").Namespace("default").Name("web").
+			SubResource(sub).VersionedParams(opts, scheme.ParameterCodec).URL()
+		ex, err := remotecommand.NewWebSocketExecutor(m.RESTConfig(), "GET", u.String())
+		if err != nil {
+			return "", "", err
+		}
+		var out, errb bytes.Buffer
+		err = ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: stdin, Stdout: &out, Stderr: &errb})
+		return out.String(), errb.String(), err
+	}
+	out, _, err := run("exec", &corev1.PodExecOptions{Command: []string{"echo", "over websocket"}, Stdout: true, Stderr: true}, nil)
+	if err != nil || strings.TrimSpace(out) != "over websocket" {
+		t.Errorf("websocket exec: %v: %q", err, out)
+	}
+	// stdin is half-closed with the v5 CLOSE signal: cat sees EOF and ends.
+	out, _, err = run("exec", &corev1.PodExecOptions{Command: []string{"cat"}, Stdin: true, Stdout: true, Stderr: true}, strings.NewReader("piped through v5\n"))
+	if err != nil || out != "piped through v5\n" {
+		t.Errorf("websocket exec with stdin: %v: %q", err, out)
+	}
+	_, _, err = run("exec", &corev1.PodExecOptions{Command: []string{"exit", "3"}, Stdout: true, Stderr: true}, nil)
+	var exitErr utilexec.ExitError
+	if !errors.As(err, &exitErr) || exitErr.ExitStatus() != 3 {
+		t.Errorf("websocket exec exit code: %v, want exit status 3", err)
+	}
+	out, _, err = run("attach", &corev1.PodAttachOptions{Stdin: true, Stdout: true, Stderr: true}, strings.NewReader("hello websocket attach\n"))
+	if err != nil || !strings.Contains(out, "hello websocket attach") {
+		t.Errorf("websocket attach: %v: %q", err, out)
 	}
 }
