@@ -268,6 +268,10 @@ func (a *Agent) servePortForward(stream streaming.Server) http.HandlerFunc {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
+		if isWebSocketTunnel(r) {
+			serveTunneledSPDY(w, r, func(w http.ResponseWriter, r *http.Request) { a.redirectToStream(w, r, stream, resp.Url) })
+			return
+		}
 		a.redirectToStream(w, r, stream, resp.Url)
 	}
 }

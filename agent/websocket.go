@@ -1,16 +1,21 @@
 package agent
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
 
+	gwebsocket "github.com/gorilla/websocket"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clientportforward "k8s.io/client-go/tools/portforward"
+	"k8s.io/cri-streaming/pkg/streaming/portforward"
 	"k8s.io/cri-streaming/pkg/streaming/remotecommand"
 	"k8s.io/streaming/pkg/httpstream/wsstream"
 	utilexec "k8s.io/utils/exec"
@@ -163,4 +168,76 @@ func writeRemoteStatus(w io.Writer, err error) {
 		return
 	}
 	_, _ = w.Write(b)
+}
+
+// Port forwarding over WebSocket (kubectl 1.31+): the client asks for the
+// subprotocol "SPDY/3.1+portforward.k8s.io" and then speaks the SPDY
+// port-forward protocol inside the WebSocket's binary messages. The kubelet
+// accepts the WebSocket, wraps it as a net.Conn and hands the cri-streaming
+// server a request that looks like a SPDY upgrade, whose hijacked
+// connection is that tunnel.
+
+// tunnelProtocol is the WebSocket subprotocol of tunneled port forwarding.
+const tunnelProtocol = "SPDY/3.1+" + portforward.ProtocolV1Name
+
+// isWebSocketTunnel reports whether r asks for port forwarding tunneled in
+// a WebSocket.
+func isWebSocketTunnel(r *http.Request) bool {
+	return wsstream.IsWebSocketRequestWithTunnelingProtocol(r)
+}
+
+// serveTunneledSPDY upgrades r to a WebSocket and serves the SPDY request
+// r2 (built by the caller) over it with serve.
+func serveTunneledSPDY(w http.ResponseWriter, r *http.Request, serve func(w http.ResponseWriter, r *http.Request)) {
+	up := gwebsocket.Upgrader{
+		Subprotocols: []string{tunnelProtocol},
+		// Callers are authenticated by client certificate (the API
+		// server); there is no browser origin to check.
+		CheckOrigin: func(*http.Request) bool { return true },
+	}
+	ws, err := up.Upgrade(w, r, nil)
+	if err != nil {
+		return // Upgrade has answered the client.
+	}
+	if ws.Subprotocol() != tunnelProtocol {
+		_ = ws.WriteControl(gwebsocket.CloseMessage,
+			gwebsocket.FormatCloseMessage(gwebsocket.CloseProtocolError, "subprotocol "+tunnelProtocol+" required"),
+			time.Now().Add(time.Second))
+		_ = ws.Close()
+		return
+	}
+	conn := clientportforward.NewTunnelingConnection("kubelet", ws)
+	defer conn.Close()
+
+	r2 := r.Clone(r.Context())
+	r2.Header = http.Header{}
+	r2.Header.Set("Connection", "Upgrade")
+	r2.Header.Set("Upgrade", "SPDY/3.1")
+	r2.Header.Set("X-Stream-Protocol-Version", portforward.ProtocolV1Name)
+	serve(&tunnelResponseWriter{conn: conn, header: http.Header{}}, r2)
+}
+
+// tunnelResponseWriter is the http.ResponseWriter the SPDY upgrader sees:
+// the 101 it writes is implied by the WebSocket upgrade already done, and
+// hijacking yields the tunnel.
+type tunnelResponseWriter struct {
+	conn   net.Conn
+	header http.Header
+	status int
+}
+
+func (t *tunnelResponseWriter) Header() http.Header { return t.header }
+
+func (t *tunnelResponseWriter) WriteHeader(code int) { t.status = code }
+
+// Write carries an error body written instead of an upgrade; it goes
+// nowhere useful, as the client expects SPDY frames, so the tunnel is
+// closed and the client sees the stream end.
+func (t *tunnelResponseWriter) Write(b []byte) (int, error) {
+	_ = t.conn.Close()
+	return len(b), nil
+}
+
+func (t *tunnelResponseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return t.conn, bufio.NewReadWriter(bufio.NewReader(t.conn), bufio.NewWriter(t.conn)), nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/netip"
 	"os/exec"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/tools/remotecommand"
 	utilexec "k8s.io/utils/exec"
 
@@ -284,5 +286,41 @@ func checkWebSocketV5(t *testing.T, m *testutil.Master, cs *kubernetes.Clientset
 	out, _, err = run("attach", &corev1.PodAttachOptions{Stdin: true, Stdout: true, Stderr: true}, strings.NewReader("hello websocket attach\n"))
 	if err != nil || !strings.Contains(out, "hello websocket attach") {
 		t.Errorf("websocket attach: %v: %q", err, out)
+	}
+
+	// Port forwarding tunneled in a WebSocket (kubectl 1.31+), without the
+	// SPDY fallback: an HTTP request through the forwarded port.
+	pfURL := cs.CoreV1().RESTClient().Post().Resource("pods").Namespace("default").Name("web").SubResource("portforward").URL()
+	dialer, err := portforward.NewSPDYOverWebsocketDialer(pfURL, m.RESTConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop, ready := make(chan struct{}), make(chan struct{})
+	defer close(stop)
+	pf, err := portforward.NewOnAddresses(dialer, []string{"127.0.0.1"}, []string{"0:8080"}, stop, ready, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pfErr := make(chan error, 1)
+	go func() { pfErr <- pf.ForwardPorts() }()
+	select {
+	case <-ready:
+	case err := <-pfErr:
+		t.Fatalf("websocket port-forward: %v", err)
+	case <-ctx.Done():
+		t.Fatal("websocket port-forward: not ready")
+	}
+	ports, err := pf.GetPorts()
+	if err != nil || len(ports) != 1 {
+		t.Fatalf("forwarded ports %v: %v", ports, err)
+	}
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", ports[0].Local))
+	if err != nil {
+		t.Fatalf("GET through websocket port-forward: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "ok from") {
+		t.Errorf("websocket port-forward body %q", body)
 	}
 }
