@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -157,6 +158,13 @@ func TestHollowNode(t *testing.T) {
 	}
 	if err := nodeCS.CoreV1().Nodes().Delete(ctx, "hollow-2", metav1.DeleteOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("node deleting another node: %v, want Forbidden", err)
+	}
+	// NodeRestriction: the name in the body is checked too.
+	if _, err := nodeCS.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "impostor"}}, metav1.CreateOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("node creating another node: %v, want Forbidden", err)
+	}
+	if _, err := nodeCS.CoordinationV1().Leases("kube-node-lease").Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "impostor"}}, metav1.CreateOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("node creating another node's lease: %v, want Forbidden", err)
 	}
 
 	// logs and exec through the API server's proxy to the kubelet.
