@@ -4,12 +4,16 @@
 // (validating):
 //
 //   - ServiceAccount: a pod without spec.serviceAccountName gets "default".
+//
 //   - DefaultTolerationSeconds: pods tolerate node.kubernetes.io/not-ready
 //     and node.kubernetes.io/unreachable (NoExecute) for 300 s.
+//
 //   - Priority: spec.priority from the pod's PriorityClass (or the
 //     globalDefault one); an unknown class is refused (priority.go).
+//
 //   - LimitRanger: LimitRange defaults for container requests and limits,
 //     and the min, max and ratio constraints (403).
+//
 //   - ResourceQuota: a create that would take a quota's usage over its hard
 //     limit is refused (403 "exceeded quota: …"); an admitted create
 //     charges the quota in the same Raft entry as the object (a status
