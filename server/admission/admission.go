@@ -4,22 +4,17 @@
 // (validating):
 //
 //   - ServiceAccount: a pod without spec.serviceAccountName gets "default".
-//
 //   - DefaultTolerationSeconds: pods tolerate node.kubernetes.io/not-ready
 //     and node.kubernetes.io/unreachable (NoExecute) for 300 s.
-//
 //   - Priority: spec.priority from the pod's PriorityClass (or the
 //     globalDefault one); an unknown class is refused (priority.go).
-//
 //   - LimitRanger: LimitRange defaults for container requests and limits,
 //     and the min, max and ratio constraints (403).
-//
 //   - ResourceQuota: a create that would take a quota's usage over its hard
 //     limit is refused (403 "exceeded quota: …"); an admitted create
 //     charges the quota in the same Raft entry as the object (a status
 //     update with the quota's resourceVersion as precondition), so that
 //     concurrent creates cannot overshoot it.
-//
 //   - NodeRestriction: a kubelet creates and changes only its own Node and
 //     Lease, and not the Node's taints or node-restriction.kubernetes.io/
 //     labels (noderestriction.go).
