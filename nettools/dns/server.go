@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/skiff-io/skiff/nettools"
 )
 
 // Config configures a Server.
@@ -32,6 +34,10 @@ type Config struct {
 	Domain string
 	// Listen are the host:port addresses served over UDP and TCP.
 	Listen []string
+	// NetNS is the network namespace (a path) the sockets are opened in;
+	// this process's when empty (tests serve inside a namespace of their
+	// own).
+	NetNS string
 	// Upstreams are the resolvers (host:port) other names go to; none
 	// answers SERVFAIL for them.
 	Upstreams []string
@@ -128,10 +134,22 @@ func New(cfg Config) (*Server, error) {
 // Addrs tells which.
 func (s *Server) Start() error {
 	for _, addr := range s.cfg.Listen {
-		if err := s.listen(addr); err != nil {
+		var (
+			pc  net.PacketConn
+			ln  net.Listener
+			err error
+		)
+		open := func() error { pc, ln, err = listen(addr); return err }
+		if s.cfg.NetNS != "" {
+			err = nettools.Do(s.cfg.NetNS, open)
+		} else {
+			err = open()
+		}
+		if err != nil {
 			s.Stop()
 			return err
 		}
+		s.serve(pc, ln)
 	}
 	s.Sync()
 	s.wg.Add(1)
@@ -139,18 +157,21 @@ func (s *Server) Start() error {
 	return nil
 }
 
-func (s *Server) listen(addr string) error {
+// listen opens the UDP socket and a TCP listener on the same port.
+func listen(addr string) (net.PacketConn, net.Listener, error) {
 	pc, err := net.ListenPacket("udp", addr)
 	if err != nil {
-		return fmt.Errorf("dns listen udp %s: %w", addr, err)
+		return nil, nil, fmt.Errorf("dns listen udp %s: %w", addr, err)
 	}
-	// TCP on the same port as UDP got (for :0).
-	tcpAddr := pc.LocalAddr().String()
-	ln, err := net.Listen("tcp", tcpAddr)
+	ln, err := net.Listen("tcp", pc.LocalAddr().String())
 	if err != nil {
 		pc.Close()
-		return fmt.Errorf("dns listen tcp %s: %w", tcpAddr, err)
+		return nil, nil, fmt.Errorf("dns listen tcp %s: %w", pc.LocalAddr(), err)
 	}
+	return pc, ln, nil
+}
+
+func (s *Server) serve(pc net.PacketConn, ln net.Listener) {
 	udp := &dns.Server{PacketConn: pc, Handler: s, UDPSize: dns.DefaultMsgSize}
 	tcp := &dns.Server{Listener: ln, Handler: s, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second}
 	s.mu.Lock()
@@ -164,13 +185,12 @@ func (s *Server) listen(addr string) error {
 		go func() {
 			defer s.wg.Done()
 			if err := srv.ActivateAndServe(); err != nil {
-				s.log.Error("dns server stopped", "addr", tcpAddr, "err", err)
+				s.log.Error("dns server stopped", "addr", pc.LocalAddr(), "err", err)
 			}
 		}()
 		<-started
 	}
-	s.log.Info("cluster DNS listening", "addr", tcpAddr, "domain", strings.TrimSuffix(s.domain, "."))
-	return nil
+	s.log.Info("cluster DNS listening", "addr", pc.LocalAddr(), "domain", strings.TrimSuffix(s.domain, "."))
 }
 
 // Addrs are the UDP addresses served (the TCP ports are the same).

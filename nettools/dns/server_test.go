@@ -2,6 +2,8 @@ package dns
 
 import (
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"sort"
 	"strings"
@@ -17,7 +19,7 @@ import (
 func ptr[T any](v T) *T { return &v }
 
 type testServer struct {
-	t    *testing.T
+	t    testing.TB
 	s    *Server
 	src  *FakeSource
 	addr string
@@ -25,11 +27,21 @@ type testServer struct {
 
 func startServer(t *testing.T, cfg Config) *testServer {
 	t.Helper()
+	return startServerTB(t, cfg)
+}
+
+func startServerB(b *testing.B, cfg Config) *testServer { return startServerTB(b, cfg) }
+
+func startServerTB(t testing.TB, cfg Config) *testServer {
+	t.Helper()
 	src := NewFakeSource()
 	if cfg.Source == nil {
 		cfg.Source = src
 	}
 	cfg.Listen = []string{"127.0.0.1:0"}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -305,7 +317,11 @@ type fakeUpstream struct {
 	queries chan string
 }
 
-func startUpstream(t *testing.T) *fakeUpstream {
+func startUpstream(t *testing.T) *fakeUpstream { return startUpstreamTB(t) }
+
+func startUpstreamB(b *testing.B) *fakeUpstream { return startUpstreamTB(b) }
+
+func startUpstreamTB(t testing.TB) *fakeUpstream {
 	t.Helper()
 	u := &fakeUpstream{queries: make(chan string, 1000)}
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")

@@ -1,0 +1,80 @@
+package dns
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Benchmarks of queries/s and p99 latency against a server on 127.0.0.1,
+// with a miekg client per goroutine (one UDP socket each, as a resolver
+// library keeps): cluster names (an index of 1,000 Services) and upstream
+// names answered from the cache.
+//
+//	go test -run '^$' -bench DNS -benchtime 200000x ./nettools/dns/
+
+func BenchmarkDNSClusterName(b *testing.B) {
+	ts := startServerB(b, Config{})
+	for i := 0; i < 1000; i++ {
+		ts.src.SetService(service("default", fmt.Sprintf("svc-%d", i), fmt.Sprintf("10.43.%d.%d", i/250, i%250+2),
+			corev1.ServicePort{Name: "http", Port: 80}))
+	}
+	ts.s.Sync()
+	runQueries(b, ts.addr, func(i int) string { return fmt.Sprintf("svc-%d.default.svc.cluster.local.", i%1000) })
+}
+
+func BenchmarkDNSCachedUpstream(b *testing.B) {
+	up := startUpstreamB(b)
+	ts := startServerB(b, Config{Upstreams: []string{up.addr}})
+	runQueries(b, ts.addr, func(int) string { return "example.com." })
+	hits, misses := ts.s.CacheStats()
+	b.ReportMetric(float64(hits)/float64(hits+misses)*100, "%hit")
+}
+
+func runQueries(b *testing.B, addr string, name func(int) string) {
+	var (
+		next atomic.Int64
+		mu   sync.Mutex
+		lat  []time.Duration
+	)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		c := &dns.Client{Net: "udp", Timeout: 5 * time.Second}
+		conn, err := c.Dial(addr)
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer conn.Close()
+		var mine []time.Duration
+		m := new(dns.Msg)
+		for pb.Next() {
+			i := int(next.Add(1))
+			m.SetQuestion(name(i), dns.TypeA)
+			start := time.Now()
+			r, _, err := c.ExchangeWithConn(m, conn)
+			mine = append(mine, time.Since(start))
+			if err != nil || r.Rcode != dns.RcodeSuccess || len(r.Answer) == 0 {
+				b.Errorf("query %s: %v %v", name(i), r, err)
+				return
+			}
+		}
+		mu.Lock()
+		lat = append(lat, mine...)
+		mu.Unlock()
+	})
+	b.StopTimer()
+	if len(lat) == 0 {
+		return
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "queries/s")
+}
