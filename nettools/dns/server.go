@@ -28,6 +28,9 @@ import (
 	"github.com/skiff-io/skiff/nettools"
 )
 
+// minRebuildGap is the least time between two index rebuilds.
+const minRebuildGap = 50 * time.Millisecond
+
 // Config configures a Server.
 type Config struct {
 	// Domain is the cluster domain, default cluster.local.
@@ -68,6 +71,9 @@ type Server struct {
 
 	zone    atomic.Pointer[zone]
 	rebuild chan struct{}
+	// syncMu orders rebuilds, so that an older listing never replaces a
+	// newer index.
+	syncMu sync.Mutex
 
 	mu      sync.Mutex
 	servers []*dns.Server
@@ -219,6 +225,8 @@ func (s *Server) Stop() {
 
 // Sync rebuilds the index from the source now.
 func (s *Server) Sync() {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
 	svcs, slices, err := s.cfg.Source.List()
 	if err != nil {
 		s.log.Warn("dns index not rebuilt", "err", err)
@@ -230,7 +238,9 @@ func (s *Server) Sync() {
 }
 
 // rebuildLoop rebuilds the index after changes; a burst of changes makes
-// one rebuild.
+// one rebuild. Rebuilds are spaced by at least twice the last one's
+// duration (and minRebuildGap), so that endpoint churn in a large cluster
+// costs a node at most a third of a core.
 func (s *Server) rebuildLoop() {
 	defer s.wg.Done()
 	for {
@@ -239,7 +249,14 @@ func (s *Server) rebuildLoop() {
 			return
 		case <-s.rebuild:
 		}
+		start := time.Now()
 		s.Sync()
+		gap := max(2*time.Since(start), minRebuildGap)
+		select {
+		case <-s.stop:
+			return
+		case <-time.After(gap):
+		}
 	}
 }
 

@@ -49,7 +49,12 @@ func (n *node) add(a netip.Addr) {
 
 // buildZone indexes services and slices under domain.
 func buildZone(domain string, svcs []*corev1.Service, slices []*discoveryv1.EndpointSlice) *zone {
-	z := &zone{domain: domain, names: map[string]*node{}, exists: map[string]bool{}, ptr: map[string][]string{}}
+	size := len(svcs)
+	for _, s := range slices {
+		size += len(s.Endpoints)
+	}
+	z := &zone{domain: domain, names: make(map[string]*node, 2*size), exists: make(map[string]bool, 2*size),
+		ptr: make(map[string][]string, size)}
 	// Fixed names: the zone itself, svc and pod subtrees.
 	z.mark(domain)
 	z.mark("svc." + domain)
