@@ -28,6 +28,11 @@ type forwarder struct {
 	maxTTL    time.Duration
 	preferred atomic.Uint32
 
+	// inflight shares one upstream query among concurrent misses of the
+	// same question.
+	mu       sync.Mutex
+	inflight map[string]*call
+
 	hits, misses atomic.Uint64
 }
 
@@ -37,11 +42,18 @@ func newForwarder(upstreams []string, timeout time.Duration, cacheSize int, maxT
 		udp:       &dns.Client{Net: "udp", Timeout: timeout, UDPSize: dns.DefaultMsgSize},
 		tcp:       &dns.Client{Net: "tcp", Timeout: timeout},
 		maxTTL:    maxTTL,
+		inflight:  map[string]*call{},
 	}
 	if cacheSize > 0 {
 		f.cache = newAnswerCache(cacheSize)
 	}
 	return f
+}
+
+type call struct {
+	done chan struct{}
+	msg  *dns.Msg
+	err  error
 }
 
 // forward answers r from the cache or an upstream; SERVFAIL if none
@@ -89,6 +101,31 @@ func (f *forwarder) resolve(name string, qtype, qclass uint16, do, cd bool) (*dn
 	if len(f.upstreams) == 0 {
 		return nil, errNoUpstream
 	}
+	f.mu.Lock()
+	if c, ok := f.inflight[key]; ok {
+		f.mu.Unlock()
+		<-c.done
+		if c.err != nil {
+			return nil, c.err
+		}
+		return c.msg.Copy(), nil
+	}
+	c := &call{done: make(chan struct{})}
+	f.inflight[key] = c
+	f.mu.Unlock()
+	c.msg, c.err = f.query(key, name, qtype, qclass, do, cd, now)
+	f.mu.Lock()
+	delete(f.inflight, key)
+	f.mu.Unlock()
+	close(c.done)
+	if c.err != nil {
+		return nil, c.err
+	}
+	return c.msg.Copy(), nil
+}
+
+// query asks the upstreams and caches the answer.
+func (f *forwarder) query(key, name string, qtype, qclass uint16, do, cd bool, now time.Time) (*dns.Msg, error) {
 	q := new(dns.Msg)
 	q.SetQuestion(name, qtype)
 	q.Question[0].Qclass = qclass

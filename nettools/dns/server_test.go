@@ -7,6 +7,8 @@ import (
 	"net"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -483,5 +485,47 @@ func TestUpstreamParsing(t *testing.T) {
 	got, err = UpstreamsFromResolvConf(path)
 	if err != nil || strings.Join(got, " ") != "192.0.2.53:53 [fd00::53]:53" {
 		t.Fatalf("resolv.conf upstreams %v %v", got, err)
+	}
+}
+
+func TestConcurrentMissesShareOneQuery(t *testing.T) {
+	// An upstream that answers only when released.
+	release := make(chan struct{})
+	var queries atomic.Int32
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		queries.Add(1)
+		<-release
+		m := new(dns.Msg)
+		m.SetReply(r)
+		rr, _ := dns.NewRR(r.Question[0].Name + " 60 IN A 192.0.2.1")
+		m.Answer = append(m.Answer, rr)
+		_ = w.WriteMsg(m)
+	})}
+	go func() { _ = up.ActivateAndServe() }()
+	t.Cleanup(func() { _ = up.Shutdown() })
+	ts := startServer(t, Config{Upstreams: []string{pc.LocalAddr().String()}, CacheSize: -1, UpstreamTimeout: 30 * time.Second})
+	const n = 5
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m := new(dns.Msg)
+			m.SetQuestion("example.com.", dns.TypeA)
+			r, _, err := (&dns.Client{Timeout: 30 * time.Second}).Exchange(m, ts.addr)
+			if err != nil || len(r.Answer) != 1 {
+				t.Errorf("answer %v %v", r, err)
+			}
+		}()
+	}
+	waitFor(t, func() bool { _, misses := ts.s.CacheStats(); return misses == n && queries.Load() == 1 })
+	close(release)
+	wg.Wait()
+	if q := queries.Load(); q != 1 {
+		t.Fatalf("upstream saw %d queries for %d concurrent questions, want 1", q, n)
 	}
 }
