@@ -272,13 +272,15 @@ func (s *Server) Ready() bool { return s.cfg.Source.Synced() }
 // ServeDNS implements dns.Handler.
 func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	m := s.answer(r)
+	size := dns.MaxMsgSize // TCP
 	if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
-		size := dns.MinMsgSize
+		size = dns.MinMsgSize
 		if opt := r.IsEdns0(); opt != nil {
 			size = max(int(opt.UDPSize()), dns.MinMsgSize)
 		}
-		m.Truncate(size)
 	}
+	// Compressed if it does not fit otherwise; TC set if it still does not.
+	m.Truncate(size)
 	if err := w.WriteMsg(m); err != nil {
 		s.log.Debug("dns write", "err", err)
 	}
