@@ -163,6 +163,30 @@ func TestClusterDNS(t *testing.T) {
 		lookup(strings.ReplaceAll(podIP, ".", "-")+".default.pod.cluster.local", podIP)
 		lookup("example.test", "192.0.2.7")
 	})
+
+	t.Run("HostNetworkPods", func(t *testing.T) {
+		for _, tc := range []struct {
+			name    string
+			policy  corev1.DNSPolicy
+			cluster bool
+		}{{"hostnet-cf", corev1.DNSClusterFirst, false}, {"hostnet-cfhn", corev1.DNSClusterFirstWithHostNet, true}} {
+			p := bbPod(tc.name, corev1.RestartPolicyNever, "sleep 600")
+			p.Spec.HostNetwork, p.Spec.DNSPolicy = true, tc.policy
+			n.create(p)
+			n.waitPod(tc.name, "running", phase(corev1.PodRunning))
+			out, err := n.kubectl("exec", tc.name, "--", "cat", "/etc/resolv.conf")
+			if err != nil || strings.Contains(out, "10.43.0.10") == !tc.cluster {
+				t.Fatalf("%s resolv.conf (cluster DNS expected: %v): %v\n%s", tc.policy, tc.cluster, err, out)
+			}
+			if tc.cluster {
+				// The pod shares the node's namespace, where the address is held.
+				out, _ := n.kubectl("exec", tc.name, "--", "nslookup", "web.default.svc.cluster.local")
+				if !strings.Contains(out, "Address: 10.43.0.50\n") {
+					t.Fatalf("nslookup from a host-network pod: %s", out)
+				}
+			}
+		}
+	})
 }
 
 // startNetnsUpstream serves example.test. A 192.0.2.7 on 127.0.0.1 inside
