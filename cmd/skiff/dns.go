@@ -79,10 +79,13 @@ func startClusterDNS(ctx context.Context, o dnsOptions, runtime, nodeIP string, 
 	factory := informers.NewSharedInformerFactory(cs, 0)
 	src := dns.NewInformerSource(factory)
 	listen := []string{net.JoinHostPort(ip.String(), "53")}
+	var optional []string
 	if nodeIP != "" && nodeIP != ip.String() {
-		listen = append(listen, net.JoinHostPort(nodeIP, "53"))
+		// The node address may be taken by another DNS server: then
+		// the cluster address alone is served.
+		optional = append(optional, net.JoinHostPort(nodeIP, "53"))
 	}
-	srv, err := dns.New(dns.Config{Domain: o.ClusterDomain, Listen: listen, Upstreams: upstreams,
+	srv, err := dns.New(dns.Config{Domain: o.ClusterDomain, Listen: listen, Optional: optional, Upstreams: upstreams,
 		NameserverIP: ip.String(), Source: src, Logger: log})
 	if err != nil {
 		return nil, err
@@ -96,20 +99,12 @@ func startClusterDNS(ctx context.Context, o dnsOptions, runtime, nodeIP string, 
 			return
 		}
 		if err := srv.Start(); err != nil {
-			// The node address may be taken by another DNS server:
-			// serve the cluster address alone.
-			log.Warn("cluster DNS: serving the cluster address only", "err", err)
-			srv, err = dns.New(dns.Config{Domain: o.ClusterDomain, Listen: listen[:1], Upstreams: upstreams,
-				NameserverIP: ip.String(), Source: src, Logger: log})
-			if err == nil {
-				err = srv.Start()
-			}
-			if err != nil {
-				log.Error("cluster DNS not served", "err", err)
-				return
-			}
+			// Another agent in this network namespace may serve the
+			// address already.
+			log.Error("cluster DNS not served", "err", err)
+			return
 		}
-		log.Info("cluster DNS serving", "addresses", listen, "upstreams", upstreams)
+		log.Info("cluster DNS serving", "addresses", srv.Addrs(), "upstreams", upstreams)
 		<-ctx.Done()
 		srv.Stop()
 	}()

@@ -37,6 +37,9 @@ type Config struct {
 	Domain string
 	// Listen are the host:port addresses served over UDP and TCP.
 	Listen []string
+	// Optional are addresses served when they can be opened (another
+	// server may hold the port); a failure is logged, not returned.
+	Optional []string
 	// NetNS is the network namespace (a path) the sockets are opened in;
 	// this process's when empty (tests serve inside a namespace of their
 	// own).
@@ -140,26 +143,39 @@ func New(cfg Config) (*Server, error) {
 // Addrs tells which.
 func (s *Server) Start() error {
 	for _, addr := range s.cfg.Listen {
-		var (
-			pc  net.PacketConn
-			ln  net.Listener
-			err error
-		)
-		open := func() error { pc, ln, err = listen(addr); return err }
-		if s.cfg.NetNS != "" {
-			err = nettools.Do(s.cfg.NetNS, open)
-		} else {
-			err = open()
-		}
-		if err != nil {
+		if err := s.open(addr); err != nil {
 			s.Stop()
 			return err
 		}
-		s.serve(pc, ln)
+	}
+	for _, addr := range s.cfg.Optional {
+		if err := s.open(addr); err != nil {
+			s.log.Warn("optional DNS address not served", "addr", addr, "err", err)
+		}
 	}
 	s.Sync()
 	s.wg.Add(1)
 	go s.rebuildLoop()
+	return nil
+}
+
+// open listens on addr (inside cfg.NetNS if set) and serves it.
+func (s *Server) open(addr string) error {
+	var (
+		pc  net.PacketConn
+		ln  net.Listener
+		err error
+	)
+	open := func() error { pc, ln, err = listen(addr); return err }
+	if s.cfg.NetNS != "" {
+		err = nettools.Do(s.cfg.NetNS, open)
+	} else {
+		err = open()
+	}
+	if err != nil {
+		return err
+	}
+	s.serve(pc, ln)
 	return nil
 }
 

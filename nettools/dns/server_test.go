@@ -529,3 +529,29 @@ func TestConcurrentMissesShareOneQuery(t *testing.T) {
 		t.Fatalf("upstream saw %d queries for %d concurrent questions, want 1", q, n)
 	}
 }
+
+func TestOptionalAddressTaken(t *testing.T) {
+	taken, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	s, err := New(Config{Listen: []string{"127.0.0.1:0"}, Optional: []string{taken.LocalAddr().String()},
+		Source: NewFakeSource(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatalf("a taken optional address failed the start: %v", err)
+	}
+	defer s.Stop()
+	if n := len(s.Addrs()); n != 1 {
+		t.Fatalf("serving %d addresses, want 1", n)
+	}
+	s2, _ := New(Config{Listen: []string{taken.LocalAddr().String()}, Source: NewFakeSource(),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err := s2.Start(); err == nil {
+		s2.Stop()
+		t.Fatal("a taken required address did not fail the start")
+	}
+}
