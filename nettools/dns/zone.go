@@ -31,9 +31,8 @@ type node struct {
 	srv   []srvTarget
 }
 
+// srvTarget is one SRV record: the port and the name it points at.
 type srvTarget struct {
-	// service is "_port._proto" for filtering SRV queries on the bare
-	// service name.
 	port   uint16
 	target string
 }
@@ -246,8 +245,8 @@ func undashed(label string) (netip.Addr, bool) {
 }
 
 // podAddr answers <dashed-ip>.<namespace>.pod.<domain> (CoreDNS's "pods
-// insecure" mode, the Kubernetes default: any well-formed address).
-// known reports whether name is of that shape.
+// insecure" mode, the Kubernetes default: any well-formed address); false
+// when name is not of that shape.
 func (z *zone) podAddr(name string) (netip.Addr, bool) {
 	rest, ok := strings.CutSuffix(name, ".pod."+z.domain)
 	if !ok {
