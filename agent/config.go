@@ -68,6 +68,10 @@ type Config struct {
 	// (dnsPolicy ClusterFirst). Without ClusterDNS pods get the node's.
 	ClusterDNS    []string
 	ClusterDomain string
+	// ResolvConf is the node's resolver file pods with dnsPolicy Default
+	// get (the kubelet's --resolv-conf); /etc/resolv.conf, or
+	// systemd-resolved's upstream file when that names only its stub.
+	ResolvConf string
 	// MaxPods is the pods capacity (110).
 	MaxPods int
 

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -176,7 +177,8 @@ func boolParam(q url.Values, names ...string) bool {
 
 // serveExec hands an exec request to the cri-streaming server, which runs
 // the command through the runtime's Streaming().Exec over SPDY or
-// WebSocket.
+// WebSocket up to v4; WebSocket v5 (kubectl 1.30+) is served here, see
+// websocket.go.
 func (a *Agent) serveExec(stream streaming.Server) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		_, inst, code, msg := a.runningContainer(r)
@@ -192,6 +194,13 @@ func (a *Agent) serveExec(stream streaming.Server) http.HandlerFunc {
 			Stdin:       boolParam(q, "input", "stdin"),
 			Stdout:      boolParam(q, "output", "stdout"),
 			Stderr:      boolParam(q, "error", "stderr"),
+		}
+		if isWebSocketV5(r) {
+			rt := a.cfg.Runtime.Streaming()
+			serveRemoteCommandV5(w, r, req.Stdin, req.Stdout, req.Stderr, req.Tty, func(ctx context.Context, s remoteStreams) error {
+				return rt.Exec(ctx, inst.Id, req.Cmd, s.stdin, s.stdout, s.stderr, s.tty, s.resize)
+			})
+			return
 		}
 		resp, err := stream.GetExec(req)
 		if err != nil {
@@ -210,13 +219,21 @@ func (a *Agent) serveAttach(stream streaming.Server) http.HandlerFunc {
 			return
 		}
 		q := r.URL.Query()
-		resp, err := stream.GetAttach(&runtimeapi.AttachRequest{
+		req := &runtimeapi.AttachRequest{
 			ContainerId: inst.Id,
 			Tty:         boolParam(q, "tty"),
 			Stdin:       boolParam(q, "input", "stdin"),
 			Stdout:      boolParam(q, "output", "stdout"),
 			Stderr:      boolParam(q, "error", "stderr"),
-		})
+		}
+		if isWebSocketV5(r) {
+			rt := a.cfg.Runtime.Streaming()
+			serveRemoteCommandV5(w, r, req.Stdin, req.Stdout, req.Stderr, req.Tty, func(ctx context.Context, s remoteStreams) error {
+				return rt.Attach(ctx, inst.Id, s.stdin, s.stdout, s.stderr, s.tty, s.resize)
+			})
+			return
+		}
+		resp, err := stream.GetAttach(req)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -249,6 +266,10 @@ func (a *Agent) servePortForward(stream streaming.Server) http.HandlerFunc {
 		resp, err := stream.GetPortForward(&runtimeapi.PortForwardRequest{PodSandboxId: rt.ready.Id, Port: ports})
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if isWebSocketTunnel(r) {
+			serveTunneledSPDY(w, r, func(w http.ResponseWriter, r *http.Request) { a.redirectToStream(w, r, stream, resp.Url) })
 			return
 		}
 		a.redirectToStream(w, r, stream, resp.Url)

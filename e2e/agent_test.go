@@ -1,18 +1,28 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"net/netip"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/portforward"
+	"k8s.io/client-go/tools/remotecommand"
+	utilexec "k8s.io/utils/exec"
 
 	"github.com/skiff-io/skiff/client"
 	"github.com/skiff-io/skiff/e2e/testutil"
@@ -149,6 +159,13 @@ func TestHollowNode(t *testing.T) {
 	if err := nodeCS.CoreV1().Nodes().Delete(ctx, "hollow-2", metav1.DeleteOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("node deleting another node: %v, want Forbidden", err)
 	}
+	// NodeRestriction: the name in the body is checked too.
+	if _, err := nodeCS.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "impostor"}}, metav1.CreateOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("node creating another node: %v, want Forbidden", err)
+	}
+	if _, err := nodeCS.CoordinationV1().Leases("kube-node-lease").Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "impostor"}}, metav1.CreateOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("node creating another node's lease: %v, want Forbidden", err)
+	}
 
 	// logs and exec through the API server's proxy to the kubelet.
 	if _, err := exec.LookPath("kubectl"); err == nil {
@@ -182,6 +199,10 @@ func TestHollowNode(t *testing.T) {
 	} else {
 		t.Log("kubectl not found: logs and exec through the API server not checked here")
 	}
+
+	// Exec and attach over WebSocket v5 only (no SPDY fallback), as
+	// kubectl 1.30+ asks first.
+	checkWebSocketV5(t, m, cs)
 
 	// Graceful deletion: the agent stops the pod and deletes it for good.
 	if err := cs.CoreV1().Pods("default").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
@@ -235,5 +256,79 @@ func TestEmbeddedAgentBindsPods(t *testing.T) {
 	p := waitPodPhase(t, cs, "default", "unbound", corev1.PodRunning)
 	if p.Spec.NodeName != "solo" {
 		t.Errorf("bound to %q", p.Spec.NodeName)
+	}
+}
+
+// checkWebSocketV5 runs exec and attach in pod default/web through the API
+// server with client-go's WebSocket executor, which speaks only
+// v5.channel.k8s.io and does not fall back to SPDY.
+func checkWebSocketV5(t *testing.T, m *testutil.Master, cs *kubernetes.Clientset) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	run := func(sub string, opts runtime.Object, stdin io.Reader) (string, string, error) {
+		u := cs.CoreV1().RESTClient().Post().Resource("pods").Namespace("default").Name("web").
+			SubResource(sub).VersionedParams(opts, scheme.ParameterCodec).URL()
+		ex, err := remotecommand.NewWebSocketExecutor(m.RESTConfig(), "GET", u.String())
+		if err != nil {
+			return "", "", err
+		}
+		var out, errb bytes.Buffer
+		err = ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: stdin, Stdout: &out, Stderr: &errb})
+		return out.String(), errb.String(), err
+	}
+	out, _, err := run("exec", &corev1.PodExecOptions{Command: []string{"echo", "over websocket"}, Stdout: true, Stderr: true}, nil)
+	if err != nil || strings.TrimSpace(out) != "over websocket" {
+		t.Errorf("websocket exec: %v: %q", err, out)
+	}
+	// stdin is half-closed with the v5 CLOSE signal: cat sees EOF and ends.
+	out, _, err = run("exec", &corev1.PodExecOptions{Command: []string{"cat"}, Stdin: true, Stdout: true, Stderr: true}, strings.NewReader("piped through v5\n"))
+	if err != nil || out != "piped through v5\n" {
+		t.Errorf("websocket exec with stdin: %v: %q", err, out)
+	}
+	_, _, err = run("exec", &corev1.PodExecOptions{Command: []string{"exit", "3"}, Stdout: true, Stderr: true}, nil)
+	var exitErr utilexec.ExitError
+	if !errors.As(err, &exitErr) || exitErr.ExitStatus() != 3 {
+		t.Errorf("websocket exec exit code: %v, want exit status 3", err)
+	}
+	out, _, err = run("attach", &corev1.PodAttachOptions{Stdin: true, Stdout: true, Stderr: true}, strings.NewReader("hello websocket attach\n"))
+	if err != nil || !strings.Contains(out, "hello websocket attach") {
+		t.Errorf("websocket attach: %v: %q", err, out)
+	}
+
+	// Port forwarding tunneled in a WebSocket (kubectl 1.31+), without the
+	// SPDY fallback: an HTTP request through the forwarded port.
+	pfURL := cs.CoreV1().RESTClient().Post().Resource("pods").Namespace("default").Name("web").SubResource("portforward").URL()
+	dialer, err := portforward.NewSPDYOverWebsocketDialer(pfURL, m.RESTConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop, ready := make(chan struct{}), make(chan struct{})
+	defer close(stop)
+	pf, err := portforward.NewOnAddresses(dialer, []string{"127.0.0.1"}, []string{"0:8080"}, stop, ready, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pfErr := make(chan error, 1)
+	go func() { pfErr <- pf.ForwardPorts() }()
+	select {
+	case <-ready:
+	case err := <-pfErr:
+		t.Fatalf("websocket port-forward: %v", err)
+	case <-ctx.Done():
+		t.Fatal("websocket port-forward: not ready")
+	}
+	ports, err := pf.GetPorts()
+	if err != nil || len(ports) != 1 {
+		t.Fatalf("forwarded ports %v: %v", ports, err)
+	}
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", ports[0].Local))
+	if err != nil {
+		t.Fatalf("GET through websocket port-forward: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "ok from") {
+		t.Errorf("websocket port-forward body %q", body)
 	}
 }

@@ -33,6 +33,8 @@ type nodeOptions struct {
 	StatusInterval time.Duration
 	BackoffBase    time.Duration
 
+	DNS dnsOptions
+
 	// Network: pod routes between nodes (libcontainer runtime only).
 	Network networkOptions
 
@@ -112,11 +114,17 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 	if err != nil {
 		return err
 	}
+	stopDNS, err := startClusterDNS(ctx, o.DNS, o.Runtime, o.NodeIP, cs, log)
+	if err != nil {
+		return err
+	}
+	defer stopDNS()
 	cfg := agent.Config{
 		NodeName: o.NodeName, DataDir: dataDir, NodeIP: o.NodeIP, BindAddress: o.BindAddress,
 		KubeletPort: o.KubeletPort, ServingTLS: servingTLS, Client: cs, EventClient: evCS, Labels: o.Labels,
 		Runtime: rt, Images: images, Logger: log,
 		LeaseDuration: o.LeaseDuration, NodeStatusInterval: o.StatusInterval, BackoffBase: o.BackoffBase,
+		ClusterDNS: o.DNS.clusterDNS(), ClusterDomain: o.DNS.ClusterDomain, ResolvConf: o.DNS.ResolvConf,
 	}
 	a, err := agent.New(cfg)
 	if err != nil {

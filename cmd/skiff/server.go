@@ -79,6 +79,7 @@ runs the scheduler (unless --disable-scheduler) and the controllers.`,
 	f.StringVar(&agentRuntime, "runtime", "libcontainer", "container runtime of the embedded agent: libcontainer or fake")
 	f.IntVar(&kubeletPort, "kubelet-port", 10250, "HTTPS port of the embedded agent's kubelet server")
 	addAgentTuningFlags(f, &node)
+	addDNSFlags(f, &node.DNS)
 	addNetworkFlags(f, &node.Network, false)
 	addControllerFlags(f, &cfg.Controllers)
 	// Tuning, hidden: tests and benchmarks use them.

@@ -15,6 +15,9 @@
 //     charges the quota in the same Raft entry as the object (a status
 //     update with the quota's resourceVersion as precondition), so that
 //     concurrent creates cannot overshoot it.
+//   - NodeRestriction: a kubelet creates and changes only its own Node and
+//     Lease, and not the Node's taints or node-restriction.kubernetes.io/
+//     labels (noderestriction.go).
 //
 // NamespaceLifecycle (no new objects in a terminating namespace) lives in
 // the API server itself.
@@ -28,6 +31,7 @@ import (
 
 	"github.com/skiff-io/skiff/fsm"
 	"github.com/skiff-io/skiff/fsm/state"
+	"github.com/skiff-io/skiff/server/auth"
 	"github.com/skiff-io/skiff/server/registry"
 )
 
@@ -75,6 +79,9 @@ func New(r Reader, reg *registry.Registry, log *slog.Logger) *Chain {
 
 // Admit runs the mutating plugins on a create or update.
 func (c *Chain) Admit(ctx context.Context, a *Attributes) error {
+	if err := nodeRestriction(auth.UserFrom(ctx), a); err != nil {
+		return err
+	}
 	if a.Kind.Resource != "pods" || a.Operation != Create {
 		return nil
 	}

@@ -20,8 +20,9 @@ import (
 // to the kubelet of the pod's node, at the address and port its Node
 // reports, with the master's own client certificate (the kubelet admits
 // masters and cluster admins). Upgrades (SPDY, WebSocket) pass through: the
-// kubelet speaks them, and kubectl 1.30+ falls back from WebSocket (v5) to
-// SPDY when the kubelet refuses the WebSocket protocol version.
+// kubelet speaks both (WebSocket v5 for exec/attach and the SPDY-in-WebSocket
+// tunnel for port-forward, as kubectl 1.30+ asks first; SPDY for older
+// clients).
 
 // kubeletPaths maps a subresource to the kubelet API path prefix.
 var kubeletPaths = map[string]string{

@@ -130,6 +130,7 @@ func (s *APIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(rw, r, forbidden(user, info, reason))
 		return
 	}
+	r = r.WithContext(auth.WithUser(r.Context(), user))
 	req := &request{s: s, w: rw, r: r, user: user, info: info}
 	s.route(req)
 }

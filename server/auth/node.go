@@ -33,9 +33,11 @@ func (a *Authorizer) WithNodeObjects(o NodeObjects) *Authorizer {
 // authorizeNode is Skiff's version of Kubernetes' Node authorizer and
 // NodeRestriction admission, for what a kubelet does:
 //
-//   - its own Node: create (the name is in the body, so any), get, list,
-//     watch (all nodes), update and patch of its own Node and its status;
-//   - its Lease in kube-node-lease: create, get, update, patch;
+//   - its own Node: create (the name is in the body: the NodeRestriction
+//     admission plugin checks it), get, list, watch (all nodes), update and
+//     patch of its own Node and its status;
+//   - its Lease in kube-node-lease: create (the body's name checked by
+//     NodeRestriction too), get, update, patch;
 //   - pods: list and watch (the kubelet watches with a spec.nodeName
 //     field selector), get, delete and update/patch of pods/status for
 //     pods bound to it;

@@ -1,0 +1,82 @@
+package admission
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"github.com/skiff-io/skiff/server/auth"
+)
+
+// Labels under this prefix are the cluster administrator's to set on a
+// Node (for workload isolation); a kubelet may not set or change them.
+const nodeRestrictionLabelPrefix = "node-restriction.kubernetes.io/"
+
+// nodeRestriction is Kubernetes' NodeRestriction plugin for what the node
+// authorizer cannot see, the object in the body: a kubelet
+// (system:node:<name>) may create only its own Node and its own Lease, may
+// not set labels under node-restriction.kubernetes.io/, and may not change
+// its Node's taints after creation (they are the control plane's and the
+// administrator's). Requests of other users pass.
+func nodeRestriction(u *auth.User, a *Attributes) error {
+	node, ok := nodeName(u)
+	if !ok {
+		return nil
+	}
+	switch obj := a.Object.(type) {
+	case *corev1.Node:
+		if obj.Name != node {
+			return forbiddenNode(a, node, fmt.Sprintf("node %q is not allowed to modify node %q", node, obj.Name))
+		}
+		var oldLabels map[string]string
+		if old, ok := a.OldObject.(*corev1.Node); ok {
+			oldLabels = old.Labels
+			if !reflect.DeepEqual(normTaints(old.Spec.Taints), normTaints(obj.Spec.Taints)) {
+				return forbiddenNode(a, node, fmt.Sprintf("node %q is not allowed to modify taints", node))
+			}
+		}
+		for k, v := range obj.Labels {
+			if strings.HasPrefix(k, nodeRestrictionLabelPrefix) {
+				if old, had := oldLabels[k]; !had || old != v {
+					return forbiddenNode(a, node, fmt.Sprintf("node %q is not allowed to modify labels: %s", node, k))
+				}
+			}
+		}
+		for k := range oldLabels {
+			if _, kept := obj.Labels[k]; !kept && strings.HasPrefix(k, nodeRestrictionLabelPrefix) {
+				return forbiddenNode(a, node, fmt.Sprintf("node %q is not allowed to modify labels: %s", node, k))
+			}
+		}
+	case *coordinationv1.Lease:
+		if obj.Name != node || obj.Namespace != "kube-node-lease" {
+			return forbiddenNode(a, node, fmt.Sprintf("node %q is not allowed to modify lease %s/%s", node, obj.Namespace, obj.Name))
+		}
+	}
+	return nil
+}
+
+// nodeName returns the node a kubelet's user names.
+func nodeName(u *auth.User) (string, bool) {
+	if u == nil || !u.InGroup(auth.GroupNodes) {
+		return "", false
+	}
+	n, ok := strings.CutPrefix(u.Name, auth.NodeUserPrefix)
+	return n, ok && n != ""
+}
+
+func normTaints(ts []corev1.Taint) []corev1.Taint {
+	out := make([]corev1.Taint, 0, len(ts))
+	for _, t := range ts {
+		t.TimeAdded = nil
+		out = append(out, t)
+	}
+	return out
+}
+
+func forbiddenNode(a *Attributes, node, msg string) error {
+	return apierrors.NewForbidden(a.Kind.GroupResource(), a.Name, fmt.Errorf("%s", msg))
+}

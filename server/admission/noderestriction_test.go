@@ -1,0 +1,62 @@
+package admission
+
+import (
+	"testing"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/skiff-io/skiff/server/auth"
+	"github.com/skiff-io/skiff/server/registry"
+)
+
+func TestNodeRestriction(t *testing.T) {
+	reg := registry.New()
+	nodes, ok1 := reg.Lookup("", "v1", "nodes")
+	leases, ok2 := reg.Lookup("coordination.k8s.io", "v1", "leases")
+	if !ok1 || !ok2 {
+		t.Fatal("registry lacks nodes or leases")
+	}
+	n1 := &auth.User{Name: "system:node:n1", Groups: []string{auth.GroupNodes, auth.GroupAuthenticated}}
+	admin := &auth.User{Name: "admin", Groups: []string{auth.GroupMasters}}
+	node := func(name string, labels map[string]string, taints ...corev1.Taint) *corev1.Node {
+		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}, Spec: corev1.NodeSpec{Taints: taints}}
+	}
+	lease := func(ns, name string) *coordinationv1.Lease {
+		return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	}
+	noSched := corev1.Taint{Key: "k", Effect: corev1.TaintEffectNoSchedule}
+	restricted := map[string]string{"node-restriction.kubernetes.io/zone": "a"}
+	for _, tc := range []struct {
+		name      string
+		user      *auth.User
+		kind      *registry.Kind
+		op        Operation
+		obj, old  runtime.Object
+		forbidden bool
+	}{
+		{"own node", n1, nodes, Create, node("n1", nil, noSched), nil, false},
+		{"another node", n1, nodes, Create, node("n2", nil), nil, true},
+		{"admin creates any node", admin, nodes, Create, node("n2", restricted), nil, false},
+		{"own lease", n1, leases, Create, lease("kube-node-lease", "n1"), nil, false},
+		{"another node's lease", n1, leases, Create, lease("kube-node-lease", "n2"), nil, true},
+		{"lease elsewhere", n1, leases, Create, lease("default", "n1"), nil, true},
+		{"restricted label on create", n1, nodes, Create, node("n1", restricted), nil, true},
+		{"restricted label kept", n1, nodes, Update, node("n1", restricted), node("n1", restricted), false},
+		{"restricted label changed", n1, nodes, Update, node("n1", map[string]string{"node-restriction.kubernetes.io/zone": "b"}), node("n1", restricted), true},
+		{"restricted label removed", n1, nodes, Update, node("n1", nil), node("n1", restricted), true},
+		{"ordinary label", n1, nodes, Update, node("n1", map[string]string{"x": "y"}), node("n1", nil), false},
+		{"taint removed by the node", n1, nodes, Update, node("n1", nil), node("n1", nil, noSched), true},
+		{"taints unchanged", n1, nodes, Update, node("n1", nil, noSched), node("n1", nil, noSched), false},
+		{"admin changes taints", admin, nodes, Update, node("n1", nil), node("n1", nil, noSched), false},
+	} {
+		a := &Attributes{Operation: tc.op, Kind: tc.kind, Object: tc.obj, OldObject: tc.old}
+		err := nodeRestriction(tc.user, a)
+		if tc.forbidden != apierrors.IsForbidden(err) || (!tc.forbidden && err != nil) {
+			t.Errorf("%s: err %v, want forbidden %v", tc.name, err, tc.forbidden)
+		}
+	}
+}
