@@ -91,7 +91,7 @@ func (s *APIServer) bindPod(ctx context.Context, req *request, b *corev1.Binding
 		if err != nil {
 			return storeError(err)
 		}
-		cur, pod, err := bindable(snap, req, b)
+		cur, pod, err := s.bindable(snap, req, b)
 		if err != nil {
 			if !linear {
 				linear = true
@@ -130,15 +130,24 @@ func (s *APIServer) bindPod(ctx context.Context, req *request, b *corev1.Binding
 	return apierrors.NewConflict(gr, req.info.Name, errModified)
 }
 
-// bindable returns the pod a binding names, or why it cannot be bound:
-// missing, another UID, being deleted, or already on a node.
-func bindable(snap *state.Snapshot, req *request, b *corev1.Binding) (*state.Object, *corev1.Pod, error) {
+// bindable returns (a copy of) the pod a binding names, or why it cannot
+// be bound: missing, another UID, being deleted, or already on a node.
+func (s *APIServer) bindable(snap *state.Snapshot, req *request, b *corev1.Binding) (*state.Object, *corev1.Pod, error) {
 	gr := req.kind.GroupResource()
-	cur, obj, err := getObject(snap, req.kind, req.namespace(), req.info.Name)
-	if err != nil {
-		return nil, nil, err
+	cur := snap.Get(req.kind.Key(req.namespace(), req.info.Name))
+	if cur == nil {
+		return nil, nil, apierrors.NewNotFound(gr, req.info.Name)
 	}
-	pod := obj.(*corev1.Pod)
+	// The scheduler's informer has this version of the pod decoded
+	// already, as a rule.
+	pod, ok := s.pods.copyOf(cur)
+	if !ok {
+		obj, err := req.kind.Decode(cur)
+		if err != nil {
+			return nil, nil, apierrors.NewInternalError(err)
+		}
+		pod = obj.(*corev1.Pod)
+	}
 	if b.UID != "" && b.UID != pod.UID {
 		return nil, nil, apierrors.NewConflict(gr, pod.Name, fmt.Errorf("Precondition failed: UID in precondition: %v, UID in object meta: %v", b.UID, pod.UID))
 	}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -92,8 +93,9 @@ func (lw *LocalListerWatcher) ListWithContext(ctx context.Context, o metav1.List
 		}
 	}
 	var (
-		items []runtime.Object
-		derr  error
+		items  []runtime.Object
+		stored []*state.Object
+		derr   error
 	)
 	snap.List(lw.kind.StorageResource(), lw.namespace, "", func(so *state.Object) bool {
 		obj, err := lw.kind.Decode(so)
@@ -102,7 +104,7 @@ func (lw *LocalListerWatcher) ListWithContext(ctx context.Context, o metav1.List
 			return false
 		}
 		if opts.matches(lw.kind, obj) {
-			items = append(items, obj)
+			items, stored = append(items, obj), append(stored, so)
 		}
 		return true
 	})
@@ -112,6 +114,12 @@ func (lw *LocalListerWatcher) ListWithContext(ctx context.Context, o metav1.List
 	list := lw.kind.NewList()
 	if err := meta.SetList(list, items); err != nil {
 		return nil, apierrors.NewInternalError(err)
+	}
+	if pods, ok := list.(*corev1.PodList); ok {
+		// The informer keeps these (SetList copied the items).
+		for i := range pods.Items {
+			lw.s.pods.remember(stored[i], &pods.Items[i])
+		}
 	}
 	la, err := meta.ListAccessor(list)
 	if err != nil {
@@ -222,6 +230,7 @@ func (w *localWatch) run(snap *state.Snapshot, initial bool) {
 				return true
 			}
 			if opts.matches(kind, obj) {
+				s.pods.remember(so, obj)
 				ok = w.send(watch.Event{Type: watch.Added, Object: obj})
 			}
 			return ok
@@ -282,6 +291,9 @@ func (w *localWatch) run(snap *state.Snapshot, initial bool) {
 			obj, err := ce.decoded()
 			if err != nil {
 				continue
+			}
+			if ev.Type != fsm.Deleted && ce.key.obj == o && ev.Index == o.ModifyIndex {
+				s.pods.remember(o, obj)
 			}
 			if !w.send(watch.Event{Type: typ, Object: obj}) {
 				return
