@@ -56,7 +56,7 @@ type Config struct {
 	// Parallelism is the number of goroutines filtering and scoring
 	// nodes (GOMAXPROCS).
 	Parallelism int
-	// BindWorkers bounds the bindings in flight (64).
+	// BindWorkers bounds the bindings in flight (256).
 	BindWorkers int
 	// PercentageOfNodesToScore: 0 is kube-scheduler's adaptive share.
 	PercentageOfNodesToScore int
@@ -86,7 +86,7 @@ func (c *Config) setDefaults() error {
 	def(&c.MaxUnschedulable, 5*time.Minute)
 	def(&c.AssumedTTL, 30*time.Second)
 	if c.BindWorkers <= 0 {
-		c.BindWorkers = 64
+		c.BindWorkers = 256
 	}
 	return nil
 }
