@@ -140,7 +140,7 @@ func (s *APIServer) bindable(snap *state.Snapshot, req *request, b *corev1.Bindi
 	}
 	// The scheduler's informer has this version of the pod decoded
 	// already, as a rule.
-	pod, ok := s.pods.copyOf(cur)
+	pod, ok := s.pods.copyOf(cur, s.now())
 	if !ok {
 		obj, err := req.kind.Decode(cur)
 		if err != nil {

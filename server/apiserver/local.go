@@ -115,10 +115,11 @@ func (lw *LocalListerWatcher) ListWithContext(ctx context.Context, o metav1.List
 	if err := meta.SetList(list, items); err != nil {
 		return nil, apierrors.NewInternalError(err)
 	}
-	if pods, ok := list.(*corev1.PodList); ok {
-		// The informer keeps these (SetList copied the items).
-		for i := range pods.Items {
-			lw.s.pods.remember(stored[i], &pods.Items[i])
+	if _, ok := list.(*corev1.PodList); ok {
+		// The scheduler binds these next, as a rule.
+		now := lw.s.now()
+		for i, obj := range items {
+			lw.s.pods.rememberListed(stored[i], obj.(*corev1.Pod), now)
 		}
 	}
 	la, err := meta.ListAccessor(list)
