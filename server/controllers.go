@@ -4,23 +4,23 @@ import (
 	"context"
 	"sync"
 
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/rest"
+
 	"github.com/skiff-io/skiff/server/admission"
 	"github.com/skiff-io/skiff/server/controller/manager"
 	"github.com/skiff-io/skiff/server/registry"
 )
 
-// startControllers runs the controllers (server/controller/manager) over
-// a loopback client until ctx ends (leadership lost).
-func (s *Server) startControllers(ctx context.Context, wg *sync.WaitGroup) {
+// startControllers runs the controllers (server/controller/manager) until
+// ctx ends (leadership lost): they write over the loopback client cfg and
+// read through shared (nil: informers of their own over cfg).
+func (s *Server) startControllers(ctx context.Context, wg *sync.WaitGroup, cfg *rest.Config, shared informers.SharedInformerFactory) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		cfg, err := s.loopbackConfig("system:kube-controller-manager")
-		if err != nil {
-			s.log.Error("controllers not started", "err", err)
-			return
-		}
 		opts := s.cfg.Controllers
+		opts.Informers = shared
 		if opts.Logger == nil {
 			opts.Logger = s.cfg.Logger
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/informers"
 
 	"github.com/skiff-io/skiff/fsm"
 	"github.com/skiff-io/skiff/fsm/state"
@@ -28,8 +29,19 @@ func (s *Server) startLeaderWork(ctx context.Context) *sync.WaitGroup {
 		defer wg.Done()
 		s.nodeIPAMLoop(ctx)
 	}()
-	s.startControllers(ctx, &wg)
-	s.startScheduler(ctx, &wg)
+	// The scheduler and the controllers share one informer factory that
+	// reads the state in process; without it each falls back to informers
+	// of its own over the loopback API.
+	var shared informers.SharedInformerFactory
+	if cfg, err := s.loopbackConfig("system:kube-controller-manager"); err != nil {
+		s.log.Error("controllers not started", "err", err)
+	} else {
+		if shared, err = s.leaderInformers(ctx, cfg, &wg); err != nil {
+			s.log.Warn("in-process informers unavailable: informers go through the loopback API", "err", err)
+		}
+		s.startControllers(ctx, &wg, cfg, shared)
+	}
+	s.startScheduler(ctx, &wg, shared)
 	return &wg
 }
 

@@ -55,6 +55,8 @@ type Server struct {
 
 	httpSrv *http.Server
 	apiLn   net.Listener
+	// api serves the leader's own informers in process (informers.go).
+	api *apiserver.APIServer
 
 	leaderReady atomic.Bool
 	shutdownCh  chan struct{}
@@ -120,6 +122,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.Shutdown()
 		return nil, err
 	}
+	s.api = api
 	serverTLS, err := pki.ServerTLSConfig(pool, s.serverCert, s.serverKey)
 	if err != nil {
 		s.Shutdown()

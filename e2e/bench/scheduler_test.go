@@ -113,14 +113,19 @@ func benchScheduling(b *testing.B, nodes, pods int) {
 	m.WaitReady(2 * time.Minute)
 	cs = protoClient(b, m)
 	profileDone := profileMaster(b, m, fmt.Sprintf("scheduling-%d-backlog", nodes), 15*time.Second)
+	cpu := sampleCPU(m.Pid())
 	w := watchBindings(b, cs, ns, "backlog-", pods)
 	res := w.wait(b, 10*time.Minute)
+	cpu.stop()
 	profileDone()
 	first, last := res.first, res.last
 	rate := float64(pods) / last.Sub(first).Seconds()
 	b.ReportMetric(rate, "backlog-pods/s")
-	fmt.Printf("scheduling nodes=%d backlog (no kubelets): %d pods bound in %s: %.0f pods/s (first binding %s after the restart; peak 1s window %d pods)\n",
-		nodes, pods, last.Sub(first).Round(time.Millisecond), rate, first.Sub(restart).Round(time.Millisecond), res.peak)
+	used := cpu.between(first, last)
+	b.ReportMetric(used.Seconds()*1000/float64(pods), "master-cpu-ms/pod")
+	fmt.Printf("scheduling nodes=%d backlog (no kubelets): %d pods bound in %s: %.0f pods/s (first binding %s after the restart; peak 1s window %d pods); master CPU %.2f ms per pod, %.2f cores busy\n",
+		nodes, pods, last.Sub(first).Round(time.Millisecond), rate, first.Sub(restart).Round(time.Millisecond), res.peak,
+		used.Seconds()*1000/float64(pods), used.Seconds()/last.Sub(first).Seconds())
 
 	if os.Getenv("SKIFF_BENCH_SCHED_ONLINE") == "0" {
 		return
@@ -282,6 +287,88 @@ func (w *bindingWatch) wait(b *testing.B, timeout time.Duration) bindingResult {
 		res.peak = max(res.peak, i-j+1)
 	}
 	return res
+}
+
+// cpuSamples records a process's CPU time (user + system) every 50 ms,
+// so that the CPU spent in a window known only afterwards can be told:
+// a figure that, unlike pods/s, does not depend on what else the machine
+// runs.
+type cpuSamples struct {
+	mu    sync.Mutex
+	at    []time.Time
+	used  []time.Duration
+	close chan struct{}
+	done  chan struct{}
+}
+
+func sampleCPU(pid int) *cpuSamples {
+	c := &cpuSamples{close: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if d, ok := processCPU(pid); ok {
+				c.mu.Lock()
+				c.at, c.used = append(c.at, time.Now()), append(c.used, d)
+				c.mu.Unlock()
+			}
+			select {
+			case <-c.close:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return c
+}
+
+func (c *cpuSamples) stop() {
+	close(c.close)
+	<-c.done
+}
+
+// between returns the CPU time used from the last sample at or before
+// from to the first sample at or after to.
+func (c *cpuSamples) between(from, to time.Time) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.at) == 0 {
+		return 0
+	}
+	i := sort.Search(len(c.at), func(i int) bool { return c.at[i].After(from) })
+	if i > 0 {
+		i--
+	}
+	j := sort.Search(len(c.at), func(j int) bool { return !c.at[j].Before(to) })
+	if j == len(c.at) {
+		j--
+	}
+	return c.used[j] - c.used[i]
+}
+
+// processCPU reads utime + stime of a process from /proc (clock ticks of
+// 10 ms, USER_HZ on Linux).
+func processCPU(pid int) (time.Duration, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// The command name may hold spaces: fields count from after ")".
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, false
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration(ut+st) * 10 * time.Millisecond, true
 }
 
 // keepLogs copies a process log to SKIFF_BENCH_PPROF_DIR, when set.

@@ -80,24 +80,24 @@ func (s *APIServer) handleBinding(req *request) {
 
 func (s *APIServer) bindPod(ctx context.Context, req *request, b *corev1.Binding, dry bool) error {
 	gr := req.kind.GroupResource()
+	// The first attempt reads the local state, sparing the scheduler's
+	// thousands of bindings a linearizable read each: the write's
+	// precondition on the pod's UID and resourceVersion refuses it if
+	// that state was stale. A refusal is only answered from a
+	// linearizable read (as is a dry run).
+	linear := dry
 	for attempt := 0; attempt < maxUpdateAttempts; attempt++ {
-		snap, err := s.store.Read(ctx, true, 0)
+		snap, err := s.store.Read(ctx, linear, 0)
 		if err != nil {
 			return storeError(err)
 		}
-		cur, obj, err := getObject(snap, req.kind, req.namespace(), req.info.Name)
+		cur, pod, err := s.bindable(snap, req, b)
 		if err != nil {
+			if !linear {
+				linear = true
+				continue
+			}
 			return err
-		}
-		pod := obj.(*corev1.Pod)
-		if b.UID != "" && b.UID != pod.UID {
-			return apierrors.NewConflict(gr, pod.Name, fmt.Errorf("Precondition failed: UID in precondition: %v, UID in object meta: %v", b.UID, pod.UID))
-		}
-		if pod.DeletionTimestamp != nil {
-			return apierrors.NewConflict(gr, pod.Name, fmt.Errorf("pod %s is being deleted, cannot be assigned to a host", pod.Name))
-		}
-		if pod.Spec.NodeName != "" {
-			return apierrors.NewConflict(gr, pod.Name, fmt.Errorf("pod %s is already assigned to node %q", pod.Name, pod.Spec.NodeName))
 		}
 		pod.Spec.NodeName = b.Target.Name
 		for k, v := range b.Annotations {
@@ -122,11 +122,42 @@ func (s *APIServer) bindPod(ctx context.Context, req *request, b *corev1.Binding
 		if isConflict(err) {
 			// Changed since we read it: read again, and refuse if another
 			// binding won.
+			linear = true
 			continue
 		}
 		return err
 	}
 	return apierrors.NewConflict(gr, req.info.Name, errModified)
+}
+
+// bindable returns (a copy of) the pod a binding names, or why it cannot
+// be bound: missing, another UID, being deleted, or already on a node.
+func (s *APIServer) bindable(snap *state.Snapshot, req *request, b *corev1.Binding) (*state.Object, *corev1.Pod, error) {
+	gr := req.kind.GroupResource()
+	cur := snap.Get(req.kind.Key(req.namespace(), req.info.Name))
+	if cur == nil {
+		return nil, nil, apierrors.NewNotFound(gr, req.info.Name)
+	}
+	// The scheduler's informer has this version of the pod decoded
+	// already, as a rule.
+	pod, ok := s.pods.copyOf(cur, s.now())
+	if !ok {
+		obj, err := req.kind.Decode(cur)
+		if err != nil {
+			return nil, nil, apierrors.NewInternalError(err)
+		}
+		pod = obj.(*corev1.Pod)
+	}
+	if b.UID != "" && b.UID != pod.UID {
+		return nil, nil, apierrors.NewConflict(gr, pod.Name, fmt.Errorf("Precondition failed: UID in precondition: %v, UID in object meta: %v", b.UID, pod.UID))
+	}
+	if pod.DeletionTimestamp != nil {
+		return nil, nil, apierrors.NewConflict(gr, pod.Name, fmt.Errorf("pod %s is being deleted, cannot be assigned to a host", pod.Name))
+	}
+	if pod.Spec.NodeName != "" {
+		return nil, nil, apierrors.NewConflict(gr, pod.Name, fmt.Errorf("pod %s is already assigned to node %q", pod.Name, pod.Spec.NodeName))
+	}
+	return cur, pod, nil
 }
 
 // setPodCondition replaces the condition of c's type, or appends it.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -36,7 +37,11 @@ type listOptions struct {
 // parseListOptions reads and checks list/watch parameters for kind. The
 // field selector may use only the kind's selectable fields.
 func parseListOptions(r *http.Request, kind *registry.Kind, watch bool) (*listOptions, error) {
-	q := r.URL.Query()
+	return parseListQuery(r.URL.Query(), kind, watch)
+}
+
+// parseListQuery is parseListOptions over the query parameters alone.
+func parseListQuery(q url.Values, kind *registry.Kind, watch bool) (*listOptions, error) {
 	opts := &listOptions{label: labels.Everything(), field: fields.Everything()}
 	var err error
 	if v := q.Get("labelSelector"); v != "" {

@@ -67,6 +67,8 @@ type APIServer struct {
 	nsCache namespaceCache
 	// events shares watch event objects among watches.
 	events eventCache
+	// pods knows the decoded pods the leader's informers hold.
+	pods decodedPods
 }
 
 // New returns an APIServer.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/skiff-io/skiff/fsm"
 	"github.com/skiff-io/skiff/fsm/state"
+	"github.com/skiff-io/skiff/server/registry"
 )
 
 // minWatchTimeout is kube-apiserver's --min-request-timeout: a watch
@@ -174,7 +175,7 @@ func (s *APIServer) watchLoop(ctx context.Context, w *watchWriter, watcher *fsm.
 			if o == nil || o.Key.Resource != resource || (ns != "" && o.Key.Namespace != ns) || (oneName && o.Key.Name != name) {
 				continue
 			}
-			typ, ce, err := s.filterEvent(w, ev, opts)
+			typ, ce, err := s.filterEvent(kind, ev, opts)
 			if err != nil {
 				s.log.Warn("watch: cannot decode event object", "key", o.Key, "err", err)
 				continue
@@ -197,8 +198,7 @@ func (s *APIServer) watchLoop(ctx context.Context, w *watchWriter, watcher *fsm.
 // filterEvent applies the selectors to an event: the type to send and its
 // object (decoded once for every watch, resourceVersion set to the
 // event's), or nil when the watcher should not see it.
-func (s *APIServer) filterEvent(w *watchWriter, ev *fsm.Event, opts *listOptions) (watch.EventType, *cachedEvent, error) {
-	kind := w.req.kind
+func (s *APIServer) filterEvent(kind *registry.Kind, ev *fsm.Event, opts *listOptions) (watch.EventType, *cachedEvent, error) {
 	ce := s.events.get(kind, ev.Object, ev.Index)
 	obj, err := ce.decoded()
 	if err != nil {

@@ -35,28 +35,53 @@ type Context struct {
 // NewContext builds a Context with a shared informer factory over client
 // and the pod and replica set indexes the controllers use.
 func NewContext(client kubernetes.Interface, meta metadata.Interface, log *slog.Logger) (*Context, error) {
+	return NewContextWithInformers(client, meta, informers.NewSharedInformerFactory(client, 0), log)
+}
+
+// NewContextWithInformers builds a Context over a given shared informer
+// factory (on a master, one whose informers read the state in process,
+// shared with the scheduler) and adds the controllers' indexes to it.
+func NewContextWithInformers(client kubernetes.Interface, meta metadata.Interface, f informers.SharedInformerFactory, log *slog.Logger) (*Context, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	f := informers.NewSharedInformerFactory(client, 0)
+	if err := AddIndexes(f); err != nil {
+		return nil, err
+	}
 	cc := &Context{Client: client, Metadata: meta, Informers: f, Logger: log, Now: time.Now}
-	if err := f.Core().V1().Pods().Informer().AddIndexers(cache.Indexers{
-		IndexControllerUID: indexByControllerUID,
-		IndexNodeName:      indexPodByNode,
-	}); err != nil {
-		return nil, fmt.Errorf("pod indexes: %w", err)
-	}
-	if err := f.Apps().V1().ReplicaSets().Informer().AddIndexers(cache.Indexers{IndexControllerUID: indexByControllerUID}); err != nil {
-		return nil, fmt.Errorf("replica set indexes: %w", err)
-	}
-	if err := f.Batch().V1().Jobs().Informer().AddIndexers(cache.Indexers{IndexControllerUID: indexByControllerUID}); err != nil {
-		return nil, fmt.Errorf("job indexes: %w", err)
-	}
-	if err := f.Apps().V1().ControllerRevisions().Informer().AddIndexers(cache.Indexers{IndexControllerUID: indexByControllerUID}); err != nil {
-		return nil, fmt.Errorf("controller revision indexes: %w", err)
-	}
 	cc.Events = NewEvents(client, log)
 	return cc, nil
+}
+
+// AddIndexes adds the indexes the controllers use to the pod, replica set,
+// job and controller revision informers of f. Indexes must be in place
+// before an informer starts; AddIndexes may be called more than once.
+func AddIndexes(f informers.SharedInformerFactory) error {
+	for _, x := range []struct {
+		what    string
+		inf     cache.SharedIndexInformer
+		indexes cache.Indexers
+	}{
+		{"pod", f.Core().V1().Pods().Informer(), cache.Indexers{IndexControllerUID: indexByControllerUID, IndexNodeName: indexPodByNode}},
+		{"replica set", f.Apps().V1().ReplicaSets().Informer(), cache.Indexers{IndexControllerUID: indexByControllerUID}},
+		{"job", f.Batch().V1().Jobs().Informer(), cache.Indexers{IndexControllerUID: indexByControllerUID}},
+		{"controller revision", f.Apps().V1().ControllerRevisions().Informer(), cache.Indexers{IndexControllerUID: indexByControllerUID}},
+	} {
+		have := x.inf.GetIndexer().GetIndexers()
+		missing := cache.Indexers{}
+		for name, fn := range x.indexes {
+			if _, ok := have[name]; !ok {
+				missing[name] = fn
+			}
+		}
+		if len(missing) == 0 {
+			continue
+		}
+		if err := x.inf.AddIndexers(missing); err != nil {
+			return fmt.Errorf("%s indexes: %w", x.what, err)
+		}
+	}
+	return nil
 }
 
 // Recorder returns an event recorder reporting as component.

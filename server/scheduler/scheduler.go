@@ -48,10 +48,15 @@ type Config struct {
 	// pods, update pod status, delete pods and create events.
 	Client kubernetes.Interface
 	Logger *slog.Logger
+	// Informers, when set, is a shared informer factory to take the
+	// scheduler's informers from (on a master: the one the controllers
+	// use, reading the state in process); its owner starts it too and
+	// shuts it down. Nil: the scheduler builds its own over Client.
+	Informers informers.SharedInformerFactory
 	// Parallelism is the number of goroutines filtering and scoring
 	// nodes (GOMAXPROCS).
 	Parallelism int
-	// BindWorkers bounds the bindings in flight (64).
+	// BindWorkers bounds the bindings in flight (256).
 	BindWorkers int
 	// PercentageOfNodesToScore: 0 is kube-scheduler's adaptive share.
 	PercentageOfNodesToScore int
@@ -81,7 +86,7 @@ func (c *Config) setDefaults() error {
 	def(&c.MaxUnschedulable, 5*time.Minute)
 	def(&c.AssumedTTL, 30*time.Second)
 	if c.BindWorkers <= 0 {
-		c.BindWorkers = 64
+		c.BindWorkers = 256
 	}
 	return nil
 }
@@ -100,6 +105,7 @@ type Scheduler struct {
 
 	factory    informers.SharedInformerFactory
 	podFactory informers.SharedInformerFactory
+	ownFactory bool // factory and podFactory are the scheduler's own
 	pods       corelisters.PodLister
 	namespaces corelisters.NamespaceLister
 	services   corelisters.ServiceLister
@@ -131,14 +137,19 @@ func New(cfg Config) (*Scheduler, error) {
 	}
 	s.fwk = NewDefaultFramework(s.defaultSelector, cfg.Parallelism)
 	s.algo = newAlgorithm(s.fwk, cfg.PercentageOfNodesToScore)
-	s.factory = informers.NewSharedInformerFactory(cfg.Client, 0)
-
-	// Terminal pods use no resources: kube-scheduler leaves them out too.
-	podFactory := informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-		o.FieldSelector = fields.AndSelectors(
-			fields.OneTermNotEqualSelector("status.phase", string(corev1.PodSucceeded)),
-			fields.OneTermNotEqualSelector("status.phase", string(corev1.PodFailed))).String()
-	}))
+	s.factory, s.ownFactory = cfg.Informers, cfg.Informers == nil
+	podFactory := cfg.Informers
+	if s.ownFactory {
+		s.factory = informers.NewSharedInformerFactory(cfg.Client, 0)
+		// Terminal pods use no resources: kube-scheduler leaves them out
+		// of its pod informer (the handlers below drop them as well, for
+		// a shared informer that has them).
+		podFactory = informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.AndSelectors(
+				fields.OneTermNotEqualSelector("status.phase", string(corev1.PodSucceeded)),
+				fields.OneTermNotEqualSelector("status.phase", string(corev1.PodFailed))).String()
+		}))
+	}
 	podInf := podFactory.Core().V1().Pods()
 	s.pods = podInf.Lister()
 	nodeInf := s.factory.Core().V1().Nodes()
@@ -151,8 +162,14 @@ func New(cfg Config) (*Scheduler, error) {
 	s.classes = &priorityClasses{lister: pcInf.Lister()}
 	s.snap.NamespaceLabels = s.namespaceLabels
 
-	if _, err := podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: s.onPodAdd, UpdateFunc: s.onPodUpdate, DeleteFunc: s.onPodDelete,
+	// A pod that terminates is a deletion to the scheduler, as it is to
+	// an informer with kube-scheduler's field selector.
+	if _, err := podInf.Informer().AddEventHandler(cache.FilteringResourceEventHandler{
+		FilterFunc: func(obj any) bool {
+			pod, ok := obj.(*corev1.Pod)
+			return !ok || !terminal(pod)
+		},
+		Handler: cache.ResourceEventHandlerFuncs{AddFunc: s.onPodAdd, UpdateFunc: s.onPodUpdate, DeleteFunc: s.onPodDelete},
 	}); err != nil {
 		return nil, err
 	}
@@ -179,8 +196,10 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	go s.ensurePriorityClasses(ctx)
 	s.factory.Start(ctx.Done())
 	s.podFactory.Start(ctx.Done())
-	defer s.podFactory.Shutdown()
-	defer s.factory.Shutdown()
+	if s.ownFactory {
+		defer s.podFactory.Shutdown()
+		defer s.factory.Shutdown()
+	}
 	if !cache.WaitForCacheSync(ctx.Done(), s.synced...) {
 		return ctx.Err()
 	}
@@ -224,7 +243,7 @@ func (s *Scheduler) housekeeping(ctx context.Context) {
 		lastLog = time.Now()
 		for _, p := range s.cache.cleanupAssumed() {
 			s.log.Warn("assumed pod expired: binding not confirmed", "pod", p.Namespace+"/"+p.Name, "node", p.Spec.NodeName)
-			if cur, err := s.pods.Pods(p.Namespace).Get(p.Name); err == nil && cur.UID == p.UID && cur.Spec.NodeName == "" {
+			if cur, err := s.pods.Pods(p.Namespace).Get(p.Name); err == nil && cur.UID == p.UID && responsible(cur) {
 				s.queue.Add(cur, s.podInfo(cur))
 			}
 		}
@@ -242,7 +261,13 @@ func (s *Scheduler) housekeeping(ctx context.Context) {
 // untried, until its gates are removed).
 func responsible(pod *corev1.Pod) bool {
 	return pod.Spec.NodeName == "" && pod.DeletionTimestamp == nil && len(pod.Spec.SchedulingGates) == 0 &&
-		(pod.Spec.SchedulerName == "" || pod.Spec.SchedulerName == Name)
+		(pod.Spec.SchedulerName == "" || pod.Spec.SchedulerName == Name) && !terminal(pod)
+}
+
+// terminal: the pod has finished (Succeeded or Failed) and holds no
+// resources.
+func terminal(pod *corev1.Pod) bool {
+	return pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed
 }
 
 func (s *Scheduler) podInfo(pod *corev1.Pod) *PodInfo {

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
@@ -62,6 +63,10 @@ type Options struct {
 	// Workers per controller (default 5).
 	Workers int
 	Logger  *slog.Logger
+	// Informers, when set, is the shared informer factory to use instead
+	// of one over cfg (a master passes one that reads its state in
+	// process, shared with the scheduler). Its owner shuts it down.
+	Informers informers.SharedInformerFactory
 }
 
 func (o *Options) setDefaults() {
@@ -118,7 +123,12 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if err != nil {
 		return fmt.Errorf("controllers: metadata client: %w", err)
 	}
-	cc, err := controller.NewContext(client, meta, o.Logger)
+	var cc *controller.Context
+	if o.Informers != nil {
+		cc, err = controller.NewContextWithInformers(client, meta, o.Informers, o.Logger)
+	} else {
+		cc, err = controller.NewContext(client, meta, o.Logger)
+	}
 	if err != nil {
 		return err
 	}
@@ -128,7 +138,9 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		return err
 	}
 	cc.Informers.Start(ctx.Done())
-	defer cc.Informers.Shutdown()
+	if o.Informers == nil {
+		defer cc.Informers.Shutdown()
+	}
 	log := o.Logger.With("component", "controller-manager")
 	log.Info("controllers started", "count", len(runners))
 	var wg sync.WaitGroup
