@@ -55,9 +55,13 @@ type Controller struct {
 	// status this controller wrote: a cached Job older than that would
 	// count succeeded pods twice as missing (their finalizers are gone,
 	// the counts not yet in the cache) and create extra pods.
-	written  sync.Map
-	recorder record.EventRecorder
-	log      *slog.Logger
+	written sync.Map
+	// unfinalized holds the UIDs of pods whose tracking finalizer this
+	// controller removed while the pod cache may still show it: such a pod
+	// was counted already and must not be counted again.
+	unfinalized sync.Map
+	recorder    record.EventRecorder
+	log         *slog.Logger
 }
 
 // New returns the Job controller.
@@ -143,6 +147,9 @@ func (c *Controller) onPod(old, p *corev1.Pod) {
 	if old != nil && old.ResourceVersion == p.ResourceVersion {
 		return
 	}
+	if !hasFinalizer(p) {
+		c.unfinalized.Delete(p.UID)
+	}
 	j, ok := c.jobOf(p)
 	if !ok {
 		if hasFinalizer(p) && metav1.GetControllerOf(p) != nil && (controller.IsPodTerminal(p) || p.DeletionTimestamp != nil) {
@@ -164,6 +171,7 @@ func (c *Controller) onPod(old, p *corev1.Pod) {
 }
 
 func (c *Controller) onPodDeleted(p *corev1.Pod) {
+	c.unfinalized.Delete(p.UID)
 	if j, ok := c.jobOf(p); ok {
 		key := j.Namespace + "/" + j.Name
 		c.exp.PodDeletionObserved(key, p.Namespace+"/"+p.Name)
@@ -222,9 +230,22 @@ func hasFinalizer(p *corev1.Pod) bool {
 // precondition).
 func (c *Controller) removeFinalizer(ctx context.Context, p *corev1.Pod) error {
 	patch := []byte(`{"metadata":{"$deleteFromPrimitiveList/finalizers":["` + batchv1.JobTrackingFinalizer + `"],"uid":"` + string(p.UID) + `"}}`)
-	_, err := c.cc.Client.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
+	out, err := c.cc.Client.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
 	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
 		return nil
 	}
+	if err == nil && !hasFinalizer(out) {
+		// Unless the cache has caught up already (its event came first).
+		if cached, ok, _ := c.podInf.GetStore().GetByKey(p.Namespace + "/" + p.Name); !ok || hasFinalizer(cached.(*corev1.Pod)) {
+			c.unfinalized.Store(p.UID, struct{}{})
+		}
+	}
 	return err
+}
+
+// finalizerRemoved reports whether this controller removed p's tracking
+// finalizer already though the cached p still shows it.
+func (c *Controller) finalizerRemoved(p *corev1.Pod) bool {
+	_, ok := c.unfinalized.Load(p.UID)
+	return ok
 }

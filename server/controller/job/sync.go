@@ -159,7 +159,7 @@ func (c *Controller) trackFinishedPods(ctx context.Context, j *batchv1.Job, pods
 	added := false
 	var holding []*corev1.Pod
 	for _, p := range pods {
-		if !hasFinalizer(p) {
+		if !hasFinalizer(p) || c.finalizerRemoved(p) {
 			continue
 		}
 		succ, fail := p.Status.Phase == corev1.PodSucceeded, podFailed(p)
