@@ -288,7 +288,7 @@ func TestOpenAPIDocuments(t *testing.T) {
 		t.Fatal(err)
 	}
 	apps, ok := index.Paths["apis/apps/v1"]
-	if !ok || len(index.Paths) != 9 {
+	if !ok || len(index.Paths) != 10 {
 		t.Fatalf("v3 index: %+v", index)
 	}
 	r = e.do("GET", apps.ServerRelativeURL, "", nil)
