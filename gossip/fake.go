@@ -50,17 +50,13 @@ func (f *FakeMembership) SetAt(name string, st Status, tags map[string]string, a
 	case StatusLeft, StatusLeaving:
 		typ = EventLeave
 	}
-	subs := make([]chan Event, 0, len(f.subs))
 	for _, ch := range f.subs {
-		subs = append(subs, ch)
-	}
-	f.mu.Unlock()
-	for _, ch := range subs {
 		select {
 		case ch <- Event{Type: typ, Members: []Member{m}}:
 		default:
 		}
 	}
+	f.mu.Unlock()
 }
 
 // Joined returns the address lists Join was called with.

@@ -126,3 +126,23 @@ var ErrShutdown = errors.New("gossip: member shut down")
 
 // JoinHostPort formats a gossip address.
 func JoinHostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
+
+// JoinInfo is what a master tells a member about to join gossip: the
+// current keyring (base64, primary first) and the masters' gossip
+// addresses. It is only served over TLS to authenticated masters, nodes
+// and cluster admins.
+type JoinInfo struct {
+	Keys    []string `json:"keys"`
+	Servers []string `json:"servers"`
+}
+
+// RotateResult is the outcome of a key rotation.
+type RotateResult struct {
+	// Fingerprint is the first 8 characters of the new key's SHA-256
+	// (the key itself is never printed).
+	Fingerprint string `json:"fingerprint"`
+	Members     int    `json:"members"`
+	Removed     int    `json:"removedKeys"`
+	// Failed lists members that refused a step, with their message.
+	Failed map[string]string `json:"failed,omitempty"`
+}

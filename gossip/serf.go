@@ -230,9 +230,14 @@ func (s *Serf) handle(me serf.MemberEvent) {
 		}
 		ev.Members = append(ev.Members, s.member(m))
 	}
-	subs := make([]chan Event, 0, len(s.subs))
+	// Sends never block, so they are made under the lock that also
+	// guards closing the channels.
 	for _, ch := range s.subs {
-		subs = append(subs, ch)
+		select {
+		case ch <- ev:
+		default:
+			s.log.Warn("gossip event subscriber too slow: event dropped", "type", ev.Type)
+		}
 	}
 	s.mu.Unlock()
 	for _, m := range ev.Members {
@@ -241,13 +246,6 @@ func (s *Serf) handle(me serf.MemberEvent) {
 			lvl = slog.LevelWarn
 		}
 		s.log.Log(context.Background(), lvl, string(ev.Type), "name", m.Name, "addr", m.Addr, "role", m.Role())
-	}
-	for _, ch := range subs {
-		select {
-		case ch <- ev:
-		default:
-			s.log.Warn("gossip event subscriber too slow: event dropped", "type", ev.Type)
-		}
 	}
 }
 
