@@ -28,6 +28,10 @@ type Config struct {
 	GossipProfile string
 	// KubeletPort is the embedded agent's kubelet port (a gossip tag).
 	KubeletPort int
+	// DeadServerCleanup, if positive: the leader removes a master that
+	// gossip has reported down for this long from the Raft
+	// configuration, when the remaining voters keep a quorum.
+	DeadServerCleanup time.Duration
 	// Join is the URL of a master of an existing cluster (https://HOST:PORT).
 	Join string
 	// Token is the join token (K10<cahash>::server:<secret>) or a bare secret.

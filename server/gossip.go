@@ -280,6 +280,7 @@ func (s *Server) gossipLeaderLoop(ctx context.Context) {
 	defer t.Stop()
 	for {
 		s.reconcileRaftAddresses(ctx)
+		s.cleanupDeadServers(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -325,4 +326,63 @@ func (s *Server) reconcileRaftAddresses(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// cleanupDeadServers removes from the Raft configuration a master that
+// gossip has reported down for longer than --dead-server-cleanup, when the
+// voters left keep a quorum of alive ones (autopilot-style; off by
+// default).
+func (s *Server) cleanupDeadServers(ctx context.Context) {
+	if s.cfg.DeadServerCleanup <= 0 {
+		return
+	}
+	cf := s.raft.GetConfiguration()
+	if cf.Error() != nil {
+		return
+	}
+	var voters []string
+	for _, srv := range cf.Configuration().Servers {
+		if srv.Suffrage == raft.Voter {
+			voters = append(voters, string(srv.ID))
+		}
+	}
+	members := map[string]gossip.Member{}
+	for _, m := range s.gossip.Members() {
+		members[m.Name] = m
+	}
+	name := deadServerToRemove(voters, members, s.cfg.NodeName, s.cfg.DeadServerCleanup, time.Now())
+	if name == "" {
+		return
+	}
+	s.log.Warn("removing a master gossip reports down", "name", name, "status", members[name].Status,
+		"since", members[name].Since.UTC().Format(time.RFC3339), "after", s.cfg.DeadServerCleanup)
+	if err := s.removeMaster(ctx, name); err != nil {
+		s.log.Warn("dead server cleanup", "name", name, "err", err)
+	}
+}
+
+// deadServerToRemove picks a voter (not self) down in gossip for longer
+// than after, if the remaining voters would still have a majority of
+// alive members; "" if none.
+func deadServerToRemove(voters []string, members map[string]gossip.Member, self string, after time.Duration, now time.Time) string {
+	for _, v := range voters {
+		m, ok := members[v]
+		if v == self || !ok || !m.Down() || now.Sub(m.Since) < after {
+			continue
+		}
+		remaining, alive := 0, 0
+		for _, o := range voters {
+			if o == v {
+				continue
+			}
+			remaining++
+			if om, ok := members[o]; (ok && om.Status == gossip.StatusAlive) || o == self {
+				alive++
+			}
+		}
+		if remaining > 0 && alive >= remaining/2+1 {
+			return v
+		}
+	}
+	return ""
 }

@@ -71,6 +71,7 @@ runs the scheduler (unless --disable-scheduler) and the controllers.`,
 	f.IntVar(&cfg.RaftPort, "raft-port", 6444, "port of Raft traffic between masters (mutual TLS)")
 	f.IntVar(&cfg.GossipPort, "gossip-port", 7946, "port of gossip (serf) among masters and nodes, UDP and TCP")
 	f.StringVar(&cfg.GossipProfile, "gossip-profile", "lan", "gossip tuning: lan, or wan for lossy or slow links (docs/gossip.md)")
+	f.DurationVar(&cfg.DeadServerCleanup, "dead-server-cleanup", 0, "if set, the leader removes a master gossip reports failed for this long from the Raft voters, when the rest keep a quorum (0: never)")
 	f.StringVar(&cfg.Join, "join", "", "URL of a master of an existing cluster to join, https://HOST:PORT")
 	f.StringVar(&cfg.Token, "token", "", "join token (K10<ca-hash>::server:<secret>); on a new cluster, a bare secret to use instead of a generated one")
 	f.StringVar(&tokenFile, "token-file", "", "file holding the join token")
