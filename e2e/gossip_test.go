@@ -333,3 +333,48 @@ func TestGossipKeysAndAddresses(t *testing.T) {
 		return nil
 	})
 }
+
+// TestGossipMasterNewAddress: a master restarted under a new IP address
+// (same name and data dir) gets its Raft address updated by the leader,
+// with no operator action, and is a ready voter again.
+func TestGossipMasterNewAddress(t *testing.T) {
+	c := testutil.StartCluster(t, 3)
+	leader := c.Leader(30 * time.Second)
+	var moved *testutil.Master
+	for _, m := range c.Masters {
+		if m != leader {
+			moved = m
+		}
+	}
+	old := moved.IP
+	moved.Kill()
+	moved.IP = testutil.LoopbackAddr(t)
+	moved.Start()
+	want := moved.IP + ":6444"
+	t.Logf("%s: %s → %s", moved.Name, old, moved.IP)
+	testutil.WaitFor(t, 90*time.Second, moved.Name+" a ready voter at "+want, func() error {
+		rows, err := c.Members(leader)
+		if err != nil {
+			return err
+		}
+		for _, r := range rows {
+			if r.Name == moved.Name {
+				if r.RaftAddress != want || r.State != "ready" || r.Suffrage != "voter" {
+					return fmt.Errorf("%+v", r)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("%s not a member: %+v", moved.Name, rows)
+	})
+	testutil.WaitFor(t, 30*time.Second, moved.Name+" alive in gossip at "+moved.IP, func() error {
+		ms, err := testutil.GossipMembers(leader, c.Admin)
+		if err != nil {
+			return err
+		}
+		if m := ms[moved.Name]; m.Status != "alive" || !strings.HasPrefix(m.Addr, moved.IP+":") {
+			return fmt.Errorf("%+v", m)
+		}
+		return nil
+	})
+}

@@ -53,18 +53,23 @@ func KeyringPath(dataDir string) string { return filepath.Join(dataDir, "keyring
 
 // MemberlistConfig returns the memberlist tuning of a profile.
 //
-//   - lan: memberlist's LAN defaults (probe every 1s, 500ms probe timeout,
-//     Lifeguard awareness) with a suspicion multiplier of 3 instead of 4:
-//     a dead member is suspected after a failed probe round and declared
-//     failed 3s later once one other member confirms the suspicion (up
-//     to 18s without confirmation).
+//   - lan: memberlist's LAN defaults (Lifeguard awareness, nacks and
+//     refutation) probing twice as often (every 500ms, 300ms probe
+//     timeout), with a suspicion multiplier of 3 instead of 4 and a
+//     suspicion at most twice its shortest: a dead member is suspected
+//     after a failed probe round and declared failed 1.5s later
+//     (× log10 of the member count beyond 10) once another member
+//     confirms the suspicion, 3s later without confirmation.
 //   - wan: memberlist's WAN defaults (probe every 5s, 3s timeout,
 //     suspicion multiplier 6) for lossy or slow edge links.
 func MemberlistConfig(profile string) (*memberlist.Config, error) {
 	switch profile {
 	case "", ProfileLAN:
 		c := memberlist.DefaultLANConfig()
+		c.ProbeInterval = 500 * time.Millisecond
+		c.ProbeTimeout = 300 * time.Millisecond
 		c.SuspicionMult = 3
+		c.SuspicionMaxTimeoutMult = 2
 		return c, nil
 	case ProfileWAN:
 		return memberlist.DefaultWANConfig(), nil
