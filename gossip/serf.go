@@ -56,10 +56,10 @@ func KeyringPath(dataDir string) string { return filepath.Join(dataDir, "keyring
 //   - lan: memberlist's LAN defaults (Lifeguard awareness, nacks and
 //     refutation) probing twice as often (every 500ms, 300ms probe
 //     timeout), with a suspicion multiplier of 3 instead of 4 and a
-//     suspicion at most twice its shortest: a dead member is suspected
+//     suspicion at most 4 times its shortest: a dead member is suspected
 //     after a failed probe round and declared failed 1.5s later
 //     (× log10 of the member count beyond 10) once another member
-//     confirms the suspicion, 3s later without confirmation.
+//     confirms the suspicion, up to 6s later without confirmation.
 //   - wan: memberlist's WAN defaults (probe every 5s, 3s timeout,
 //     suspicion multiplier 6) for lossy or slow edge links.
 func MemberlistConfig(profile string) (*memberlist.Config, error) {
@@ -69,7 +69,7 @@ func MemberlistConfig(profile string) (*memberlist.Config, error) {
 		c.ProbeInterval = 500 * time.Millisecond
 		c.ProbeTimeout = 300 * time.Millisecond
 		c.SuspicionMult = 3
-		c.SuspicionMaxTimeoutMult = 2
+		c.SuspicionMaxTimeoutMult = 4
 		return c, nil
 	case ProfileWAN:
 		return memberlist.DefaultWANConfig(), nil

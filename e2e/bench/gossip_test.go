@@ -85,20 +85,31 @@ func BenchmarkGossipDetection(b *testing.B) {
 			for _, v := range vs {
 				waitGossipAlive(b, m, v.NodeName(0))
 			}
-			var lat []time.Duration
+			var lat, verdict []time.Duration
 			falseUnknown := 0
+			admin := m.HTTPClient()
 			for k := 0; k < kills; k++ {
 				v := vs[k%len(vs)]
 				name := v.NodeName(0)
 				start := time.Now()
 				v.Kill()
+				var sawFailed time.Duration
 				testutil.WaitFor(b, 60*time.Second, name+" Unknown", func() error {
+					if sawFailed == 0 {
+						if ms, err := testutil.GossipMembers(m, admin); err == nil && ms[name].Status == "failed" {
+							sawFailed = time.Since(start)
+						}
+					}
 					if st, _ := readyStatus(cs, name); st != corev1.ConditionUnknown {
 						return fmt.Errorf("ready %s", st)
 					}
 					return nil
 				})
 				lat = append(lat, time.Since(start))
+				if sawFailed == 0 {
+					sawFailed = time.Since(start)
+				}
+				verdict = append(verdict, sawFailed)
 				for _, o := range vs {
 					if o != v {
 						if st, _ := readyStatus(cs, o.NodeName(0)); st != corev1.ConditionTrue {
@@ -119,7 +130,10 @@ func BenchmarkGossipDetection(b *testing.B) {
 			b.ReportMetric(ms(percentile(lat, 0.99)), "p99-ms")
 			b.ReportMetric(ms(percentile(lat, 1)), "max-ms")
 			b.ReportMetric(float64(falseUnknown), "other-nodes-not-ready")
-			b.Logf("detections: %v", lat)
+			b.ReportMetric(ms(percentile(verdict, 0.50)), "gossip-p50-ms")
+			b.ReportMetric(ms(percentile(verdict, 0.99)), "gossip-p99-ms")
+			b.Logf("kill -9 → Node Unknown: %v", lat)
+			b.Logf("kill -9 → failed in the master's gossip view: %v", verdict)
 		})
 	}
 }

@@ -61,9 +61,11 @@ type health struct {
 	renew      time.Time // the last Lease renewTime seen
 	heartbeat  time.Time // the last Ready heartbeat seen
 	readyState corev1.ConditionStatus
-	// gossipReported is the gossip failure already reported as
-	// contradicted by the Lease.
+	// gossipReported is the gossip verdict already reported as
+	// contradicted by the Lease or the kubelet; gossipMarked the one the
+	// node was marked Unknown for.
 	gossipReported time.Time
+	gossipMarked   time.Time
 }
 
 // Controller is the node lifecycle controller.

@@ -38,6 +38,8 @@ type Gossip interface {
 //   - gossip reports it down while its Lease is still renewed: gossip is
 //     wrong about it (a gossip-only partition, a starved probe). A
 //     Warning event GossipMemberDown says so; nothing is tainted.
+//   - a node marked for a gossip verdict whose kubelet then reports Ready
+//     while gossip still says down is not marked again for that verdict.
 //   - gossip says nothing (alive, or no member): the Lease alone decides,
 //     after GracePeriod, as before.
 //
@@ -124,11 +126,32 @@ func (c *Controller) checkGossip(ctx context.Context, n *corev1.Node, gs GossipS
 	if r := readyCondition(n); r != nil && r.Status == corev1.ConditionUnknown {
 		return n
 	}
+	c.mu.Lock()
+	marked := h.gossipMarked.Equal(gs.Since)
+	c.mu.Unlock()
+	if marked {
+		// Marked once for this verdict and the kubelet has reported Ready
+		// since: it is alive, whatever gossip says. Not marked again (no
+		// flapping while gossip catches up).
+		c.mu.Lock()
+		report := !h.gossipReported.Equal(gs.Since)
+		h.gossipReported = gs.Since
+		c.mu.Unlock()
+		if report {
+			c.log.Warn("gossip reports node down but its kubelet reported Ready: not marked again", "node", n.Name, "gossip", gs.Status)
+			c.recorder.Eventf(n, corev1.EventTypeWarning, "GossipMemberDown",
+				"gossip: node %s since %s, but its kubelet reported Ready: not marked unreachable again", gs.Status, gs.Since.UTC().Format(time.RFC3339))
+		}
+		return n
+	}
 	out, err := c.markUnknownWith(ctx, n, now, "NodeStatusUnknown", fmt.Sprintf("gossip: node %s", gs.Status))
 	if err != nil {
 		c.log.Debug("mark node unknown (gossip)", "node", n.Name, "err", err)
 		return n
 	}
+	c.mu.Lock()
+	h.gossipMarked = gs.Since
+	c.mu.Unlock()
 	c.log.Info("gossip reports node down and its Lease is not renewed: marked Unknown", "node", n.Name, "gossip", gs.Status,
 		"detected", gs.Since.UTC().Format(time.RFC3339Nano))
 	return out

@@ -155,11 +155,26 @@ func TestGossipCombinedWithLease(t *testing.T) {
 		}
 		return nil
 	})
-	// A renewed Lease after the failure keeps n2 as it is even if gossip
-	// still (wrongly) says failed.
+	// n3's Lease stalls and gossip calls it left: marked Unknown once;
+	// its kubelet then reports Ready while gossip still says left: it is
+	// not marked again for that verdict (no flapping).
+	alive3.Store(false)
+	time.Sleep(600 * time.Millisecond)
 	g.set("n3", true, "left")
-	time.Sleep(500 * time.Millisecond)
+	e.WaitFor(5*time.Second, "n3 Unknown", func() error {
+		if r := ready(node("n3")); r == nil || r.Status != corev1.ConditionUnknown || r.Message != "gossip: node left" {
+			return controllertest.Errorf("ready %+v", r)
+		}
+		return nil
+	})
+	n = node("n3")
+	r = ready(n)
+	r.Status, r.Reason, r.Message, r.LastHeartbeatTime = corev1.ConditionTrue, "KubeletReady", "", metav1.Now()
+	if _, err := e.Client.CoreV1().Nodes().UpdateStatus(e.Ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
 	if r := ready(node("n3")); r == nil || r.Status != corev1.ConditionTrue {
-		t.Fatalf("n3 marked although its Lease is renewed: %+v", r)
+		t.Fatalf("n3 marked again for the same gossip verdict: %+v", r)
 	}
 }
