@@ -68,7 +68,7 @@ func TestGossipCombinedWithLease(t *testing.T) {
 	// happens here within seconds comes from gossip events.
 	c := nodelifecycle.New(e.CC, nodelifecycle.Options{GracePeriod: time.Minute, StartupGracePeriod: time.Minute,
 		EvictionRate: 100, UnhealthyZoneThreshold: 0.55, LargeClusterSizeThreshold: 50, MonitorPeriod: time.Minute,
-		Gossip: g, GossipLeaseSlack: 300 * time.Millisecond})
+		Gossip: g, GossipLeaseSlack: time.Second})
 	e.Start(func(ctx context.Context) { c.Run(ctx, 2) })
 
 	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "short"}, Spec: corev1.PodSpec{NodeName: "n2",
@@ -93,7 +93,7 @@ func TestGossipCombinedWithLease(t *testing.T) {
 		}
 		return nil
 	}
-	time.Sleep(500 * time.Millisecond) // the controller has seen renewals
+	time.Sleep(time.Second) // the controller has seen renewals
 
 	// Gossip calls n1 failed while its Lease is renewed: reported, not marked.
 	g.set("n1", true, "failed")
@@ -117,7 +117,7 @@ func TestGossipCombinedWithLease(t *testing.T) {
 	// tainted at once, far inside the Lease grace period; its pod
 	// tolerating 1 s is evicted.
 	alive2.Store(false)
-	time.Sleep(600 * time.Millisecond) // longer than the slack
+	time.Sleep(2 * time.Second) // longer than the slack
 	g.set("n2", true, "failed")
 	e.WaitFor(5*time.Second, "n2 Unknown and tainted", func() error {
 		n := node("n2")
@@ -159,7 +159,7 @@ func TestGossipCombinedWithLease(t *testing.T) {
 	// its kubelet then reports Ready while gossip still says left: it is
 	// not marked again for that verdict (no flapping).
 	alive3.Store(false)
-	time.Sleep(600 * time.Millisecond)
+	time.Sleep(2 * time.Second) // longer than the slack
 	g.set("n3", true, "left")
 	e.WaitFor(5*time.Second, "n3 Unknown", func() error {
 		if r := ready(node("n3")); r == nil || r.Status != corev1.ConditionUnknown || r.Message != "gossip: node left" {
