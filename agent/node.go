@@ -304,8 +304,23 @@ func (a *Agent) nodeWatchLoop(ctx context.Context) {
 			}
 			if n, ok := ev.Object.(*corev1.Node); ok {
 				a.setPodCIDR(n.Spec.PodCIDR)
+				a.correctUnknown(ctx, n)
 			}
 		}
 		w.Stop()
+	}
+}
+
+// correctUnknown reports the node's status at once when the node
+// lifecycle controller marked it Unknown while this kubelet runs (gossip
+// saw it fail during a pause, a restart or a partition).
+func (a *Agent) correctUnknown(ctx context.Context, n *corev1.Node) {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady && c.Status == corev1.ConditionUnknown {
+			if err := a.updateNodeStatus(ctx, true); err != nil && ctx.Err() == nil {
+				a.log.Warn("report node status after it was marked Unknown", "err", err)
+			}
+			return
+		}
 	}
 }

@@ -23,6 +23,15 @@ type Config struct {
 	APIPort          int
 	RaftPort         int
 	GossipPort       int
+	// GossipProfile is the gossip tuning, lan (default) or wan
+	// (docs/gossip.md).
+	GossipProfile string
+	// KubeletPort is the embedded agent's kubelet port (a gossip tag).
+	KubeletPort int
+	// DeadServerCleanup, if positive: the leader removes a master that
+	// gossip has reported down for this long from the Raft
+	// configuration, when the remaining voters keep a quorum.
+	DeadServerCleanup time.Duration
 	// Join is the URL of a master of an existing cluster (https://HOST:PORT).
 	Join string
 	// Token is the join token (K10<cahash>::server:<secret>) or a bare secret.
@@ -85,6 +94,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.GossipPort == 0 {
 		c.GossipPort = 7946
+	}
+	if c.KubeletPort == 0 {
+		c.KubeletPort = 10250
 	}
 	if c.AdvertiseAddress == "" {
 		c.AdvertiseAddress = c.BindAddress

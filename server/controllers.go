@@ -24,6 +24,7 @@ func (s *Server) startControllers(ctx context.Context, wg *sync.WaitGroup, cfg *
 		if opts.Logger == nil {
 			opts.Logger = s.cfg.Logger
 		}
+		opts.Gossip = gossipHealth{s.gossip}
 		if err := manager.Run(ctx, cfg, opts); err != nil {
 			s.log.Error("controllers stopped", "err", err)
 		}

@@ -26,6 +26,7 @@ type Member struct {
 	Name        string `json:"name"`
 	RaftAddress string `json:"raftAddress"`
 	APIURL      string `json:"apiURL"`
+	GossipAddr  string `json:"gossipAddr,omitempty"`
 }
 
 func memberKey(name string) state.Key { return state.Key{Resource: membersResource, Name: name} }

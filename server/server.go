@@ -23,6 +23,7 @@ import (
 
 	"github.com/skiff-io/skiff/fsm"
 	"github.com/skiff-io/skiff/fsm/state"
+	"github.com/skiff-io/skiff/gossip"
 	"github.com/skiff-io/skiff/server/apiserver"
 	"github.com/skiff-io/skiff/server/auth"
 	"github.com/skiff-io/skiff/server/pki"
@@ -57,6 +58,13 @@ type Server struct {
 	apiLn   net.Listener
 	// api serves the leader's own informers in process (informers.go).
 	api *apiserver.APIServer
+
+	// gossip is this master's serf member (gossip.go); seeds are other
+	// masters' gossip addresses learned when joining.
+	gossip   gossip.Membership
+	seedMu   sync.Mutex
+	seeds    []string
+	rotateMu sync.Mutex
 
 	leaderReady atomic.Bool
 	shutdownCh  chan struct{}
@@ -99,6 +107,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := s.setupRaft(); err != nil {
 		s.closeStores()
 		return nil, err
+	}
+	if err := s.setupGossip(ctx); err != nil {
+		s.Shutdown()
+		return nil, fmt.Errorf("gossip: %w", err)
 	}
 	s.verifier = &readVerifier{fetch: leaderReadIndex(s.raft, s.fsm)}
 	s.followerReads = &readVerifier{fetch: s.forwardReadIndex}
@@ -173,6 +185,8 @@ func (s *Server) Start() {
 		}
 	}()
 	go s.monitorLeadership()
+	s.wg.Add(1)
+	go s.keepGossipJoined()
 	if s.cfg.Join != "" {
 		s.wg.Add(1)
 		go s.joinLoop()
@@ -192,6 +206,9 @@ func (s *Server) Shutdown() {
 			_ = s.httpSrv.Close()
 		} else if s.apiLn != nil {
 			_ = s.apiLn.Close()
+		}
+		if s.gossip != nil {
+			_ = s.gossip.Shutdown()
 		}
 		if s.raft != nil {
 			if err := s.raft.Shutdown().Error(); err != nil {

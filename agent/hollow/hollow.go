@@ -56,6 +56,13 @@ type Config struct {
 	LeaseDuration      time.Duration
 	NodeStatusInterval time.Duration
 	BackoffBase        time.Duration
+	// Gossip makes every node a gossip member of its own (node i on
+	// GossipPort+i, or a free port when GossipPort is 0), with
+	// GossipProfile and, if set, GossipKeys instead of the cluster's.
+	Gossip        bool
+	GossipPort    int
+	GossipProfile string
+	GossipKeys    []string
 	// StartConcurrency bounds the nodes registering at once (32).
 	StartConcurrency int
 	// Logger gets the set's own messages; the nodes log warnings only.
@@ -153,6 +160,23 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("hollow node %s: %w", name, err)
 		}
 		agents[i] = a
+	}
+	if cfg.Gossip {
+		for i, name := range names {
+			port := 0
+			if cfg.GossipPort > 0 {
+				port = cfg.GossipPort + i
+			}
+			gc := agent.GossipConfig{
+				NodeName: name, DataDir: filepath.Join(cfg.DataDir, name, "gossip"), BindAddr: cfg.NodeIP, Port: port,
+				Profile: cfg.GossipProfile, Client: clients[i].CoreV1().RESTClient(), Keys: cfg.GossipKeys, Logger: nodeLog,
+			}
+			go func() {
+				if err := agent.RunGossip(ctx, gc); err != nil && ctx.Err() == nil {
+					log.Error("hollow node gossip stopped", "node", gc.NodeName, "err", err)
+				}
+			}()
+		}
 	}
 
 	start := time.Now()

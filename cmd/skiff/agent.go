@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/skiff-io/skiff/gossip"
 )
 
 func newAgentCommand() *cobra.Command {
@@ -46,10 +48,16 @@ simulates containers, for hollow nodes and tests).
 			if opts.Server == "" {
 				return errors.New("--server is required")
 			}
+			if _, err := gossip.MemberlistConfig(opts.GossipProfile); err != nil {
+				return fmt.Errorf("--gossip-profile: %w", err)
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			opts.Logger = slog.Default()
 			if hollowOpt.Count > 0 {
+				if !cmd.Flags().Changed("gossip-port") {
+					opts.GossipPort = 0 // free ports: many nodes share one address
+				}
 				return runHollowNodes(ctx, opts, hollowOpt)
 			}
 			return runAgent(ctx, opts)
@@ -68,6 +76,12 @@ simulates containers, for hollow nodes and tests).
 	addDNSFlags(f, &opts.DNS)
 	addNetworkFlags(f, &opts.Network, true)
 	addHollowFlags(f, &hollowOpt)
+	f.IntVar(&opts.GossipPort, "gossip-port", 7946, "port of gossip with the masters and other nodes (hollow node i takes this port + i; 0: free ports)")
+	f.BoolVar(&opts.NoGossip, "disable-gossip", false, "do not join gossip (the node's health then comes from its Lease only)")
+	_ = f.MarkHidden("disable-gossip")
+	f.StringVar(&opts.GossipProfile, "gossip-profile", "lan", "gossip tuning: lan, or wan for lossy or slow links (docs/gossip.md)")
+	f.StringSliceVar(&opts.GossipKeys, "gossip-key", nil, "use this gossip keyring (base64 keys, primary first) instead of the cluster's, which the node gets from the master")
+	_ = f.MarkHidden("gossip-key")
 	return cmd
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/skiff-io/skiff/client"
+	"github.com/skiff-io/skiff/gossip"
 	"github.com/skiff-io/skiff/server"
 )
 
@@ -25,7 +26,7 @@ func newClusterCommand() *cobra.Command {
 
 	members := &cobra.Command{
 		Use:   "members",
-		Short: "List the masters: name, Raft address, role and state",
+		Short: "List the masters (Raft voters: address, role, state) and the gossip members (masters and nodes)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := client.NewMaster(client.KubeconfigPath(kubeconfig))
@@ -47,9 +48,69 @@ func newClusterCommand() *cobra.Command {
 			for _, r := range rows {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.RaftAddress, r.Role, r.Suffrage, r.State, r.APIURL)
 			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			body, err = m.Do(ctx, "GET", "/internal/v1/gossip/members")
+			if err != nil {
+				return fmt.Errorf("gossip members: %w", err)
+			}
+			var gms []gossip.Member
+			if err := json.Unmarshal(body, &gms); err != nil {
+				return fmt.Errorf("decode gossip members: %w", err)
+			}
+			fmt.Println()
+			tw = tabwriter.NewWriter(os.Stdout, 0, 4, 3, ' ', 0)
+			fmt.Fprintln(tw, "GOSSIP MEMBER\tROLE\tSTATUS\tSINCE\tADDRESS\tKUBELET")
+			for _, g := range gms {
+				since := "-"
+				if !g.Since.IsZero() {
+					since = time.Since(g.Since).Round(time.Second).String()
+				}
+				kubelet := g.Tags[gossip.TagKubelet]
+				if kubelet == "" {
+					kubelet = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", g.Name, g.Role(), g.Status, since, g.Addr, kubelet)
+			}
 			return tw.Flush()
 		},
 	}
+	gossipKey := &cobra.Command{
+		Use:   "gossip-key",
+		Short: "Manage the gossip encryption keyring",
+	}
+	rotate := &cobra.Command{
+		Use:   "rotate",
+		Short: "Install a new random gossip key on every member, make it the primary key, and remove the old ones",
+		Long: `Rotate the gossip encryption key.
+
+Every alive member (masters and nodes) installs a new random key, switches
+to it, and drops the old keys; each member writes its keyring to its data
+dir. A member that was down during the rotation gets the current keyring
+from a master when it comes back; nodes joining later get it at
+registration.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, err := client.NewMaster(client.KubeconfigPath(kubeconfig))
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			body, err := m.Do(ctx, "POST", "/internal/v1/gossip/rotate")
+			if err != nil {
+				return err
+			}
+			var res gossip.RotateResult
+			if err := json.Unmarshal(body, &res); err != nil {
+				return fmt.Errorf("decode rotation result: %w", err)
+			}
+			fmt.Printf("gossip key rotated: new key %s on %d members, %d old key(s) removed\n", res.Fingerprint, res.Members, res.Removed)
+			return nil
+		},
+	}
+	gossipKey.AddCommand(rotate)
 	remove := &cobra.Command{
 		Use:   "remove NAME",
 		Short: "Remove a master from the cluster (its Raft vote and record)",
@@ -68,6 +129,6 @@ func newClusterCommand() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(members, remove)
+	cmd.AddCommand(members, remove, gossipKey)
 	return cmd
 }

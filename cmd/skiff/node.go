@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -37,6 +38,13 @@ type nodeOptions struct {
 
 	// Network: pod routes between nodes (libcontainer runtime only).
 	Network networkOptions
+
+	// Gossip: the node's serf member (docs/gossip.md). The embedding
+	// master is the member of its own node: NoGossip.
+	GossipPort    int
+	GossipProfile string
+	GossipKeys    []string
+	NoGossip      bool
 
 	// Set by the embedding master: credentials issued locally, the node's
 	// address and labels.
@@ -133,6 +141,20 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 	log.Info("agent starting", "node", o.NodeName, "server", o.Server, "node-ip", o.NodeIP, "kubelet", a.Addr(), "runtime", o.Runtime)
 	pn.Start(ctx)
 	defer pn.Wait()
+	if !o.NoGossip {
+		gctx, stopGossip := context.WithCancel(ctx)
+		defer stopGossip()
+		go func() {
+			err := agent.RunGossip(gctx, agent.GossipConfig{
+				NodeName: o.NodeName, DataDir: filepath.Join(credDir, "gossip"), BindAddr: o.NodeIP, Port: o.GossipPort,
+				Profile: o.GossipProfile, KubeletAddr: net.JoinHostPort(o.NodeIP, strconv.Itoa(o.KubeletPort)),
+				Client: cs.CoreV1().RESTClient(), Keys: o.GossipKeys, Logger: log,
+			})
+			if err != nil && gctx.Err() == nil {
+				log.Error("gossip stopped", "err", err)
+			}
+		}()
+	}
 	return a.Run(ctx)
 }
 
@@ -177,5 +199,6 @@ func runEmbeddedAgent(ctx context.Context, s *server.Server, o nodeOptions) erro
 	}
 	o.Creds = creds
 	o.Labels = map[string]string{"node-role.kubernetes.io/control-plane": "true", "node-role.kubernetes.io/master": "true"}
+	o.NoGossip = true // the master's own member stands for its node
 	return runAgent(ctx, o)
 }

@@ -59,6 +59,7 @@ runs the scheduler (unless --disable-scheduler) and the controllers.`,
 				debug.SetGCPercent(200)
 			}
 			node.Runtime, node.KubeletPort = agentRuntime, kubeletPort
+			cfg.KubeletPort = kubeletPort
 			return runServer(cmd.Context(), cfg, node)
 		},
 	}
@@ -69,7 +70,9 @@ runs the scheduler (unless --disable-scheduler) and the controllers.`,
 	f.StringVar(&cfg.AdvertiseAddress, "advertise-address", "", "address other masters and clients use to reach this master (default: the bind address, or the first non-loopback IPv4 when binding to all)")
 	f.IntVar(&cfg.APIPort, "api-port", 6443, "HTTPS port of the Kubernetes API")
 	f.IntVar(&cfg.RaftPort, "raft-port", 6444, "port of Raft traffic between masters (mutual TLS)")
-	f.IntVar(&cfg.GossipPort, "gossip-port", 7946, "port of gossip among masters and nodes (gossip is not started yet)")
+	f.IntVar(&cfg.GossipPort, "gossip-port", 7946, "port of gossip (serf) among masters and nodes, UDP and TCP")
+	f.StringVar(&cfg.GossipProfile, "gossip-profile", "lan", "gossip tuning: lan, or wan for lossy or slow links (docs/gossip.md)")
+	f.DurationVar(&cfg.DeadServerCleanup, "dead-server-cleanup", 0, "if set, the leader removes a master gossip reports failed for this long from the Raft voters, when the rest keep a quorum (0: never)")
 	f.StringVar(&cfg.Join, "join", "", "URL of a master of an existing cluster to join, https://HOST:PORT")
 	f.StringVar(&cfg.Token, "token", "", "join token (K10<ca-hash>::server:<secret>); on a new cluster, a bare secret to use instead of a generated one")
 	f.StringVar(&tokenFile, "token-file", "", "file holding the join token")

@@ -60,6 +60,9 @@ type Options struct {
 	// job pod is replaced (default 10s doubling up to 6m).
 	JobBackoffBase time.Duration
 	JobBackoffMax  time.Duration
+	// Gossip, if set, feeds the node lifecycle controller with gossip's
+	// view of the nodes (combined with their Leases).
+	Gossip nodelifecycle.Gossip
 	// Workers per controller (default 5).
 	Workers int
 	Logger  *slog.Logger
@@ -179,6 +182,7 @@ func build(cc *controller.Context, o Options) ([]runner, error) {
 		GracePeriod: o.NodeMonitorGracePeriod, StartupGracePeriod: o.NodeStartupGracePeriod,
 		EvictionRate: o.NodeEvictionRate, SecondaryEvictionRate: o.SecondaryNodeEvictionRate,
 		LargeClusterSizeThreshold: o.LargeClusterSizeThreshold, UnhealthyZoneThreshold: o.UnhealthyZoneThreshold,
+		Gossip: o.Gossip,
 	})
 	return []runner{
 		{"replicaset", func(ctx context.Context) { rs.Run(ctx, w) }},

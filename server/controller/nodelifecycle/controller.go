@@ -16,6 +16,7 @@ package nodelifecycle
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -45,6 +46,13 @@ type Options struct {
 	UnhealthyZoneThreshold    float64
 	// MonitorPeriod between health checks (5s, or grace/8 if shorter).
 	MonitorPeriod time.Duration
+	// Gossip, if set, is combined with the Leases (gossip.go): a node
+	// gossip reports down whose Lease is not renewed is marked Unknown
+	// at once. GossipLeaseSlack (2s) is how long before gossip's verdict
+	// a Lease renewal still proves the kubelet alive; keep it below the
+	// shortest failure detection time of the gossip profile.
+	Gossip           Gossip
+	GossipLeaseSlack time.Duration
 }
 
 // health is what the controller remembers of a node.
@@ -53,6 +61,11 @@ type health struct {
 	renew      time.Time // the last Lease renewTime seen
 	heartbeat  time.Time // the last Ready heartbeat seen
 	readyState corev1.ConditionStatus
+	// gossipReported is the gossip verdict already reported as
+	// contradicted by the Lease or the kubelet; gossipMarked the one the
+	// node was marked Unknown for.
+	gossipReported time.Time
+	gossipMarked   time.Time
 }
 
 // Controller is the node lifecycle controller.
@@ -72,6 +85,10 @@ type Controller struct {
 	zones        map[string]*zoneTainter
 	zoneStates   map[string]zoneState
 	allDisrupted bool
+	renewals     map[string]renewal
+	written      map[string]*corev1.Node
+	// kick runs a monitor pass now (a node's Ready condition changed).
+	kick chan struct{}
 
 	evict *evictor
 }
@@ -87,6 +104,9 @@ func New(cc *controller.Context, opts Options) *Controller {
 	if opts.MonitorPeriod <= 0 {
 		opts.MonitorPeriod = min(5*time.Second, opts.GracePeriod/8)
 	}
+	if opts.GossipLeaseSlack <= 0 {
+		opts.GossipLeaseSlack = 2 * time.Second
+	}
 	c := &Controller{
 		cc: cc, opts: opts,
 		nodes:      cc.Informers.Core().V1().Nodes().Lister(),
@@ -99,8 +119,28 @@ func New(cc *controller.Context, opts Options) *Controller {
 		health:     map[string]*health{},
 		zones:      map[string]*zoneTainter{},
 		zoneStates: map[string]zoneState{},
+		renewals:   map[string]renewal{},
+		written:    map[string]*corev1.Node{},
+		kick:       make(chan struct{}, 1),
 	}
 	c.evict = newEvictor(cc, c.log)
+	c.watchLeaseRenewals()
+	_, _ = c.nodeInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		UpdateFunc: func(old, obj any) {
+			o, ok1 := old.(*corev1.Node)
+			n, ok2 := obj.(*corev1.Node)
+			if !ok1 || !ok2 {
+				return
+			}
+			ro, rn := readyCondition(o), readyCondition(n)
+			if rn != nil && (ro == nil || ro.Status != rn.Status) {
+				select {
+				case c.kick <- struct{}{}:
+				default:
+				}
+			}
+		},
+	})
 	return c
 }
 
@@ -112,12 +152,20 @@ func (c *Controller) Run(ctx context.Context, workers int) {
 	go c.evict.run(ctx, workers)
 	t := time.NewTicker(c.opts.MonitorPeriod)
 	defer t.Stop()
+	var gossipCh <-chan struct{}
+	if c.opts.Gossip != nil {
+		ch, cancel := c.opts.Gossip.Notify()
+		defer cancel()
+		gossipCh = ch
+	}
 	for {
 		c.monitor(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-gossipCh:
+		case <-c.kick:
 		}
 	}
 }
@@ -132,9 +180,13 @@ func (c *Controller) monitor(ctx context.Context) {
 	now := c.cc.Now()
 	seen := map[string]bool{}
 	zoneNodes := map[string][]*corev1.Node{}
+	var gossip map[string]GossipState
+	if c.opts.Gossip != nil {
+		gossip = c.opts.Gossip.NodeStates()
+	}
 	for _, n := range nodes {
 		seen[n.Name] = true
-		n = c.checkHealth(ctx, n, now)
+		n = c.checkHealth(ctx, c.fresh(n), now, gossip)
 		zone := zoneOf(n)
 		zoneNodes[zone] = append(zoneNodes[zone], n)
 	}
@@ -142,6 +194,8 @@ func (c *Controller) monitor(ctx context.Context) {
 	for name := range c.health {
 		if !seen[name] {
 			delete(c.health, name)
+			delete(c.renewals, name)
+			delete(c.written, name)
 		}
 	}
 	c.mu.Unlock()
@@ -151,14 +205,46 @@ func (c *Controller) monitor(ctx context.Context) {
 		if err != nil {
 			continue
 		}
-		c.reconcileTaints(ctx, cur)
+		c.reconcileTaints(ctx, c.fresh(cur))
 	}
 	c.processZones(ctx, now)
 }
 
+// fresh returns the node as this controller last wrote it when the
+// informer's cache has not caught up with that write yet.
+func (c *Controller) fresh(n *corev1.Node) *corev1.Node {
+	c.mu.Lock()
+	w := c.written[n.Name]
+	c.mu.Unlock()
+	return fresher(n, w)
+}
+
+// wrote remembers the node a write returned.
+func (c *Controller) wrote(n *corev1.Node) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if w := c.written[n.Name]; w == nil || fresher(w, n) == n {
+		c.written[n.Name] = n
+	}
+}
+
+// fresher returns the later version of a node: the informer's cache may
+// not have caught up with a status this pass just wrote.
+func fresher(a, b *corev1.Node) *corev1.Node {
+	if b == nil {
+		return a
+	}
+	ra, errA := strconv.ParseUint(a.ResourceVersion, 10, 64)
+	rb, errB := strconv.ParseUint(b.ResourceVersion, 10, 64)
+	if errA == nil && errB == nil && rb > ra {
+		return b
+	}
+	return a
+}
+
 // checkHealth notes new heartbeats and marks a silent node Unknown; it
 // returns the node as it now is.
-func (c *Controller) checkHealth(ctx context.Context, n *corev1.Node, now time.Time) *corev1.Node {
+func (c *Controller) checkHealth(ctx context.Context, n *corev1.Node, now time.Time, gossip map[string]GossipState) *corev1.Node {
 	c.mu.Lock()
 	h, ok := c.health[n.Name]
 	if !ok {
@@ -188,6 +274,9 @@ func (c *Controller) checkHealth(ctx context.Context, n *corev1.Node, now time.T
 		} else {
 			c.log.Debug("mark node unknown", "node", n.Name, "err", err)
 		}
+	}
+	if gs, ok := gossip[n.Name]; ok {
+		n = c.checkGossip(ctx, n, gs, h, now)
 	}
 	state := corev1.ConditionUnknown
 	if r := readyCondition(n); r != nil {
@@ -222,6 +311,16 @@ func readyCondition(n *corev1.Node) *corev1.NodeCondition {
 // markUnknown sets the node's conditions to Unknown: the kubelet stopped
 // posting its status.
 func (c *Controller) markUnknown(ctx context.Context, n *corev1.Node, now time.Time) (*corev1.Node, error) {
+	out, err := c.markUnknownWith(ctx, n, now, "NodeStatusUnknown", "Kubelet stopped posting node status.")
+	if err == nil {
+		c.log.Info("node stopped posting status: marked Unknown", "node", n.Name)
+	}
+	return out, err
+}
+
+// markUnknownWith sets the node's conditions to Unknown with a reason and
+// message.
+func (c *Controller) markUnknownWith(ctx context.Context, n *corev1.Node, now time.Time, reason, message string) (*corev1.Node, error) {
 	cp := n.DeepCopy()
 	t := controller.Now(func() time.Time { return now })
 	found := false
@@ -237,13 +336,16 @@ func (c *Controller) markUnknown(ctx context.Context, n *corev1.Node, now time.T
 			if cond.Status != corev1.ConditionUnknown {
 				cond.LastTransitionTime = t
 			}
-			cond.Status, cond.Reason, cond.Message = corev1.ConditionUnknown, "NodeStatusUnknown", "Kubelet stopped posting node status."
+			cond.Status, cond.Reason, cond.Message = corev1.ConditionUnknown, reason, message
 		}
 	}
 	if !found {
 		cp.Status.Conditions = append(cp.Status.Conditions, corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionUnknown,
 			Reason: "NodeStatusNeverUpdated", Message: "Kubelet never posted node status.", LastHeartbeatTime: t, LastTransitionTime: t})
 	}
-	c.log.Info("node stopped posting status: marked Unknown", "node", n.Name)
-	return c.cc.Client.CoreV1().Nodes().UpdateStatus(ctx, cp, metaUpdate)
+	out, err := c.cc.Client.CoreV1().Nodes().UpdateStatus(ctx, cp, metaUpdate)
+	if err == nil {
+		c.wrote(out)
+	}
+	return out, err
 }

@@ -268,10 +268,12 @@ func (c *Controller) updateTaints(ctx context.Context, n *corev1.Node, noSchedul
 	}
 	cp := n.DeepCopy()
 	cp.Spec.Taints = out
-	if _, err := c.cc.Client.CoreV1().Nodes().Update(ctx, cp, metaUpdate); err != nil {
+	updated, err := c.cc.Client.CoreV1().Nodes().Update(ctx, cp, metaUpdate)
+	if err != nil {
 		c.log.Debug("update node taints", "node", n.Name, "err", err)
 		return
 	}
+	c.wrote(updated)
 	if ne.add != "" {
 		c.log.Info("node tainted NoExecute", "node", n.Name, "taint", ne.add)
 	}
@@ -296,7 +298,10 @@ func (c *Controller) processZones(ctx context.Context, now time.Time) {
 	c.mu.Unlock()
 	for _, name := range todo {
 		n, err := c.nodes.Get(name)
-		if err != nil || isReady(n) {
+		if err != nil {
+			continue
+		}
+		if n = c.fresh(n); isReady(n) {
 			continue
 		}
 		key := corev1.TaintNodeUnreachable

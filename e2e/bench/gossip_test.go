@@ -1,0 +1,237 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/skiff-io/skiff/e2e/testutil"
+)
+
+func readyStatus(cs kubernetes.Interface, name string) (corev1.ConditionStatus, string) {
+	n, err := cs.CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		return "", ""
+	}
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status, c.Message
+		}
+	}
+	return "", ""
+}
+
+// gossipBenchCluster: a master without an agent, victims (one hollow node
+// per process, each on its own address) and, with background > 0, that
+// many more hollow nodes in one process, all gossip members.
+func gossipBenchCluster(b *testing.B, victims, background int) (*testutil.Master, *kubernetes.Clientset, []*testutil.HollowNodes) {
+	// SKIFF_BENCH_GOSSIP_PROFILE=wan measures the WAN profile.
+	var profile []string
+	if p := os.Getenv("SKIFF_BENCH_GOSSIP_PROFILE"); p != "" {
+		profile = []string{"--gossip-profile", p}
+	}
+	m := testutil.NewMaster(b, testutil.MasterOptions{Name: "gossip-bench", Args: profile})
+	m.Start()
+	m.WaitReady(30 * time.Second)
+	cs := m.Clientset()
+	if background > 0 {
+		bg := testutil.NewHollowNodes(b, testutil.HollowOptions{Count: background, Prefix: "bg", Server: m.URL(), Kubeconfig: m.Kubeconfig(),
+			IP: testutil.LoopbackAddr(b), Args: append([]string{"--node-lease-duration", "20s", "--node-status-interval", "10s"}, profile...)})
+		bg.Start()
+		bg.WaitReady(cs, 5*time.Minute)
+	}
+	var vs []*testutil.HollowNodes
+	for i := 0; i < victims; i++ {
+		h := testutil.NewHollowNodes(b, testutil.HollowOptions{Count: 1, Prefix: fmt.Sprintf("v%d", i), Server: m.URL(),
+			Kubeconfig: m.Kubeconfig(), IP: testutil.LoopbackAddr(b), Args: profile})
+		h.Start()
+		vs = append(vs, h)
+	}
+	for _, h := range vs {
+		h.WaitReady(cs, 2*time.Minute)
+	}
+	return m, cs, vs
+}
+
+func waitGossipAlive(b *testing.B, m *testutil.Master, name string) {
+	admin := m.HTTPClient()
+	testutil.WaitFor(b, 60*time.Second, name+" alive in gossip", func() error {
+		ms, err := testutil.GossipMembers(m, admin)
+		if err != nil {
+			return err
+		}
+		if ms[name].Status != "alive" {
+			return fmt.Errorf("%+v", ms[name])
+		}
+		return nil
+	})
+}
+
+// BenchmarkGossipDetection: kill -9 of an agent → its Node Ready=Unknown
+// (gossip, LAN profile), over SKIFF_BENCH_KILLS kills (20), with three
+// agents and, in the second case, 100 more hollow nodes as members.
+func BenchmarkGossipDetection(b *testing.B) {
+	kills := envInt("SKIFF_BENCH_KILLS", 20)
+	for _, bg := range []int{0, envInt("SKIFF_BENCH_GOSSIP_NODES", 100)} {
+		b.Run(fmt.Sprintf("nodes=%d", 3+bg), func(b *testing.B) {
+			m, cs, vs := gossipBenchCluster(b, 3, bg)
+			for _, v := range vs {
+				waitGossipAlive(b, m, v.NodeName(0))
+			}
+			var lat, verdict []time.Duration
+			falseUnknown := 0
+			admin := m.HTTPClient()
+			for k := 0; k < kills; k++ {
+				v := vs[k%len(vs)]
+				name := v.NodeName(0)
+				start := time.Now()
+				v.Kill()
+				var sawFailed time.Duration
+				testutil.WaitFor(b, 60*time.Second, name+" Unknown", func() error {
+					if sawFailed == 0 {
+						if ms, err := testutil.GossipMembers(m, admin); err == nil && ms[name].Status == "failed" {
+							sawFailed = time.Since(start)
+						}
+					}
+					if st, _ := readyStatus(cs, name); st != corev1.ConditionUnknown {
+						return fmt.Errorf("ready %s", st)
+					}
+					return nil
+				})
+				lat = append(lat, time.Since(start))
+				if sawFailed == 0 {
+					sawFailed = time.Since(start)
+				}
+				verdict = append(verdict, sawFailed)
+				for _, o := range vs {
+					if o != v {
+						if st, _ := readyStatus(cs, o.NodeName(0)); st != corev1.ConditionTrue {
+							falseUnknown++
+						}
+					}
+				}
+				v.Start()
+				testutil.WaitFor(b, 60*time.Second, name+" Ready", func() error {
+					if st, _ := readyStatus(cs, name); st != corev1.ConditionTrue {
+						return fmt.Errorf("ready %s", st)
+					}
+					return nil
+				})
+				waitGossipAlive(b, m, name)
+			}
+			b.ReportMetric(ms(percentile(lat, 0.50)), "p50-ms")
+			b.ReportMetric(ms(percentile(lat, 0.99)), "p99-ms")
+			b.ReportMetric(ms(percentile(lat, 1)), "max-ms")
+			b.ReportMetric(float64(falseUnknown), "other-nodes-not-ready")
+			b.ReportMetric(ms(percentile(verdict, 0.50)), "gossip-p50-ms")
+			b.ReportMetric(ms(percentile(verdict, 0.99)), "gossip-p99-ms")
+			b.Logf("kill -9 → Node Unknown: %v", lat)
+			b.Logf("kill -9 → failed in the master's gossip view: %v", verdict)
+		})
+	}
+}
+
+// BenchmarkGossipReschedule: kill -9 of the agent running all 10 replicas
+// of a Deployment (tolerating unreachable for 5 s) → 10 replicas Running
+// on the other nodes.
+func BenchmarkGossipReschedule(b *testing.B) {
+	rounds := envInt("SKIFF_BENCH_ROUNDS", 5)
+	m, cs, vs := gossipBenchCluster(b, 3, 0)
+	_ = m
+	ctx := context.Background()
+	var lat []time.Duration
+	for r := 0; r < rounds; r++ {
+		victim := vs[r%len(vs)]
+		vname := victim.NodeName(0)
+		// Only the victim is schedulable while the replicas start.
+		for _, o := range vs {
+			if o != victim {
+				setUnschedulable(b, cs, o.NodeName(0), true)
+			}
+		}
+		name := fmt.Sprintf("resched-%d", r)
+		replicas, secs := int32(10), int64(5)
+		labels := map[string]string{"app": name}
+		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+			Spec: appsv1.DeploymentSpec{Replicas: &replicas, Selector: &metav1.LabelSelector{MatchLabels: labels},
+				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
+					Containers: []corev1.Container{{Name: "c", Image: "example.com/app:1"}},
+					Tolerations: []corev1.Toleration{{Key: corev1.TaintNodeUnreachable, Operator: corev1.TolerationOpExists,
+						Effect: corev1.TaintEffectNoExecute, TolerationSeconds: &secs}}}}}}
+		if _, err := cs.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		waitReplicas(b, cs, name, 10, func(node string) bool { return node == vname })
+		for _, o := range vs {
+			if o != victim {
+				setUnschedulable(b, cs, o.NodeName(0), false)
+			}
+		}
+		start := time.Now()
+		victim.Kill()
+		waitReplicas(b, cs, name, 10, func(node string) bool { return node != vname })
+		lat = append(lat, time.Since(start))
+		if err := cs.AppsV1().Deployments("default").Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		victim.Start()
+		testutil.WaitFor(b, 60*time.Second, vname+" Ready", func() error {
+			if st, _ := readyStatus(cs, vname); st != corev1.ConditionTrue {
+				return fmt.Errorf("ready %s", st)
+			}
+			return nil
+		})
+		waitGossipAlive(b, m, vname)
+		testutil.WaitFor(b, 60*time.Second, vname+" untainted", func() error {
+			n, err := cs.CoreV1().Nodes().Get(ctx, vname, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if len(n.Spec.Taints) > 0 {
+				return fmt.Errorf("taints %+v", n.Spec.Taints)
+			}
+			return nil
+		})
+	}
+	b.ReportMetric(ms(percentile(lat, 0.50)), "p50-ms")
+	b.ReportMetric(ms(percentile(lat, 1)), "max-ms")
+	b.Logf("kill -9 → 10 replicas running elsewhere: %v", lat)
+}
+
+func setUnschedulable(b *testing.B, cs kubernetes.Interface, name string, v bool) {
+	testutil.WaitFor(b, 30*time.Second, "cordon "+name, func() error {
+		n, err := cs.CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		n.Spec.Unschedulable = v
+		_, err = cs.CoreV1().Nodes().Update(context.Background(), n, metav1.UpdateOptions{})
+		return err
+	})
+}
+
+func waitReplicas(b *testing.B, cs kubernetes.Interface, app string, n int, onNode func(string) bool) {
+	testutil.WaitFor(b, 2*time.Minute, fmt.Sprintf("%d replicas of %s running", n, app), func() error {
+		pods, err := cs.CoreV1().Pods("default").List(context.Background(), metav1.ListOptions{LabelSelector: "app=" + app})
+		if err != nil {
+			return err
+		}
+		count := 0
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning && onNode(p.Spec.NodeName) {
+				count++
+			}
+		}
+		if count < n {
+			return fmt.Errorf("%d running", count)
+		}
+		return nil
+	})
+}
