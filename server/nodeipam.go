@@ -28,6 +28,11 @@ func (s *Server) startLeaderWork(ctx context.Context) *sync.WaitGroup {
 		defer wg.Done()
 		s.nodeIPAMLoop(ctx)
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.kubernetesServiceLoop(ctx)
+	}()
 	s.startControllers(ctx, &wg)
 	s.startScheduler(ctx, &wg)
 	return &wg

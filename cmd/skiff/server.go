@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/skiff-io/skiff/server"
+	"github.com/skiff-io/skiff/server/servicealloc"
 )
 
 func newServerCommand() *cobra.Command {
@@ -75,6 +76,8 @@ runs the scheduler (unless --disable-scheduler) and the controllers.`,
 	f.BoolVar(&cfg.DisableAgent, "disable-agent", false, "do not run the embedded agent (the kubelet for this master's own node)")
 	f.BoolVar(&cfg.DisableScheduler, "disable-scheduler", false, "do not run the scheduler on the leader (pods stay unbound until another scheduler binds them)")
 	f.StringVar(&cfg.ClusterCIDR, "cluster-cidr", server.DefaultClusterCIDR, "pod address range; each node gets a /24 of it as its podCIDR")
+	f.StringVar(&cfg.ServiceCIDR, "service-cidr", servicealloc.DefaultServiceCIDR, "Service cluster IP range (IPv4); the kubernetes Service takes its first address")
+	f.StringVar(&cfg.NodePortRange, "service-node-port-range", server.DefaultNodePortRange, "port range of NodePort Services")
 	f.StringVar(&agentRuntime, "runtime", "libcontainer", "container runtime of the embedded agent: libcontainer or fake")
 	f.IntVar(&kubeletPort, "kubelet-port", 10250, "HTTPS port of the embedded agent's kubelet server")
 	addAgentTuningFlags(f, &node)
