@@ -65,6 +65,7 @@ simulates containers, for hollow nodes and tests).
 	f.IntVar(&opts.KubeletPort, "kubelet-port", 10250, "HTTPS port of the kubelet server (logs, exec, attach, port-forward)")
 	f.StringVar(&opts.Runtime, "runtime", "libcontainer", "container runtime: libcontainer, or fake (simulated containers, for hollow nodes)")
 	addAgentTuningFlags(f, &opts)
+	addProxyFlags(f, &opts)
 	addHollowFlags(f, &hollowOpt)
 	return cmd
 }

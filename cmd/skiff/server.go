@@ -81,6 +81,7 @@ runs the scheduler (unless --disable-scheduler) and the controllers.`,
 	f.StringVar(&agentRuntime, "runtime", "libcontainer", "container runtime of the embedded agent: libcontainer or fake")
 	f.IntVar(&kubeletPort, "kubelet-port", 10250, "HTTPS port of the embedded agent's kubelet server")
 	addAgentTuningFlags(f, &node)
+	addProxyFlags(f, &node)
 	addControllerFlags(f, &cfg.Controllers)
 	// Tuning, hidden: tests and benchmarks use them.
 	f.DurationVar(&cfg.HeartbeatTimeout, "raft-heartbeat-timeout", 0, "Raft heartbeat and election timeout (default 600ms)")

@@ -12,6 +12,8 @@ import (
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/skiff-io/skiff/nettools"
 )
 
 // nftBackend programs the proxy's table: every sync replaces the whole
@@ -21,6 +23,8 @@ type nftBackend struct {
 	netns   string // "" = the current network namespace
 	balance Balance
 	last    *Ruleset
+	// forwarding is set once net.ipv4.ip_forward is on.
+	forwarding bool
 }
 
 func (b *nftBackend) conn() (*nftables.Conn, func(), error) {
@@ -40,7 +44,26 @@ func (b *nftBackend) conn() (*nftables.Conn, func(), error) {
 	return c, func() { f.Close() }, nil
 }
 
+// enableForwarding turns on IPv4 forwarding in the proxy's namespace:
+// DNATed service traffic from pods is routed, even to an endpoint on the
+// same bridge.
+func (b *nftBackend) enableForwarding() error {
+	write := func() error {
+		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644)
+	}
+	if b.netns == "" {
+		return write()
+	}
+	return nettools.Do(b.netns, write)
+}
+
 func (b *nftBackend) Sync(m *Model) error {
+	if !b.forwarding {
+		if err := b.enableForwarding(); err != nil {
+			return fmt.Errorf("enable IPv4 forwarding: %w", err)
+		}
+		b.forwarding = true
+	}
 	rs := Rules(m, b.balance)
 	c, done, err := b.conn()
 	if err != nil {

@@ -82,9 +82,7 @@ func newWorld(t *testing.T) *world {
 	attach("ve", "E", []string{"10.42.0.3/24", "10.42.0.4/24"}, "10.42.0.1", true, "")
 	attach("vr", "R", []string{"10.42.1.2/24"}, "10.42.1.1", false, "10.42.1.1/24")
 	attach("vx", "X", []string{"192.168.77.2/24"}, "192.168.77.1", false, "192.168.77.1/24")
-	if out, err := exec.Command("ip", "netns", "exec", w.ns("N"), "sysctl", "-qw", "net.ipv4.ip_forward=1").CombinedOutput(); err != nil {
-		t.Fatalf("ip_forward: %v: %s", err, out)
-	}
+	// Forwarding in N stays off: the nftables mode turns it on.
 	return w
 }
 

@@ -125,7 +125,7 @@ func Rules(m *Model, balance Balance) *Ruleset {
 		{Name: "nat-prerouting", Hook: &Hook{"nat", "prerouting", -100}, Rules: []Rule{{Do: []Stmt{{Kind: StmtJump, Chain: "services"}}}}},
 		{Name: "nat-output", Hook: &Hook{"nat", "output", -100}, Rules: []Rule{{Do: []Stmt{{Kind: StmtJump, Chain: "services"}}}}},
 		{Name: "nat-postrouting", Hook: &Hook{"nat", "postrouting", 100}, Rules: []Rule{{Match: Match{Marked: true}, Do: []Stmt{{Kind: StmtMasquerade}}}}},
-		
+
 		{Name: "filter-prerouting", Hook: &Hook{"filter", "prerouting", -110}, Rules: []Rule{{Do: []Stmt{{Kind: StmtJump, Chain: "no-endpoints"}}}}},
 		{Name: "filter-output", Hook: &Hook{"filter", "output", -110}, Rules: []Rule{{Do: []Stmt{{Kind: StmtJump, Chain: "no-endpoints"}}}}},
 	}
