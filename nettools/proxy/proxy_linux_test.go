@@ -30,7 +30,7 @@ import (
 // (10.42.0.0/24), remote endpoints R routed through N (10.42.1.0/24), and
 // an outside host X on the node's address 192.168.77.1 for node ports.
 type world struct {
-	t      *testing.T
+	t      testing.TB
 	prefix string
 }
 
@@ -44,7 +44,7 @@ func (w *world) ip(args ...string) {
 	}
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t testing.TB) *world {
 	if os.Geteuid() != 0 {
 		t.Skip("the proxy's root tests need root (network namespaces, nftables)")
 	}
@@ -198,7 +198,7 @@ func sliceFor(svc string, proto corev1.Protocol, port int32, eps map[string]stri
 	return s
 }
 
-func startProxy(t *testing.T, w *world, cs kubernetes.Interface, mode Mode) (*Proxy, context.CancelFunc) {
+func startProxy(t testing.TB, w *world, cs kubernetes.Interface, mode Mode) (*Proxy, context.CancelFunc) {
 	t.Helper()
 	level := slog.LevelInfo
 	if os.Getenv("SKIFF_TEST_DEBUG") != "" {
