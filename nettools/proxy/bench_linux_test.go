@@ -116,6 +116,10 @@ func BenchmarkServiceThroughput(b *testing.B) {
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
 	}
+	// The remote endpoint is routed through N.
+	if err := (&nftBackend{netns: w.path("N")}).enableForwarding(); err != nil {
+		b.Fatal(err)
+	}
 	direct := []string{"10.42.0.3:8080", "10.42.0.4:8080", "10.42.1.2:8080"}
 	w.serve("E", direct[0])
 	w.serve("E", direct[1])
