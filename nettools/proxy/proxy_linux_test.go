@@ -198,13 +198,17 @@ func sliceFor(svc string, proto corev1.Protocol, port int32, eps map[string]stri
 	return s
 }
 
-func startProxy(t testing.TB, w *world, cs kubernetes.Interface, mode Mode) (*Proxy, context.CancelFunc) {
+func startProxy(t testing.TB, w *world, cs kubernetes.Interface, mode Mode, balance ...Balance) (*Proxy, context.CancelFunc) {
 	t.Helper()
 	level := slog.LevelInfo
 	if os.Getenv("SKIFF_TEST_DEBUG") != "" {
 		level = slog.LevelDebug
 	}
-	p, err := New(Config{Client: cs, NodeName: "node1", Mode: mode, NetNS: w.path("N"),
+	var bal Balance
+	if len(balance) > 0 {
+		bal = balance[0]
+	}
+	p, err := New(Config{Client: cs, NodeName: "node1", Mode: mode, NetNS: w.path("N"), Balance: bal,
 		MinSyncInterval: 10 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))})
 	if err != nil {
 		t.Fatal(err)
@@ -217,10 +221,11 @@ func startProxy(t testing.TB, w *world, cs kubernetes.Interface, mode Mode) (*Pr
 	return p, stop
 }
 
-func TestProxyNFTables(t *testing.T)  { testProxy(t, ModeNFTables) }
-func TestProxyUserspace(t *testing.T) { testProxy(t, ModeUserspace) }
+func TestProxyNFTables(t *testing.T)           { testProxy(t, ModeNFTables, BalanceRandom) }
+func TestProxyNFTablesRoundRobin(t *testing.T) { testProxy(t, ModeNFTables, BalanceRoundRobin) }
+func TestProxyUserspace(t *testing.T)          { testProxy(t, ModeUserspace, "") }
 
-func testProxy(t *testing.T, mode Mode) {
+func testProxy(t *testing.T, mode Mode, balance Balance) {
 	w := newWorld(t)
 	api := apiservertest.NewServer(t, apiservertest.Options{Admission: true})
 	cfg := api.RESTConfig()
@@ -265,7 +270,24 @@ func testProxy(t *testing.T, mode Mode) {
 			t.Fatal(err)
 		}
 	}
-	p, stop := startProxy(t, w, cs, mode)
+	// Traffic policies Local: only this node's endpoints (10.42.0.3 and
+	// .4); the node port keeps the client's address (not masqueraded).
+	local := mk("local", corev1.ServiceTypeClusterIP, corev1.ProtocolTCP, false)
+	local.Spec.InternalTrafficPolicy = ptr(corev1.ServiceInternalTrafficPolicyLocal)
+	if local, err = cs.CoreV1().Services("default").Update(ctx, local, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	extLocal := mk("extlocal", corev1.ServiceTypeNodePort, corev1.ProtocolTCP, false)
+	extLocal.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	if extLocal, err = cs.CoreV1().Services("default").Update(ctx, extLocal, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"local", "extlocal"} {
+		if _, err := slices.Create(ctx, sliceFor(name, corev1.ProtocolTCP, 8080, all), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, stop := startProxy(t, w, cs, mode, balance)
 	vip := net.JoinHostPort(web.Spec.ClusterIP, "80")
 
 	// Spread over every ready endpoint, local (same bridge as the client:
@@ -278,6 +300,18 @@ func testProxy(t *testing.T, mode Mode) {
 		return len(seen) == 3, fmt.Sprint(seen)
 	})
 	t.Logf("%s: synced %d service ports in %v", mode, p.LastSync().ServicePorts, p.LastSync().Duration)
+	if balance == BalanceRoundRobin || mode == ModeUserspace {
+		// Round robin: exactly even.
+		if seen := w.spread("C", "tcp4", vip, 30); len(seen) != 3 || seen["10.42.0.3:8080"] != 10 || seen["10.42.1.2:8080"] != 10 {
+			t.Fatalf("round robin over 3 endpoints, 30 requests: %v", seen)
+		}
+	}
+	if seen := w.spread("C", "tcp4", net.JoinHostPort(local.Spec.ClusterIP, "80"), 20); len(seen) != 2 || seen["10.42.1.2:8080"] != 0 {
+		t.Fatalf("internalTrafficPolicy Local: answers from %v", seen)
+	}
+	if seen := w.spread("X", "tcp4", fmt.Sprintf("192.168.77.1:%d", extLocal.Spec.Ports[0].NodePort), 20); len(seen) != 2 || seen["10.42.1.2:8080"] != 0 {
+		t.Fatalf("externalTrafficPolicy Local: answers from %v", seen)
+	}
 
 	// No ready endpoints: refused at once, not a timeout.
 	start := time.Now()
