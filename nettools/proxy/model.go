@@ -20,7 +20,7 @@ import (
 // and its ready endpoints. It is a pure function of the Services, the
 // EndpointSlices and the node (Build), so it is tested without a kernel.
 type Model struct {
-	Ports []ServicePort // sorted by ID
+	Ports []ServicePort // sorted by namespace, Service name, then ID
 }
 
 // ServicePort is one port of one Service.
@@ -140,7 +140,16 @@ func Build(services []*corev1.Service, slices []*discoveryv1.EndpointSlice, node
 			m.Ports = append(m.Ports, sp)
 		}
 	}
-	sort.Slice(m.Ports, func(i, j int) bool { return m.Ports[i].ID() < m.Ports[j].ID() })
+	sort.Slice(m.Ports, func(i, j int) bool {
+		a, b := m.Ports[i], m.Ports[j]
+		if a.Namespace != b.Namespace {
+			return a.Namespace < b.Namespace
+		}
+		if a.Service != b.Service {
+			return a.Service < b.Service
+		}
+		return a.ID() < b.ID()
+	})
 	return m
 }
 

@@ -25,6 +25,8 @@ type nftBackend struct {
 	netns   string // "" = the current network namespace
 	balance Balance
 	last    *Ruleset
+	// lastText is each chain of last in nft syntax (what update compares).
+	lastText map[string]string
 	// forwarding is set once net.ipv4.ip_forward is on.
 	forwarding bool
 }
@@ -99,9 +101,14 @@ func (b *nftBackend) Sync(m *Model) error {
 	}
 	rs := Rules(m, b.balance)
 	if b.last != nil {
-		err := b.apply(func(c *nftables.Conn, t *nftables.Table) error { return update(c, t, b.last, rs) })
+		var text map[string]string
+		err := b.apply(func(c *nftables.Conn, t *nftables.Table) error {
+			var err error
+			text, err = update(c, t, b.last, b.lastText, rs)
+			return err
+		})
 		if err == nil {
-			b.last = rs
+			b.last, b.lastText = rs, text
 			return nil
 		}
 		// Out of step with the kernel (someone changed the table), or a
@@ -116,7 +123,7 @@ func (b *nftBackend) Sync(m *Model) error {
 	if err != nil {
 		return fmt.Errorf("nftables: replace table %s: %w", TableName, err)
 	}
-	b.last = rs
+	b.last, b.lastText = rs, nil
 	return nil
 }
 
@@ -146,11 +153,14 @@ func chainText(ch Chain, balance Balance) string {
 // update queues the changes from old to rs: new sets and chains first,
 // then changed chains flushed and refilled, then removed chains and sets
 // (nothing refers to them any more) flushed and deleted.
-func update(c *nftables.Conn, t *nftables.Table, old, rs *Ruleset) error {
-	oldChains := map[string]string{}
-	for _, ch := range old.Chains {
-		oldChains[ch.Name] = chainText(ch, old.Balance)
+func update(c *nftables.Conn, t *nftables.Table, old *Ruleset, oldChains map[string]string, rs *Ruleset) (map[string]string, error) {
+	if oldChains == nil {
+		oldChains = map[string]string{}
+		for _, ch := range old.Chains {
+			oldChains[ch.Name] = chainText(ch, old.Balance)
+		}
 	}
+	texts := make(map[string]string, len(rs.Chains))
 	oldSets := map[string]AffinitySet{}
 	for _, s := range old.Sets {
 		oldSets[s.Name] = s
@@ -162,10 +172,10 @@ func update(c *nftables.Conn, t *nftables.Table, old, rs *Ruleset) error {
 		set := &nftables.Set{Table: t, Name: s.Name, KeyType: nftables.TypeIPAddr, HasTimeout: true, Dynamic: true,
 			Timeout: time.Duration(s.Timeout) * time.Second}
 		if o, ok := oldSets[s.Name]; ok && o.Timeout != s.Timeout {
-			return fmt.Errorf("nftables: set %s changed its timeout", s.Name) // full replacement
+			return nil, fmt.Errorf("nftables: set %s changed its timeout", s.Name) // full replacement
 		} else if !ok {
 			if err := c.AddSet(set, nil); err != nil {
-				return fmt.Errorf("nftables: set %s: %w", s.Name, err)
+				return nil, fmt.Errorf("nftables: set %s: %w", s.Name, err)
 			}
 		}
 		sets[s.Name] = set
@@ -175,18 +185,20 @@ func update(c *nftables.Conn, t *nftables.Table, old, rs *Ruleset) error {
 	for _, ch := range rs.Chains {
 		want[ch.Name] = true
 		prev, ok := oldChains[ch.Name]
-		if ok && prev == chainText(ch, rs.Balance) {
+		text := chainText(ch, rs.Balance)
+		texts[ch.Name] = text
+		if ok && prev == text {
 			continue
 		}
 		nc := &nftables.Chain{Name: ch.Name, Table: t}
 		if ok {
 			if ch.Hook != nil {
-				return fmt.Errorf("nftables: base chain %s changed", ch.Name) // never: full replacement
+				return nil, fmt.Errorf("nftables: base chain %s changed", ch.Name) // never: full replacement
 			}
 			c.FlushChain(nc)
 		} else {
 			if ch.Hook != nil {
-				return fmt.Errorf("nftables: new base chain %s", ch.Name)
+				return nil, fmt.Errorf("nftables: new base chain %s", ch.Name)
 			}
 			c.AddChain(nc)
 		}
@@ -197,7 +209,7 @@ func update(c *nftables.Conn, t *nftables.Table, old, rs *Ruleset) error {
 		for _, r := range ch.Rules {
 			exprs, err := ruleExprs(c, t, r, rs.Balance, sets)
 			if err != nil {
-				return fmt.Errorf("nftables: chain %s: %w", ch.Name, err)
+				return nil, fmt.Errorf("nftables: chain %s: %w", ch.Name, err)
 			}
 			c.AddRule(&nftables.Rule{Table: t, Chain: nc, Exprs: exprs})
 		}
@@ -217,7 +229,7 @@ func update(c *nftables.Conn, t *nftables.Table, old, rs *Ruleset) error {
 			c.DelSet(&nftables.Set{Table: t, Name: s.Name})
 		}
 	}
-	return nil
+	return texts, nil
 }
 
 // Cleanup deletes the table (when the proxy runs in another mode).

@@ -142,7 +142,7 @@ func Rules(m *Model, balance Balance) *Ruleset {
 			svcChain := "svc-" + id
 			services.Rules = append(services.Rules, Rule{Match: Match{DAddr: p.ClusterIP, Proto: p.Protocol, DPort: p.Port},
 				Do: []Stmt{{Kind: StmtGoto, Chain: svcChain}}})
-			own = append(own, Chain{Name: svcChain, Rules: pickRules(p, eps, false)})
+			own = append(own, Chain{Name: svcChain, Rules: pickRules(p, id, eps, false)})
 		} else {
 			noEndpoints.Rules = append(noEndpoints.Rules, Rule{Match: Match{DAddr: p.ClusterIP, Proto: p.Protocol, DPort: p.Port}, Do: reject})
 		}
@@ -151,20 +151,20 @@ func Rules(m *Model, balance Balance) *Ruleset {
 				extChain := "ext-" + id
 				nodeports.Rules = append(nodeports.Rules, Rule{Match: Match{Proto: p.Protocol, DPort: p.NodePort},
 					Do: []Stmt{{Kind: StmtGoto, Chain: extChain}}})
-				own = append(own, Chain{Name: extChain, Rules: pickRules(p, eps, !p.ExternalLocal)})
+				own = append(own, Chain{Name: extChain, Rules: pickRules(p, id, eps, !p.ExternalLocal)})
 			} else {
 				noEndpoints.Rules = append(noEndpoints.Rules, Rule{Match: Match{LocalDst: true, Proto: p.Protocol, DPort: p.NodePort}, Do: reject})
 			}
 		}
 		for _, e := range p.Endpoints {
-			name := endpointChain(p, e)
+			name := endpointChain(id, e)
 			if epChains[name] {
 				continue
 			}
 			epChains[name] = true
 			var do []Stmt
 			if p.AffinitySeconds > 0 {
-				set := affinitySet(p, e)
+				set := affinitySet(id, e)
 				rs.Sets = append(rs.Sets, AffinitySet{Name: set, Timeout: p.AffinitySeconds})
 				do = append(do, Stmt{Kind: StmtUpdateSet, Set: set})
 			}
@@ -182,24 +182,24 @@ func Rules(m *Model, balance Balance) *Ruleset {
 }
 
 // pickRules: affinity first, then a balanced pick among eps.
-func pickRules(p *ServicePort, eps []Endpoint, mark bool) []Rule {
+func pickRules(p *ServicePort, id string, eps []Endpoint, mark bool) []Rule {
 	var rules []Rule
 	if mark {
 		rules = append(rules, Rule{Do: []Stmt{{Kind: StmtMark}}})
 	}
 	var chains []string
 	for _, e := range eps {
-		c := endpointChain(p, e)
+		c := endpointChain(id, e)
 		chains = append(chains, c)
 		if p.AffinitySeconds > 0 {
-			rules = append(rules, Rule{Match: Match{SAddrIn: affinitySet(p, e)}, Do: []Stmt{{Kind: StmtGoto, Chain: c}}})
+			rules = append(rules, Rule{Match: Match{SAddrIn: affinitySet(id, e)}, Do: []Stmt{{Kind: StmtGoto, Chain: c}}})
 		}
 	}
 	return append(rules, Rule{Do: []Stmt{{Kind: StmtPick, Chains: chains}}})
 }
 
-func endpointChain(p *ServicePort, e Endpoint) string { return "ep-" + p.ID() + "-" + e.String() }
-func affinitySet(p *ServicePort, e Endpoint) string   { return "aff-" + p.ID() + "-" + e.String() }
+func endpointChain(id string, e Endpoint) string { return "ep-" + id + "-" + e.String() }
+func affinitySet(id string, e Endpoint) string   { return "aff-" + id + "-" + e.String() }
 
 // String prints the ruleset in nft syntax (as `nft list table ip
 // skiff-proxy` would, give or take the formatting).
