@@ -145,6 +145,9 @@ func (a *Allocator) Allocate(snap *state.Snapshot, svc, old *corev1.Service) fie
 		// A client that leaves the cluster IP out keeps it.
 		s.ClusterIP, s.ClusterIPs = old.Spec.ClusterIP, old.Spec.ClusterIPs
 	}
+	if s.ClusterIP == "" && len(s.ClusterIPs) > 0 {
+		s.ClusterIP = s.ClusterIPs[0] // asked for through clusterIPs only
+	}
 	owner := ownerOf(svc, old)
 	if s.ClusterIP != corev1.ClusterIPNone {
 		if s.ClusterIP == "" {
