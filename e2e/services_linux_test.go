@@ -61,6 +61,16 @@ func TestServiceClusterIP(t *testing.T) {
 	}
 	t.Logf("answers through %s: %v", svc.Spec.ClusterIP, seen)
 
+	// `skiff services` shows the same from the API, nft-free.
+	out, err := n.master.Run(ctx, "services", "--node", "real-1")
+	if err != nil || !strings.Contains(out, "default/web:80/tcp") || strings.Count(out, ":8080(local)") != 3 {
+		t.Fatalf("skiff services: %v\n%s", err, out)
+	}
+	out, err = n.master.Run(ctx, "services", "--node", "real-1", "--rules")
+	if err != nil || !strings.Contains(out, "ip daddr "+svc.Spec.ClusterIP+" meta l4proto tcp th dport 80 goto") {
+		t.Fatalf("skiff services --rules: %v\n%s", err, out)
+	}
+
 	// The kubernetes Service: first address of the range, the master's
 	// API address as its endpoint.
 	k, err := n.cs.CoreV1().Services("default").Get(ctx, "kubernetes", metav1.GetOptions{})
