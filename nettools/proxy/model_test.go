@@ -129,3 +129,35 @@ func TestRules(t *testing.T) {
 		}
 	}
 }
+
+func TestStaleUDP(t *testing.T) {
+	svc := testService("dns", "10.43.0.10", corev1.ServiceTypeNodePort, corev1.ServicePort{Port: 53, Protocol: corev1.ProtocolUDP, NodePort: 30053})
+	slice := func(ips ...string) []*discoveryv1.EndpointSlice {
+		var eps []testEP
+		for _, ip := range ips {
+			eps = append(eps, testEP{ip: ip, node: "n1"})
+		}
+		s := testSlice("dns", "dns", map[string]int32{"": 5353}, eps...)
+		s.Ports[0].Protocol = ptr(corev1.ProtocolUDP)
+		return []*discoveryv1.EndpointSlice{s}
+	}
+	none := Build([]*corev1.Service{svc}, nil, Node{Name: "n1"})
+	two := Build([]*corev1.Service{svc}, slice("10.42.0.5", "10.42.0.6"), Node{Name: "n1"})
+	one := Build([]*corev1.Service{svc}, slice("10.42.0.6"), Node{Name: "n1"})
+	if got := StaleUDP(nil, two); len(got) != 0 {
+		t.Fatalf("first sync: %v", got)
+	}
+	vip := netip.MustParseAddr("10.43.0.10")
+	got := StaleUDP(none, two)
+	if len(got) != 2 || got[0] != (StaleFlow{Dst: vip, DstPort: 53}) || got[1] != (StaleFlow{DstPort: 30053}) {
+		t.Fatalf("endpoints appear: %v", got)
+	}
+	gone := netip.MustParseAddr("10.42.0.5")
+	got = StaleUDP(two, one)
+	if len(got) != 2 || got[0] != (StaleFlow{Dst: vip, DstPort: 53, Endpoint: gone}) || got[1] != (StaleFlow{DstPort: 30053, Endpoint: gone}) {
+		t.Fatalf("endpoint removed: %v", got)
+	}
+	if got := StaleUDP(one, one); len(got) != 0 {
+		t.Fatalf("no change: %v", got)
+	}
+}

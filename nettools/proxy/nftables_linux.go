@@ -27,6 +27,9 @@ type nftBackend struct {
 	last    *Ruleset
 	// lastText is each chain of last in nft syntax (what update compares).
 	lastText map[string]string
+	// model is the last model synced (stale UDP flows are found by
+	// comparing with it).
+	model *Model
 	// forwarding is set once net.ipv4.ip_forward is on.
 	forwarding bool
 }
@@ -109,7 +112,7 @@ func (b *nftBackend) Sync(m *Model) error {
 		})
 		if err == nil {
 			b.last, b.lastText = rs, text
-			return nil
+			return b.flushStale(m)
 		}
 		// Out of step with the kernel (someone changed the table), or a
 		// change update does not do: start over with a full replacement.
@@ -124,7 +127,15 @@ func (b *nftBackend) Sync(m *Model) error {
 		return fmt.Errorf("nftables: replace table %s: %w", TableName, err)
 	}
 	b.last, b.lastText = rs, nil
-	return nil
+	return b.flushStale(m)
+}
+
+// flushStale deletes the conntrack entries of UDP flows made stale by the
+// change from the last model to m.
+func (b *nftBackend) flushStale(m *Model) error {
+	flows := StaleUDP(b.model, m)
+	b.model = m
+	return deleteFlows(b.netns, flows)
 }
 
 // apply queues fn's messages and sends them as one transaction.

@@ -152,6 +152,36 @@ func (w *world) get(n, network, addr string) (string, error) {
 	return answer, err
 }
 
+// udpFrom asks addr over UDP from namespace n with a fixed local address
+// (so every ask is the same conntrack flow).
+func (w *world) udpFrom(n, laddr, addr string) (string, error) {
+	var answer string
+	err := nettools.Do(w.path(n), func() error {
+		la, err := net.ResolveUDPAddr("udp4", laddr)
+		if err != nil {
+			return err
+		}
+		ra, err := net.ResolveUDPAddr("udp4", addr)
+		if err != nil {
+			return err
+		}
+		c, err := net.DialUDP("udp4", la, ra)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(time.Second))
+		if _, err := c.Write([]byte("?")); err != nil {
+			return err
+		}
+		b := make([]byte, 1500)
+		k, err := c.Read(b)
+		answer = string(b[:k])
+		return err
+	})
+	return answer, err
+}
+
 // spread asks n times and counts the answers; errors fail the test.
 func (w *world) spread(n, network, addr string, times int) map[string]int {
 	w.t.Helper()
@@ -331,6 +361,40 @@ func testProxy(t *testing.T, mode Mode, balance Balance) {
 			seen[a]++
 		}
 		return len(seen) == 3, fmt.Sprint(seen)
+	})
+
+	// A UDP flow whose endpoint goes away moves to another one (its
+	// conntrack entry is deleted; the removed server still answers, so a
+	// stale entry would show).
+	flowAddr := net.JoinHostPort(udp.Spec.ClusterIP, "80")
+	first, err := w.udpFrom("C", "10.42.0.2:40000", flowAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := w.udpFrom("C", "10.42.0.2:40000", flowAddr); err != nil || again != first {
+		t.Fatalf("one flow, two endpoints: %q then %q (%v)", first, again, err)
+	}
+	rest := map[string]string{}
+	for ip, node := range all {
+		if ip+":8080" != first {
+			rest[ip] = node
+		}
+	}
+	us, err := slices.Get(ctx, "udp", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := sliceFor("udp", corev1.ProtocolUDP, 8080, rest)
+	moved.ResourceVersion = us.ResourceVersion
+	if _, err := slices.Update(ctx, moved, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the UDP flow leaves the removed endpoint", func() (bool, string) {
+		a, err := w.udpFrom("C", "10.42.0.2:40000", flowAddr)
+		if err != nil {
+			return false, err.Error()
+		}
+		return a != first, a
 	})
 
 	// Session affinity: one client, one endpoint.

@@ -52,6 +52,9 @@ type frontend struct {
 	affMu sync.Mutex
 	aff   map[netip.Addr]affinityEntry
 
+	flowMu sync.Mutex
+	flows  map[string]*udpFlow // UDP flows by client address
+
 	tcp    net.Listener
 	udp    net.PacketConn
 	closed chan struct{}
@@ -148,6 +151,7 @@ func (b *userspaceBackend) Sync(m *Model) error {
 		}
 		eps := append([]Endpoint(nil), w.eps...)
 		f.eps.Store(&eps)
+		f.dropGone(eps)
 	}
 	return errors.Join(errs...)
 }
@@ -231,7 +235,7 @@ func (b *userspaceBackend) Describe() string {
 
 func (b *userspaceBackend) open(key string, proto corev1.Protocol, addr string, affinity time.Duration) (*frontend, error) {
 	f := &frontend{key: key, proto: proto, addr: addr, affinity: affinity, closed: make(chan struct{}),
-		aff: map[netip.Addr]affinityEntry{}, log: b.log.With("frontend", key), dial: b.dial}
+		aff: map[netip.Addr]affinityEntry{}, flows: map[string]*udpFlow{}, log: b.log.With("frontend", key), dial: b.dial}
 	err := b.inNS(func() error {
 		var err error
 		if proto == corev1.ProtocolUDP {
@@ -344,33 +348,53 @@ func (f *frontend) forwardTCP(c net.Conn) {
 	<-done
 }
 
+// udpFlow is one UDP client's socket to its endpoint.
+type udpFlow struct {
+	up   net.Conn
+	ep   Endpoint
+	last atomic.Int64
+}
+
+// dropGone closes the UDP flows whose endpoint is not in eps: their next
+// packet picks a current endpoint.
+func (f *frontend) dropGone(eps []Endpoint) {
+	in := map[Endpoint]bool{}
+	for _, e := range eps {
+		in[e] = true
+	}
+	f.flowMu.Lock()
+	defer f.flowMu.Unlock()
+	for k, fl := range f.flows {
+		if !in[fl.ep] {
+			fl.up.Close()
+			delete(f.flows, k)
+		}
+	}
+}
+
 func (f *frontend) serveUDP() {
 	defer f.wg.Done()
-	type flow struct {
-		up   net.Conn
-		last atomic.Int64
-	}
-	var mu sync.Mutex
-	flows := map[string]*flow{}
 	buf := make([]byte, 65535)
 	for {
 		n, from, err := f.udp.ReadFrom(buf)
 		if err != nil {
 			select {
 			case <-f.closed:
-				mu.Lock()
-				for _, fl := range flows {
+				f.flowMu.Lock()
+				for k, fl := range f.flows {
 					fl.up.Close()
+					delete(f.flows, k)
 				}
-				mu.Unlock()
+				f.flowMu.Unlock()
 				return
 			default:
 			}
 			continue
 		}
-		mu.Lock()
-		fl := flows[from.String()]
-		mu.Unlock()
+		key := from.String()
+		f.flowMu.Lock()
+		fl := f.flows[key]
+		f.flowMu.Unlock()
 		if fl == nil {
 			ep, ok := f.pick(clientAddr(from))
 			if !ok {
@@ -380,30 +404,38 @@ func (f *frontend) serveUDP() {
 			if err != nil {
 				continue
 			}
-			fl = &flow{up: up}
-			mu.Lock()
-			flows[from.String()] = fl
-			mu.Unlock()
-			go func(from net.Addr, fl *flow) {
-				b := make([]byte, 65535)
-				for {
-					_ = fl.up.SetReadDeadline(time.Now().Add(udpIdle))
-					n, err := fl.up.Read(b)
-					if err != nil {
-						if time.Since(time.Unix(0, fl.last.Load())) < udpIdle && !errors.Is(err, net.ErrClosed) {
-							continue
-						}
-						mu.Lock()
-						delete(flows, from.String())
-						mu.Unlock()
-						fl.up.Close()
-						return
-					}
-					_, _ = f.udp.WriteTo(b[:n], from)
-				}
-			}(from, fl)
+			fl = &udpFlow{up: up, ep: ep}
+			f.flowMu.Lock()
+			f.flows[key] = fl
+			f.flowMu.Unlock()
+			go f.udpReplies(from, key, fl)
 		}
 		fl.last.Store(time.Now().UnixNano())
 		_, _ = fl.up.Write(buf[:n])
+	}
+}
+
+// udpReplies sends an endpoint's replies back to the client until the
+// flow is idle for udpIdle or closed.
+func (f *frontend) udpReplies(from net.Addr, key string, fl *udpFlow) {
+	b := make([]byte, 65535)
+	defer func() {
+		fl.up.Close()
+		f.flowMu.Lock()
+		if f.flows[key] == fl {
+			delete(f.flows, key)
+		}
+		f.flowMu.Unlock()
+	}()
+	for {
+		_ = fl.up.SetReadDeadline(time.Now().Add(udpIdle))
+		n, err := fl.up.Read(b)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || time.Since(time.Unix(0, fl.last.Load())) >= udpIdle {
+				return
+			}
+			continue
+		}
+		_, _ = f.udp.WriteTo(b[:n], from)
 	}
 }
