@@ -44,8 +44,13 @@ type Endpoint struct {
 	IP   netip.Addr
 	Port uint16
 	// Local: on this node (its NodeName, or an address of the node's pod
-	// CIDR). Traffic to a local endpoint is masqueraded (see nftables.go).
+	// CIDR).
 	Local bool
+	// Masquerade: traffic to it is masqueraded (rules.go): local endpoints
+	// (replies on the node's bridge would skip the reverse NAT) and
+	// endpoints of no node (the masters behind the kubernetes Service,
+	// addresses outside the pod network that need not route back to pods).
+	Masquerade bool
 }
 
 func (e Endpoint) String() string { return netip.AddrPortFrom(e.IP, e.Port).String() }
@@ -190,6 +195,7 @@ func endpointsFor(slices []*discoveryv1.EndpointSlice, p corev1.ServicePort, nod
 					continue
 				}
 				e := Endpoint{IP: ip, Port: port, Local: local || (node.PodCIDR.IsValid() && node.PodCIDR.Contains(ip))}
+				e.Masquerade = e.Local || ep.NodeName == nil
 				if !seen[e] {
 					seen[e] = true
 					out = append(out, e)

@@ -115,7 +115,8 @@ type Ruleset struct {
 //     reply from an endpoint on the node's own bridge would go straight
 //     back to the client pod and skip the reverse NAT; masquerading
 //     traffic to local endpoints makes the reply come back through the
-//     node.
+//     node. Endpoints of no node (the masters behind the kubernetes
+//     Service) are masqueraded too: their hosts need no route to pods.
 func Rules(m *Model, balance Balance) *Ruleset {
 	if balance == "" {
 		balance = BalanceRandom
@@ -168,7 +169,7 @@ func Rules(m *Model, balance Balance) *Ruleset {
 				rs.Sets = append(rs.Sets, AffinitySet{Name: set, Timeout: p.AffinitySeconds})
 				do = append(do, Stmt{Kind: StmtUpdateSet, Set: set})
 			}
-			if e.Local {
+			if e.Masquerade {
 				do = append(do, Stmt{Kind: StmtMark})
 			}
 			do = append(do, Stmt{Kind: StmtDNAT, Endpoint: e, Proto: p.Protocol})
