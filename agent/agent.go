@@ -39,6 +39,9 @@ type Agent struct {
 	events   *eventRecorder
 	backoffs *backoffs
 
+	// masterEnv caches the kubernetes Service's variables (serviceenv.go).
+	masterEnv masterEnvCache
+
 	// podCIDR is the node's spec.podCIDR once the master assigned it.
 	podCIDR atomic.Pointer[string]
 	// runtimeName prefixes container IDs in pod status ("fake://...").

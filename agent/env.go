@@ -30,6 +30,9 @@ func (a *Agent) containerEnv(ctx context.Context, pod *corev1.Pod, c *corev1.Con
 		}
 		vals[k] = v
 	}
+	for _, kv := range a.masterServiceEnv(ctx) {
+		set(kv[0], kv[1])
+	}
 	for _, from := range c.EnvFrom {
 		var data map[string]string
 		switch {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/skiff-io/skiff/server/controller/manager"
+	"github.com/skiff-io/skiff/server/servicealloc"
 )
 
 // Config is everything a master needs; cmd/skiff fills it from flags.
@@ -43,6 +44,10 @@ type Config struct {
 	// ClusterCIDR is the pod address range; the leader gives each Node a
 	// /24 of it as spec.podCIDR.
 	ClusterCIDR string
+	// ServiceCIDR is the Service cluster IP range (10.43.0.0/16) and
+	// NodePortRange the node port range ("30000-32767").
+	ServiceCIDR   string
+	NodePortRange string
 	// Controllers tune the leader's controllers (server/controller/manager).
 	Controllers manager.Options
 
@@ -56,6 +61,9 @@ type Config struct {
 
 	Logger *slog.Logger
 }
+
+// DefaultNodePortRange is the default node port range.
+const DefaultNodePortRange = "30000-32767"
 
 // DefaultClusterCIDR is the default pod address range.
 const DefaultClusterCIDR = "10.42.0.0/16"
@@ -109,6 +117,15 @@ func (c *Config) setDefaults() error {
 	}
 	if c.ClusterCIDR == "" {
 		c.ClusterCIDR = DefaultClusterCIDR
+	}
+	if c.ServiceCIDR == "" {
+		c.ServiceCIDR = servicealloc.DefaultServiceCIDR
+	}
+	if c.NodePortRange == "" {
+		c.NodePortRange = DefaultNodePortRange
+	}
+	if _, err := servicealloc.New(c.ServiceCIDR, c.NodePortRange); err != nil {
+		return err
 	}
 	if c.HeartbeatTimeout == 0 {
 		c.HeartbeatTimeout = defaultHeartbeatTimeout

@@ -34,5 +34,9 @@ func (s *Server) startControllers(ctx context.Context, wg *sync.WaitGroup, cfg *
 // admissionChain is the API server's admission (server/admission) over
 // the local state.
 func (s *Server) admissionChain() *admission.Chain {
-	return admission.New(raftStore{s}, registry.New(), s.cfg.Logger)
+	c := admission.New(raftStore{s}, registry.New(), s.cfg.Logger)
+	if alloc, err := s.serviceAllocator(); err == nil {
+		c.SetServiceAllocator(alloc)
+	}
+	return c
 }

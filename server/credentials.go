@@ -92,6 +92,10 @@ func (s *Server) loadOrCreateCredentials(ctx context.Context) error {
 	if bip := net.ParseIP(s.cfg.BindAddress); bip != nil && !bip.IsUnspecified() {
 		ips = append(ips, bip)
 	}
+	// Pods reach the API at the kubernetes Service's cluster IP.
+	if alloc, err := s.serviceAllocator(); err == nil {
+		ips = append(ips, net.IP(alloc.FirstIP().AsSlice()))
+	}
 	s.serverCert, s.serverKey, err = ca.IssueServer(s.cfg.NodeName, []string{s.cfg.NodeName}, ips)
 	if err != nil {
 		return err

@@ -34,6 +34,11 @@ func (s *Server) startLeaderWork(ctx context.Context) *sync.WaitGroup {
 		defer wg.Done()
 		s.gossipLeaderLoop(ctx)
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.kubernetesServiceLoop(ctx)
+	}()
 	// The scheduler and the controllers share one informer factory that
 	// reads the state in process; without it each falls back to informers
 	// of its own over the loopback API.

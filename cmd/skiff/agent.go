@@ -75,6 +75,7 @@ simulates containers, for hollow nodes and tests).
 	addAgentTuningFlags(f, &opts)
 	addDNSFlags(f, &opts.DNS)
 	addNetworkFlags(f, &opts.Network, true)
+	addProxyFlags(f, &opts)
 	addHollowFlags(f, &hollowOpt)
 	f.IntVar(&opts.GossipPort, "gossip-port", 7946, "port of gossip with the masters and other nodes (hollow node i takes this port + i; 0: free ports)")
 	f.BoolVar(&opts.NoGossip, "disable-gossip", false, "do not join gossip (the node's health then comes from its Lease only)")

@@ -11,11 +11,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/pflag"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/skiff-io/skiff/agent"
 	"github.com/skiff-io/skiff/client"
+	"github.com/skiff-io/skiff/nettools/proxy"
 	"github.com/skiff-io/skiff/server"
 	"github.com/skiff-io/skiff/server/pki"
 )
@@ -29,6 +31,11 @@ type nodeOptions struct {
 	BindAddress string
 	KubeletPort int
 	Runtime     string
+	// ProxyMode is the service proxy's mode: nftables, userspace or none
+	// ("": nftables, none with the fake runtime); ProxyBalance picks
+	// endpoints in nftables mode (random, round-robin).
+	ProxyMode    string
+	ProxyBalance string
 
 	LeaseDuration  time.Duration
 	StatusInterval time.Duration
@@ -139,6 +146,11 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 		return err
 	}
 	log.Info("agent starting", "node", o.NodeName, "server", o.Server, "node-ip", o.NodeIP, "kubelet", a.Addr(), "runtime", o.Runtime)
+	stopProxy, err := startProxy(ctx, o, cs, dataDir)
+	if err != nil {
+		return err
+	}
+	defer stopProxy()
 	pn.Start(ctx)
 	defer pn.Wait()
 	if !o.NoGossip {
@@ -156,6 +168,43 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 		}()
 	}
 	return a.Run(ctx)
+}
+
+// startProxy runs the node's service proxy (nettools/proxy) beside the
+// kubelet. Hollow nodes (the fake runtime) run none: their pods have no
+// network.
+func startProxy(ctx context.Context, o nodeOptions, cs kubernetes.Interface, dataDir string) (func(), error) {
+	mode := o.ProxyMode
+	if mode == "" {
+		mode = string(proxy.ModeNFTables)
+		if o.Runtime == "fake" {
+			mode = "none"
+		}
+	}
+	if mode == "none" {
+		return func() {}, nil
+	}
+	p, err := proxy.New(proxy.Config{Client: cs, NodeName: o.NodeName, Mode: proxy.Mode(mode),
+		Balance: proxy.Balance(o.ProxyBalance), Logger: o.Logger,
+		StateFile: filepath.Join(dataDir, "agent", "proxy", "state.txt")})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := p.Run(ctx); err != nil && ctx.Err() == nil {
+			o.Logger.Error("service proxy stopped", "err", err)
+		}
+	}()
+	return func() { cancel(); <-done }, nil
+}
+
+// addProxyFlags adds the service proxy's flags (agent and server).
+func addProxyFlags(f *pflag.FlagSet, o *nodeOptions) {
+	f.StringVar(&o.ProxyMode, "proxy-mode", "", "service proxy mode: nftables, userspace or none (default nftables; none with --runtime fake)")
+	f.StringVar(&o.ProxyBalance, "proxy-balance", "random", "how the nftables mode picks a Service endpoint: random or round-robin")
 }
 
 func bootstrapWithRetry(ctx context.Context, o nodeOptions, addresses []string) (*pki.NodeCredentials, error) {

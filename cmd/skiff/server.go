@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/skiff-io/skiff/server"
+	"github.com/skiff-io/skiff/server/servicealloc"
 )
 
 func newServerCommand() *cobra.Command {
@@ -79,11 +80,14 @@ runs the scheduler (unless --disable-scheduler) and the controllers.`,
 	f.BoolVar(&cfg.DisableAgent, "disable-agent", false, "do not run the embedded agent (the kubelet for this master's own node)")
 	f.BoolVar(&cfg.DisableScheduler, "disable-scheduler", false, "do not run the scheduler on the leader (pods stay unbound until another scheduler binds them)")
 	f.StringVar(&cfg.ClusterCIDR, "cluster-cidr", server.DefaultClusterCIDR, "pod address range; each node gets a /24 of it as its podCIDR")
+	f.StringVar(&cfg.ServiceCIDR, "service-cidr", servicealloc.DefaultServiceCIDR, "Service cluster IP range (IPv4); the kubernetes Service takes its first address")
+	f.StringVar(&cfg.NodePortRange, "service-node-port-range", server.DefaultNodePortRange, "port range of NodePort Services")
 	f.StringVar(&agentRuntime, "runtime", "libcontainer", "container runtime of the embedded agent: libcontainer or fake")
 	f.IntVar(&kubeletPort, "kubelet-port", 10250, "HTTPS port of the embedded agent's kubelet server")
 	addAgentTuningFlags(f, &node)
 	addDNSFlags(f, &node.DNS)
 	addNetworkFlags(f, &node.Network, false)
+	addProxyFlags(f, &node)
 	addControllerFlags(f, &cfg.Controllers)
 	// Tuning, hidden: tests and benchmarks use them.
 	f.DurationVar(&cfg.HeartbeatTimeout, "raft-heartbeat-timeout", 0, "Raft heartbeat and election timeout (default 600ms)")

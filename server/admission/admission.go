@@ -10,6 +10,9 @@
 //     globalDefault one); an unknown class is refused (priority.go).
 //   - LimitRanger: LimitRange defaults for container requests and limits,
 //     and the min, max and ratio constraints (403).
+//   - Service IP and node port allocation (service.go, server/servicealloc):
+//     cluster IPs from the service CIDR and node ports from their range,
+//     reserved in the same Raft entry as the Service.
 //   - ResourceQuota: a create that would take a quota's usage over its hard
 //     limit is refused (403 "exceeded quota: …"); an admitted create
 //     charges the quota in the same Raft entry as the object (a status
@@ -33,6 +36,7 @@ import (
 	"github.com/skiff-io/skiff/fsm/state"
 	"github.com/skiff-io/skiff/server/auth"
 	"github.com/skiff-io/skiff/server/registry"
+	"github.com/skiff-io/skiff/server/servicealloc"
 )
 
 // Operation is what a request does to an object.
@@ -64,9 +68,10 @@ type Reader interface {
 
 // Chain runs the plugins.
 type Chain struct {
-	reader Reader
-	reg    *registry.Registry
-	log    *slog.Logger
+	reader   Reader
+	reg      *registry.Registry
+	log      *slog.Logger
+	services *servicealloc.Allocator
 }
 
 // New returns the admission chain over the state read by r.
@@ -74,13 +79,20 @@ func New(r Reader, reg *registry.Registry, log *slog.Logger) *Chain {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Chain{reader: r, reg: reg, log: log.With("component", "admission")}
+	services, err := servicealloc.New(servicealloc.DefaultServiceCIDR, "")
+	if err != nil {
+		panic(err) // the defaults are valid
+	}
+	return &Chain{reader: r, reg: reg, log: log.With("component", "admission"), services: services}
 }
 
 // Admit runs the mutating plugins on a create or update.
 func (c *Chain) Admit(ctx context.Context, a *Attributes) error {
 	if err := nodeRestriction(auth.UserFrom(ctx), a); err != nil {
 		return err
+	}
+	if a.Kind.Resource == "services" && a.Kind.GVK.Group == "" {
+		return c.allocateService(ctx, a)
 	}
 	if a.Kind.Resource != "pods" || a.Operation != Create {
 		return nil
@@ -100,6 +112,21 @@ func (c *Chain) Admit(ctx context.Context, a *Attributes) error {
 // Validate runs the validating plugins; the mutations it returns (quota
 // charges) must be proposed atomically with the object's write.
 func (c *Chain) Validate(ctx context.Context, a *Attributes) ([]fsm.Mutation, error) {
+	var reservations []fsm.Mutation
+	if a.Kind.Resource == "services" && a.Kind.GVK.Group == "" {
+		var err error
+		if reservations, err = c.serviceReservations(ctx, a); err != nil {
+			return nil, err
+		}
+	}
+	muts, err := c.validate(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	return append(reservations, muts...), nil
+}
+
+func (c *Chain) validate(ctx context.Context, a *Attributes) ([]fsm.Mutation, error) {
 	if a.Operation != Create || !a.Kind.Namespaced {
 		return nil, nil
 	}

@@ -7,6 +7,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/skiff-io/skiff/fsm"
+	"github.com/skiff-io/skiff/fsm/state"
 	"github.com/skiff-io/skiff/server/admission"
 	"github.com/skiff-io/skiff/server/registry"
 )
@@ -23,6 +24,28 @@ func admissionAttrs(op admission.Operation, kind *registry.Kind, obj, old runtim
 	m := mustAccessor(obj)
 	return &admission.Attributes{Operation: op, Kind: kind, Namespace: m.GetNamespace(), Name: m.GetName(),
 		Object: obj, OldObject: old, DryRun: dry}
+}
+
+// Releaser is an optional part of Admission: the writes that free what a
+// deleted object held (a Service's cluster IP and node ports), proposed in
+// the same Raft entry as the delete.
+type Releaser interface {
+	Release(snap *state.Snapshot, obj runtime.Object) []fsm.Mutation
+}
+
+// release returns the admission's writes for the delete of obj.
+func (s *APIServer) release(snap *state.Snapshot, obj runtime.Object) []fsm.Mutation {
+	if r, ok := s.cfg.Admission.(Releaser); ok {
+		return r.Release(snap, obj)
+	}
+	return nil
+}
+
+// reservationTaken reports whether a proposal failed because one of the
+// admission's extra creates (a cluster IP or node port reservation) was
+// taken by a concurrent write: allocate again.
+func reservationTaken(res *fsm.Result, err error) bool {
+	return err != nil && res != nil && res.Err != nil && res.Err.Op > 0 && res.Err.Reason == fsm.ReasonAlreadyExists
 }
 
 // admit runs the mutating admission plugins.

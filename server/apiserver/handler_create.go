@@ -3,6 +3,7 @@ package apiserver
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -21,6 +22,10 @@ import (
 	"github.com/skiff-io/skiff/server/admission"
 	"github.com/skiff-io/skiff/server/registry"
 )
+
+// errReservationTaken: a value admission allocated (a cluster IP, a node
+// port) was taken meanwhile through another write; the create starts over.
+var errReservationTaken = errors.New("an allocated cluster IP or node port was taken meanwhile; please try again")
 
 // generateNameAttempts bounds the retries of a generateName create that
 // hits an existing name.
@@ -86,6 +91,12 @@ func (s *APIServer) create(ctx context.Context, kind *registry.Kind, obj runtime
 			m.SetName(generateName(m.GetGenerateName()))
 		}
 		out, err := s.createOnce(ctx, kind, obj, dry)
+		if errors.Is(err, errReservationTaken) {
+			if attempt+1 < generateNameAttempts {
+				continue
+			}
+			return nil, apierrors.NewConflict(kind.GroupResource(), m.GetName(), err)
+		}
 		if generated && apierrors.IsAlreadyExists(err) && attempt+1 < generateNameAttempts {
 			continue
 		}
@@ -139,6 +150,9 @@ func (s *APIServer) createOnce(ctx context.Context, kind *registry.Kind, in runt
 		}}, extra...)...)
 		if admissionConflict(res, err) && attempt+1 < maxUpdateAttempts {
 			continue
+		}
+		if reservationTaken(res, err) {
+			return nil, errReservationTaken
 		}
 		if err != nil {
 			return nil, err

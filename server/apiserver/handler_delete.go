@@ -186,6 +186,7 @@ func (s *APIServer) deleteNow(ctx context.Context, snap *state.Snapshot, kind *r
 		return obj, true, nil
 	}
 	muts := []fsm.Mutation{{Op: fsm.OpDelete, Key: cur.Key, Preconditions: pre}}
+	muts = append(muts, s.release(snap, obj)...)
 	if _, ok := obj.(*corev1.Namespace); ok {
 		snap.InNamespace(cur.Key.Name, func(o *state.Object) bool {
 			muts = append(muts, fsm.Mutation{Op: fsm.OpDelete, Key: o.Key,

@@ -189,7 +189,7 @@ func (s *APIServer) guaranteedUpdate(ctx context.Context, u *update) (runtime.Ob
 			muts = append(muts, extra...)
 		}
 		res, err := s.propose(ctx, muts...)
-		if (isConflict(err) && clientRV == 0) || admissionConflict(res, err) {
+		if (isConflict(err) && clientRV == 0) || admissionConflict(res, err) || reservationTaken(res, err) {
 			continue
 		}
 		if err != nil {
