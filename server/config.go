@@ -34,6 +34,13 @@ type Config struct {
 	// ClusterCIDR is the pod address range; the leader gives each Node a
 	// /24 of it as spec.podCIDR.
 	ClusterCIDR string
+	// ServiceAccountIssuer is the "iss" of service-account tokens
+	// (auth.DefaultIssuer if empty); APIAudiences the audiences the API
+	// accepts (the issuer if empty); ServiceAccountMaxTokenExpiration
+	// bounds TokenRequest lifetimes (48h if 0).
+	ServiceAccountIssuer             string
+	APIAudiences                     []string
+	ServiceAccountMaxTokenExpiration time.Duration
 	// Controllers tune the leader's controllers (server/controller/manager).
 	Controllers manager.Options
 

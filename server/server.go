@@ -52,6 +52,9 @@ type Server struct {
 	serverKey  []byte
 	peerClient *http.Client
 	authn      *auth.Authenticator
+	// saKeyPEM signs service-account tokens through saTokens (satoken.go).
+	saKeyPEM []byte
+	saTokens *auth.ServiceAccountTokens
 
 	httpSrv *http.Server
 	apiLn   net.Listener
@@ -102,7 +105,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.followerReads = &readVerifier{fetch: s.forwardReadIndex}
 	s.forwarder = &forwarder{s: s}
 	s.leaderWatch = newLeaderWatch()
-	s.authn = auth.NewAuthenticator(auth.AuthenticatorConfig{JoinSecret: s.secret, CAHash: pki.CAHash(s.ca.CertPEM), Secrets: secretGetter{s}, Logger: cfg.Logger})
+	s.authn = auth.NewAuthenticator(auth.AuthenticatorConfig{JoinSecret: s.secret, CAHash: pki.CAHash(s.ca.CertPEM), Secrets: secretGetter{s},
+		ServiceAccountTokens: s.saTokens, Objects: saObjects{s}, Logger: cfg.Logger})
 	kubelets, err := s.kubeletTransport()
 	if err != nil {
 		s.Shutdown()
@@ -114,7 +118,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Authenticator:    s.authn,
 		Authorizer:       auth.NewAuthorizer().WithNodeObjects(nodeObjects{s}),
 		Admission:        s.admissionChain(),
-		Logger:           cfg.Logger,
+		// ServiceAccountTokens signs TokenRequests.
+		ServiceAccountTokens: s.saTokens,
+		Logger:               cfg.Logger,
 	})
 	if err != nil {
 		s.Shutdown()
@@ -137,6 +143,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		w.Header().Set("Content-Type", "application/x-pem-file")
 		_, _ = w.Write(s.ca.CertPEM)
 	})
+	mux.HandleFunc("GET /.well-known/openid-configuration", s.handleOpenIDConfiguration)
+	mux.HandleFunc("GET /openid/v1/jwks", s.handleJWKS)
 	mux.HandleFunc("GET /livez", s.handleLivez)
 	mux.HandleFunc("GET /healthz", s.handleLivez)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)

@@ -3,7 +3,9 @@
 // creates and updates after defaulting (mutating) and after validation
 // (validating):
 //
-//   - ServiceAccount: a pod without spec.serviceAccountName gets "default".
+//   - ServiceAccount: a pod without spec.serviceAccountName gets "default";
+//     the account must exist; the token volume is mounted unless
+//     automountServiceAccountToken is false (serviceaccount.go).
 //   - DefaultTolerationSeconds: pods tolerate node.kubernetes.io/not-ready
 //     and node.kubernetes.io/unreachable (NoExecute) for 300 s.
 //   - Priority: spec.priority from the pod's PriorityClass (or the
@@ -82,6 +84,9 @@ func (c *Chain) Admit(ctx context.Context, a *Attributes) error {
 	defaultTolerations(a)
 	snap, err := c.reader.Read(ctx, false, 0)
 	if err != nil {
+		return err
+	}
+	if err := c.serviceAccount(ctx, snap, a); err != nil {
 		return err
 	}
 	if err := c.priority(snap, a); err != nil {

@@ -49,6 +49,9 @@ type Config struct {
 	// Admission runs on creates and updates (admission.go); nil admits
 	// everything.
 	Admission Admission
+	// ServiceAccountTokens signs the tokens of serviceaccounts/<name>/token
+	// (handler_token.go); nil answers it 503.
+	ServiceAccountTokens TokenIssuer
 }
 
 // APIServer is the http.Handler of the Kubernetes API.

@@ -22,7 +22,9 @@ const (
 
 // User is an authenticated identity.
 type User struct {
-	Name   string
+	Name string
+	// UID is the service account's UID for service-account users.
+	UID    string
 	Groups []string
 }
 
