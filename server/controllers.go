@@ -24,6 +24,7 @@ func (s *Server) startControllers(ctx context.Context, wg *sync.WaitGroup) {
 		if opts.Logger == nil {
 			opts.Logger = s.cfg.Logger
 		}
+		opts.RootCA, opts.TokenSigner = s.ca.CertPEM, s.saTokens
 		if err := manager.Run(ctx, cfg, opts); err != nil {
 			s.log.Error("controllers stopped", "err", err)
 		}
