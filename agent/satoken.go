@@ -91,10 +91,11 @@ func (m *tokenManager) token(ctx context.Context, pod *corev1.Pod, src *corev1.S
 		}
 		return nil, fmt.Errorf("failed to fetch token: %w", err)
 	}
+	// The lifetime granted (the API may cut it) counted on our clock, so
+	// that skew between node and master does not matter.
 	got := cachedToken{token: out.Status.Token, issued: now, expires: out.Status.ExpirationTimestamp.Time}
-	if !got.expires.After(now) {
-		// A clock far off: renew at the next refresh rather than never.
-		got.expires = now.Add(time.Duration(exp) * time.Second)
+	if out.Spec.ExpirationSeconds != nil {
+		got.expires = now.Add(time.Duration(*out.Spec.ExpirationSeconds) * time.Second)
 	}
 	m.mu.Lock()
 	m.tokens[key] = got
