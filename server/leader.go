@@ -102,6 +102,9 @@ func (s *Server) establishLeadership(ctx context.Context) error {
 		if err := s.ensureNamespace(ctx, ns); err != nil {
 			return err
 		}
+		if err := s.ensureDefaultServiceAccount(ctx, ns); err != nil {
+			return err
+		}
 	}
 	return s.pruneMembers(ctx)
 }

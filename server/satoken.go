@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,8 +9,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
+	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/skiff-io/skiff/fsm"
 
 	"github.com/skiff-io/skiff/fsm/state"
 	"github.com/skiff-io/skiff/server/auth"
@@ -63,6 +70,39 @@ func (s *Server) loadServiceAccountKey(received []byte) error {
 		return err
 	}
 	s.saKeyPEM, s.saTokens = keyPEM, tokens
+	return nil
+}
+
+// ensureDefaultServiceAccount creates the "default" service account of a
+// system namespace with the namespace itself (the service account
+// controller does it for every other namespace), so that pods created
+// right after a master is ready are admitted.
+func (s *Server) ensureDefaultServiceAccount(ctx context.Context, namespace string) error {
+	key := state.Key{Resource: "serviceaccounts", Namespace: namespace, Name: "default"}
+	if s.fsm.Read().Get(key) != nil {
+		return nil
+	}
+	uid := uuid.NewString()
+	sa := &corev1.ServiceAccount{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
+		ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: namespace, UID: types.UID(uid),
+			CreationTimestamp: metav1.NewTime(time.Now().UTC().Truncate(time.Second))},
+	}
+	data, err := json.Marshal(sa)
+	if err != nil {
+		return err
+	}
+	entry, err := fsm.EncodeMutation(fsm.Mutation{Op: fsm.OpCreate, Key: key, UID: uid, Object: data})
+	if err != nil {
+		return err
+	}
+	res, err := s.apply(ctx, entry)
+	if err != nil {
+		return err
+	}
+	if res.Err != nil && res.Err.Reason != fsm.ReasonAlreadyExists {
+		return res.Err
+	}
 	return nil
 }
 

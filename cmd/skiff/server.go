@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -75,6 +76,9 @@ runs the scheduler (unless --disable-scheduler) and the controllers.`,
 	f.BoolVar(&cfg.DisableAgent, "disable-agent", false, "do not run the embedded agent (the kubelet for this master's own node)")
 	f.BoolVar(&cfg.DisableScheduler, "disable-scheduler", false, "do not run the scheduler on the leader (pods stay unbound until another scheduler binds them)")
 	f.StringVar(&cfg.ClusterCIDR, "cluster-cidr", server.DefaultClusterCIDR, "pod address range; each node gets a /24 of it as its podCIDR")
+	f.StringVar(&cfg.ServiceAccountIssuer, "service-account-issuer", "https://kubernetes.default.svc.cluster.local", "\"iss\" of service-account tokens; its /.well-known/openid-configuration is served")
+	f.StringSliceVar(&cfg.APIAudiences, "api-audiences", nil, "audiences of service-account tokens the API accepts (default: the issuer)")
+	f.DurationVar(&cfg.ServiceAccountMaxTokenExpiration, "service-account-max-token-expiration", 48*time.Hour, "longest lifetime a TokenRequest is granted")
 	f.StringVar(&agentRuntime, "runtime", "libcontainer", "container runtime of the embedded agent: libcontainer or fake")
 	f.IntVar(&kubeletPort, "kubelet-port", 10250, "HTTPS port of the embedded agent's kubelet server")
 	addAgentTuningFlags(f, &node)
