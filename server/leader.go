@@ -106,6 +106,9 @@ func (s *Server) establishLeadership(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := s.ensureDefaultRBAC(ctx); err != nil {
+		return err
+	}
 	return s.pruneMembers(ctx)
 }
 

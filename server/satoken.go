@@ -11,12 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-
-	"github.com/skiff-io/skiff/fsm"
 
 	"github.com/skiff-io/skiff/fsm/state"
 	"github.com/skiff-io/skiff/server/auth"
@@ -78,32 +74,12 @@ func (s *Server) loadServiceAccountKey(received []byte) error {
 // controller does it for every other namespace), so that pods created
 // right after a master is ready are admitted.
 func (s *Server) ensureDefaultServiceAccount(ctx context.Context, namespace string) error {
-	key := state.Key{Resource: "serviceaccounts", Namespace: namespace, Name: "default"}
-	if s.fsm.Read().Get(key) != nil {
-		return nil
-	}
-	uid := uuid.NewString()
 	sa := &corev1.ServiceAccount{
-		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
-		ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: namespace, UID: types.UID(uid),
-			CreationTimestamp: metav1.NewTime(time.Now().UTC().Truncate(time.Second))},
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
+		ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: namespace},
 	}
-	data, err := json.Marshal(sa)
-	if err != nil {
-		return err
-	}
-	entry, err := fsm.EncodeMutation(fsm.Mutation{Op: fsm.OpCreate, Key: key, UID: uid, Object: data})
-	if err != nil {
-		return err
-	}
-	res, err := s.apply(ctx, entry)
-	if err != nil {
-		return err
-	}
-	if res.Err != nil && res.Err.Reason != fsm.ReasonAlreadyExists {
-		return res.Err
-	}
-	return nil
+	return s.ensureObject(ctx, state.Key{Resource: "serviceaccounts", Namespace: namespace, Name: "default"},
+		&sa.ObjectMeta, metav1.NewTime(time.Now().UTC().Truncate(time.Second)), sa)
 }
 
 // handleOpenIDConfiguration serves the service-account issuer's discovery

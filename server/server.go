@@ -116,7 +116,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		KubeletTransport: kubelets,
 		Store:            raftStore{s},
 		Authenticator:    s.authn,
-		Authorizer:       auth.NewAuthorizer().WithNodeObjects(nodeObjects{s}),
+		Authorizer:       auth.NewAuthorizer().WithNodeObjects(nodeObjects{s}).WithRBAC(rbacObjects{s}),
 		Admission:        s.admissionChain(),
 		// ServiceAccountTokens signs TokenRequests.
 		ServiceAccountTokens: s.saTokens,
