@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/skiff-io/skiff/server/admission"
+	"github.com/skiff-io/skiff/server/auth"
 	"github.com/skiff-io/skiff/server/controller/manager"
 	"github.com/skiff-io/skiff/server/registry"
 )
@@ -33,6 +34,6 @@ func (s *Server) startControllers(ctx context.Context, wg *sync.WaitGroup) {
 
 // admissionChain is the API server's admission (server/admission) over
 // the local state.
-func (s *Server) admissionChain() *admission.Chain {
-	return admission.New(raftStore{s}, registry.New(), s.cfg.Logger)
+func (s *Server) admissionChain(authz *auth.Authorizer) *admission.Chain {
+	return admission.New(raftStore{s}, registry.New(), s.cfg.Logger).WithRBAC(authz)
 }

@@ -112,12 +112,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.Shutdown()
 		return nil, err
 	}
+	authz := auth.NewAuthorizer().WithNodeObjects(nodeObjects{s}).WithRBAC(rbacObjects{s})
 	api, err := apiserver.New(apiserver.Config{
 		KubeletTransport: kubelets,
 		Store:            raftStore{s},
 		Authenticator:    s.authn,
-		Authorizer:       auth.NewAuthorizer().WithNodeObjects(nodeObjects{s}).WithRBAC(rbacObjects{s}),
-		Admission:        s.admissionChain(),
+		Authorizer:       authz,
+		Admission:        s.admissionChain(authz),
 		// ServiceAccountTokens signs TokenRequests.
 		ServiceAccountTokens: s.saTokens,
 		Logger:               cfg.Logger,

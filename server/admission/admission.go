@@ -2,7 +2,6 @@
 // plugins kube-apiserver enables by default that Skiff needs, run on
 // creates and updates after defaulting (mutating) and after validation
 // (validating):
-//
 //   - ServiceAccount: a pod without spec.serviceAccountName gets "default";
 //     the account must exist; the token volume is mounted unless
 //     automountServiceAccountToken is false (serviceaccount.go).
@@ -17,6 +16,8 @@
 //     charges the quota in the same Raft entry as the object (a status
 //     update with the quota's resourceVersion as precondition), so that
 //     concurrent creates cannot overshoot it.
+//   - RBAC escalation: Roles and bindings may grant only what the writer
+//     holds, or has "escalate"/"bind" for (rbac.go).
 //
 // NamespaceLifecycle (no new objects in a terminating namespace) lives in
 // the API server itself.
@@ -65,6 +66,8 @@ type Chain struct {
 	reader Reader
 	reg    *registry.Registry
 	log    *slog.Logger
+	// rbac enables the RBAC escalation check (rbac.go).
+	rbac RBACResolver
 }
 
 // New returns the admission chain over the state read by r.
@@ -77,6 +80,9 @@ func New(r Reader, reg *registry.Registry, log *slog.Logger) *Chain {
 
 // Admit runs the mutating plugins on a create or update.
 func (c *Chain) Admit(ctx context.Context, a *Attributes) error {
+	if err := c.rbacEscalation(ctx, a); err != nil {
+		return err
+	}
 	if a.Kind.Resource != "pods" || a.Operation != Create {
 		return nil
 	}

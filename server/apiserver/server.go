@@ -133,6 +133,8 @@ func (s *APIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(rw, r, forbidden(user, info, reason))
 		return
 	}
+	// Admission (RBAC escalation checks) needs the user too.
+	r = r.WithContext(auth.WithUser(r.Context(), user))
 	req := &request{s: s, w: rw, r: r, user: user, info: info}
 	s.route(req)
 }

@@ -153,3 +153,144 @@ func hasOrStar(list []string, v string) bool {
 	}
 	return false
 }
+
+// RulesFor returns the RBAC rules that apply to u in namespace (those of
+// ClusterRoleBindings, and of the namespace's RoleBindings when namespace
+// is not empty).
+func (a *Authorizer) RulesFor(u *User, namespace string) []rbacv1.PolicyRule {
+	if a.rbac == nil {
+		return nil
+	}
+	var rules []rbacv1.PolicyRule
+	a.rbac.ClusterRoleBindings(func(b *rbacv1.ClusterRoleBinding) bool {
+		if b.RoleRef.Kind == "ClusterRole" && subjectsMatch(u, b.Subjects, "") {
+			if r, ok := a.rbac.ClusterRole(b.RoleRef.Name); ok {
+				rules = append(rules, r.Rules...)
+			}
+		}
+		return true
+	})
+	if namespace == "" {
+		return rules
+	}
+	a.rbac.RoleBindings(namespace, func(b *rbacv1.RoleBinding) bool {
+		if !subjectsMatch(u, b.Subjects, b.Namespace) {
+			return true
+		}
+		switch b.RoleRef.Kind {
+		case "ClusterRole":
+			if r, ok := a.rbac.ClusterRole(b.RoleRef.Name); ok {
+				rules = append(rules, r.Rules...)
+			}
+		case "Role":
+			if r, ok := a.rbac.Role(b.Namespace, b.RoleRef.Name); ok {
+				rules = append(rules, r.Rules...)
+			}
+		}
+		return true
+	})
+	return rules
+}
+
+// RoleRules returns the rules of the role a binding in namespace refers
+// to (a ClusterRole, or a Role of namespace).
+func (a *Authorizer) RoleRules(namespace string, ref rbacv1.RoleRef) ([]rbacv1.PolicyRule, bool) {
+	if a.rbac == nil {
+		return nil, false
+	}
+	switch ref.Kind {
+	case "ClusterRole":
+		r, ok := a.rbac.ClusterRole(ref.Name)
+		if ok {
+			return r.Rules, true
+		}
+	case "Role":
+		r, ok := a.rbac.Role(namespace, ref.Name)
+		if ok {
+			return r.Rules, true
+		}
+	}
+	return nil, false
+}
+
+// Uncovered returns the parts of requested that owner does not grant, as
+// Kubernetes' escalation check does: each requested rule is broken into
+// single verb/group/resource/name (or verb/URL) rules, and each must be
+// allowed by one owner rule. A requested "*" is covered only by an owner
+// "*".
+func Uncovered(owner, requested []rbacv1.PolicyRule) []rbacv1.PolicyRule {
+	var missing []rbacv1.PolicyRule
+	for _, r := range requested {
+		for _, atom := range breakdown(r) {
+			covered := false
+			for i := range owner {
+				if covers(&owner[i], &atom) {
+					covered = true
+					break
+				}
+			}
+			if !covered {
+				missing = append(missing, atom)
+			}
+		}
+	}
+	return missing
+}
+
+func breakdown(r rbacv1.PolicyRule) []rbacv1.PolicyRule {
+	var out []rbacv1.PolicyRule
+	for _, v := range r.Verbs {
+		if len(r.NonResourceURLs) > 0 {
+			for _, u := range r.NonResourceURLs {
+				out = append(out, rbacv1.PolicyRule{Verbs: []string{v}, NonResourceURLs: []string{u}})
+			}
+			continue
+		}
+		for _, g := range r.APIGroups {
+			for _, res := range r.Resources {
+				if len(r.ResourceNames) == 0 {
+					out = append(out, rbacv1.PolicyRule{Verbs: []string{v}, APIGroups: []string{g}, Resources: []string{res}})
+					continue
+				}
+				for _, n := range r.ResourceNames {
+					out = append(out, rbacv1.PolicyRule{Verbs: []string{v}, APIGroups: []string{g}, Resources: []string{res}, ResourceNames: []string{n}})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// covers: owner allows the single rule atom.
+func covers(owner, atom *rbacv1.PolicyRule) bool {
+	if !hasOrStar(owner.Verbs, atom.Verbs[0]) {
+		return false
+	}
+	if len(atom.NonResourceURLs) > 0 {
+		u := atom.NonResourceURLs[0]
+		for _, o := range owner.NonResourceURLs {
+			if o == "*" || o == u || (strings.HasSuffix(o, "*") && strings.HasPrefix(u, strings.TrimSuffix(o, "*"))) {
+				return true
+			}
+		}
+		return false
+	}
+	if !hasOrStar(owner.APIGroups, atom.APIGroups[0]) {
+		return false
+	}
+	res, resOK := atom.Resources[0], false
+	for _, o := range owner.Resources {
+		_, sub, hasSub := strings.Cut(res, "/")
+		if o == "*" || o == res || (hasSub && o == "*/"+sub) {
+			resOK = true
+			break
+		}
+	}
+	if !resOK {
+		return false
+	}
+	if len(owner.ResourceNames) == 0 {
+		return true
+	}
+	return len(atom.ResourceNames) == 1 && hasOrStar(owner.ResourceNames, atom.ResourceNames[0]) && atom.ResourceNames[0] != "*"
+}

@@ -149,3 +149,52 @@ func TestRBACClusterAdminBinding(t *testing.T) {
 		t.Fatal("binding to a missing role allowed")
 	}
 }
+
+func TestUncovered(t *testing.T) {
+	r := func(verbs, groups, resources, names []string) rbacv1.PolicyRule {
+		return rbacv1.PolicyRule{Verbs: verbs, APIGroups: groups, Resources: resources, ResourceNames: names}
+	}
+	s := func(v ...string) []string { return v }
+	owner := []rbacv1.PolicyRule{
+		r(s("get", "list"), s(""), s("pods", "*/status"), nil),
+		r(s("*"), s("apps"), s("deployments"), nil),
+		r(s("get"), s(""), s("secrets"), s("one")),
+		{Verbs: s("get"), NonResourceURLs: s("/healthz/*")},
+	}
+	for _, tt := range []struct {
+		name    string
+		req     rbacv1.PolicyRule
+		missing int
+	}{
+		{"subset", r(s("get"), s(""), s("pods"), nil), 0},
+		{"subresource by */", r(s("list"), s(""), s("pods/status", "services/status"), nil), 0},
+		{"all verbs on deployments", r(s("*"), s("apps"), s("deployments"), nil), 0},
+		{"more verbs", r(s("get", "delete"), s(""), s("pods"), nil), 1},
+		{"wildcard resource", r(s("get"), s(""), s("*"), nil), 1},
+		{"named secret", r(s("get"), s(""), s("secrets"), s("one")), 0},
+		{"other secret", r(s("get"), s(""), s("secrets"), s("two")), 1},
+		{"all secrets", r(s("get"), s(""), s("secrets"), nil), 1},
+		{"url prefix", rbacv1.PolicyRule{Verbs: s("get"), NonResourceURLs: s("/healthz/etcd")}, 0},
+		{"other url", rbacv1.PolicyRule{Verbs: s("get"), NonResourceURLs: s("/metrics")}, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Uncovered(owner, []rbacv1.PolicyRule{tt.req}); len(got) != tt.missing {
+				t.Fatalf("missing %v, want %d", got, tt.missing)
+			}
+		})
+	}
+	// cluster-admin holds everything; edit is inside admin.
+	roles := map[string][]rbacv1.PolicyRule{}
+	for _, cr := range DefaultClusterRoles() {
+		roles[cr.Name] = cr.Rules
+	}
+	if m := Uncovered(roles["cluster-admin"], roles["admin"]); len(m) != 0 {
+		t.Fatalf("cluster-admin does not cover admin: %v", m)
+	}
+	if m := Uncovered(roles["admin"], roles["edit"]); len(m) != 0 {
+		t.Fatalf("admin does not cover edit: %v", m)
+	}
+	if m := Uncovered(roles["edit"], roles["admin"]); len(m) == 0 {
+		t.Fatal("edit covers admin")
+	}
+}

@@ -2,7 +2,10 @@
 // cluster CA, bearer tokens) and authorizes them.
 package auth
 
-import "errors"
+import (
+	"context"
+	"errors"
+)
 
 // Well-known groups.
 const (
@@ -55,4 +58,17 @@ type Attributes struct {
 	Name        string
 	// Path is set for non-resource requests (/version, /api, /healthz...).
 	Path string
+}
+
+type userKey struct{}
+
+// WithUser returns ctx carrying the request's user.
+func WithUser(ctx context.Context, u *User) context.Context {
+	return context.WithValue(ctx, userKey{}, u)
+}
+
+// UserFrom returns the user WithUser put in ctx.
+func UserFrom(ctx context.Context) (*User, bool) {
+	u, ok := ctx.Value(userKey{}).(*User)
+	return u, ok && u != nil
 }
