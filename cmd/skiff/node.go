@@ -109,6 +109,10 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 		Runtime: rt, Images: images, Logger: log,
 		LeaseDuration: o.LeaseDuration, NodeStatusInterval: o.StatusInterval, BackoffBase: o.BackoffBase,
 	}
+	if o.Runtime == "fake" {
+		// Simulated containers need no tmpfs for their volumes.
+		cfg.Mounter = agent.DirMounter{}
+	}
 	a, err := agent.New(cfg)
 	if err != nil {
 		return err

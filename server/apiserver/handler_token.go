@@ -83,8 +83,8 @@ func (s *APIServer) handleTokenRequest(req *request) {
 		spec.Audiences = issuer.APIAudiences()
 	}
 	exp := time.Duration(*tr.Spec.ExpirationSeconds) * time.Second
-	if max := issuer.MaxExpiration(); exp > max {
-		exp = max
+	if limit := issuer.MaxExpiration(); exp > limit {
+		exp = limit
 	}
 	spec.Expiration = exp
 	if err := s.bindToken(req, snap, sa, tr.Spec.BoundObjectRef, &spec); err != nil {
@@ -120,7 +120,7 @@ func validateTokenRequest(tr *authenticationv1.TokenRequest) field.ErrorList {
 	case secs < int64(auth.MinTokenExpiration/time.Second):
 		errs = append(errs, field.Invalid(specPath.Child("expirationSeconds"), secs, "may not specify a duration less than 10 minutes"))
 	case secs > math.MaxUint32:
-		errs = append(errs, field.TooLong(specPath.Child("expirationSeconds"), secs, math.MaxUint32))
+		errs = append(errs, field.Invalid(specPath.Child("expirationSeconds"), secs, "may not specify a duration larger than 2^32 seconds"))
 	}
 	for i, a := range tr.Spec.Audiences {
 		if strings.TrimSpace(a) == "" {
