@@ -52,6 +52,7 @@ type Authenticator struct {
 	secrets    TokenSecrets
 	saTokens   *ServiceAccountTokens
 	objects    ServiceAccountObjects
+	verified   *verifiedCache
 	now        func() time.Time
 	log        *slog.Logger
 }
@@ -63,6 +64,7 @@ func NewAuthenticator(cfg AuthenticatorConfig) *Authenticator {
 		secrets:  cfg.Secrets,
 		saTokens: cfg.ServiceAccountTokens,
 		objects:  cfg.Objects,
+		verified: newVerifiedCache(),
 		now:      cfg.Now,
 		log:      cfg.Logger,
 	}

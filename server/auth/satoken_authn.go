@@ -35,9 +35,13 @@ func (a *Authenticator) serviceAccountUser(token string) (*User, error) {
 		return reject("service-account tokens are not enabled")
 	}
 	now := a.now()
-	c, err := a.saTokens.Verify(token, now)
-	if err != nil {
-		return reject("verify", "err", err)
+	c, ok := a.verified.get(token, now)
+	if !ok {
+		var err error
+		if c, err = a.saTokens.Verify(token, now); err != nil {
+			return reject("verify", "err", err)
+		}
+		a.verified.put(token, c, now)
 	}
 	sa, ok := a.objects.GetServiceAccount(c.Namespace, c.ServiceAccount)
 	if !ok {
