@@ -58,6 +58,9 @@ func TestPodServiceAccountToken(t *testing.T) {
 	if u := whoIs(t, n.master, token); u != "system:serviceaccount:default:default" {
 		t.Fatalf("the pod's token authenticated as %q", u)
 	}
+	if u := kubectlWhoami(t, n.master, token); u != "system:serviceaccount:default:default" {
+		t.Fatalf("kubectl auth whoami with the pod's token: %q", u)
+	}
 
 	// The node's own credentials: tokens only bound to its pods.
 	node := n.agent.NodeClientset(n.master.URL())

@@ -62,6 +62,25 @@ func whoIs(t *testing.T, m *testutil.Master, token string) string {
 	}
 }
 
+// kubectlWhoami runs `kubectl auth whoami` (SelfSubjectReview) with
+// token against m, and returns the user name it reports.
+func kubectlWhoami(t *testing.T, m *testutil.Master, token string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	empty := filepath.Join(t.TempDir(), "empty-kubeconfig")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.CommandContext(ctx, "/usr/bin/kubectl", "--kubeconfig", empty, "--server", m.URL(),
+		"--certificate-authority", filepath.Join(m.DataDir, "tls", "ca.crt"), "--token", token,
+		"auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl auth whoami: %v: %s", err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
 func kubectlCreateToken(t *testing.T, kubeconfig string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -99,6 +118,9 @@ func TestServiceAccountTokens(t *testing.T) {
 		if u := whoIs(t, m, tok); u != "system:serviceaccount:default:robot" {
 			t.Fatalf("token via %s authenticated as %q", m.Name, u)
 		}
+	}
+	if u := kubectlWhoami(t, m2, tok); u != "system:serviceaccount:default:robot" {
+		t.Fatalf("kubectl auth whoami: %q", u)
 	}
 	// Another audience does not authenticate to the API.
 	vault := kubectlCreateToken(t, m2.Kubeconfig(), "robot", "--audience", "vault")

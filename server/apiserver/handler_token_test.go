@@ -124,3 +124,15 @@ func TestTokenRequest(t *testing.T) {
 }
 
 func decodeSegment(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
+
+func TestSelfSubjectReview(t *testing.T) {
+	e := newEnv(t, apiservertest.Options{})
+	r := e.do("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", "application/json",
+		[]byte(`{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}`))
+	var out authenticationv1.SelfSubjectReview
+	if r.code != 201 || json.Unmarshal(r.body, &out) != nil || out.Status.UserInfo.Username != "test-admin" ||
+		len(out.Status.UserInfo.Groups) != 2 || out.Kind != "SelfSubjectReview" {
+		t.Fatalf("%d %s", r.code, r.body)
+	}
+	e.do("GET", "/apis/authentication.k8s.io/v1/selfsubjectreviews", "", nil).status(t, 405, metav1.StatusReasonMethodNotAllowed)
+}

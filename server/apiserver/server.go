@@ -146,6 +146,10 @@ func (s *APIServer) route(req *request) {
 		s.serveNonResource(req)
 		return
 	}
+	if isSelfSubjectReview(info) {
+		s.handleSelfSubjectReview(req) // handler_whoami.go
+		return
+	}
 	kind, ok := s.reg.Lookup(info.Group, info.Version, info.Resource)
 	if !ok {
 		s.writeError(req.w, req.r, notFoundPath())
