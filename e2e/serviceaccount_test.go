@@ -81,6 +81,19 @@ func kubectlWhoami(t *testing.T, m *testutil.Master, token string) string {
 	return strings.TrimSpace(string(out))
 }
 
+// waitWho waits until token authenticates through m as want: a master
+// authenticates from its local state, which may lag a write made through
+// another master by a moment.
+func waitWho(t *testing.T, m *testutil.Master, token, want string) {
+	t.Helper()
+	testutil.WaitFor(t, 10*time.Second, fmt.Sprintf("token authenticated as %s via %s", want, m.Name), func() error {
+		if u := whoIs(t, m, token); u != want {
+			return fmt.Errorf("authenticated as %q", u)
+		}
+		return nil
+	})
+}
+
 func kubectlCreateToken(t *testing.T, kubeconfig string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -115,9 +128,7 @@ func TestServiceAccountTokens(t *testing.T) {
 	// kubectl create token, used against both masters: they share the key.
 	tok := kubectlCreateToken(t, m1.Kubeconfig(), "robot", "--duration", "20m")
 	for _, m := range []*testutil.Master{m1, m2} {
-		if u := whoIs(t, m, tok); u != "system:serviceaccount:default:robot" {
-			t.Fatalf("token via %s authenticated as %q", m.Name, u)
-		}
+		waitWho(t, m, tok, "system:serviceaccount:default:robot")
 	}
 	if u := kubectlWhoami(t, m2, tok); u != "system:serviceaccount:default:robot" {
 		t.Fatalf("kubectl auth whoami: %q", u)
@@ -221,9 +232,7 @@ func TestServiceAccountTokens(t *testing.T) {
 		return nil
 	})
 	legacy := string(sec.Data["token"])
-	if u := whoIs(t, m2, legacy); u != "system:serviceaccount:default:robot" {
-		t.Fatalf("legacy token authenticated as %q", u)
-	}
+	waitWho(t, m2, legacy, "system:serviceaccount:default:robot")
 	if err := cs.CoreV1().Secrets("default").Delete(ctx, "robot-token", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -244,9 +253,7 @@ func TestServiceAccountTokens(t *testing.T) {
 	for _, m := range c.Masters {
 		m.WaitReady(60 * time.Second)
 	}
-	if u := whoIs(t, m2, tok); u != "system:serviceaccount:default:robot" {
-		t.Fatalf("after restart the token authenticated as %q", u)
-	}
+	waitWho(t, m2, tok, "system:serviceaccount:default:robot")
 
 	// The account deleted: its tokens are refused.
 	if err := m1.Clientset().CoreV1().ServiceAccounts("default").Delete(ctx, "robot", metav1.DeleteOptions{}); err != nil {
@@ -288,7 +295,5 @@ func TestServiceAccountKeyOfOlderDataDirs(t *testing.T) {
 		}
 	}
 	tok := kubectlCreateToken(t, c.Masters[0].Kubeconfig(), "default")
-	if u := whoIs(t, c.Masters[1], tok); u != "system:serviceaccount:default:default" {
-		t.Fatalf("token of m1 at m2 authenticated as %q", u)
-	}
+	waitWho(t, c.Masters[1], tok, "system:serviceaccount:default:default")
 }
