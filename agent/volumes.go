@@ -35,10 +35,12 @@ type volumeManager struct {
 	mu sync.Mutex
 	// ready: pods whose volumes were set up once (by UID).
 	ready map[types.UID]bool
+	// tokens of projected serviceAccountToken sources (satoken.go).
+	tokens *tokenManager
 }
 
 func newVolumeManager(a *Agent) *volumeManager {
-	return &volumeManager{a: a, ready: map[types.UID]bool{}}
+	return &volumeManager{a: a, ready: map[types.UID]bool{}, tokens: newTokenManager(a)}
 }
 
 // volumePlugin names the directory of a volume's kind.
@@ -243,10 +245,10 @@ func (a *Agent) volumeFiles(ctx context.Context, pod *corev1.Pod, v *corev1.Volu
 			case src.DownwardAPI != nil:
 				err = a.downwardFiles(pod, src.DownwardAPI.Items, dm, files)
 			case src.ServiceAccountToken != nil:
-				// The API has no token signing yet: the token file is
-				// left out (and reported) rather than failing the pod.
-				a.events.podEventOnce(pod, corev1.EventTypeWarning, "FailedMount",
-					fmt.Sprintf("projected volume %q: serviceAccountToken %q is not available: the API server does not sign service account tokens yet", v.Name, src.ServiceAccountToken.Path))
+				var tok []byte
+				if tok, err = a.volumes.tokens.token(ctx, pod, src.ServiceAccountToken); err == nil {
+					files[src.ServiceAccountToken.Path] = volumeFile{data: tok, mode: dm}
+				}
 			case src.ClusterTrustBundle != nil:
 				err = errors.New("clusterTrustBundle projections are not supported")
 			}
@@ -530,6 +532,7 @@ func (m *volumeManager) teardown(uid types.UID) error {
 	m.mu.Lock()
 	delete(m.ready, uid)
 	m.mu.Unlock()
+	m.tokens.forget(uid)
 	return nil
 }
 

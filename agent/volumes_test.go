@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -45,6 +46,10 @@ func TestVolumes(t *testing.T) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	sa, err := h.cs.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "robot"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	hostDir := t.TempDir()
 	dirOrCreate := corev1.HostPathDirectoryOrCreate
 	mode := int32(0o400)
@@ -64,6 +69,7 @@ func TestVolumes(t *testing.T) {
 		},
 	})
 	p.Labels = map[string]string{"app": "vols"}
+	p.Spec.ServiceAccountName = "robot"
 	p.Spec.Volumes = []corev1.Volume{
 		{Name: "cfg", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "cfg"}}}},
 		{Name: "sec", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "sec", DefaultMode: &mode}}},
@@ -112,7 +118,19 @@ func TestVolumes(t *testing.T) {
 			t.Errorf("projected %s = %q, want %q", f, got, want)
 		}
 	}
-	h.waitEvent("vols", "FailedMount") // the token projection is reported, not fatal
+	// The projected token is a TokenRequest bound to the pod.
+	tok := readLink(t, filepath.Join(vol("projected", "all"), "token"))
+	claims, err := h.api.Tokens.Verify(tok, time.Now())
+	if err != nil {
+		t.Fatalf("projected token: %v", err)
+	}
+	if claims.ServiceAccount != "robot" || claims.ServiceAccountUID != sa.UID || claims.Pod == nil || claims.Pod.UID != created.UID ||
+		claims.Node == nil || claims.Node.Name != testNode {
+		t.Errorf("projected token claims = %+v", claims)
+	}
+	if life := time.Until(claims.Expiry); life < 50*time.Minute || life > time.Hour+time.Minute {
+		t.Errorf("projected token lifetime %v, want the default hour", life)
+	}
 	if m := mountAt(mounts, "/scratch-sub"); m == nil || m.HostPath != filepath.Join(vol("empty-dir", "scratch"), "a", "b") {
 		t.Errorf("emptyDir subPath = %+v", m)
 	}

@@ -40,16 +40,22 @@ func TestBadInputNeverReachesRaft(t *testing.T) {
 		}
 		return l.ResourceVersion
 	}
-	// Let the controllers' first writes land (a default ServiceAccount in
-	// each namespace): nothing else writes in an idle cluster.
+	// Let the first writes land (a default ServiceAccount and the
+	// kube-root-ca.crt ConfigMap in each namespace, the default RBAC roles
+	// and bindings, the last of which is made last): nothing else writes in
+	// an idle cluster.
 	cs := leader.Clientset()
-	testutil.WaitFor(t, 30*time.Second, "default service accounts", func() error {
+	testutil.WaitFor(t, 30*time.Second, "default service accounts, root CA config maps and roles", func() error {
 		for _, ns := range []string{"default", "kube-system", "kube-public", "kube-node-lease"} {
 			if _, err := cs.CoreV1().ServiceAccounts(ns).Get(context.Background(), "default", metav1.GetOptions{}); err != nil {
 				return err
 			}
+			if _, err := cs.CoreV1().ConfigMaps(ns).Get(context.Background(), "kube-root-ca.crt", metav1.GetOptions{}); err != nil {
+				return err
+			}
 		}
-		return nil
+		_, err := cs.RbacV1().ClusterRoleBindings().Get(context.Background(), "system:service-account-issuer-discovery", metav1.GetOptions{})
+		return err
 	})
 	before := listRV(leader)
 	if before == "" || before == "0" {

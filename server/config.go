@@ -48,6 +48,13 @@ type Config struct {
 	// NodePortRange the node port range ("30000-32767").
 	ServiceCIDR   string
 	NodePortRange string
+	// ServiceAccountIssuer is the "iss" of service-account tokens
+	// (auth.DefaultIssuer if empty); APIAudiences the audiences the API
+	// accepts (the issuer if empty); ServiceAccountMaxTokenExpiration
+	// bounds TokenRequest lifetimes (48h if 0).
+	ServiceAccountIssuer             string
+	APIAudiences                     []string
+	ServiceAccountMaxTokenExpiration time.Duration
 	// Controllers tune the leader's controllers (server/controller/manager).
 	Controllers manager.Options
 

@@ -8,6 +8,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/skiff-io/skiff/server/admission"
+	"github.com/skiff-io/skiff/server/auth"
 	"github.com/skiff-io/skiff/server/controller/manager"
 	"github.com/skiff-io/skiff/server/registry"
 )
@@ -25,6 +26,7 @@ func (s *Server) startControllers(ctx context.Context, wg *sync.WaitGroup, cfg *
 			opts.Logger = s.cfg.Logger
 		}
 		opts.Gossip = gossipHealth{s.gossip}
+		opts.RootCA, opts.TokenSigner = s.ca.CertPEM, s.saTokens
 		if err := manager.Run(ctx, cfg, opts); err != nil {
 			s.log.Error("controllers stopped", "err", err)
 		}
@@ -33,8 +35,8 @@ func (s *Server) startControllers(ctx context.Context, wg *sync.WaitGroup, cfg *
 
 // admissionChain is the API server's admission (server/admission) over
 // the local state.
-func (s *Server) admissionChain() *admission.Chain {
-	c := admission.New(raftStore{s}, registry.New(), s.cfg.Logger)
+func (s *Server) admissionChain(authz *auth.Authorizer) *admission.Chain {
+	c := admission.New(raftStore{s}, registry.New(), s.cfg.Logger).WithRBAC(authz)
 	if alloc, err := s.serviceAllocator(); err == nil {
 		c.SetServiceAllocator(alloc)
 	}

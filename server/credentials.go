@@ -25,6 +25,7 @@ func (s *Server) loadOrCreateCredentials(ctx context.Context) error {
 		return err
 	}
 	caCrt, caKey := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
+	var saKey []byte // the service-account signing key, when received or made here
 	certPEM, errC := os.ReadFile(caCrt)
 	keyPEM, errK := os.ReadFile(caKey)
 	switch {
@@ -45,12 +46,16 @@ func (s *Server) loadOrCreateCredentials(ctx context.Context) error {
 			return err
 		}
 		certPEM, keyPEM, s.token = []byte(br.CACert), []byte(br.CAKey), br.Token
+		saKey = []byte(br.ServiceAccountKey)
 	default:
 		ca, err := pki.GenerateCA("skiff-ca")
 		if err != nil {
 			return err
 		}
 		certPEM, keyPEM = ca.CertPEM, ca.KeyPEM
+		if saKey, err = pki.GenerateServiceAccountKey(); err != nil {
+			return err
+		}
 		secret := ""
 		if s.cfg.Token != "" {
 			hash, sec, err := pki.ParseToken(s.cfg.Token)
@@ -85,6 +90,9 @@ func (s *Server) loadOrCreateCredentials(ctx context.Context) error {
 		return fmt.Errorf("stored token: %w", err)
 	}
 	s.secret = secret
+	if err := s.loadServiceAccountKey(saKey); err != nil {
+		return err
+	}
 
 	// This master's certificate is reissued at every start so that its
 	// names follow the current advertise address.

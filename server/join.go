@@ -30,6 +30,10 @@ type bootstrapResponse struct {
 	CACert string `json:"caCert"`
 	CAKey  string `json:"caKey"`
 	Token  string `json:"token"`
+	// ServiceAccountKey signs service-account tokens (absent from masters
+	// older than it: the joiner then derives it from the CA key, as they
+	// do).
+	ServiceAccountKey string `json:"serviceAccountKey,omitempty"`
 }
 
 func (s *Server) handleBootstrap(w http.ResponseWriter, r *http.Request) {
@@ -41,7 +45,8 @@ func (s *Server) handleBootstrap(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Forbidden: the bootstrap endpoint takes the cluster join token", http.StatusForbidden)
 		return
 	}
-	writeJSON(w, bootstrapResponse{CACert: string(s.ca.CertPEM), CAKey: string(s.ca.KeyPEM), Token: s.token})
+	writeJSON(w, bootstrapResponse{CACert: string(s.ca.CertPEM), CAKey: string(s.ca.KeyPEM), Token: s.token,
+		ServiceAccountKey: string(s.saKeyPEM)})
 }
 
 // fetchBootstrap is the joiner's side: check the server's CA against the

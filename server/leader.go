@@ -103,7 +103,18 @@ func (s *Server) establishLeadership(ctx context.Context) error {
 			return err
 		}
 	}
-	return s.pruneMembers(ctx)
+	if err := s.pruneMembers(ctx); err != nil {
+		return err
+	}
+	// After the member pass, so that it runs as early as before: a master
+	// joining meanwhile is recorded before it becomes a voter, and a
+	// longer gap widens that window.
+	for _, ns := range systemNamespaces {
+		if err := s.ensureDefaultServiceAccount(ctx, ns); err != nil {
+			return err
+		}
+	}
+	return s.ensureDefaultRBAC(ctx)
 }
 
 // ensureNamespace creates a namespace if it does not exist.

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 
 	corev1 "k8s.io/api/core/v1"
@@ -29,7 +30,13 @@ func (n nodeObjects) PodNode(namespace, name string) (string, bool) {
 }
 
 func (n nodeObjects) PodsOnNode(node, namespace string, fn func(*corev1.Pod) bool) {
+	// Every pod start asks (its kube-root-ca.crt ConfigMap, its token):
+	// skip, without decoding, the pods whose JSON cannot name this node.
+	mark := []byte(`"nodeName":"` + node + `"`)
 	n.s.fsm.Read().List("pods", namespace, "", func(o *state.Object) bool {
+		if !bytes.Contains(o.Data, mark) {
+			return true
+		}
 		var p corev1.Pod
 		if err := json.Unmarshal(o.Data, &p); err != nil || p.Spec.NodeName != node {
 			return true

@@ -53,6 +53,9 @@ type Server struct {
 	serverKey  []byte
 	peerClient *http.Client
 	authn      *auth.Authenticator
+	// saKeyPEM signs service-account tokens through saTokens (satoken.go).
+	saKeyPEM []byte
+	saTokens *auth.ServiceAccountTokens
 
 	httpSrv *http.Server
 	apiLn   net.Listener
@@ -116,19 +119,23 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.followerReads = &readVerifier{fetch: s.forwardReadIndex}
 	s.forwarder = &forwarder{s: s}
 	s.leaderWatch = newLeaderWatch()
-	s.authn = auth.NewAuthenticator(auth.AuthenticatorConfig{JoinSecret: s.secret, CAHash: pki.CAHash(s.ca.CertPEM), Secrets: secretGetter{s}, Logger: cfg.Logger})
+	s.authn = auth.NewAuthenticator(auth.AuthenticatorConfig{JoinSecret: s.secret, CAHash: pki.CAHash(s.ca.CertPEM), Secrets: secretGetter{s},
+		ServiceAccountTokens: s.saTokens, Objects: saObjects{s}, Logger: cfg.Logger})
 	kubelets, err := s.kubeletTransport()
 	if err != nil {
 		s.Shutdown()
 		return nil, err
 	}
+	authz := auth.NewAuthorizer().WithNodeObjects(nodeObjects{s}).WithRBAC(rbacObjects{s})
 	api, err := apiserver.New(apiserver.Config{
 		KubeletTransport: kubelets,
 		Store:            raftStore{s},
 		Authenticator:    s.authn,
-		Authorizer:       auth.NewAuthorizer().WithNodeObjects(nodeObjects{s}),
-		Admission:        s.admissionChain(),
-		Logger:           cfg.Logger,
+		Authorizer:       authz,
+		Admission:        s.admissionChain(authz),
+		// ServiceAccountTokens signs TokenRequests.
+		ServiceAccountTokens: s.saTokens,
+		Logger:               cfg.Logger,
 	})
 	if err != nil {
 		s.Shutdown()
@@ -152,6 +159,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		w.Header().Set("Content-Type", "application/x-pem-file")
 		_, _ = w.Write(s.ca.CertPEM)
 	})
+	mux.HandleFunc("GET /.well-known/openid-configuration", s.handleOpenIDConfiguration)
+	mux.HandleFunc("GET /openid/v1/jwks", s.handleJWKS)
 	mux.HandleFunc("GET /livez", s.handleLivez)
 	mux.HandleFunc("GET /healthz", s.handleLivez)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)

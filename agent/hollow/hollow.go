@@ -152,7 +152,7 @@ func Run(ctx context.Context, cfg Config) error {
 		a, err := agent.New(agent.Config{
 			NodeName: name, DataDir: filepath.Join(cfg.DataDir, name), NodeIP: cfg.NodeIP,
 			Client: clients[i], Pods: disp.views[name], Capacity: cfg.Capacity, Labels: labels,
-			Runtime: fake.NewFakeRuntime(), Images: fake.NewFakeImageService(),
+			Runtime: fake.NewFakeRuntime(), Images: fake.NewFakeImageService(), Mounter: agent.DirMounter{},
 			LeaseDuration: cfg.LeaseDuration, NodeStatusInterval: cfg.NodeStatusInterval, BackoffBase: cfg.BackoffBase,
 			Logger: nodeLog,
 		})

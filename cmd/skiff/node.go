@@ -141,6 +141,10 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 		LeaseDuration: o.LeaseDuration, NodeStatusInterval: o.StatusInterval, BackoffBase: o.BackoffBase,
 		ClusterDNS: o.DNS.clusterDNS(), ClusterDomain: o.DNS.ClusterDomain, ResolvConf: o.DNS.ResolvConf,
 	}
+	if o.Runtime == "fake" {
+		// Simulated containers need no tmpfs for their volumes.
+		cfg.Mounter = agent.DirMounter{}
+	}
 	a, err := agent.New(cfg)
 	if err != nil {
 		return err

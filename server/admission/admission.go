@@ -2,8 +2,9 @@
 // plugins kube-apiserver enables by default that Skiff needs, run on
 // creates and updates after defaulting (mutating) and after validation
 // (validating):
-//
-//   - ServiceAccount: a pod without spec.serviceAccountName gets "default".
+//   - ServiceAccount: a pod without spec.serviceAccountName gets "default";
+//     the account must exist; the token volume is mounted unless
+//     automountServiceAccountToken is false (serviceaccount.go).
 //   - DefaultTolerationSeconds: pods tolerate node.kubernetes.io/not-ready
 //     and node.kubernetes.io/unreachable (NoExecute) for 300 s.
 //   - Priority: spec.priority from the pod's PriorityClass (or the
@@ -21,6 +22,8 @@
 //   - NodeRestriction: a kubelet creates and changes only its own Node and
 //     Lease, and not the Node's taints or node-restriction.kubernetes.io/
 //     labels (noderestriction.go).
+//   - RBAC escalation: Roles and bindings may grant only what the writer
+//     holds, or has "escalate"/"bind" for (rbac.go).
 //
 // NamespaceLifecycle (no new objects in a terminating namespace) lives in
 // the API server itself.
@@ -72,6 +75,8 @@ type Chain struct {
 	reg      *registry.Registry
 	log      *slog.Logger
 	services *servicealloc.Allocator
+	// rbac enables the RBAC escalation check (rbac.go).
+	rbac RBACResolver
 }
 
 // New returns the admission chain over the state read by r.
@@ -88,7 +93,11 @@ func New(r Reader, reg *registry.Registry, log *slog.Logger) *Chain {
 
 // Admit runs the mutating plugins on a create or update.
 func (c *Chain) Admit(ctx context.Context, a *Attributes) error {
-	if err := nodeRestriction(auth.UserFrom(ctx), a); err != nil {
+	if err := c.rbacEscalation(ctx, a); err != nil {
+		return err
+	}
+	u, _ := auth.UserFrom(ctx)
+	if err := nodeRestriction(u, a); err != nil {
 		return err
 	}
 	if a.Kind.Resource == "services" && a.Kind.GVK.Group == "" {
@@ -101,6 +110,9 @@ func (c *Chain) Admit(ctx context.Context, a *Attributes) error {
 	defaultTolerations(a)
 	snap, err := c.reader.Read(ctx, false, 0)
 	if err != nil {
+		return err
+	}
+	if err := c.serviceAccount(ctx, snap, a); err != nil {
 		return err
 	}
 	if err := c.priority(snap, a); err != nil {

@@ -8,22 +8,6 @@ import (
 // unreachable node before the node lifecycle controller evicts them.
 const DefaultTolerationSeconds = int64(300)
 
-// defaultServiceAccount: a pod runs as the namespace's "default" service
-// account unless it names another. (Unlike kube-apiserver, the account
-// need not exist yet: the service account controller makes it.)
-func defaultServiceAccount(a *Attributes) {
-	p, ok := a.Object.(*corev1.Pod)
-	if !ok {
-		return
-	}
-	if p.Spec.ServiceAccountName == "" {
-		p.Spec.ServiceAccountName = p.Spec.DeprecatedServiceAccount //nolint:staticcheck // the deprecated alias
-	}
-	if p.Spec.ServiceAccountName == "" {
-		p.Spec.ServiceAccountName = "default"
-	}
-}
-
 // defaultTolerations adds NoExecute tolerations of 300 s for the
 // not-ready and unreachable taints, unless the pod tolerates them already.
 func defaultTolerations(a *Attributes) {

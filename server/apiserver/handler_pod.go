@@ -357,19 +357,3 @@ func (s *APIServer) handleStreaming(req *request) {
 	s.writeError(req.w, req.r, apierrors.NewServiceUnavailable(fmt.Sprintf(
 		"the kubelet is not available yet: pods/%s is served once the Skiff agent streams through the API server", req.info.Subresource)))
 }
-
-// handleTokenRequest answers serviceaccounts/<name>/token: 404 for a
-// missing service account, otherwise 503 until token signing exists.
-func (s *APIServer) handleTokenRequest(req *request) {
-	snap, err := s.store.Read(req.r.Context(), false, 0)
-	if err != nil {
-		s.writeError(req.w, req.r, storeError(err))
-		return
-	}
-	if _, _, err := getObject(snap, req.kind, req.namespace(), req.info.Name); err != nil {
-		s.writeError(req.w, req.r, err)
-		return
-	}
-	s.writeError(req.w, req.r, apierrors.NewServiceUnavailable(
-		"service account token signing is not available yet: TokenRequest is served once Skiff signs service account tokens"))
-}

@@ -106,7 +106,7 @@ func TestEvictionHonoursPDB(t *testing.T) {
 	}
 }
 
-func TestStreamingAndTokenAre503(t *testing.T) {
+func TestStreamingIs503WithoutKubelets(t *testing.T) {
 	e := newEnv(t, apiservertest.Options{})
 	if _, err := e.cs.CoreV1().Pods("default").Create(e.ctx, testPod("p", "n1"), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -118,11 +118,6 @@ func TestStreamingAndTokenAre503(t *testing.T) {
 		}
 	}
 	e.do("GET", "/api/v1/namespaces/default/pods/missing/log", "", nil).status(t, 404, metav1.StatusReasonNotFound)
-	if _, err := e.cs.CoreV1().ServiceAccounts("default").Create(e.ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "sa"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	e.do("POST", "/api/v1/namespaces/default/serviceaccounts/sa/token", "application/json",
-		[]byte(`{"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{}}`)).status(t, 503, metav1.StatusReasonServiceUnavailable)
 }
 
 func TestScaleSubresource(t *testing.T) {

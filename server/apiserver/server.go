@@ -49,6 +49,9 @@ type Config struct {
 	// Admission runs on creates and updates (admission.go); nil admits
 	// everything.
 	Admission Admission
+	// ServiceAccountTokens signs the tokens of serviceaccounts/<name>/token
+	// (handler_token.go); nil answers it 503.
+	ServiceAccountTokens TokenIssuer
 }
 
 // APIServer is the http.Handler of the Kubernetes API.
@@ -132,6 +135,7 @@ func (s *APIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(rw, r, forbidden(user, info, reason))
 		return
 	}
+	// Admission (NodeRestriction, RBAC escalation checks) needs the user too.
 	r = r.WithContext(auth.WithUser(r.Context(), user))
 	req := &request{s: s, w: rw, r: r, user: user, info: info}
 	s.route(req)
@@ -142,6 +146,10 @@ func (s *APIServer) route(req *request) {
 	info := req.info
 	if !info.IsResource {
 		s.serveNonResource(req)
+		return
+	}
+	if isSelfSubjectReview(info) {
+		s.handleSelfSubjectReview(req) // handler_whoami.go
 		return
 	}
 	kind, ok := s.reg.Lookup(info.Group, info.Version, info.Resource)

@@ -35,6 +35,10 @@ type AuthenticatorConfig struct {
 	CAHash string
 	// Secrets holds bootstrap-token Secrets; nil disables bootstrap tokens.
 	Secrets TokenSecrets
+	// ServiceAccountTokens verifies service-account JWTs and Objects
+	// looks up what they are bound to; nil disables them.
+	ServiceAccountTokens *ServiceAccountTokens
+	Objects              ServiceAccountObjects
 	// Now returns the current time (time.Now if nil), for token expiry.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -46,6 +50,9 @@ type Authenticator struct {
 	hasJoin    bool
 	caHash     string
 	secrets    TokenSecrets
+	saTokens   *ServiceAccountTokens
+	objects    ServiceAccountObjects
+	verified   *verifiedCache
 	now        func() time.Time
 	log        *slog.Logger
 }
@@ -53,10 +60,13 @@ type Authenticator struct {
 // NewAuthenticator returns an Authenticator for cfg.
 func NewAuthenticator(cfg AuthenticatorConfig) *Authenticator {
 	a := &Authenticator{
-		caHash:  strings.ToLower(cfg.CAHash),
-		secrets: cfg.Secrets,
-		now:     cfg.Now,
-		log:     cfg.Logger,
+		caHash:   strings.ToLower(cfg.CAHash),
+		secrets:  cfg.Secrets,
+		saTokens: cfg.ServiceAccountTokens,
+		objects:  cfg.Objects,
+		verified: newVerifiedCache(),
+		now:      cfg.Now,
+		log:      cfg.Logger,
 	}
 	if a.now == nil {
 		a.now = time.Now
@@ -86,7 +96,8 @@ func NewAuthenticator(cfg AuthenticatorConfig) *Authenticator {
 //     plus system:authenticated;
 //   - an "Authorization: Bearer" token: the cluster join secret (user
 //     skiff:joiner) or a Kubernetes bootstrap token (user
-//     system:bootstrap:<id>);
+//     system:bootstrap:<id>) or a service-account JWT (user
+//     system:serviceaccount:<ns>:<name>, satoken_authn.go);
 //   - no credentials at all: system:anonymous in system:unauthenticated.
 //
 // Credentials that are present but not valid give ErrUnauthenticated; the
@@ -119,6 +130,9 @@ func (a *Authenticator) Authenticate(r *http.Request) (*User, error) {
 	}
 	if id, secret, ok := parseBootstrapToken(token); ok {
 		return a.bootstrapUser(id, secret)
+	}
+	if LooksLikeJWT(token) {
+		return a.serviceAccountUser(token)
 	}
 	a.log.Debug("rejected bearer token of unknown kind")
 	return nil, ErrUnauthenticated

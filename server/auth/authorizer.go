@@ -6,9 +6,8 @@ import (
 	"strings"
 )
 
-// Authorizer is Skiff's built-in authorization policy until RBAC
-// enforcement arrives with a later issue (Roles and Bindings are stored and
-// served but not yet enforced):
+// Authorizer is Skiff's authorization policy: built-in rules first, then
+// RBAC (rbac.go) when enabled with WithRBAC:
 //
 //   - system:masters and skiff:servers may do everything;
 //   - everyone, anonymous included, may GET the health and bootstrap
@@ -18,9 +17,12 @@ import (
 //     their sub-paths (as the system:discovery role);
 //   - nodes (system:node:<name> in system:nodes) may do what a kubelet
 //     needs, see authorizeNode;
-//   - nothing else: resource requests by other users are refused.
+//   - anything a Role or ClusterRole bound to the user allows (RBAC;
+//     the leader bootstraps Kubernetes' default cluster roles);
+//   - nothing else.
 type Authorizer struct {
 	nodes NodeObjects
+	rbac  RBACObjects
 }
 
 // NewAuthorizer returns the built-in authorizer.
@@ -51,6 +53,9 @@ func (a *Authorizer) Authorize(u *User, attrs Attributes) (bool, string) {
 		if u.InGroup(GroupAuthenticated) && underAny(p, discoveryPaths) {
 			return true, ""
 		}
+	}
+	if a.authorizeRBAC(u, attrs) {
+		return true, ""
 	}
 	return false, denial(u, attrs)
 }

@@ -43,6 +43,9 @@ func (a *Authorizer) WithNodeObjects(o NodeObjects) *Authorizer {
 //     pods bound to it;
 //   - events: create, update, patch;
 //   - configmaps and secrets: get, only those a pod bound to it refers to;
+//   - serviceaccounts/token: create, for the service account of a pod
+//     bound to it (the API server checks that the token is bound to such
+//     a pod, as NodeRestriction does);
 //   - services and endpoints: get, list, watch;
 //   - namespaces and networkpolicies: get, list, watch (the agent
 //     enforces NetworkPolicies, whose peers select namespaces by label).
@@ -83,6 +86,10 @@ func (a *Authorizer) authorizeNode(u *User, attrs Attributes) bool {
 		return sub == "" && (v == "create" || v == "update" || v == "patch")
 	case attrs.Group == "" && (attrs.Resource == "configmaps" || attrs.Resource == "secrets"):
 		return sub == "" && v == "get" && a.referencedByNode(node, attrs.Resource, attrs.Namespace, attrs.Name)
+	case attrs.Group == "" && attrs.Resource == "serviceaccounts":
+		// TokenRequest for the service account of a pod on this node; the
+		// API server checks that the token is bound to such a pod.
+		return sub == "token" && v == "create" && a.serviceAccountOnNode(node, attrs.Namespace, attrs.Name)
 	case attrs.Group == "" && (attrs.Resource == "services" || attrs.Resource == "endpoints"):
 		return sub == "" && (v == "get" || v == "list" || v == "watch")
 	case attrs.Group == "discovery.k8s.io" && attrs.Resource == "endpointslices":
@@ -100,6 +107,20 @@ func (a *Authorizer) podOnNode(node, namespace, name string) bool {
 	}
 	n, ok := a.nodes.PodNode(namespace, name)
 	return ok && n == node
+}
+
+// serviceAccountOnNode reports whether a pod bound to node runs as the
+// service account namespace/name.
+func (a *Authorizer) serviceAccountOnNode(node, namespace, name string) bool {
+	if a.nodes == nil || name == "" || namespace == "" {
+		return false
+	}
+	found := false
+	a.nodes.PodsOnNode(node, namespace, func(p *corev1.Pod) bool {
+		found = p.Spec.ServiceAccountName == name
+		return !found
+	})
+	return found
 }
 
 // referencedByNode reports whether a pod bound to node refers to the

@@ -28,7 +28,7 @@ func (f fakeNodeObjects) PodsOnNode(node, ns string, fn func(*corev1.Pod) bool) 
 
 func TestNodeAuthorizer(t *testing.T) {
 	mine := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "mine"}, Spec: corev1.PodSpec{
-		NodeName: "n1",
+		NodeName: "n1", ServiceAccountName: "robot",
 		Volumes: []corev1.Volume{
 			{Name: "c", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "cm-vol"}}}},
 			{Name: "p", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
@@ -38,8 +38,8 @@ func TestNodeAuthorizer(t *testing.T) {
 			SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "sec-env"}, Key: "k"}}}}}},
 	}}
 	theirs := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "theirs"}, Spec: corev1.PodSpec{
-		NodeName: "n2",
-		Volumes:  []corev1.Volume{{Name: "s", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "other-secret"}}}},
+		NodeName: "n2", ServiceAccountName: "builder",
+		Volumes: []corev1.Volume{{Name: "s", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "other-secret"}}}},
 	}}
 	authz := NewAuthorizer().WithNodeObjects(fakeNodeObjects{pods: []*corev1.Pod{mine, theirs}})
 	n1 := &User{Name: "system:node:n1", Groups: []string{"system:nodes", "system:authenticated"}}
@@ -93,6 +93,10 @@ func TestNodeAuthorizer(t *testing.T) {
 		{"get unreferenced configmap", n1, res("get", "configmaps", "", "app", "random"), false},
 		{"list secrets", n1, res("list", "secrets", "", "app", ""), false},
 		{"same name, other namespace", n1, res("get", "configmaps", "", "other", "cm-vol"), false},
+		{"token for own pod's account", n1, res("create", "serviceaccounts", "token", "app", "robot"), true},
+		{"token for another node's pod's account", n1, res("create", "serviceaccounts", "token", "app", "builder"), false},
+		{"token, same name, other namespace", n1, res("create", "serviceaccounts", "token", "other", "robot"), false},
+		{"get own pod's account", n1, res("get", "serviceaccounts", "", "app", "robot"), false},
 		{"watch services", n1, res("watch", "services", "", "", ""), true},
 		{"create service", n1, res("create", "services", "", "app", ""), false},
 		{"list deployments", n1, Attributes{Verb: "list", Group: "apps", Resource: "deployments"}, false},

@@ -25,7 +25,9 @@ const (
 
 // User is an authenticated identity.
 type User struct {
-	Name   string
+	Name string
+	// UID is the service account's UID for service-account users.
+	UID    string
 	Groups []string
 }
 
@@ -60,13 +62,13 @@ type Attributes struct {
 
 type userKey struct{}
 
-// WithUser returns ctx carrying the authenticated user of a request.
+// WithUser returns ctx carrying the request's user.
 func WithUser(ctx context.Context, u *User) context.Context {
 	return context.WithValue(ctx, userKey{}, u)
 }
 
-// UserFrom returns the user WithUser put in ctx, or nil.
-func UserFrom(ctx context.Context) *User {
-	u, _ := ctx.Value(userKey{}).(*User)
-	return u
+// UserFrom returns the user WithUser put in ctx.
+func UserFrom(ctx context.Context) (*User, bool) {
+	u, ok := ctx.Value(userKey{}).(*User)
+	return u, ok && u != nil
 }

@@ -11,8 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
-// Shared by the rbac.authorization.k8s.io/v1 kinds. They are stored and
-// validated now; the authorizer enforces them later.
+// Shared by the rbac.authorization.k8s.io/v1 kinds; server/auth enforces
+// them.
 
 // rbacNameFn: RBAC object names are path segments ("system:masters").
 func rbacNameFn(name string, prefix bool) []string {

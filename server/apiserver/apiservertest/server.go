@@ -15,6 +15,8 @@ import (
 	"github.com/skiff-io/skiff/fsm/fsmtest"
 	"github.com/skiff-io/skiff/server/admission"
 	"github.com/skiff-io/skiff/server/apiserver"
+	"github.com/skiff-io/skiff/server/auth"
+	"github.com/skiff-io/skiff/server/pki"
 	"github.com/skiff-io/skiff/server/registry"
 )
 
@@ -40,6 +42,8 @@ type Server struct {
 	Store      *fsmtest.FakeRaftStore
 	API        *apiserver.APIServer
 	Authorizer *FakeAuthorizer
+	// Tokens signs and verifies the server's service-account tokens.
+	Tokens *auth.ServiceAccountTokens
 }
 
 // NewServer starts a test server; it is closed in t.Cleanup.
@@ -54,19 +58,33 @@ func NewServer(t testing.TB, opts Options) *Server {
 	if os.Getenv("SKIFF_TEST_DEBUG") != "" {
 		level = slog.LevelDebug
 	}
+	keyPEM, err := pki.GenerateServiceAccountKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := pki.ParseServiceAccountKey(keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := auth.NewServiceAccountTokens(key, auth.TokenConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var adm apiserver.Admission
 	if opts.Admission {
 		adm = admission.New(store, registry.New(), nil)
 	}
 	api, err := apiserver.New(apiserver.Config{
-		Admission:     adm,
-		Store:         store,
-		Authenticator: &FakeAuthenticator{Token: Token},
-		Authorizer:    authz,
-		Logger:        slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
-		Now:           opts.Now,
-		BookmarkIdle:  opts.BookmarkIdle,
-		BookmarkMax:   opts.BookmarkMax,
+		Admission: adm,
+		// TokenRequests are signed with a key of the test's own.
+		ServiceAccountTokens: tokens,
+		Store:                store,
+		Authenticator:        &FakeAuthenticator{Token: Token},
+		Authorizer:           authz,
+		Logger:               slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+		Now:                  opts.Now,
+		BookmarkIdle:         opts.BookmarkIdle,
+		BookmarkMax:          opts.BookmarkMax,
 	})
 	if err != nil {
 		t.Fatalf("apiserver.New: %v", err)
@@ -75,7 +93,7 @@ func NewServer(t testing.TB, opts Options) *Server {
 	ts.EnableHTTP2 = true
 	ts.StartTLS()
 	t.Cleanup(ts.Close)
-	return &Server{HTTP: ts, Store: store, API: api, Authorizer: authz}
+	return &Server{HTTP: ts, Store: store, API: api, Authorizer: authz, Tokens: tokens}
 }
 
 // RESTConfig returns a client config for the server (protobuf for the

@@ -29,6 +29,8 @@ type Env struct {
 	Client *kubernetes.Clientset
 	CC     *controller.Context
 	cancel context.CancelFunc
+	// admission: the API runs the admission chain.
+	admission bool
 }
 
 // Options tune NewEnv.
@@ -61,7 +63,7 @@ func NewEnv(t testing.TB, o Options) *Env {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	e := &Env{T: t, Ctx: ctx, API: api, Client: cs, CC: cc, cancel: cancel}
+	e := &Env{T: t, Ctx: ctx, API: api, Client: cs, CC: cc, cancel: cancel, admission: o.Admission}
 	t.Cleanup(func() {
 		cancel()
 		cc.Informers.Shutdown()
@@ -71,12 +73,21 @@ func NewEnv(t testing.TB, o Options) *Env {
 	return e
 }
 
-// Namespace creates a namespace.
+// Namespace creates a namespace and, with admission (which refuses pods
+// whose service account does not exist), its "default" service account,
+// as the service account controller would.
 func (e *Env) Namespace(name string) {
 	e.T.Helper()
 	_, err := e.Client.CoreV1().Namespaces().Create(e.Ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
 	if err != nil {
 		e.T.Fatalf("namespace %s: %v", name, err)
+	}
+	if !e.admission {
+		return
+	}
+	_, err = e.Client.CoreV1().ServiceAccounts(name).Create(e.Ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
+	if err != nil {
+		e.T.Fatalf("service account %s/default: %v", name, err)
 	}
 }
 

@@ -30,6 +30,7 @@ import (
 	"github.com/skiff-io/skiff/server/controller/podgc"
 	"github.com/skiff-io/skiff/server/controller/replicaset"
 	"github.com/skiff-io/skiff/server/controller/resourcequota"
+	"github.com/skiff-io/skiff/server/controller/rootcacertpublisher"
 	"github.com/skiff-io/skiff/server/controller/serviceaccount"
 	"github.com/skiff-io/skiff/server/controller/statefulset"
 	"github.com/skiff-io/skiff/server/controller/ttlafterfinished"
@@ -65,11 +66,17 @@ type Options struct {
 	Gossip nodelifecycle.Gossip
 	// Workers per controller (default 5).
 	Workers int
-	Logger  *slog.Logger
 	// Informers, when set, is the shared informer factory to use instead
 	// of one over cfg (a master passes one that reads its state in
 	// process, shared with the scheduler). Its owner shuts it down.
 	Informers informers.SharedInformerFactory
+	// RootCA is published as the kube-root-ca.crt ConfigMap of every
+	// namespace and put in service-account token Secrets; none if empty.
+	RootCA []byte
+	// TokenSigner fills Secrets of type kubernetes.io/service-account-token;
+	// nil leaves them alone.
+	TokenSigner serviceaccount.LegacySigner
+	Logger      *slog.Logger
 }
 
 func (o *Options) setDefaults() {
@@ -184,7 +191,7 @@ func build(cc *controller.Context, o Options) ([]runner, error) {
 		LargeClusterSizeThreshold: o.LargeClusterSizeThreshold, UnhealthyZoneThreshold: o.UnhealthyZoneThreshold,
 		Gossip: o.Gossip,
 	})
-	return []runner{
+	runners := []runner{
 		{"replicaset", func(ctx context.Context) { rs.Run(ctx, w) }},
 		{"replicationcontroller", func(ctx context.Context) { rc.Run(ctx, w) }},
 		{"deployment", func(ctx context.Context) { dep.Run(ctx, w) }},
@@ -202,5 +209,14 @@ func build(cc *controller.Context, o Options) ([]runner, error) {
 		{"daemonset", func(ctx context.Context) { ds.Run(ctx, w) }},
 		{"statefulset", func(ctx context.Context) { sts.Run(ctx, w) }},
 		{"nodelifecycle", func(ctx context.Context) { nodes.Run(ctx, w) }},
-	}, nil
+	}
+	if len(o.RootCA) > 0 {
+		pub := rootcacertpublisher.New(cc, o.RootCA)
+		runners = append(runners, runner{"root-ca-cert-publisher", func(ctx context.Context) { pub.Run(ctx, 1) }})
+	}
+	if o.TokenSigner != nil {
+		tokens := serviceaccount.NewTokens(cc, o.TokenSigner, o.RootCA)
+		runners = append(runners, runner{"serviceaccount-token", func(ctx context.Context) { tokens.Run(ctx, 1) }})
+	}
+	return runners, nil
 }
