@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
+	"runtime"
 	"testing"
 	"time"
 
@@ -234,4 +236,61 @@ func waitReplicas(b *testing.B, cs kubernetes.Interface, app string, n int, onNo
 		}
 		return nil
 	})
+}
+
+// BenchmarkGossipFalsePositives: a master and SKIFF_BENCH_GOSSIP_VICTIMS
+// agents (3, each its own process) plus SKIFF_BENCH_GOSSIP_NODES hollow
+// nodes in one process (0), all gossip members, while other processes
+// keep every CPU busy for SKIFF_BENCH_SATURATE (10m): every second the
+// benchmark lists the Nodes and counts those not Ready, and asks the
+// master's gossip view for members not alive. Goal: none.
+func BenchmarkGossipFalsePositives(b *testing.B) {
+	dur := envDuration("SKIFF_BENCH_SATURATE", 10*time.Minute)
+	m, cs, vs := gossipBenchCluster(b, envInt("SKIFF_BENCH_GOSSIP_VICTIMS", 3), envInt("SKIFF_BENCH_GOSSIP_NODES", 0))
+	for _, v := range vs {
+		waitGossipAlive(b, m, v.NodeName(0))
+	}
+	// The CPU hogs: one busy shell loop per CPU, at the agents' priority.
+	for i := 0; i < runtime.NumCPU(); i++ {
+		hog := exec.Command("sh", "-c", "while :; do :; done")
+		if err := hog.Start(); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = hog.Process.Kill(); _ = hog.Wait() })
+	}
+	admin := m.HTTPClient()
+	notReady := map[string]int{}   // node → seconds seen not Ready
+	gossipDown := map[string]int{} // member → seconds seen not alive
+	samples, missed := 0, 0
+	end := time.Now().Add(dur)
+	for time.Now().Before(end) {
+		time.Sleep(time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		cancel()
+		if err != nil {
+			missed++
+			continue
+		}
+		samples++
+		for _, n := range nodes.Items {
+			for _, c := range n.Status.Conditions {
+				if c.Type == corev1.NodeReady && c.Status != corev1.ConditionTrue {
+					notReady[n.Name]++
+				}
+			}
+		}
+		if ms, err := testutil.GossipMembers(m, admin); err == nil {
+			for name, mem := range ms {
+				if mem.Status != "alive" {
+					gossipDown[name]++
+				}
+			}
+		}
+	}
+	b.ReportMetric(float64(len(notReady)), "nodes-not-ready")
+	b.ReportMetric(float64(len(gossipDown)), "members-not-alive")
+	b.ReportMetric(float64(samples), "samples")
+	b.Logf("saturated %v: %d samples (%d lists failed); nodes seen not Ready (seconds): %v; gossip members seen not alive (seconds): %v",
+		dur, samples, missed, notReady, gossipDown)
 }

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/skiff-io/skiff/server/controller/controllertest"
 	"github.com/skiff-io/skiff/server/controller/nodelifecycle"
@@ -167,10 +168,15 @@ func TestGossipCombinedWithLease(t *testing.T) {
 		}
 		return nil
 	})
-	n = node("n3")
-	r = ready(n)
-	r.Status, r.Reason, r.Message, r.LastHeartbeatTime = corev1.ConditionTrue, "KubeletReady", "", metav1.Now()
-	if _, err := e.Client.CoreV1().Nodes().UpdateStatus(e.Ctx, n, metav1.UpdateOptions{}); err != nil {
+	// (The controller may be writing n3 too, its taints: retry on a
+	// conflict as a kubelet does.)
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n := node("n3")
+		r := ready(n)
+		r.Status, r.Reason, r.Message, r.LastHeartbeatTime = corev1.ConditionTrue, "KubeletReady", "", metav1.Now()
+		_, err := e.Client.CoreV1().Nodes().UpdateStatus(e.Ctx, n, metav1.UpdateOptions{})
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Second)
