@@ -123,10 +123,23 @@ func clientGoCRUD(ctx context.Context, t *testing.T, m *testutil.Master) {
 	if err != nil || got.ResourceVersion != created.ResourceVersion {
 		t.Fatalf("get: %v %+v", err, got)
 	}
-	got.Spec.Template.Spec.Containers[0].Image = "busybox:1.37"
-	updated, err := deps.Update(ctx, got, metav1.UpdateOptions{})
-	if err != nil || updated.Generation != 2 {
-		t.Fatalf("update: %v generation %d", err, updated.Generation)
+	// The Deployment controller may write the object (its revision
+	// annotation, its status) between a read and an update: the
+	// read-modify-write retries on 409, as client-go callers do.
+	var updated *appsv1.Deployment
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := deps.Get(ctx, "api", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		cur.Spec.Template.Spec.Containers[0].Image = "busybox:1.37"
+		updated, err = deps.Update(ctx, cur, metav1.UpdateOptions{})
+		return err
+	}); err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	if updated.Generation != 2 {
+		t.Fatalf("update: generation %d, want 2", updated.Generation)
 	}
 	// A stale update is a 409.
 	if _, err := deps.Update(ctx, got, metav1.UpdateOptions{}); !apierrors.IsConflict(err) {
