@@ -48,7 +48,7 @@ type Options struct {
 	MonitorPeriod time.Duration
 	// Gossip, if set, is combined with the Leases (gossip.go): a node
 	// gossip reports down whose Lease is not renewed is marked Unknown
-	// at once. GossipLeaseSlack (2s) is how long before gossip's verdict
+	// at once. GossipLeaseSlack (1s) is how long before gossip's verdict
 	// a Lease renewal still proves the kubelet alive; keep it below the
 	// shortest failure detection time of the gossip profile.
 	Gossip           Gossip
@@ -105,7 +105,7 @@ func New(cc *controller.Context, opts Options) *Controller {
 		opts.MonitorPeriod = min(5*time.Second, opts.GracePeriod/8)
 	}
 	if opts.GossipLeaseSlack <= 0 {
-		opts.GossipLeaseSlack = 2 * time.Second
+		opts.GossipLeaseSlack = time.Second
 	}
 	c := &Controller{
 		cc: cc, opts: opts,
