@@ -2,7 +2,6 @@ package netpol
 
 import (
 	"context"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -12,64 +11,23 @@ import (
 	"time"
 
 	"github.com/skiff-io/skiff/nettools"
+	"github.com/skiff-io/skiff/nettools/nettest"
 )
 
 func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces, a bridge and nftables tables (all inside test namespaces)")
-	}
+	nettest.NeedRoot(t, "network namespaces, a bridge and nftables tables")
 }
 
-func newNS(t *testing.T, dir, name string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := nettools.NewNetNS(p); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = nettools.DeleteNetNS(p) })
-	return p
-}
+func newNS(t *testing.T, dir, name string) string { return nettest.NetNS(t, dir, name) }
 
 // listen serves "ok" on ip:port inside ns.
 func listen(t *testing.T, ns, ip string, port int) {
-	t.Helper()
-	var l net.Listener
-	if err := nettools.Do(ns, func() (err error) {
-		l, err = net.Listen("tcp4", net.JoinHostPort(ip, itoa(port)))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = io.WriteString(c, "ok")
-			c.Close()
-		}
-	}()
+	nettest.ServeTCP(t, ns, net.JoinHostPort(ip, strconv.Itoa(port)), nettest.Reply("ok"))
 }
 
-func itoa(i int) string { return strconv.Itoa(i) }
-
 func reach(ns, ip string, port int) bool {
-	ok := false
-	_ = nettools.Do(ns, func() error {
-		c, err := net.DialTimeout("tcp4", net.JoinHostPort(ip, itoa(port)), 500*time.Millisecond)
-		if err != nil {
-			return nil
-		}
-		defer c.Close()
-		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		b, _ := io.ReadAll(c)
-		ok = string(b) == "ok"
-		return nil
-	})
-	return ok
+	s, _ := nettest.Fetch(ns, net.JoinHostPort(ip, strconv.Itoa(port)), 500*time.Millisecond)
+	return s == "ok"
 }
 
 func TestProgramSameNode(t *testing.T) {

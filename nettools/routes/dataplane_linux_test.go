@@ -3,10 +3,7 @@ package routes
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -16,29 +13,15 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/skiff-io/skiff/nettools"
+	"github.com/skiff-io/skiff/nettools/nettest"
 	"github.com/skiff-io/skiff/nettools/nft"
 )
 
 func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces, veths, routes and nftables tables (all inside test namespaces)")
-	}
+	nettest.NeedRoot(t, "network namespaces, veths, routes and nftables tables")
 }
 
-func newNS(t *testing.T, dir, name string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := nettools.NewNetNS(p); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := nettools.DeleteNetNS(p); err != nil {
-			t.Errorf("delete netns %s: %v", p, err)
-		}
-	})
-	return p
-}
+func newNS(t *testing.T, dir, name string) string { return nettest.NetNS(t, dir, name) }
 
 func handleIn(t *testing.T, ns string) *netlink.Handle {
 	t.Helper()
@@ -117,46 +100,12 @@ func newTestNode(t *testing.T, dir, name string, backend Backend, nodeIP, podCID
 // serve listens in ns on ip and writes back the address each client
 // connected from.
 func serve(t *testing.T, ns, ip string) string {
-	t.Helper()
-	var l net.Listener
-	if err := nettools.Do(ns, func() (err error) {
-		l, err = net.Listen("tcp4", ip+":0")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-			_, _ = io.WriteString(c, host)
-			c.Close()
-		}
-	}()
-	return l.Addr().String()
+	return nettest.ServeTCP(t, ns, ip+":0", nettest.RemoteHost)
 }
 
 // whoami connects from ns to addr and returns the source address the
 // server saw.
-func whoami(ns, addr string) (string, error) {
-	var out string
-	err := nettools.Do(ns, func() error {
-		c, err := net.DialTimeout("tcp4", addr, 2*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		b, err := io.ReadAll(c)
-		out = string(b)
-		return err
-	})
-	return out, err
-}
+func whoami(ns, addr string) (string, error) { return nettest.Fetch(ns, addr, 2*time.Second) }
 
 func ownRoutes(t *testing.T, ns string) []netlink.Route {
 	t.Helper()
