@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"sync"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
 )
 
 // Claimer adopts orphans that match an owner's selector and releases the
@@ -115,4 +118,37 @@ func ReleasePatch(owner, uid types.UID) ([]byte, error) {
 		"ownerReferences": []map[string]any{{"$patch": "delete", "uid": owner}},
 		"uid":             uid,
 	}})
+}
+
+// Candidates returns the objects matching an owner's selector (matching)
+// and those it already controls by the controller-UID index of inf, each
+// once, that keep accepts (nil keeps all): what Claim is given.
+func Candidates[T metav1.Object](matching []T, inf cache.SharedIndexInformer, owner types.UID, keep func(T) bool) []T {
+	seen := make(map[types.UID]bool, len(matching))
+	var out []T
+	for _, o := range append(matching, ByIndex[T](inf, IndexControllerUID, string(owner))...) {
+		if !seen[o.GetUID()] && (keep == nil || keep(o)) {
+			seen[o.GetUID()] = true
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// ClaimPods returns the pods owner controls after adopting the orphans in
+// its namespace that match sel and releasing its pods that no longer do;
+// keep filters the candidates (nil keeps all). podInf is the shared pod
+// informer; fresh returns the owner as the API has it now.
+func (cc *Context) ClaimPods(ctx context.Context, podInf cache.SharedIndexInformer, owner metav1.Object, gvk schema.GroupVersionKind,
+	sel labels.Selector, fresh func(context.Context) (metav1.Object, error), keep func(*corev1.Pod) bool) ([]*corev1.Pod, error) {
+	matching, err := corelisters.NewPodLister(podInf.GetIndexer()).Pods(owner.GetNamespace()).List(sel)
+	if err != nil {
+		return nil, err
+	}
+	cl := &Claimer{Owner: owner, GVK: gvk, Selector: sel, Fresh: fresh,
+		Patch: func(ctx context.Context, ns, name string, p []byte) error {
+			_, err := cc.Client.CoreV1().Pods(ns).Patch(ctx, name, types.StrategicMergePatchType, p, metav1.PatchOptions{})
+			return err
+		}}
+	return Claim(ctx, cl, Candidates(matching, podInf, owner.GetUID(), keep))
 }

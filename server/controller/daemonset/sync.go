@@ -13,7 +13,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/tools/cache"
 
@@ -104,29 +103,9 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 }
 
 func (c *Controller) claimPods(ctx context.Context, ds *appsv1.DaemonSet, sel labels.Selector) ([]*corev1.Pod, error) {
-	matching, err := c.pods.Pods(ds.Namespace).List(sel)
-	if err != nil {
-		return nil, err
-	}
-	seen := map[types.UID]bool{}
-	var cands []*corev1.Pod
-	for _, p := range append(matching, controller.ByIndex[*corev1.Pod](c.podInf, controller.IndexControllerUID, string(ds.UID))...) {
-		if !seen[p.UID] {
-			seen[p.UID] = true
-			cands = append(cands, p)
-		}
-	}
-	cl := &controller.Claimer{
-		Owner: ds, GVK: dsGVK, Selector: sel,
-		Fresh: func(ctx context.Context) (metav1.Object, error) {
-			return c.cc.Client.AppsV1().DaemonSets(ds.Namespace).Get(ctx, ds.Name, metav1.GetOptions{})
-		},
-		Patch: func(ctx context.Context, ns, name string, p []byte) error {
-			_, err := c.cc.Client.CoreV1().Pods(ns).Patch(ctx, name, types.StrategicMergePatchType, p, metav1.PatchOptions{})
-			return err
-		},
-	}
-	return controller.Claim(ctx, cl, cands)
+	return c.cc.ClaimPods(ctx, c.podInf, ds, dsGVK, sel, func(ctx context.Context) (metav1.Object, error) {
+		return c.cc.Client.AppsV1().DaemonSets(ds.Namespace).Get(ctx, ds.Name, metav1.GetOptions{})
+	}, nil)
 }
 
 // fits reports whether the daemon pod should run on node (shouldRun) and

@@ -74,14 +74,6 @@ func (c *Controller) claimReplicaSets(ctx context.Context, d *appsv1.Deployment,
 	if err != nil {
 		return nil, err
 	}
-	seen := map[types.UID]bool{}
-	var cands []*appsv1.ReplicaSet
-	for _, rs := range append(matching, controller.ByIndex[*appsv1.ReplicaSet](c.rsInf, controller.IndexControllerUID, string(d.UID))...) {
-		if !seen[rs.UID] {
-			seen[rs.UID] = true
-			cands = append(cands, rs)
-		}
-	}
 	cl := &controller.Claimer{
 		Owner: d, GVK: deploymentGVK, Selector: sel,
 		Fresh: func(ctx context.Context) (metav1.Object, error) {
@@ -92,7 +84,7 @@ func (c *Controller) claimReplicaSets(ctx context.Context, d *appsv1.Deployment,
 			return err
 		},
 	}
-	return controller.Claim(ctx, cl, cands)
+	return controller.Claim(ctx, cl, controller.Candidates(matching, c.rsInf, d.UID, nil))
 }
 
 // syncStatusOnly refreshes the status of a deployment being deleted.

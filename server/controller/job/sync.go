@@ -12,7 +12,6 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/skiff-io/skiff/server/controller"
@@ -122,29 +121,9 @@ func (c *Controller) claimPods(ctx context.Context, j *batchv1.Job) ([]*corev1.P
 	if err != nil {
 		return nil, fmt.Errorf("job %s/%s: selector: %w", j.Namespace, j.Name, err)
 	}
-	matching, err := c.cc.Informers.Core().V1().Pods().Lister().Pods(j.Namespace).List(sel)
-	if err != nil {
-		return nil, err
-	}
-	seen := map[types.UID]bool{}
-	var cands []*corev1.Pod
-	for _, p := range append(matching, controller.ByIndex[*corev1.Pod](c.podInf, controller.IndexControllerUID, string(j.UID))...) {
-		if !seen[p.UID] {
-			seen[p.UID] = true
-			cands = append(cands, p)
-		}
-	}
-	cl := &controller.Claimer{
-		Owner: j, GVK: jobGVK, Selector: sel,
-		Fresh: func(ctx context.Context) (metav1.Object, error) {
-			return c.cc.Client.BatchV1().Jobs(j.Namespace).Get(ctx, j.Name, metav1.GetOptions{})
-		},
-		Patch: func(ctx context.Context, ns, name string, p []byte) error {
-			_, err := c.cc.Client.CoreV1().Pods(ns).Patch(ctx, name, types.StrategicMergePatchType, p, metav1.PatchOptions{})
-			return err
-		},
-	}
-	return controller.Claim(ctx, cl, cands)
+	return c.cc.ClaimPods(ctx, c.podInf, j, jobGVK, sel, func(ctx context.Context) (metav1.Object, error) {
+		return c.cc.Client.BatchV1().Jobs(j.Namespace).Get(ctx, j.Name, metav1.GetOptions{})
+	}, nil)
 }
 
 // trackFinishedPods counts finished pods exactly once: their UIDs go to

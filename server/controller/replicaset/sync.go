@@ -12,7 +12,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/skiff-io/skiff/server/controller"
@@ -70,27 +69,9 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 // claimPods returns the active pods the set controls, after adopting
 // matching orphans and releasing pods that stopped matching.
 func (c *Controller) claimPods(ctx context.Context, rs *appsv1.ReplicaSet, sel labels.Selector) ([]*corev1.Pod, error) {
-	matching, err := c.pods.Pods(rs.Namespace).List(sel)
-	if err != nil {
-		return nil, err
-	}
-	seen := make(map[types.UID]bool, len(matching))
-	var candidates []*corev1.Pod
-	for _, p := range append(matching, controller.ByIndex[*corev1.Pod](c.podInf, controller.IndexControllerUID, string(rs.UID))...) {
-		if !seen[p.UID] && controller.IsPodActive(p) {
-			seen[p.UID] = true
-			candidates = append(candidates, p)
-		}
-	}
-	cl := &controller.Claimer{
-		Owner: rs, GVK: c.kind.gvk, Selector: sel,
-		Fresh: func(ctx context.Context) (metav1.Object, error) { return c.kind.fresh(ctx, rs.Namespace, rs.Name) },
-		Patch: func(ctx context.Context, ns, name string, p []byte) error {
-			_, err := c.cc.Client.CoreV1().Pods(ns).Patch(ctx, name, types.StrategicMergePatchType, p, metav1.PatchOptions{})
-			return err
-		},
-	}
-	return controller.Claim(ctx, cl, candidates)
+	return c.cc.ClaimPods(ctx, c.podInf, rs, c.kind.gvk, sel, func(ctx context.Context) (metav1.Object, error) {
+		return c.kind.fresh(ctx, rs.Namespace, rs.Name)
+	}, controller.IsPodActive)
 }
 
 // manage creates or deletes pods so that the set has spec.replicas.

@@ -15,7 +15,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/skiff-io/skiff/server/controller"
@@ -92,29 +91,9 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 }
 
 func (c *Controller) claimPods(ctx context.Context, set *appsv1.StatefulSet, sel labels.Selector) ([]*corev1.Pod, error) {
-	matching, err := c.pods.Pods(set.Namespace).List(sel)
-	if err != nil {
-		return nil, err
-	}
-	seen := map[types.UID]bool{}
-	var cands []*corev1.Pod
-	for _, p := range append(matching, controller.ByIndex[*corev1.Pod](c.podInf, controller.IndexControllerUID, string(set.UID))...) {
-		if !seen[p.UID] {
-			seen[p.UID] = true
-			cands = append(cands, p)
-		}
-	}
-	cl := &controller.Claimer{
-		Owner: set, GVK: stsGVK, Selector: sel,
-		Fresh: func(ctx context.Context) (metav1.Object, error) {
-			return c.cc.Client.AppsV1().StatefulSets(set.Namespace).Get(ctx, set.Name, metav1.GetOptions{})
-		},
-		Patch: func(ctx context.Context, ns, name string, p []byte) error {
-			_, err := c.cc.Client.CoreV1().Pods(ns).Patch(ctx, name, types.StrategicMergePatchType, p, metav1.PatchOptions{})
-			return err
-		},
-	}
-	return controller.Claim(ctx, cl, cands)
+	return c.cc.ClaimPods(ctx, c.podInf, set, stsGVK, sel, func(ctx context.Context) (metav1.Object, error) {
+		return c.cc.Client.AppsV1().StatefulSets(set.Namespace).Get(ctx, set.Name, metav1.GetOptions{})
+	}, nil)
 }
 
 // ordinalOf parses <set>-<ordinal>.
