@@ -2,10 +2,8 @@ package testutil
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -24,9 +22,7 @@ type Agent struct {
 	bin   string
 	t     TB
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc process
 }
 
 // AgentOptions configure NewAgent.
@@ -68,74 +64,24 @@ func (a *Agent) LogPath() string { return a.DataDir + ".log" }
 // Start starts the process.
 func (a *Agent) Start() {
 	a.t.Helper()
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.cmd != nil {
-		a.t.Fatalf("agent %s already running", a.Name)
-	}
 	args := append([]string{"agent", "--data-dir", a.DataDir, "--node-name", a.Name, "--bind-address", a.IP}, a.Args...)
-	lf, err := os.OpenFile(a.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		a.t.Fatalf("log file: %v", err)
-	}
-	cmd := exec.Command(a.bin, args...)
-	if a.Netns != "" {
-		// nsenter joins only the network namespace; `ip netns exec` would
-		// also remount /sys, hiding the cgroup file systems the runtime
-		// needs. nsenter execs in place: the PID is skiff's.
-		cmd = exec.Command("nsenter", append([]string{"--net=/run/netns/" + a.Netns, a.bin}, args...)...)
-	}
-	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		lf.Close()
+	if err := a.proc.start(a.bin, args, a.Netns, a.LogPath()); err != nil {
 		a.t.Fatalf("start agent %s: %v", a.Name, err)
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); lf.Close(); close(done) }()
-	a.cmd, a.done = cmd, done
 }
 
 // Running reports whether the process runs.
-func (a *Agent) Running() bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.cmd != nil
-}
+func (a *Agent) Running() bool { return a.proc.running() }
 
 // Pid of the running process, or 0.
-func (a *Agent) Pid() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.cmd == nil {
-		return 0
-	}
-	return a.cmd.Process.Pid
-}
+func (a *Agent) Pid() int { return a.proc.pid() }
 
 // Kill sends SIGKILL (kill -9) and waits. The agent's containers, which
 // run under their own shims, are not its children and keep running.
-func (a *Agent) Kill() { a.signalStop(syscall.SIGKILL) }
+func (a *Agent) Kill() { a.proc.stop(syscall.SIGKILL) }
 
 // Stop sends SIGTERM and waits.
-func (a *Agent) Stop() { a.signalStop(syscall.SIGTERM) }
-
-func (a *Agent) signalStop(sig syscall.Signal) {
-	a.mu.Lock()
-	cmd, done := a.cmd, a.done
-	a.cmd = nil
-	a.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(sig)
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-	}
-}
+func (a *Agent) Stop() { a.proc.stop(syscall.SIGTERM) }
 
 // LogTail returns the last n lines of the agent's log.
 func (a *Agent) LogTail(n int) string {

@@ -44,14 +44,7 @@ func GossipMembers(m *Master, admin *http.Client) (map[string]GossipMember, erro
 }
 
 // Signal sends sig (SIGSTOP, SIGCONT) to the hollow node process.
-func (h *HollowNodes) Signal(sig syscall.Signal) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.cmd == nil {
-		return fmt.Errorf("not running")
-	}
-	return h.cmd.Process.Signal(sig)
-}
+func (h *HollowNodes) Signal(sig syscall.Signal) error { return h.proc.signal(sig) }
 
 // SetIP changes the nodes' address for the next Start (a node back with
 // a new address).

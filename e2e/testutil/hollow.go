@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -28,12 +27,9 @@ type HollowNodes struct {
 	bin     string
 	t       TB
 
+	// mu guards Args (SetIP).
 	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-	// logStart is the log's size when the process started: its "ready"
-	// line comes after.
-	logStart int64
+	proc process
 }
 
 // HollowOptions configure NewHollowNodes.
@@ -97,51 +93,18 @@ func (h *HollowNodes) LogPath() string { return h.DataDir + ".log" }
 func (h *HollowNodes) Start() {
 	h.t.Helper()
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.cmd != nil {
-		h.t.Fatalf("hollow nodes %s already running", h.Prefix)
+	args := append([]string(nil), h.Args...)
+	h.mu.Unlock()
+	if err := h.proc.start(h.bin, args, "", h.LogPath()); err != nil {
+		h.t.Fatalf("start hollow nodes %s: %v", h.Prefix, err)
 	}
-	lf, err := os.OpenFile(h.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		h.t.Fatalf("log file: %v", err)
-	}
-	if st, err := lf.Stat(); err == nil {
-		h.logStart = st.Size()
-	}
-	cmd := exec.Command(h.bin, h.Args...)
-	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		lf.Close()
-		h.t.Fatalf("start hollow nodes: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); lf.Close(); close(done) }()
-	h.cmd, h.done = cmd, done
 }
 
 // Pid of the running process, or 0.
-func (h *HollowNodes) Pid() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.cmd == nil {
-		return 0
-	}
-	return h.cmd.Process.Pid
-}
+func (h *HollowNodes) Pid() int { return h.proc.pid() }
 
 // Kill sends SIGKILL and waits.
-func (h *HollowNodes) Kill() {
-	h.mu.Lock()
-	cmd, done := h.cmd, h.done
-	h.cmd = nil
-	h.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Kill()
-	<-done
-}
+func (h *HollowNodes) Kill() { h.proc.stop(syscall.SIGKILL) }
 
 // WaitReady waits until the process has started every hollow node and
 // every one is Ready (polling every half second: listing thousands of
@@ -165,10 +128,9 @@ func (h *HollowNodes) ready(cs kubernetes.Interface) error {
 	if h.Pid() == 0 {
 		return fmt.Errorf("hollow node process not running")
 	}
-	// Nodes of an earlier run may still be Ready: wait for this process.
-	h.mu.Lock()
-	from := h.logStart
-	h.mu.Unlock()
+	// Nodes of an earlier run may still be Ready: wait for this process
+	// (its "ready" line comes after where the log was when it started).
+	from := h.proc.logOffset()
 	b, _ := os.ReadFile(h.LogPath())
 	if int64(len(b)) < from || !strings.Contains(string(b[from:]), fmt.Sprintf("ready=%d of=%d", h.Count, h.Count)) {
 		return fmt.Errorf("the process has not started its %d nodes yet", h.Count)

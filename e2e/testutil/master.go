@@ -86,10 +86,7 @@ type Master struct {
 	bin   string
 	t     TB
 
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	done    chan struct{}
-	logFile *os.File
+	proc process
 }
 
 // MasterOptions configure NewMaster.
@@ -137,11 +134,6 @@ func (m *Master) LogPath() string { return filepath.Join(m.DataDir + ".log") }
 // Start starts the process.
 func (m *Master) Start() {
 	m.t.Helper()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.cmd != nil {
-		m.t.Fatalf("master %s already running", m.Name)
-	}
 	args := append([]string{"server",
 		"--data-dir", m.DataDir,
 		"--node-name", m.Name,
@@ -151,77 +143,25 @@ func (m *Master) Start() {
 	if !m.Agent {
 		args = append(args, "--disable-agent")
 	}
-	lf, err := os.OpenFile(m.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		m.t.Fatalf("log file: %v", err)
-	}
-	cmd := exec.Command(m.bin, args...)
-	if m.Netns != "" {
-		// nsenter joins only the network namespace (`ip netns exec` would
-		// also remount /sys, hiding the cgroup file systems an embedded
-		// agent's runtime needs) and execs in place: the PID is skiff's.
-		cmd = exec.Command("nsenter", append([]string{"--net=/run/netns/" + m.Netns, m.bin}, args...)...)
-	}
-	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		lf.Close()
+	if err := m.proc.start(m.bin, args, m.Netns, m.LogPath()); err != nil {
 		m.t.Fatalf("start %s: %v", m.Name, err)
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); lf.Close(); close(done) }()
-	m.cmd, m.done, m.logFile = cmd, done, lf
 }
 
 // Running reports whether the process is running.
-func (m *Master) Running() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.cmd != nil
-}
+func (m *Master) Running() bool { return m.proc.running() }
 
 // Kill sends SIGKILL (kill -9) and waits for the process to exit.
-func (m *Master) Kill() { m.signalStop(syscall.SIGKILL) }
+func (m *Master) Kill() { m.proc.stop(syscall.SIGKILL) }
 
 // Stop sends SIGTERM and waits.
-func (m *Master) Stop() { m.signalStop(syscall.SIGTERM) }
-
-func (m *Master) signalStop(sig syscall.Signal) {
-	m.mu.Lock()
-	cmd, done := m.cmd, m.done
-	m.cmd = nil
-	m.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(sig)
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-	}
-}
+func (m *Master) Stop() { m.proc.stop(syscall.SIGTERM) }
 
 // Signal sends sig (SIGSTOP, SIGCONT) to the running process.
-func (m *Master) Signal(sig syscall.Signal) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.cmd == nil {
-		return errors.New("not running")
-	}
-	return m.cmd.Process.Signal(sig)
-}
+func (m *Master) Signal(sig syscall.Signal) error { return m.proc.signal(sig) }
 
 // Pid of the running process, or 0.
-func (m *Master) Pid() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.cmd == nil {
-		return 0
-	}
-	return m.cmd.Process.Pid
-}
+func (m *Master) Pid() int { return m.proc.pid() }
 
 // Token is the join token the master wrote.
 func (m *Master) Token() string {
