@@ -11,9 +11,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
@@ -134,4 +136,31 @@ func ByIndex[T any](inf cache.SharedIndexInformer, index, v string) []T {
 		}
 	}
 	return out
+}
+
+// QueueNamespaces adds the name of every namespace added or updated to q:
+// for controllers that keep something in every namespace.
+func QueueNamespaces(nsInf cache.SharedIndexInformer, q Queue, log *slog.Logger) {
+	onNS := func(obj any) {
+		if n, ok := obj.(*corev1.Namespace); ok {
+			q.Add(n.Name)
+		}
+	}
+	AddHandler(nsInf, cache.ResourceEventHandlerFuncs{AddFunc: onNS, UpdateFunc: func(_, obj any) { onNS(obj) }}, log)
+}
+
+// ActiveNamespace returns the namespace if it exists and is active (not
+// being deleted), nil if not.
+func ActiveNamespace(nss corelisters.NamespaceLister, name string) (*corev1.Namespace, error) {
+	ns, err := nss.Get(name)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if ns.Status.Phase != corev1.NamespaceActive || ns.DeletionTimestamp != nil {
+		return nil, nil
+	}
+	return ns, nil
 }

@@ -45,12 +45,7 @@ func New(cc *controller.Context, caPEM []byte) *Controller {
 	cm := cc.Informers.Core().V1().ConfigMaps()
 	c := &Controller{cc: cc, ca: caPEM, nss: ns.Lister(), cms: cm.Lister(), nsInf: ns.Informer(), cmInf: cm.Informer(),
 		queue: controller.NewQueue(component, 0), log: cc.Log(component)}
-	onNS := func(obj any) {
-		if n, ok := obj.(*corev1.Namespace); ok {
-			c.queue.Add(n.Name)
-		}
-	}
-	controller.AddHandler(c.nsInf, cache.ResourceEventHandlerFuncs{AddFunc: onNS, UpdateFunc: func(_, obj any) { onNS(obj) }}, c.log)
+	controller.QueueNamespaces(c.nsInf, c.queue, c.log)
 	onCM := func(obj any) {
 		if m, ok := controller.Unwrap[*corev1.ConfigMap](obj); ok && m.Name == ConfigMapName {
 			c.queue.Add(m.Namespace)
@@ -72,15 +67,8 @@ func (c *Controller) Run(ctx context.Context, workers int) {
 }
 
 func (c *Controller) sync(ctx context.Context, name string) error {
-	ns, err := c.nss.Get(name)
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
+	if ns, err := controller.ActiveNamespace(c.nss, name); ns == nil || err != nil {
 		return err
-	}
-	if ns.Status.Phase != corev1.NamespaceActive || ns.DeletionTimestamp != nil {
-		return nil
 	}
 	cm, err := c.cms.ConfigMaps(name).Get(ConfigMapName)
 	switch {

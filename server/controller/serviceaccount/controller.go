@@ -38,12 +38,7 @@ func New(cc *controller.Context) *Controller {
 	sa := cc.Informers.Core().V1().ServiceAccounts()
 	c := &Controller{cc: cc, nss: ns.Lister(), sas: sa.Lister(), nsInf: ns.Informer(), saInf: sa.Informer(),
 		queue: controller.NewQueue(component, 0), log: cc.Log(component)}
-	onNS := func(obj any) {
-		if n, ok := obj.(*corev1.Namespace); ok {
-			c.queue.Add(n.Name)
-		}
-	}
-	controller.AddHandler(c.nsInf, cache.ResourceEventHandlerFuncs{AddFunc: onNS, UpdateFunc: func(_, obj any) { onNS(obj) }}, c.log)
+	controller.QueueNamespaces(c.nsInf, c.queue, c.log)
 	controller.AddHandler(c.saInf, cache.ResourceEventHandlerFuncs{DeleteFunc: func(obj any) {
 		if sa, ok := controller.Unwrap[*corev1.ServiceAccount](obj); ok && sa.Name == DefaultName {
 			c.queue.Add(sa.Namespace)
@@ -61,20 +56,13 @@ func (c *Controller) Run(ctx context.Context, workers int) {
 }
 
 func (c *Controller) sync(ctx context.Context, name string) error {
-	ns, err := c.nss.Get(name)
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
+	if ns, err := controller.ActiveNamespace(c.nss, name); ns == nil || err != nil {
 		return err
-	}
-	if ns.Status.Phase != corev1.NamespaceActive || ns.DeletionTimestamp != nil {
-		return nil
 	}
 	if _, err := c.sas.ServiceAccounts(name).Get(DefaultName); err == nil {
 		return nil
 	}
-	_, err = c.cc.Client.CoreV1().ServiceAccounts(name).Create(ctx, &corev1.ServiceAccount{
+	_, err := c.cc.Client.CoreV1().ServiceAccounts(name).Create(ctx, &corev1.ServiceAccount{
 		ObjectMeta: metav1.ObjectMeta{Name: DefaultName, Namespace: name},
 	}, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) || controller.IsNamespaceTerminating(err) || apierrors.IsNotFound(err) {
