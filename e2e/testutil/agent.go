@@ -51,7 +51,7 @@ func NewAgent(t TB, o AgentOptions) *Agent {
 	a.DataDir = filepath.Join(t.TempDir(), "agent-"+a.Name)
 	a.Args = append([]string{"--server", o.Server, "--token", o.Token, "--runtime", o.Runtime,
 		"--node-lease-duration", "4s", "--node-status-interval", "1s"}, o.Args...)
-	t.Cleanup(func() { a.Kill() })
+	t.Cleanup(func() { a.Kill(); keepLog(t, a.LogPath()) })
 	return a
 }
 

@@ -70,7 +70,7 @@ func NewHollowNodes(t TB, o HollowOptions) *HollowNodes {
 		args = append(args, "--node-status-interval", "2s")
 	}
 	h.Args = append(args, o.Args...)
-	t.Cleanup(func() { h.Kill() })
+	t.Cleanup(func() { h.Kill(); keepLog(t, h.LogPath()) })
 	return h
 }
 

@@ -118,7 +118,7 @@ func NewMaster(t TB, opts MasterOptions) *Master {
 	if opts.Join != "" {
 		m.Args = append(m.Args, "--join", opts.Join, "--token", opts.Token)
 	}
-	t.Cleanup(func() { m.Kill() })
+	t.Cleanup(func() { m.Kill(); keepLog(t, m.LogPath()) })
 	return m
 }
 

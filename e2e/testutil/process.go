@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -101,5 +103,23 @@ func (p *process) stop(sig syscall.Signal) {
 	case <-time.After(20 * time.Second):
 		_ = cmd.Process.Kill()
 		<-done
+	}
+}
+
+// keepLog copies a process's log into $SKIFF_KEEP_LOGS, if set, before the
+// test's temporary directory goes: to read after a failed test or a
+// benchmark.
+func keepLog(t TB, path string) {
+	dir := os.Getenv("SKIFF_KEEP_LOGS")
+	if dir == "" {
+		return
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()) + "-" + filepath.Base(path)
+	if err := os.MkdirAll(dir, 0o755); err == nil {
+		_ = os.WriteFile(filepath.Join(dir, name), b, 0o644)
 	}
 }
