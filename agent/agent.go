@@ -37,6 +37,12 @@ type Agent struct {
 	probes   *probeManager
 	volumes  *volumeManager
 	events   *eventRecorder
+
+	// A heartbeat burst (HeartbeatBurst): the Lease is renewed often
+	// until burstUntil; burst wakes the lease loop.
+	burstMu    sync.Mutex
+	burstUntil time.Time
+	burst      chan struct{}
 	backoffs *backoffs
 
 	// masterEnv caches the kubernetes Service's variables (serviceenv.go).
@@ -70,6 +76,7 @@ func New(cfg Config) (*Agent, error) {
 		evClient = cfg.Client
 	}
 	a.events = newEventRecorder(evClient, cfg.NodeName, a.log)
+	a.burst = make(chan struct{}, 1)
 	a.backoffs = newBackoffs(cfg.BackoffBase, cfg.BackoffMax)
 	a.status = newStatusManager(a)
 	a.probes = newProbeManager(a)

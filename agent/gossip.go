@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -35,7 +36,12 @@ type GossipConfig struct {
 	// Refresh is how often the masters' addresses and the keyring are
 	// fetched again (30s).
 	Refresh time.Duration
-	Logger  *slog.Logger
+	// OnSuspected, if set, is called when others suspect this node (it
+	// refutes their suspicion or death verdict), with how long their
+	// suspicion could last: agents renew their Lease often for that long
+	// (Agent.HeartbeatBurst).
+	OnSuspected func(window time.Duration)
+	Logger      *slog.Logger
 }
 
 // RunGossip runs the node's gossip member until ctx ends: it gets the
@@ -78,13 +84,26 @@ func RunGossip(ctx context.Context, gc GossipConfig) error {
 	if gc.KubeletAddr != "" {
 		tags[gossip.TagKubelet] = gc.KubeletAddr
 	}
+	var member atomic.Pointer[gossip.Serf]
+	var onRefute func()
+	if gc.OnSuspected != nil {
+		onRefute = func() {
+			// The verdict may take a little longer to reach the leader.
+			window := 2 * time.Second
+			if m := member.Load(); m != nil {
+				window += m.SuspicionWindow()
+			}
+			gc.OnSuspected(window)
+		}
+	}
 	m, err := gossip.New(gossip.Config{
 		NodeName: gc.NodeName, BindAddr: gc.BindAddr, BindPort: gc.Port, AdvertiseAddr: gc.BindAddr,
-		Profile: gc.Profile, Tags: tags, DataDir: gc.DataDir, Keys: keys, Logger: gc.Logger,
+		Profile: gc.Profile, Tags: tags, DataDir: gc.DataDir, Keys: keys, Logger: gc.Logger, OnRefute: onRefute,
 	})
 	if err != nil {
 		return err
 	}
+	member.Store(m)
 	defer func() { _ = m.Shutdown() }()
 	var last time.Time
 	seeds := func() []string {

@@ -2,6 +2,9 @@ package gossip
 
 import (
 	"fmt"
+	"io"
+	stdlog "log"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"path/filepath"
@@ -213,5 +216,28 @@ func TestFakeMembership(t *testing.T) {
 	ev := <-ch
 	if ev.Type != EventFailed || ev.Members[0].Name != "n1" || statusOf(f, "n1") != StatusFailed {
 		t.Fatalf("event %+v", ev)
+	}
+}
+
+// TestRefuteHook: memberlist's refutation lines (it has no hook for them)
+// call OnRefute; other lines do not.
+func TestRefuteHook(t *testing.T) {
+	called := make(chan struct{}, 4)
+	w := levelWriter{l: slog.New(slog.NewTextHandler(io.Discard, nil)), onRefute: func() { called <- struct{}{} }}
+	lg := stdlog.New(w, "", 0)
+	lg.Printf("[WARN] memberlist: Refuting a suspect message (from: %s)", "b")
+	lg.Printf("[WARN] memberlist: Refuting a dead message (from: %s)", "c")
+	lg.Printf("[INFO] serf: EventMemberFailed: %s", "d")
+	for i := 0; i < 2; i++ {
+		select {
+		case <-called:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("OnRefute called %d times, want 2", i)
+		}
+	}
+	select {
+	case <-called:
+		t.Fatal("OnRefute called for another line")
+	case <-time.After(100 * time.Millisecond):
 	}
 }

@@ -5,8 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log"
+	stdlog "log"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -45,7 +46,14 @@ type Config struct {
 	Keys []string
 	// ReconnectInterval is how often failed members are retried (5s).
 	ReconnectInterval time.Duration
-	Logger            *slog.Logger
+	// OnRefute, if set, is called (in a goroutine of its own) each time
+	// this member refutes a suspicion or a death verdict about itself:
+	// others did not hear its answers in time (lost or slow packets).
+	// Agents renew their Lease at once and often for a while, so that the
+	// node lifecycle controller sees the kubelet alive should the
+	// refutation be lost and the verdict stand (docs/gossip.md).
+	OnRefute func()
+	Logger   *slog.Logger
 }
 
 // KeyringPath is the keyring file under a member's data dir.
@@ -61,8 +69,14 @@ func KeyringPath(dataDir string) string { return filepath.Join(dataDir, "keyring
 //     (× log10 of the member count beyond 10: 2.4s with 104 members)
 //     once another member confirms the suspicion, up to 4 times that
 //     without confirmation.
-//   - wan: memberlist's WAN defaults (probe every 5s, 3s timeout,
-//     suspicion multiplier 6) for lossy or slow edge links.
+//   - wan: for slow or lossy edge links. memberlist's WAN gossip (every
+//     500ms to 4 members, push-pull every 60s, 30s TCP timeout), probing
+//     every 3s with a 2s timeout (round trips up to 2s), suspicion
+//     multiplier 4 (12s with up to 10 members, confirmed by two others;
+//     at most 6 times that) and broadcasts retransmitted 6 × log10(N)
+//     times instead of 4, so that refutations cross lossy links.
+//     memberlist's own WAN probing (every 5s, suspicion ×6: 30s) gave
+//     verdicts after ~40s, no sooner than the Lease grace period.
 func MemberlistConfig(profile string) (*memberlist.Config, error) {
 	switch profile {
 	case "", ProfileLAN:
@@ -73,9 +87,29 @@ func MemberlistConfig(profile string) (*memberlist.Config, error) {
 		c.SuspicionMaxTimeoutMult = 4
 		return c, nil
 	case ProfileWAN:
-		return memberlist.DefaultWANConfig(), nil
+		c := memberlist.DefaultWANConfig()
+		c.ProbeInterval = 3 * time.Second
+		c.ProbeTimeout = 2 * time.Second
+		c.SuspicionMult = 4
+		c.SuspicionMaxTimeoutMult = 6
+		c.RetransmitMult = 6
+		return c, nil
 	}
 	return nil, fmt.Errorf("gossip profile %q: want lan or wan", profile)
+}
+
+// SuspicionWindow is the longest a suspicion about a member can last
+// before the others declare it failed, with the profile's settings and
+// the cluster's current size: memberlist's unconfirmed suspicion timeout,
+// SuspicionMaxTimeoutMult × SuspicionMult × max(1, log10(N)) × ProbeInterval.
+func (s *Serf) SuspicionWindow() time.Duration {
+	mc := s.serf.Memberlist()
+	c, err := MemberlistConfig(s.cfg.Profile)
+	if err != nil || mc == nil {
+		return 0
+	}
+	scale := math.Max(1, math.Log10(math.Max(1, float64(mc.NumMembers()))))
+	return time.Duration(float64(c.SuspicionMaxTimeoutMult*c.SuspicionMult) * scale * float64(c.ProbeInterval))
 }
 
 // Serf is a Membership over hashicorp/serf.
@@ -137,7 +171,7 @@ func New(cfg Config) (*Serf, error) {
 		return nil, err
 	}
 	log := cfg.Logger.With("component", "gossip", "member", cfg.NodeName)
-	logger := newStdLogger(log)
+	logger := stdlog.New(levelWriter{l: log, onRefute: cfg.OnRefute}, "", 0)
 	mc.Name = cfg.NodeName
 	mc.BindAddr = cfg.BindAddr
 	mc.BindPort = cfg.BindPort
@@ -412,15 +446,21 @@ func (s *Serf) RemoveKey(key string) (KeyStatus, error) {
 // ListKeys implements Membership.
 func (s *Serf) ListKeys() (KeyStatus, error) { return keyStatus(s.serf.KeyManager().ListKeys()) }
 
-// stdLogger adapts serf's and memberlist's log.Logger lines ("[WARN]
-// serf: ...") to slog levels.
-func newStdLogger(l *slog.Logger) *log.Logger {
-	return log.New(levelWriter{l}, "", 0)
+// levelWriter adapts serf's and memberlist's log.Logger lines ("[WARN]
+// serf: ...") to slog levels. memberlist has no hook for a member's
+// refutation of a suspicion about itself, only its log line ("Refuting a
+// suspect message", "Refuting a dead message"): onRefute is called on it.
+type levelWriter struct {
+	l        *slog.Logger
+	onRefute func()
 }
 
-type levelWriter struct{ l *slog.Logger }
+var refuting = []byte("memberlist: Refuting a ")
 
 func (w levelWriter) Write(p []byte) (int, error) {
+	if w.onRefute != nil && bytes.Contains(p, refuting) {
+		go w.onRefute()
+	}
 	msg := string(bytes.TrimSpace(p))
 	lvl := slog.LevelDebug
 	switch {

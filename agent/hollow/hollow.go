@@ -170,6 +170,7 @@ func Run(ctx context.Context, cfg Config) error {
 			gc := agent.GossipConfig{
 				NodeName: name, DataDir: filepath.Join(cfg.DataDir, name, "gossip"), BindAddr: cfg.NodeIP, Port: port,
 				Profile: cfg.GossipProfile, Client: clients[i].CoreV1().RESTClient(), Keys: cfg.GossipKeys, Logger: nodeLog,
+				OnSuspected: agents[i].HeartbeatBurst,
 			}
 			go func() {
 				if err := agent.RunGossip(ctx, gc); err != nil && ctx.Err() == nil {

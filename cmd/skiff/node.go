@@ -164,7 +164,7 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 			err := agent.RunGossip(gctx, agent.GossipConfig{
 				NodeName: o.NodeName, DataDir: filepath.Join(credDir, "gossip"), BindAddr: o.NodeIP, Port: o.GossipPort,
 				Profile: o.GossipProfile, KubeletAddr: net.JoinHostPort(o.NodeIP, strconv.Itoa(o.KubeletPort)),
-				Client: cs.CoreV1().RESTClient(), Keys: o.GossipKeys, Logger: log,
+				Client: cs.CoreV1().RESTClient(), Keys: o.GossipKeys, Logger: log, OnSuspected: a.HeartbeatBurst,
 			})
 			if err != nil && gctx.Err() == nil {
 				log.Error("gossip stopped", "err", err)
