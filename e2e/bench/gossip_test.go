@@ -33,8 +33,10 @@ func readyStatus(cs kubernetes.Interface, name string) (corev1.ConditionStatus, 
 }
 
 // gossipBenchCluster: a master without an agent, victims (one hollow node
-// per process, each on its own address) and, with background > 0, that
-// many more hollow nodes in one process, all gossip members.
+// per process, each on its own address, gossip on 7946 as a real agent,
+// so that a restarted victim comes back under the same address and
+// refutes a suspicion at once) and, with background > 0, that many more
+// hollow nodes in one process, all gossip members.
 func gossipBenchCluster(b *testing.B, victims, background int) (*testutil.Master, *kubernetes.Clientset, []*testutil.HollowNodes) {
 	// SKIFF_BENCH_GOSSIP_PROFILE=wan measures the WAN profile.
 	var profile []string
@@ -54,7 +56,7 @@ func gossipBenchCluster(b *testing.B, victims, background int) (*testutil.Master
 	var vs []*testutil.HollowNodes
 	for i := 0; i < victims; i++ {
 		h := testutil.NewHollowNodes(b, testutil.HollowOptions{Count: 1, Prefix: fmt.Sprintf("v%d", i), Server: m.URL(),
-			Kubeconfig: m.Kubeconfig(), IP: testutil.LoopbackAddr(b), Args: profile})
+			Kubeconfig: m.Kubeconfig(), IP: testutil.LoopbackAddr(b), Args: append([]string{"--gossip-port", "7946"}, profile...)})
 		h.Start()
 		vs = append(vs, h)
 	}
@@ -272,10 +274,27 @@ func BenchmarkGossipFalsePositives(b *testing.B) {
 		}
 		b.Cleanup(func() { _ = hog.Process.Kill(); _ = hog.Wait() })
 	}
+	h := sampleHealth(b, m, cs, dur)
+	b.ReportMetric(float64(len(h.notReady)), "nodes-not-ready")
+	b.ReportMetric(float64(len(h.gossipDown)), "members-not-alive")
+	b.ReportMetric(float64(h.samples), "samples")
+	b.Logf("saturated %v: %d samples (%d lists failed); nodes seen not Ready (seconds): %v; gossip members seen not alive (seconds): %v",
+		dur, h.samples, h.missed, h.notReady, h.gossipDown)
+}
+
+// health is what sampleHealth saw.
+type health struct {
+	notReady   map[string]int // node → seconds seen not Ready
+	gossipDown map[string]int // member → seconds seen not alive
+	samples    int
+	missed     int // samples whose Node list failed
+}
+
+// sampleHealth lists the Nodes and asks the master's gossip view for
+// members not alive every second for dur.
+func sampleHealth(b *testing.B, m *testutil.Master, cs kubernetes.Interface, dur time.Duration) health {
 	admin := m.HTTPClient()
-	notReady := map[string]int{}   // node → seconds seen not Ready
-	gossipDown := map[string]int{} // member → seconds seen not alive
-	samples, missed := 0, 0
+	h := health{notReady: map[string]int{}, gossipDown: map[string]int{}}
 	end := time.Now().Add(dur)
 	for time.Now().Before(end) {
 		time.Sleep(time.Second)
@@ -283,28 +302,33 @@ func BenchmarkGossipFalsePositives(b *testing.B) {
 		nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 		cancel()
 		if err != nil {
-			missed++
+			h.missed++
 			continue
 		}
-		samples++
+		h.samples++
 		for _, n := range nodes.Items {
 			for _, c := range n.Status.Conditions {
 				if c.Type == corev1.NodeReady && c.Status != corev1.ConditionTrue {
-					notReady[n.Name]++
+					h.notReady[n.Name]++
 				}
 			}
 		}
 		if ms, err := testutil.GossipMembers(m, admin); err == nil {
 			for name, mem := range ms {
 				if mem.Status != "alive" {
-					gossipDown[name]++
+					h.gossipDown[name]++
 				}
 			}
 		}
 	}
-	b.ReportMetric(float64(len(notReady)), "nodes-not-ready")
-	b.ReportMetric(float64(len(gossipDown)), "members-not-alive")
-	b.ReportMetric(float64(samples), "samples")
-	b.Logf("saturated %v: %d samples (%d lists failed); nodes seen not Ready (seconds): %v; gossip members seen not alive (seconds): %v",
-		dur, samples, missed, notReady, gossipDown)
+	return h
+}
+
+func waitReady(b *testing.B, cs kubernetes.Interface, name string) {
+	testutil.WaitFor(b, 2*time.Minute, name+" Ready", func() error {
+		if st, _ := readyStatus(cs, name); st != corev1.ConditionTrue {
+			return fmt.Errorf("ready %s", st)
+		}
+		return nil
+	})
 }
