@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -55,16 +56,37 @@ func (s *Server) setupGossip(ctx context.Context) error {
 	if !s.cfg.DisableAgent {
 		tags[gossip.TagKubelet] = gossip.JoinHostPort(s.cfg.AdvertiseAddress, s.cfg.KubeletPort)
 	}
+	var member atomic.Pointer[gossip.Serf]
 	g, err := gossip.New(gossip.Config{
 		NodeName: s.cfg.NodeName, BindAddr: s.cfg.BindAddress, BindPort: s.cfg.GossipPort,
 		AdvertiseAddr: s.cfg.AdvertiseAddress, Profile: s.cfg.GossipProfile, Tags: tags,
 		DataDir: s.cfg.gossipDir(), Keys: keys, Logger: s.cfg.Logger,
+		OnRefute: func() {
+			fn := s.onSuspected.Load()
+			if fn == nil {
+				return
+			}
+			window := 2 * time.Second
+			if m := member.Load(); m != nil {
+				window += m.SuspicionWindow()
+			}
+			(*fn)(window)
+		},
 	})
 	if err != nil {
 		return err
 	}
+	member.Store(g)
 	s.gossip = g
 	return nil
+}
+
+// SetGossipSuspectedHook sets what is called when other members suspect
+// this master (its member refutes a suspicion or a death verdict), with
+// how long their suspicion could last: the embedded agent renews its
+// node's Lease often for that long (docs/gossip.md), as agents do.
+func (s *Server) SetGossipSuspectedHook(fn func(window time.Duration)) {
+	s.onSuspected.Store(&fn)
 }
 
 func (s *Server) addGossipSeeds(addrs []string) {

@@ -64,10 +64,13 @@ type Server struct {
 
 	// gossip is this master's serf member (gossip.go); seeds are other
 	// masters' gossip addresses learned when joining.
-	gossip   gossip.Membership
-	seedMu   sync.Mutex
-	seeds    []string
-	rotateMu sync.Mutex
+	gossip gossip.Membership
+	// onSuspected is called when this master's member refutes a
+	// suspicion about itself (SetGossipSuspectedHook).
+	onSuspected atomic.Pointer[func(time.Duration)]
+	seedMu      sync.Mutex
+	seeds       []string
+	rotateMu    sync.Mutex
 
 	leaderReady atomic.Bool
 	shutdownCh  chan struct{}

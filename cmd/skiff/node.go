@@ -52,6 +52,9 @@ type nodeOptions struct {
 	GossipProfile string
 	GossipKeys    []string
 	NoGossip      bool
+	// onAgent, if set, is given the agent once made (the embedded agent
+	// hooks the master's gossip member to it).
+	onAgent func(*agent.Agent)
 
 	// Set by the embedding master: credentials issued locally, the node's
 	// address and labels.
@@ -148,6 +151,9 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 	a, err := agent.New(cfg)
 	if err != nil {
 		return err
+	}
+	if o.onAgent != nil {
+		o.onAgent(a)
 	}
 	log.Info("agent starting", "node", o.NodeName, "server", o.Server, "node-ip", o.NodeIP, "kubelet", a.Addr(), "runtime", o.Runtime)
 	stopProxy, err := startProxy(ctx, o, cs, dataDir)
@@ -253,5 +259,6 @@ func runEmbeddedAgent(ctx context.Context, s *server.Server, o nodeOptions) erro
 	o.Creds = creds
 	o.Labels = map[string]string{"node-role.kubernetes.io/control-plane": "true", "node-role.kubernetes.io/master": "true"}
 	o.NoGossip = true // the master's own member stands for its node
+	o.onAgent = func(a *agent.Agent) { s.SetGossipSuspectedHook(a.HeartbeatBurst) }
 	return runAgent(ctx, o)
 }
