@@ -37,13 +37,13 @@ type Agent struct {
 	probes   *probeManager
 	volumes  *volumeManager
 	events   *eventRecorder
+	backoffs *backoffs
 
 	// A heartbeat burst (HeartbeatBurst): the Lease is renewed often
 	// until burstUntil; burst wakes the lease loop.
 	burstMu    sync.Mutex
 	burstUntil time.Time
 	burst      chan struct{}
-	backoffs *backoffs
 
 	// masterEnv caches the kubernetes Service's variables (serviceenv.go).
 	masterEnv masterEnvCache
