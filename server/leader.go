@@ -2,15 +2,11 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"time"
 
-	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/skiff-io/skiff/fsm"
 	"github.com/skiff-io/skiff/fsm/state"
 )
 
@@ -119,38 +115,17 @@ func (s *Server) establishLeadership(ctx context.Context) error {
 
 // ensureNamespace creates a namespace if it does not exist.
 func (s *Server) ensureNamespace(ctx context.Context, name string) error {
-	key := state.Key{Resource: "namespaces", Name: name}
-	if s.fsm.Read().Get(key) != nil {
-		return nil
-	}
-	uid := uuid.NewString()
 	ns := &corev1.Namespace{
-		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
-		ObjectMeta: metav1.ObjectMeta{
-			Name: name, UID: types.UID(uid), CreationTimestamp: metav1.NewTime(time.Now().UTC().Truncate(time.Second)),
-			Labels: map[string]string{"kubernetes.io/metadata.name": name},
-		},
-		Status: corev1.NamespaceStatus{Phase: corev1.NamespaceActive},
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"kubernetes.io/metadata.name": name}},
+		Status:     corev1.NamespaceStatus{Phase: corev1.NamespaceActive},
 	}
-	data, err := json.Marshal(ns)
-	if err != nil {
-		return err
-	}
-	entry, err := fsm.EncodeMutation(fsm.Mutation{Op: fsm.OpCreate, Key: key, UID: uid, Object: data})
-	if err != nil {
-		return err
-	}
-	res, err := s.apply(ctx, entry)
-	if err != nil {
-		return err
-	}
-	if res.Err != nil && res.Err.Reason != fsm.ReasonAlreadyExists {
-		return res.Err
-	}
-	if res.Err == nil {
+	created, err := s.createIfAbsent(ctx, state.Key{Resource: "namespaces", Name: name}, &ns.ObjectMeta,
+		metav1.NewTime(time.Now().UTC().Truncate(time.Second)), ns)
+	if created {
 		s.log.Info("created namespace", "name", name)
 	}
-	return nil
+	return err
 }
 
 // pruneMembers deletes records of masters no longer in the configuration.

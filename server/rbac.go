@@ -84,25 +84,35 @@ func (s *Server) ensureDefaultRBAC(ctx context.Context) error {
 // ensureObject creates obj (whose metadata is meta) at key unless
 // something is there.
 func (s *Server) ensureObject(ctx context.Context, key state.Key, meta *metav1.ObjectMeta, now metav1.Time, obj any) error {
+	_, err := s.createIfAbsent(ctx, key, meta, now, obj)
+	return err
+}
+
+// createIfAbsent is ensureObject that also reports whether this call
+// created the object.
+func (s *Server) createIfAbsent(ctx context.Context, key state.Key, meta *metav1.ObjectMeta, now metav1.Time, obj any) (bool, error) {
 	if s.fsm.Read().Get(key) != nil {
-		return nil
+		return false, nil
 	}
 	uid := uuid.NewString()
 	meta.UID, meta.CreationTimestamp = types.UID(uid), now
 	data, err := json.Marshal(obj)
 	if err != nil {
-		return err
+		return false, err
 	}
 	entry, err := fsm.EncodeMutation(fsm.Mutation{Op: fsm.OpCreate, Key: key, UID: uid, Object: data})
 	if err != nil {
-		return err
+		return false, err
 	}
 	res, err := s.apply(ctx, entry)
 	if err != nil {
-		return err
+		return false, err
 	}
-	if res.Err != nil && res.Err.Reason != fsm.ReasonAlreadyExists {
-		return res.Err
+	if res.Err != nil {
+		if res.Err.Reason != fsm.ReasonAlreadyExists {
+			return false, res.Err
+		}
+		return false, nil
 	}
-	return nil
+	return true, nil
 }
