@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -84,26 +83,13 @@ func RunGossip(ctx context.Context, gc GossipConfig) error {
 	if gc.KubeletAddr != "" {
 		tags[gossip.TagKubelet] = gc.KubeletAddr
 	}
-	var member atomic.Pointer[gossip.Serf]
-	var onRefute func()
-	if gc.OnSuspected != nil {
-		onRefute = func() {
-			// The verdict may take a little longer to reach the leader.
-			window := 2 * time.Second
-			if m := member.Load(); m != nil {
-				window += m.SuspicionWindow()
-			}
-			gc.OnSuspected(window)
-		}
-	}
 	m, err := gossip.New(gossip.Config{
 		NodeName: gc.NodeName, BindAddr: gc.BindAddr, BindPort: gc.Port, AdvertiseAddr: gc.BindAddr,
-		Profile: gc.Profile, Tags: tags, DataDir: gc.DataDir, Keys: keys, Logger: gc.Logger, OnRefute: onRefute,
+		Profile: gc.Profile, Tags: tags, DataDir: gc.DataDir, Keys: keys, Logger: gc.Logger, OnRefute: gc.OnSuspected,
 	})
 	if err != nil {
 		return err
 	}
-	member.Store(m)
 	defer func() { _ = m.Shutdown() }()
 	var last time.Time
 	seeds := func() []string {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -49,10 +50,12 @@ type Config struct {
 	// OnRefute, if set, is called (in a goroutine of its own) each time
 	// this member refutes a suspicion or a death verdict about itself:
 	// others did not hear its answers in time (lost or slow packets).
-	// Agents renew their Lease at once and often for a while, so that the
-	// node lifecycle controller sees the kubelet alive should the
-	// refutation be lost and the verdict stand (docs/gossip.md).
-	OnRefute func()
+	// window is how long their suspicion could last (SuspicionWindow)
+	// plus refuteMargin for the verdict to reach the Raft leader. Agents
+	// renew their Lease often for that long, so that the node lifecycle
+	// controller sees the kubelet alive should the refutation be lost and
+	// the verdict stand (docs/gossip.md).
+	OnRefute func(window time.Duration)
 	Logger   *slog.Logger
 }
 
@@ -103,22 +106,28 @@ func MemberlistConfig(profile string) (*memberlist.Config, error) {
 // the cluster's current size: memberlist's unconfirmed suspicion timeout,
 // SuspicionMaxTimeoutMult × SuspicionMult × max(1, log10(N)) × ProbeInterval.
 func (s *Serf) SuspicionWindow() time.Duration {
-	mc := s.serf.Memberlist()
-	c, err := MemberlistConfig(s.cfg.Profile)
-	if err != nil || mc == nil {
+	ml := s.serf.Memberlist()
+	if ml == nil {
 		return 0
 	}
-	scale := math.Max(1, math.Log10(math.Max(1, float64(mc.NumMembers()))))
+	c := s.mlConfig
+	scale := math.Max(1, math.Log10(math.Max(1, float64(ml.NumMembers()))))
 	return time.Duration(float64(c.SuspicionMaxTimeoutMult*c.SuspicionMult) * scale * float64(c.ProbeInterval))
 }
+
+// refuteMargin is added to SuspicionWindow for OnRefute: the time a
+// verdict takes to reach the leader and its node lifecycle controller.
+const refuteMargin = 2 * time.Second
 
 // Serf is a Membership over hashicorp/serf.
 type Serf struct {
 	serf    *serf.Serf
 	keyring *memberlist.Keyring
 	cfg     Config
-	log     *slog.Logger
-	events  chan serf.Event
+	// mlConfig is the profile's memberlist tuning (SuspicionWindow).
+	mlConfig *memberlist.Config
+	log      *slog.Logger
+	events   chan serf.Event
 
 	mu    sync.Mutex
 	since map[string]sinceEntry
@@ -171,7 +180,18 @@ func New(cfg Config) (*Serf, error) {
 		return nil, err
 	}
 	log := cfg.Logger.With("component", "gossip", "member", cfg.NodeName)
-	logger := stdlog.New(levelWriter{l: log, onRefute: cfg.OnRefute}, "", 0)
+	var self atomic.Pointer[Serf] // set once created; OnRefute needs its size
+	var onRefute func()
+	if cfg.OnRefute != nil {
+		onRefute = func() {
+			window := refuteMargin
+			if s := self.Load(); s != nil {
+				window += s.SuspicionWindow()
+			}
+			cfg.OnRefute(window)
+		}
+	}
+	logger := stdlog.New(levelWriter{l: log, onRefute: onRefute}, "", 0)
 	mc.Name = cfg.NodeName
 	mc.BindAddr = cfg.BindAddr
 	mc.BindPort = cfg.BindPort
@@ -213,8 +233,9 @@ func New(cfg Config) (*Serf, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gossip: %w", err)
 	}
-	s := &Serf{serf: sf, keyring: kr, cfg: cfg, log: log, events: events,
+	s := &Serf{serf: sf, keyring: kr, cfg: cfg, mlConfig: mc, log: log, events: events,
 		since: map[string]sinceEntry{}, subs: map[int]chan Event{}, done: make(chan struct{})}
+	self.Store(s)
 	go s.loop()
 	lm := sf.LocalMember()
 	log.Info("gossip member started", "addr", JoinHostPort(lm.Addr.String(), int(lm.Port)), "profile", cfg.Profile, "keys", len(keys))

@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -56,27 +55,19 @@ func (s *Server) setupGossip(ctx context.Context) error {
 	if !s.cfg.DisableAgent {
 		tags[gossip.TagKubelet] = gossip.JoinHostPort(s.cfg.AdvertiseAddress, s.cfg.KubeletPort)
 	}
-	var member atomic.Pointer[gossip.Serf]
 	g, err := gossip.New(gossip.Config{
 		NodeName: s.cfg.NodeName, BindAddr: s.cfg.BindAddress, BindPort: s.cfg.GossipPort,
 		AdvertiseAddr: s.cfg.AdvertiseAddress, Profile: s.cfg.GossipProfile, Tags: tags,
 		DataDir: s.cfg.gossipDir(), Keys: keys, Logger: s.cfg.Logger,
-		OnRefute: func() {
-			fn := s.onSuspected.Load()
-			if fn == nil {
-				return
+		OnRefute: func(window time.Duration) {
+			if fn := s.onSuspected.Load(); fn != nil {
+				(*fn)(window)
 			}
-			window := 2 * time.Second
-			if m := member.Load(); m != nil {
-				window += m.SuspicionWindow()
-			}
-			(*fn)(window)
 		},
 	})
 	if err != nil {
 		return err
 	}
-	member.Store(g)
 	s.gossip = g
 	return nil
 }
