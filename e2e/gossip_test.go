@@ -10,6 +10,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -377,4 +378,84 @@ func TestGossipMasterNewAddress(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestGossipMasterSuspectedRenewsLease: a master whose embedded agent
+// runs, stopped (SIGSTOP) long enough for the other member to suspect
+// it, refutes the suspicion when it resumes and renews its node's Lease
+// every 500 ms for a while (Server.SetGossipSuspectedHook →
+// Agent.HeartbeatBurst), instead of every quarter of the Lease duration.
+func TestGossipMasterSuspectedRenewsLease(t *testing.T) {
+	m := testutil.NewMaster(t, testutil.MasterOptions{Name: "sm", Agent: true, Args: []string{"--runtime", "fake"}})
+	m.Start()
+	m.WaitReady(30 * time.Second)
+	cs := m.Clientset()
+	waitNodeReady(t, cs, "sm")
+	prober := testutil.NewHollowNodes(t, testutil.HollowOptions{Count: 1, Prefix: "probe", Server: m.URL(),
+		Kubeconfig: m.Kubeconfig(), IP: testutil.LoopbackAddr(t)})
+	prober.Start()
+	prober.WaitReady(cs, 60*time.Second)
+	g := &gossipCluster{t: t, master: m, cs: cs}
+	g.waitMembers(30*time.Second, "both members alive", func(ms map[string]testutil.GossipMember) error {
+		if ms["sm"].Status != "alive" || ms[prober.NodeName(0)].Status != "alive" {
+			return fmt.Errorf("%+v", ms)
+		}
+		return nil
+	})
+
+	// renewals counts the distinct renewTimes of sm's Lease seen by a
+	// watch during d.
+	renewals := func(d time.Duration) int {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		w, err := cs.CoordinationV1().Leases("kube-node-lease").Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=sm"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Stop()
+		seen := map[string]bool{}
+		for ev := range w.ResultChan() {
+			if l, ok := ev.Object.(*coordinationv1.Lease); ok && l.Spec.RenewTime != nil {
+				seen[l.Spec.RenewTime.String()] = true
+			}
+		}
+		return len(seen)
+	}
+	// Before: renewed every 5 s (a 20 s Lease); the watch's initial
+	// event counts for one.
+	if n := renewals(3 * time.Second); n > 2 {
+		t.Fatalf("%d Lease renewals in 3 s before any suspicion", n)
+	}
+	logFrom := int64(0)
+	if fi, err := os.Stat(m.LogPath()); err == nil {
+		logFrom = fi.Size()
+	}
+	if err := m.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	t.Cleanup(func() {
+		if stopped {
+			_ = m.Signal(syscall.SIGCONT)
+		}
+	})
+	// The prober probes every 400 ms; 2.5 s is several missed probes.
+	time.Sleep(2500 * time.Millisecond)
+	if err := m.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	stopped = false
+	testutil.WaitFor(t, 10*time.Second, "sm refutes the suspicion and starts a heartbeat burst", func() error {
+		b, err := os.ReadFile(m.LogPath())
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(b[logFrom:]), "suspected by gossip: renewing the Lease every 500ms") {
+			return fmt.Errorf("no burst in the log yet")
+		}
+		return nil
+	})
+	if n := renewals(3 * time.Second); n < 4 {
+		t.Fatalf("%d Lease renewals in 3 s after the suspicion, want ≥ 4 (every 500 ms)", n)
+	}
 }
