@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/skiff-io/skiff/fsm"
@@ -249,7 +250,11 @@ func (s *Server) setupRaft() error {
 		return err
 	}
 	var err error
-	s.logStore, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db"), NoSync: false})
+	// Every append is fsynced (NoSync false). The freelist is not
+	// written on each commit (bolt rebuilds it when the file is opened,
+	// as etcd does): a commit writes the log pages and the meta page only.
+	s.logStore, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db"), NoSync: false,
+		BoltOptions: &bbolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType}})
 	if err != nil {
 		return fmt.Errorf("raft log store: %w", err)
 	}
