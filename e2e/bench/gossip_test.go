@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -165,6 +166,7 @@ func BenchmarkGossipReschedule(b *testing.B) {
 	_ = m
 	ctx := context.Background()
 	var lat []time.Duration
+	var lastTaint time.Time
 	for r := 0; r < rounds; r++ {
 		victim := vs[r%len(vs)]
 		vname := victim.NodeName(0)
@@ -192,10 +194,19 @@ func BenchmarkGossipReschedule(b *testing.B) {
 				setUnschedulable(b, cs, o.NodeName(0), false)
 			}
 		}
+		// The zone taints one node NoExecute per 10 s (the default
+		// --node-eviction-rate 0.1, as Kubernetes): a kill sooner after
+		// the last taint would measure that rate, not a lone failure.
+		if d := time.Until(lastTaint.Add(10*time.Second + 500*time.Millisecond)); !lastTaint.IsZero() && d > 0 {
+			time.Sleep(d)
+		}
 		start := time.Now()
+		tl := watchReschedule(b, cs, name, vname, start)
 		victim.Kill()
 		waitReplicas(b, cs, name, 10, func(node string) bool { return node != vname })
 		lat = append(lat, time.Since(start))
+		b.Logf("round %d: %s", r, tl.done())
+		lastTaint = start.Add(tl.marks["taint"])
 		if err := cs.AppsV1().Deployments("default").Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
 			b.Fatal(err)
 		}
@@ -331,4 +342,113 @@ func waitReady(b *testing.B, cs kubernetes.Interface, name string) {
 		}
 		return nil
 	})
+}
+
+// rescheduleTimeline records, from watches, when each step after the kill
+// happened: the Node Unknown, its unreachable NoExecute taint, the first
+// and last eviction of a pod on the victim, the last replacement
+// created, bound and Running.
+type rescheduleTimeline struct {
+	start  time.Time
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	marks  map[string]time.Duration
+}
+
+func watchReschedule(b *testing.B, cs kubernetes.Interface, app, victim string, start time.Time) *rescheduleTimeline {
+	ctx, cancel := context.WithCancel(context.Background())
+	tl := &rescheduleTimeline{start: start, cancel: cancel, marks: map[string]time.Duration{}}
+	nw, err := cs.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + victim})
+	if err != nil {
+		b.Fatal(err)
+	}
+	pw, err := cs.CoreV1().Pods("default").Watch(ctx, metav1.ListOptions{LabelSelector: "app=" + app})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tl.wg.Add(2)
+	go func() {
+		defer tl.wg.Done()
+		for ev := range nw.ResultChan() {
+			n, ok := ev.Object.(*corev1.Node)
+			if !ok {
+				continue
+			}
+			for _, c := range n.Status.Conditions {
+				if c.Type == corev1.NodeReady && c.Status == corev1.ConditionUnknown {
+					tl.first("node Unknown")
+				}
+			}
+			for _, t := range n.Spec.Taints {
+				if t.Key == corev1.TaintNodeUnreachable && t.Effect == corev1.TaintEffectNoExecute {
+					tl.first("taint")
+				}
+			}
+		}
+	}()
+	go func() {
+		defer tl.wg.Done()
+		seen := map[string]bool{}
+		for ev := range pw.ResultChan() {
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok {
+				continue
+			}
+			switch {
+			case p.Spec.NodeName == victim && p.DeletionTimestamp != nil:
+				tl.first("first eviction")
+				tl.last("last eviction")
+			case p.Spec.NodeName != victim:
+				if !seen[p.Name] {
+					seen[p.Name] = true
+					tl.last("last replacement created")
+				}
+				if p.Spec.NodeName != "" {
+					tl.lastOnce(p.Name+"/bound", "last replacement bound")
+				}
+				if p.Status.Phase == corev1.PodRunning {
+					tl.lastOnce(p.Name+"/running", "last replacement Running")
+				}
+			}
+		}
+	}()
+	return tl
+}
+
+func (tl *rescheduleTimeline) first(what string) {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	if _, ok := tl.marks[what]; !ok {
+		tl.marks[what] = time.Since(tl.start)
+	}
+}
+
+func (tl *rescheduleTimeline) last(what string) {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	tl.marks[what] = time.Since(tl.start)
+}
+
+// lastOnce moves the mark what to now the first time key is seen.
+func (tl *rescheduleTimeline) lastOnce(key, what string) {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	if _, ok := tl.marks[key]; !ok {
+		tl.marks[key] = 0
+		tl.marks[what] = time.Since(tl.start)
+	}
+}
+
+// done stops the watches and formats the steps in order.
+func (tl *rescheduleTimeline) done() string {
+	tl.cancel()
+	tl.wg.Wait()
+	var out []string
+	for _, k := range []string{"node Unknown", "taint", "first eviction", "last eviction", "last replacement created", "last replacement bound", "last replacement Running"} {
+		if d, ok := tl.marks[k]; ok {
+			out = append(out, fmt.Sprintf("%s %.2fs", k, d.Seconds()))
+		}
+	}
+	return strings.Join(out, ", ")
 }

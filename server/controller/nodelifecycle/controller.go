@@ -89,6 +89,10 @@ type Controller struct {
 	written      map[string]*corev1.Node
 	// kick runs a monitor pass now (a node's Ready condition changed).
 	kick chan struct{}
+	// kickTimer kicks a pass when a zone's next eviction token is due
+	// (kickDue); under mu.
+	kickTimer *time.Timer
+	kickDue   time.Time
 
 	evict *evictor
 }

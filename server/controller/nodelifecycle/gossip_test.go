@@ -184,3 +184,61 @@ func TestGossipCombinedWithLease(t *testing.T) {
 		t.Fatalf("n3 marked again for the same gossip verdict: %+v", r)
 	}
 }
+
+// TestEvictionRateTokenDue: two nodes of a zone fail together; the first
+// is tainted NoExecute at once, the second when the zone's next eviction
+// token is due (1/EvictionRate = 2 s here), not at the next monitor pass
+// (a minute away).
+func TestEvictionRateTokenDue(t *testing.T) {
+	e := controllertest.NewEnv(t, controllertest.Options{})
+	e.Namespace(corev1.NamespaceNodeLease)
+	names := []string{"n1", "n2", "n3", "n4", "n5"}
+	e.RunKubelet(names...)
+	g := newFakeGossip()
+	alive := map[string]*atomic.Bool{}
+	for _, n := range names {
+		alive[n] = &atomic.Bool{}
+		alive[n].Store(true)
+		go heartbeat(e, n, alive[n])
+		g.set(n, false, "alive")
+	}
+	c := nodelifecycle.New(e.CC, nodelifecycle.Options{GracePeriod: time.Minute, StartupGracePeriod: time.Minute,
+		EvictionRate: 0.5, UnhealthyZoneThreshold: 0.55, LargeClusterSizeThreshold: 50, MonitorPeriod: time.Minute,
+		Gossip: g, GossipLeaseSlack: time.Second})
+	e.Start(func(ctx context.Context) { c.Run(ctx, 2) })
+	time.Sleep(time.Second) // the controller has seen renewals
+
+	alive["n2"].Store(false)
+	alive["n3"].Store(false)
+	time.Sleep(2 * time.Second) // longer than the slack
+	failed := time.Now()
+	g.set("n2", true, "failed")
+	g.set("n3", true, "failed")
+	tainted := map[string]time.Duration{}
+	e.WaitFor(8*time.Second, "n2 and n3 tainted NoExecute", func() error {
+		for _, name := range []string{"n2", "n3"} {
+			if _, ok := tainted[name]; ok {
+				continue
+			}
+			n, err := e.Client.CoreV1().Nodes().Get(e.Ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			for _, tn := range n.Spec.Taints {
+				if tn.Key == corev1.TaintNodeUnreachable && tn.Effect == corev1.TaintEffectNoExecute {
+					tainted[name] = time.Since(failed)
+				}
+			}
+		}
+		if len(tainted) < 2 {
+			return controllertest.Errorf("tainted so far: %v", tainted)
+		}
+		return nil
+	})
+	first, second := min(tainted["n2"], tainted["n3"]), max(tainted["n2"], tainted["n3"])
+	t.Logf("tainted after %s and %s", first, second)
+	// The rate holds: the second waits for its token.
+	if second-first < 1500*time.Millisecond {
+		t.Fatalf("second taint %s after the first, want about 2 s (EvictionRate 0.5)", second-first)
+	}
+}

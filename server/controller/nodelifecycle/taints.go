@@ -280,39 +280,112 @@ func (c *Controller) updateTaints(ctx context.Context, n *corev1.Node, noSchedul
 }
 
 // processZones applies queued NoExecute taints as the zones' rates allow.
+// A queued node that no longer needs the taint (Ready again, tainted
+// already, gone) leaves its queue without spending a token: a node that
+// was NotReady for a moment while it restarted must not delay the next
+// dead node's taint by a whole token interval. When a queue waits for a
+// token, a pass is scheduled for when it is due instead of the next
+// monitor period (Kubernetes looks at its queues every 100 ms).
 func (c *Controller) processZones(ctx context.Context, now time.Time) {
 	c.mu.Lock()
 	if c.allDisrupted {
 		c.mu.Unlock()
 		return
 	}
-	var todo []string
+	var queued []string
 	for _, z := range c.zones {
-		for !z.paused && len(z.queue) > 0 && z.limiter.AllowN(now, 1) {
+		queued = append(queued, z.queue...)
+	}
+	c.mu.Unlock()
+	// need: for each queued node the informer still has, whether it
+	// still needs its taint.
+	need := map[string]bool{}
+	inSnapshot := map[string]bool{}
+	for _, name := range queued {
+		inSnapshot[name] = true
+		if n, err := c.nodes.Get(name); err == nil {
+			need[name] = noExecuteKey(c.fresh(n)) != ""
+		}
+	}
+	var todo []string
+	var wait time.Duration
+	c.mu.Lock()
+	for _, z := range c.zones {
+		for !z.paused && len(z.queue) > 0 {
 			node := z.queue[0]
+			needed, known := need[node]
+			if !inSnapshot[node] {
+				break // queued since the snapshot: the next pass
+			}
+			if known && needed {
+				tokens := z.limiter.TokensAt(now)
+				if tokens < 1 {
+					d := max(time.Duration((1-tokens)/float64(z.limiter.Limit())*float64(time.Second)), 50*time.Millisecond)
+					if wait == 0 || d < wait {
+						wait = d
+					}
+					break
+				}
+				z.limiter.AllowN(now, 1)
+				todo = append(todo, node)
+			}
+			// Taken, no longer in need, or gone: off the queue.
 			z.queue = z.queue[1:]
 			delete(z.queued, node)
-			todo = append(todo, node)
 		}
 	}
 	c.mu.Unlock()
+	if wait > 0 {
+		c.kickAfter(wait)
+	}
 	for _, name := range todo {
 		n, err := c.nodes.Get(name)
 		if err != nil {
 			continue
 		}
-		if n = c.fresh(n); isReady(n) {
-			continue
-		}
-		key := corev1.TaintNodeUnreachable
-		if r := readyCondition(n); r != nil && r.Status == corev1.ConditionFalse {
-			key = corev1.TaintNodeNotReady
-		}
-		if hasTaint(n, key, corev1.TaintEffectNoExecute) {
+		n = c.fresh(n)
+		key := noExecuteKey(n)
+		if key == "" {
 			continue
 		}
 		c.updateTaints(ctx, n, currentNoSchedule(n), noExecuteChange{add: key, removeAll: true})
 	}
+}
+
+// noExecuteKey is the NoExecute condition taint a node lacks: not-ready
+// (Ready=False) or unreachable (Unknown), or "" when it is Ready or has it.
+func noExecuteKey(n *corev1.Node) string {
+	if isReady(n) {
+		return ""
+	}
+	key := corev1.TaintNodeUnreachable
+	if r := readyCondition(n); r != nil && r.Status == corev1.ConditionFalse {
+		key = corev1.TaintNodeNotReady
+	}
+	if hasTaint(n, key, corev1.TaintEffectNoExecute) {
+		return ""
+	}
+	return key
+}
+
+// kickAfter runs a monitor pass after d (one timer, the soonest wins).
+func (c *Controller) kickAfter(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	due := time.Now().Add(d)
+	if c.kickTimer != nil && !c.kickDue.After(due) && c.kickDue.After(time.Now()) {
+		return
+	}
+	if c.kickTimer != nil {
+		c.kickTimer.Stop()
+	}
+	c.kickDue = due
+	c.kickTimer = time.AfterFunc(d, func() {
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
+	})
 }
 
 func currentNoSchedule(n *corev1.Node) map[string]bool {
