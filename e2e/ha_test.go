@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -276,4 +277,33 @@ func TestLeaderStopped(t *testing.T) {
 	}
 	leader.WaitReady(30 * time.Second)
 	checkAcked(t, clientFor(t, c, leader), leader.Name, acked)
+}
+
+// TestDataDirLocked: a second server, or an agent, started on a running
+// master's data dir stops at once with an error naming the holder, and
+// the master keeps serving; once the master is gone the dir is free.
+func TestDataDirLocked(t *testing.T) {
+	m := testutil.NewMaster(t, testutil.MasterOptions{Name: "owner"})
+	m.Start()
+	m.WaitReady(30 * time.Second)
+	other := testutil.LoopbackAddr(t)
+	for _, args := range [][]string{
+		{"server", "--data-dir", m.DataDir, "--node-name", "intruder", "--bind-address", other, "--disable-agent"},
+		{"agent", "--data-dir", m.DataDir, "--node-name", "intruder", "--bind-address", other, "--server", m.URL(), "--runtime", "fake"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		out, err := exec.CommandContext(ctx, testutil.Binary(t), args...).CombinedOutput()
+		late := ctx.Err()
+		cancel()
+		want := fmt.Sprintf("is in use by another skiff process (pid %d server)", m.Pid())
+		if err == nil || late != nil || !strings.Contains(string(out), want) {
+			t.Fatalf("skiff %s on a locked data dir: %v (deadline: %v)\n%s", args[0], err, late, out)
+		}
+	}
+	if _, err := m.Clientset().CoreV1().Namespaces().Get(context.Background(), "default", metav1.GetOptions{}); err != nil {
+		t.Fatalf("owner after the intruders: %v", err)
+	}
+	m.Kill() // kill -9: the kernel drops the lock
+	m.Start()
+	m.WaitReady(30 * time.Second)
 }

@@ -54,6 +54,15 @@ simulates containers, for hollow nodes and tests).
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			opts.Logger = slog.Default()
+			role := "agent"
+			if hollowOpt.Count > 0 {
+				role = "hollow agent"
+			}
+			unlock, err := lockDataDir(opts.DataDir, role)
+			if err != nil {
+				return err
+			}
+			defer unlock()
 			if hollowOpt.Count > 0 {
 				if !cmd.Flags().Changed("gossip-port") {
 					opts.GossipPort = 0 // free ports: many nodes share one address

@@ -110,6 +110,12 @@ func runServer(ctx context.Context, cfg server.Config, node nodeOptions) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// The embedded agent shares the data dir: this lock covers it.
+	unlock, err := lockDataDir(cfg.DataDir, "server")
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	s, err := server.New(ctx, cfg)
 	if err != nil {
 		return err
