@@ -307,3 +307,36 @@ func TestDataDirLocked(t *testing.T) {
 	m.Start()
 	m.WaitReady(30 * time.Second)
 }
+
+// TestLeaderSIGTERMHandsOver: a leader stopped with SIGTERM hands its
+// leadership to another voter before it exits (the others do not wait
+// for an election timeout), and no acknowledged write is lost.
+func TestLeaderSIGTERMHandsOver(t *testing.T) {
+	c := testutil.StartCluster(t, 3)
+	ctx := context.Background()
+	leader := c.Leader(10 * time.Second)
+	follower := otherThan(c, leader)
+	cs := clientFor(t, c, follower)
+	acked := map[string]string{}
+	for i := 0; i < 3; i++ {
+		name := fmt.Sprintf("before-term-%d", i)
+		if _, err := cs.CoreV1().ConfigMaps("default").Create(ctx, configMap(name, map[string]string{"v": name}), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		acked[name] = name
+	}
+	leader.Stop() // SIGTERM, waits for the exit
+	log := leader.LogTail(200)
+	if !strings.Contains(log, "leadership transferred before shutdown") {
+		t.Fatalf("%s did not hand its leadership over:\n%s", leader.Name, log)
+	}
+	next := c.Leader(10 * time.Second)
+	if next == leader {
+		t.Fatalf("%s still counted as leader", leader.Name)
+	}
+	if _, err := clientFor(t, c, next).CoreV1().ConfigMaps("default").Create(ctx, configMap("after-term", nil), metav1.CreateOptions{}); err != nil {
+		t.Fatalf("write after the hand-over: %v", err)
+	}
+	acked["after-term"] = ""
+	checkAcked(t, clientFor(t, c, next), next.Name, acked)
+}

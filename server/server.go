@@ -210,6 +210,7 @@ func (s *Server) Start() {
 // Shutdown stops serving and closes Raft and the stores. It is safe to
 // call more than once.
 func (s *Server) Shutdown() {
+	s.StepDown()
 	s.shutdown.Do(func() {
 		close(s.shutdownCh)
 		if s.httpSrv != nil {
@@ -231,6 +232,38 @@ func (s *Server) Shutdown() {
 		s.wg.Wait()
 		s.closeStores()
 	})
+}
+
+// StepDown hands leadership to the most up-to-date voter when this master
+// leads a cluster of several voters, so that a planned stop (SIGTERM, a
+// rolling upgrade) costs the cluster no election timeout: the others do
+// not wait to notice the leader is gone. A no-op on a follower or a
+// single master; on failure the stop goes on and the others elect a
+// leader as after a crash.
+func (s *Server) StepDown() {
+	if s.raft == nil || s.raft.State() != raft.Leader {
+		return
+	}
+	cf := s.raft.GetConfiguration()
+	if cf.Error() != nil {
+		return
+	}
+	voters := 0
+	for _, srv := range cf.Configuration().Servers {
+		if srv.Suffrage == raft.Voter {
+			voters++
+		}
+	}
+	if voters < 2 {
+		return
+	}
+	start := time.Now()
+	if err := s.raft.LeadershipTransfer().Error(); err != nil {
+		s.log.Warn("leadership transfer before shutdown failed: the others will elect a leader", "err", err)
+		return
+	}
+	_, to := s.raft.LeaderWithID()
+	s.log.Info("leadership transferred before shutdown", "to", string(to), "took", time.Since(start).Round(time.Millisecond))
 }
 
 func (s *Server) closeStores() {

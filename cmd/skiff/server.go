@@ -138,6 +138,8 @@ func runServer(ctx context.Context, cfg server.Config, node nodeOptions) error {
 		<-ctx.Done()
 	}
 	slog.Info("shutting down")
+	// Leadership goes first: the agent's clean-up below may take seconds.
+	s.StepDown()
 	stopAgent()
 	if agentRunning {
 		// Let the agent finish its clean-up (the masquerade table).
