@@ -116,8 +116,19 @@ func RunGossip(ctx context.Context, gc GossipConfig) error {
 		return f.servers()
 	}
 	gossip.KeepJoined(m, seeds, 2*time.Second, 30*time.Second, ctx.Done(), log)
+	// Stopped on purpose (the process got SIGTERM, or the node is shut
+	// down): say so before going, so that the masters leave the verdict to
+	// the Lease (docs/gossip.md); a crash says nothing and is detected in
+	// seconds. A second spreads the tag to every member of a LAN cluster.
+	if err := gossip.AnnounceStop(m, stopAnnounceWait); err != nil {
+		log.Warn("announce the planned stop to gossip", "err", err)
+	}
 	return nil
 }
+
+// stopAnnounceWait is how long a stopping member lets its TagStopping
+// spread before it shuts down (5 gossip rounds of the lan profile).
+const stopAnnounceWait = time.Second
 
 func aliveServer(m gossip.Membership) bool {
 	self := m.Local().Name

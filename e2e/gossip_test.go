@@ -459,3 +459,41 @@ func TestGossipMasterSuspectedRenewsLease(t *testing.T) {
 		t.Fatalf("%d Lease renewals in 3 s after the suspicion, want ≥ 4 (every 500 ms)", n)
 	}
 }
+
+// TestGossipPlannedStop: an agent stopped with SIGTERM (a restart, an
+// upgrade) announces it in gossip before it goes; gossip then calls it
+// failed, but its Node stays Ready (the Lease decides, as in Kubernetes)
+// and comes back alive when it restarts. A kill -9 is marked at once
+// (TestGossipNodeFailure).
+func TestGossipPlannedStop(t *testing.T) {
+	g := startGossipCluster(t, 2)
+	a, name := g.agents[0], g.nodeNames()[0]
+	a.Stop() // SIGTERM, waits for the exit
+	g.waitMembers(30*time.Second, name+" failed in gossip, announced as stopping", func(ms map[string]testutil.GossipMember) error {
+		if m := ms[name]; m.Status != "failed" || m.Tags["stopping"] == "" {
+			return fmt.Errorf("%+v", m)
+		}
+		return nil
+	})
+	// Gossip's verdict is in; the node lifecycle controller acts on it
+	// within a monitor pass if it would: give it 3 s.
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		n, err := g.cs.CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := nodeReady(n); r == nil || r.Status != corev1.ConditionTrue || len(n.Spec.Taints) != 0 {
+			t.Fatalf("%s marked after a planned stop: %+v, taints %+v", name, r, n.Spec.Taints)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	a.Start()
+	g.waitMembers(30*time.Second, name+" alive again, no longer stopping", func(ms map[string]testutil.GossipMember) error {
+		if m := ms[name]; m.Status != "alive" || m.Tags["stopping"] != "" {
+			return fmt.Errorf("%+v", m)
+		}
+		return nil
+	})
+	g.waitNode(30*time.Second, name, "Ready", readyIs(corev1.ConditionTrue, ""))
+}

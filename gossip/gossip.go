@@ -30,6 +30,12 @@ const (
 	TagAPI     = "api"
 	TagRaft    = "raft"
 	TagKubelet = "kubelet"
+	// TagStopping is set (to the time, RFC 3339) by a member about to
+	// stop on purpose (SIGTERM: a restart, an upgrade), just before it
+	// shuts down without leaving: the failure verdict that follows is a
+	// planned stop, which the node lifecycle controller leaves to the
+	// node's Lease instead of marking the node at once.
+	TagStopping = "stopping"
 )
 
 // Status is a member's state as this member sees it.
@@ -59,6 +65,26 @@ func (m Member) Role() string { return m.Tags[TagRole] }
 
 // Down reports whether gossip considers the member gone (failed or left).
 func (m Member) Down() bool { return m.Status == StatusFailed || m.Status == StatusLeft }
+
+// Stopping reports whether the member announced a planned stop
+// (TagStopping) before it went.
+func (m Member) Stopping() bool { return m.Tags[TagStopping] != "" }
+
+// AnnounceStop tags the local member as stopping on purpose
+// (TagStopping) and waits up to wait for the tag to spread; the caller
+// then shuts the member down.
+func AnnounceStop(m Membership, wait time.Duration) error {
+	tags := map[string]string{}
+	for k, v := range m.Local().Tags {
+		tags[k] = v
+	}
+	tags[TagStopping] = time.Now().UTC().Format(time.RFC3339)
+	if err := m.SetTags(tags); err != nil {
+		return err
+	}
+	time.Sleep(wait)
+	return nil
+}
 
 // EventType is what happened to members.
 type EventType string

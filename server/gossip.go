@@ -264,7 +264,7 @@ func (g gossipHealth) NodeStates() map[string]nodelifecycle.GossipState {
 		if name == "" {
 			name = m.Name
 		}
-		out[name] = nodelifecycle.GossipState{Down: m.Down(), Status: string(m.Status), Since: m.Since}
+		out[name] = nodelifecycle.GossipState{Down: m.Down(), Status: string(m.Status), Since: m.Since, Stopping: m.Stopping()}
 	}
 	return out
 }

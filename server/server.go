@@ -69,9 +69,12 @@ type Server struct {
 	// onSuspected is called when this master's member refutes a
 	// suspicion about itself (SetGossipSuspectedHook).
 	onSuspected atomic.Pointer[func(time.Duration)]
-	seedMu      sync.Mutex
-	seeds       []string
-	rotateMu    sync.Mutex
+	// started: Start ran (Shutdown then announces a planned stop).
+	started atomic.Bool
+
+	seedMu   sync.Mutex
+	seeds    []string
+	rotateMu sync.Mutex
 
 	leaderReady atomic.Bool
 	shutdownCh  chan struct{}
@@ -186,6 +189,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 // Start serves the API and begins leader monitoring and, for a master
 // started with --join, joining.
 func (s *Server) Start() {
+	s.started.Store(true)
 	s.wg.Add(3)
 	go func() {
 		defer s.wg.Done()
@@ -222,6 +226,13 @@ func (s *Server) Shutdown() {
 			_ = s.apiLn.Close()
 		}
 		if s.gossip != nil {
+			if s.started.Load() {
+				// A planned stop: the masters leave this master's node to
+				// its Lease (docs/gossip.md).
+				if err := gossip.AnnounceStop(s.gossip, time.Second); err != nil {
+					s.log.Warn("announce the planned stop to gossip", "err", err)
+				}
+			}
 			_ = s.gossip.Shutdown()
 		}
 		if s.raft != nil {

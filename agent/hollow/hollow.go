@@ -161,6 +161,9 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		agents[i] = a
 	}
+	var gossipWG sync.WaitGroup
+	// On the way out, let every node's gossip member announce its stop.
+	defer gossipWG.Wait()
 	if cfg.Gossip {
 		for i, name := range names {
 			port := 0
@@ -172,7 +175,9 @@ func Run(ctx context.Context, cfg Config) error {
 				Profile: cfg.GossipProfile, Client: clients[i].CoreV1().RESTClient(), Keys: cfg.GossipKeys, Logger: nodeLog,
 				OnSuspected: agents[i].HeartbeatBurst,
 			}
+			gossipWG.Add(1)
 			go func() {
+				defer gossipWG.Done()
 				if err := agent.RunGossip(ctx, gc); err != nil && ctx.Err() == nil {
 					log.Error("hollow node gossip stopped", "node", gc.NodeName, "err", err)
 				}

@@ -165,8 +165,11 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 	defer pn.Wait()
 	if !o.NoGossip {
 		gctx, stopGossip := context.WithCancel(ctx)
-		defer stopGossip()
+		gossipDone := make(chan struct{})
+		// On the way out, let gossip announce the planned stop.
+		defer func() { stopGossip(); <-gossipDone }()
 		go func() {
+			defer close(gossipDone)
 			err := agent.RunGossip(gctx, agent.GossipConfig{
 				NodeName: o.NodeName, DataDir: filepath.Join(credDir, "gossip"), BindAddr: o.NodeIP, Port: o.GossipPort,
 				Profile: o.GossipProfile, KubeletAddr: net.JoinHostPort(o.NodeIP, strconv.Itoa(o.KubeletPort)),

@@ -106,6 +106,9 @@ func (h *HollowNodes) Pid() int { return h.proc.pid() }
 // Kill sends SIGKILL and waits.
 func (h *HollowNodes) Kill() { h.proc.stop(syscall.SIGKILL) }
 
+// Stop sends SIGTERM (a planned stop) and waits for the exit.
+func (h *HollowNodes) Stop() { h.proc.stop(syscall.SIGTERM) }
+
 // WaitReady waits until the process has started every hollow node and
 // every one is Ready (polling every half second: listing thousands of
 // nodes is not free).

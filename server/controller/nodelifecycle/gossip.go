@@ -17,6 +17,9 @@ type GossipState struct {
 	Down   bool
 	Status string
 	Since  time.Time
+	// Stopping: the member announced a planned stop (SIGTERM) before it
+	// went; the verdict is then left to the Lease.
+	Stopping bool
 }
 
 // Gossip is membership as the node lifecycle controller needs it: the
@@ -40,8 +43,10 @@ type Gossip interface {
 //     Warning event GossipMemberDown says so; nothing is tainted.
 //   - a node marked for a gossip verdict whose kubelet then reports Ready
 //     while gossip still says down is not marked again for that verdict.
-//   - gossip says nothing (alive, or no member): the Lease alone decides,
-//     after GracePeriod, as before.
+//   - gossip says nothing (alive, or no member), or the member announced
+//     a planned stop before it went (a SIGTERMed agent or master: a
+//     restart, an upgrade): the Lease alone decides, after GracePeriod,
+//     as in Kubernetes.
 //
 // A renewal seen since F - slack, with slack below the shortest failure
 // detection time, proves the kubelet ran while gossip already suspected
@@ -109,6 +114,16 @@ func (c *Controller) leaseRenewing(node string, gs GossipState, now time.Time) b
 // node as it now is.
 func (c *Controller) checkGossip(ctx context.Context, n *corev1.Node, gs GossipState, h *health, now time.Time) *corev1.Node {
 	if !gs.Down {
+		return n
+	}
+	if gs.Stopping {
+		c.mu.Lock()
+		report := !h.gossipReported.Equal(gs.Since)
+		h.gossipReported = gs.Since
+		c.mu.Unlock()
+		if report {
+			c.log.Info("node's gossip member stopped on purpose: its Lease decides", "node", n.Name, "gossip", gs.Status)
+		}
 		return n
 	}
 	if c.leaseRenewing(n.Name, gs, now) {

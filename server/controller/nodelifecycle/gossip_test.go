@@ -242,3 +242,72 @@ func TestEvictionRateTokenDue(t *testing.T) {
 		t.Fatalf("second taint %s after the first, want about 2 s (EvictionRate 0.5)", second-first)
 	}
 }
+
+// TestGossipPlannedStop: a node whose member announced a planned stop
+// (SIGTERM) before gossip called it failed is left to its Lease: Ready
+// until the grace period runs out, then Unknown for the Lease, not for
+// gossip; a node that just dies (no announcement) is marked at once.
+func TestGossipPlannedStop(t *testing.T) {
+	e := controllertest.NewEnv(t, controllertest.Options{})
+	e.Namespace(corev1.NamespaceNodeLease)
+	names := []string{"n1", "n2", "n3", "n4", "n5"}
+	e.RunKubelet(names...)
+	g := newFakeGossip()
+	alive := map[string]*atomic.Bool{}
+	for _, n := range names {
+		alive[n] = &atomic.Bool{}
+		alive[n].Store(true)
+		go heartbeat(e, n, alive[n])
+		g.set(n, false, "alive")
+	}
+	grace := 4 * time.Second
+	c := nodelifecycle.New(e.CC, nodelifecycle.Options{GracePeriod: grace, StartupGracePeriod: grace,
+		EvictionRate: 100, UnhealthyZoneThreshold: 0.55, LargeClusterSizeThreshold: 50, MonitorPeriod: 200 * time.Millisecond,
+		Gossip: g, GossipLeaseSlack: time.Second})
+	e.Start(func(ctx context.Context) { c.Run(ctx, 2) })
+	time.Sleep(time.Second) // the controller has seen renewals
+	readyOf := func(name string) *corev1.NodeCondition {
+		n, err := e.Client.CoreV1().Nodes().Get(e.Ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range n.Status.Conditions {
+			if n.Status.Conditions[i].Type == corev1.NodeReady {
+				return &n.Status.Conditions[i]
+			}
+		}
+		return nil
+	}
+
+	alive["n2"].Store(false)
+	alive["n3"].Store(false)
+	stopped := time.Now()
+	time.Sleep(1500 * time.Millisecond) // longer than the slack
+	g.mu.Lock()
+	g.states["n2"] = nodelifecycle.GossipState{Down: true, Status: "failed", Since: time.Now(), Stopping: true}
+	g.mu.Unlock()
+	g.set("n3", true, "failed") // no announcement: a crash
+	e.WaitFor(5*time.Second, "n3 Unknown from gossip", func() error {
+		if r := readyOf("n3"); r == nil || r.Status != corev1.ConditionUnknown || !strings.HasPrefix(r.Message, "gossip: node failed") {
+			return controllertest.Errorf("n3 ready %+v", r)
+		}
+		return nil
+	})
+	// n2 stays Ready while its Lease is within the grace period.
+	for time.Since(stopped) < grace-time.Second {
+		if r := readyOf("n2"); r == nil || r.Status != corev1.ConditionTrue {
+			t.Fatalf("n2 marked %.1fs after its planned stop, inside the Lease grace: %+v", time.Since(stopped).Seconds(), r)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	e.WaitFor(10*time.Second, "n2 Unknown once its Lease expired", func() error {
+		r := readyOf("n2")
+		if r == nil || r.Status != corev1.ConditionUnknown {
+			return controllertest.Errorf("n2 ready %+v", r)
+		}
+		if strings.HasPrefix(r.Message, "gossip:") {
+			t.Fatalf("n2 marked for gossip after a planned stop: %+v", r)
+		}
+		return nil
+	})
+}
