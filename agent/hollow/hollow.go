@@ -162,8 +162,10 @@ func Run(ctx context.Context, cfg Config) error {
 		agents[i] = a
 	}
 	var gossipWG sync.WaitGroup
-	// On the way out, let every node's gossip member announce its stop.
-	defer gossipWG.Wait()
+	gctx, stopGossip := context.WithCancel(ctx)
+	// On the way out (ctx done, or an error), let every node's gossip
+	// member announce its stop.
+	defer func() { stopGossip(); gossipWG.Wait() }()
 	if cfg.Gossip {
 		for i, name := range names {
 			port := 0
@@ -178,7 +180,7 @@ func Run(ctx context.Context, cfg Config) error {
 			gossipWG.Add(1)
 			go func() {
 				defer gossipWG.Done()
-				if err := agent.RunGossip(ctx, gc); err != nil && ctx.Err() == nil {
+				if err := agent.RunGossip(gctx, gc); err != nil && gctx.Err() == nil {
 					log.Error("hollow node gossip stopped", "node", gc.NodeName, "err", err)
 				}
 			}()
