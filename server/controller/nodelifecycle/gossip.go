@@ -110,6 +110,17 @@ func (c *Controller) leaseRenewing(node string, gs GossipState, now time.Time) b
 	return now.Sub(r.seen) <= stale
 }
 
+// firstReport reports whether gossip verdict gs is reported for the
+// first time for this node (one log line or event per verdict), and
+// notes it as reported.
+func (c *Controller) firstReport(h *health, gs GossipState) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	first := !h.gossipReported.Equal(gs.Since)
+	h.gossipReported = gs.Since
+	return first
+}
+
 // checkGossip applies the combination rule to one node; it returns the
 // node as it now is.
 func (c *Controller) checkGossip(ctx context.Context, n *corev1.Node, gs GossipState, h *health, now time.Time) *corev1.Node {
@@ -117,21 +128,13 @@ func (c *Controller) checkGossip(ctx context.Context, n *corev1.Node, gs GossipS
 		return n
 	}
 	if gs.Stopping {
-		c.mu.Lock()
-		report := !h.gossipReported.Equal(gs.Since)
-		h.gossipReported = gs.Since
-		c.mu.Unlock()
-		if report {
+		if c.firstReport(h, gs) {
 			c.log.Info("node's gossip member stopped on purpose: its Lease decides", "node", n.Name, "gossip", gs.Status)
 		}
 		return n
 	}
 	if c.leaseRenewing(n.Name, gs, now) {
-		c.mu.Lock()
-		report := !h.gossipReported.Equal(gs.Since)
-		h.gossipReported = gs.Since
-		c.mu.Unlock()
-		if report {
+		if c.firstReport(h, gs) {
 			c.log.Warn("gossip reports node down but its Lease is renewed: not marked", "node", n.Name, "gossip", gs.Status)
 			c.recorder.Eventf(n, corev1.EventTypeWarning, "GossipMemberDown",
 				"gossip: node %s since %s, but its Lease is still renewed: not marked unreachable", gs.Status, gs.Since.UTC().Format(time.RFC3339))
@@ -148,11 +151,7 @@ func (c *Controller) checkGossip(ctx context.Context, n *corev1.Node, gs GossipS
 		// Marked once for this verdict and the kubelet has reported Ready
 		// since: it is alive, whatever gossip says. Not marked again (no
 		// flapping while gossip catches up).
-		c.mu.Lock()
-		report := !h.gossipReported.Equal(gs.Since)
-		h.gossipReported = gs.Since
-		c.mu.Unlock()
-		if report {
+		if c.firstReport(h, gs) {
 			c.log.Warn("gossip reports node down but its kubelet reported Ready: not marked again", "node", n.Name, "gossip", gs.Status)
 			c.recorder.Eventf(n, corev1.EventTypeWarning, "GossipMemberDown",
 				"gossip: node %s since %s, but its kubelet reported Ready: not marked unreachable again", gs.Status, gs.Since.UTC().Format(time.RFC3339))

@@ -297,12 +297,12 @@ func (c *Controller) processZones(ctx context.Context, now time.Time) {
 		queued = append(queued, z.queue...)
 	}
 	c.mu.Unlock()
-	// need: for each queued node the informer still has, whether it
-	// still needs its taint.
+	// need: whether each queued node still needs its taint (false when
+	// the informer no longer has it). The queues only grow in
+	// reconcileTaints, earlier in this same monitor pass, so they hold
+	// nothing that is not in this snapshot.
 	need := map[string]bool{}
-	inSnapshot := map[string]bool{}
 	for _, name := range queued {
-		inSnapshot[name] = true
 		if n, err := c.nodes.Get(name); err == nil {
 			need[name] = noExecuteKey(c.fresh(n)) != ""
 		}
@@ -313,11 +313,7 @@ func (c *Controller) processZones(ctx context.Context, now time.Time) {
 	for _, z := range c.zones {
 		for !z.paused && len(z.queue) > 0 {
 			node := z.queue[0]
-			needed, known := need[node]
-			if !inSnapshot[node] {
-				break // queued since the snapshot: the next pass
-			}
-			if known && needed {
+			if need[node] {
 				tokens := z.limiter.TokensAt(now)
 				if tokens < 1 {
 					d := max(time.Duration((1-tokens)/float64(z.limiter.Limit())*float64(time.Second)), 50*time.Millisecond)
