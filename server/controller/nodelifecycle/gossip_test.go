@@ -29,8 +29,13 @@ func newFakeGossip() *fakeGossip {
 }
 
 func (f *fakeGossip) set(node string, down bool, status string) {
+	f.put(node, nodelifecycle.GossipState{Down: down, Status: status, Since: time.Now()})
+}
+
+// put sets node's state and signals the change.
+func (f *fakeGossip) put(node string, gs nodelifecycle.GossipState) {
 	f.mu.Lock()
-	f.states[node] = nodelifecycle.GossipState{Down: down, Status: status, Since: time.Now()}
+	f.states[node] = gs
 	f.mu.Unlock()
 	select {
 	case f.ch <- struct{}{}:
@@ -185,14 +190,11 @@ func TestGossipCombinedWithLease(t *testing.T) {
 	}
 }
 
-// TestEvictionRateTokenDue: two nodes of a zone fail together; the first
-// is tainted NoExecute at once, the second when the zone's next eviction
-// token is due (1/EvictionRate = 2 s here), not at the next monitor pass
-// (a minute away).
-func TestEvictionRateTokenDue(t *testing.T) {
+// gossipNodes starts nodes whose kubelets heartbeat while their alive
+// flag is set, all alive in a fake gossip.
+func gossipNodes(t *testing.T, names ...string) (*controllertest.Env, *fakeGossip, map[string]*atomic.Bool) {
 	e := controllertest.NewEnv(t, controllertest.Options{})
 	e.Namespace(corev1.NamespaceNodeLease)
-	names := []string{"n1", "n2", "n3", "n4", "n5"}
 	e.RunKubelet(names...)
 	g := newFakeGossip()
 	alive := map[string]*atomic.Bool{}
@@ -202,6 +204,15 @@ func TestEvictionRateTokenDue(t *testing.T) {
 		go heartbeat(e, n, alive[n])
 		g.set(n, false, "alive")
 	}
+	return e, g, alive
+}
+
+// TestEvictionRateTokenDue: two nodes of a zone fail together; the first
+// is tainted NoExecute at once, the second when the zone's next eviction
+// token is due (1/EvictionRate = 2 s here), not at the next monitor pass
+// (a minute away).
+func TestEvictionRateTokenDue(t *testing.T) {
+	e, g, alive := gossipNodes(t, "n1", "n2", "n3", "n4", "n5")
 	c := nodelifecycle.New(e.CC, nodelifecycle.Options{GracePeriod: time.Minute, StartupGracePeriod: time.Minute,
 		EvictionRate: 0.5, UnhealthyZoneThreshold: 0.55, LargeClusterSizeThreshold: 50, MonitorPeriod: time.Minute,
 		Gossip: g, GossipLeaseSlack: time.Second})
@@ -248,18 +259,7 @@ func TestEvictionRateTokenDue(t *testing.T) {
 // until the grace period runs out, then Unknown for the Lease, not for
 // gossip; a node that just dies (no announcement) is marked at once.
 func TestGossipPlannedStop(t *testing.T) {
-	e := controllertest.NewEnv(t, controllertest.Options{})
-	e.Namespace(corev1.NamespaceNodeLease)
-	names := []string{"n1", "n2", "n3", "n4", "n5"}
-	e.RunKubelet(names...)
-	g := newFakeGossip()
-	alive := map[string]*atomic.Bool{}
-	for _, n := range names {
-		alive[n] = &atomic.Bool{}
-		alive[n].Store(true)
-		go heartbeat(e, n, alive[n])
-		g.set(n, false, "alive")
-	}
+	e, g, alive := gossipNodes(t, "n1", "n2", "n3", "n4", "n5")
 	grace := 4 * time.Second
 	c := nodelifecycle.New(e.CC, nodelifecycle.Options{GracePeriod: grace, StartupGracePeriod: grace,
 		EvictionRate: 100, UnhealthyZoneThreshold: 0.55, LargeClusterSizeThreshold: 50, MonitorPeriod: 200 * time.Millisecond,
@@ -283,9 +283,7 @@ func TestGossipPlannedStop(t *testing.T) {
 	alive["n3"].Store(false)
 	stopped := time.Now()
 	time.Sleep(1500 * time.Millisecond) // longer than the slack
-	g.mu.Lock()
-	g.states["n2"] = nodelifecycle.GossipState{Down: true, Status: "failed", Since: time.Now(), Stopping: true}
-	g.mu.Unlock()
+	g.put("n2", nodelifecycle.GossipState{Down: true, Status: "failed", Since: time.Now(), Stopping: true})
 	g.set("n3", true, "failed") // no announcement: a crash
 	e.WaitFor(5*time.Second, "n3 Unknown from gossip", func() error {
 		if r := readyOf("n3"); r == nil || r.Status != corev1.ConditionUnknown || !strings.HasPrefix(r.Message, "gossip: node failed") {
