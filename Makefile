@@ -11,11 +11,16 @@ GO_BUILD_ENV := CGO_ENABLED=1
 GO_TAGS      := seccomp
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build run test test-unit test-node test-e2e bench bench-node chaos vet clean
+.PHONY: all deps build run test test-unit test-node test-e2e bench bench-node chaos vet clean
 
 all: build
 
-build:
+# What the build needs from the OS (gcc, libseccomp-dev, ...): installed
+# as root on Debian when missing, else named. .ci/run calls the same script.
+deps:
+	@.ci/deps
+
+build: deps
 	$(GO_BUILD_ENV) $(GO) build -tags $(GO_TAGS) -trimpath -o $(BIN) ./cmd/skiff
 
 vet:
@@ -58,7 +63,7 @@ test: build test-unit test-node test-e2e
 test-unit:
 	$(GO) test -race -timeout 20m $(PKGS_UNIT)
 
-test-node:
+test-node: deps
 	$(GO_BUILD_ENV) $(GO) test -race -tags $(GO_TAGS) -timeout 20m $(PKGS_NODE)
 
 test-e2e:
