@@ -189,6 +189,35 @@ func TestCrashLoopBackOff(t *testing.T) {
 	}
 }
 
+// TestStartErrorBackOff: a container whose start fails (the runtime
+// records exit 128, StartError, and no start time) goes through
+// CrashLoopBackOff like one that crashed, instead of being retried at
+// every sync.
+func TestStartErrorBackOff(t *testing.T) {
+	h := newHarness(t)
+	p := pod("nostart", corev1.RestartPolicyAlways, ctr("c", "sleep"))
+	p.Annotations = map[string]string{fake.AnnotationFailStart: "true"}
+	h.createPod(p)
+	h.waitPod("nostart", "CrashLoopBackOff after a failed start", func(p *corev1.Pod) error {
+		cs := cstatus(p, "c")
+		if cs.State.Waiting == nil || cs.State.Waiting.Reason != "CrashLoopBackOff" {
+			return fmt.Errorf("%s", describe(p))
+		}
+		if lt := cs.LastTerminationState.Terminated; lt == nil || lt.Reason != "StartError" || lt.ExitCode != 128 {
+			return fmt.Errorf("lastState: %s", describe(p))
+		}
+		return nil
+	})
+	// The failed starts count as restarts, and the back-off goes on.
+	h.waitPod("nostart", "restartCount 3, still backing off", func(p *corev1.Pod) error {
+		cs := cstatus(p, "c")
+		if cs.RestartCount < 3 || cs.State.Waiting == nil || cs.State.Waiting.Reason != "CrashLoopBackOff" {
+			return fmt.Errorf("%s", describe(p))
+		}
+		return nil
+	})
+}
+
 func TestBackoffDelays(t *testing.T) {
 	b := newBackoffs(10*time.Second, 5*time.Minute)
 	want := []time.Duration{0, 0, 10 * time.Second, 20 * time.Second, 40 * time.Second, 80 * time.Second, 160 * time.Second, 300 * time.Second, 300 * time.Second}

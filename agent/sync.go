@@ -286,7 +286,14 @@ func shouldRestart(policy corev1.RestartPolicy, exitCode int32) bool {
 func (a *Agent) restartContainer(ctx context.Context, pod *corev1.Pod, c *corev1.Container, cur *runtimeapi.ContainerStatus, rt *podRuntime, st *podState, isInit bool) time.Duration {
 	next := attemptOf(cur) + 1
 	finished := time.Unix(0, cur.FinishedAt)
-	ran := finished.Sub(time.Unix(0, cur.StartedAt))
+	// An instance that failed to start (StartError) never ran: it goes
+	// through the back-off like one that crashed at once. (Measured from
+	// a zero StartedAt it would look 56 years old and restart at once,
+	// forever, every sync.)
+	var ran time.Duration
+	if cur.StartedAt > 0 {
+		ran = finished.Sub(time.Unix(0, cur.StartedAt))
+	}
 	delay := a.backoffs.containerDelay(int(next), ran)
 	if wait := time.Until(finished.Add(delay)); wait > 0 {
 		st.waiting[c.Name] = &corev1.ContainerStateWaiting{
