@@ -146,7 +146,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.factory.Start(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), a.podInformer.HasSynced) {
-		return ctx.Err()
+		// Stopped before the first list: a stop, not a failure.
+		a.wg.Wait()
+		a.factory.Shutdown()
+		return nil
 	}
 	a.ready.Store(true)
 	a.log.Info("pod informer synced", "pods", len(a.podInformer.GetStore().ListKeys()))
@@ -157,6 +160,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.goRun(ctx, a.housekeepingLoop)
 	a.goRun(ctx, a.volumes.refreshLoop)
 	<-ctx.Done()
+	// The kubelet server's goroutine is in a.wg: shut it down before
+	// waiting, or the wait never ends (the agent would hang on SIGTERM).
+	a.stopServer()
 	a.workers.stopAll()
 	a.probes.stopAll()
 	a.wg.Wait()

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -330,5 +331,54 @@ func checkWebSocketV5(t *testing.T, m *testutil.Master, cs *kubernetes.Clientset
 	resp.Body.Close()
 	if !strings.Contains(string(body), "ok from") {
 		t.Errorf("websocket port-forward body %q", body)
+	}
+}
+
+// TestSIGTERMExits: an agent, and a master with its embedded agent, exit
+// by themselves on SIGTERM (Stop fails the test if the process had to be
+// killed), and the agent restarts at once on its data dir. Before, the
+// kubelet server's shutdown waited behind the goroutines it belongs to:
+// the agent never exited and its restart found the data dir locked.
+func TestSIGTERMExits(t *testing.T) {
+	m := testutil.NewMaster(t, testutil.MasterOptions{Name: "term", Agent: true, Args: []string{"--runtime", "fake"}})
+	m.Start()
+	m.WaitReady(30 * time.Second)
+	cs := m.Clientset()
+	waitNodeReady(t, cs, "term")
+	a := testutil.NewAgent(t, testutil.AgentOptions{Name: "term-agent", Server: m.URL(), Token: m.Token()})
+	a.Start()
+	waitNodeReady(t, cs, "term-agent")
+	// Pods running on both nodes: each kubelet is past its start-up.
+	for _, node := range []string{"term", "term-agent"} {
+		if _, err := cs.CoreV1().Pods("default").Create(context.Background(), fakePod("on-"+node, node, corev1.RestartPolicyAlways), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitPodPhase(t, cs, "default", "on-"+node, corev1.PodRunning)
+	}
+
+	start := time.Now()
+	a.Stop()
+	t.Logf("agent exited %s after SIGTERM", time.Since(start).Round(time.Millisecond))
+	a.Start()
+	testutil.WaitFor(t, 30*time.Second, "the restarted agent renews its Lease", func() error {
+		if !a.Running() {
+			return fmt.Errorf("agent exited: %s", a.LogTail(5))
+		}
+		l, err := cs.CoordinationV1().Leases("kube-node-lease").Get(context.Background(), "term-agent", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if l.Spec.RenewTime == nil || l.Spec.RenewTime.Time.Before(start) {
+			return fmt.Errorf("last renewal %v, before the restart", l.Spec.RenewTime)
+		}
+		return nil
+	})
+	start = time.Now()
+	m.Stop()
+	t.Logf("master with its embedded agent exited %s after SIGTERM", time.Since(start).Round(time.Millisecond))
+	if log, err := os.ReadFile(m.LogPath()); err != nil {
+		t.Fatal(err)
+	} else if bytes.Contains(log, []byte("embedded agent did not stop")) {
+		t.Error("the master's embedded agent did not stop on SIGTERM (the master gave up waiting for it)")
 	}
 }

@@ -146,6 +146,7 @@ func runServer(ctx context.Context, cfg server.Config, node nodeOptions) error {
 		select {
 		case <-agentDone:
 		case <-time.After(10 * time.Second):
+			slog.Warn("embedded agent did not stop within 10s; shutting the master down without it")
 		}
 	}
 	s.Shutdown()

@@ -80,8 +80,15 @@ func (a *Agent) Pid() int { return a.proc.pid() }
 // run under their own shims, are not its children and keep running.
 func (a *Agent) Kill() { a.proc.stop(syscall.SIGKILL) }
 
-// Stop sends SIGTERM and waits.
-func (a *Agent) Stop() { a.proc.stop(syscall.SIGTERM) }
+// Stop sends SIGTERM and waits; an agent that does not exit by itself
+// (it had to be killed after stopGrace) fails the test: a restart, an
+// upgrade or `systemctl stop` relies on SIGTERM.
+func (a *Agent) Stop() {
+	a.t.Helper()
+	if a.proc.running() && !a.proc.stop(syscall.SIGTERM) {
+		a.t.Errorf("agent %s did not exit within %s of SIGTERM (killed); log:\n%s", a.Name, stopGrace, a.LogTail(20))
+	}
+}
 
 // LogTail returns the last n lines of the agent's log.
 func (a *Agent) LogTail(n int) string {

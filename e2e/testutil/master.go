@@ -154,8 +154,14 @@ func (m *Master) Running() bool { return m.proc.running() }
 // Kill sends SIGKILL (kill -9) and waits for the process to exit.
 func (m *Master) Kill() { m.proc.stop(syscall.SIGKILL) }
 
-// Stop sends SIGTERM and waits.
-func (m *Master) Stop() { m.proc.stop(syscall.SIGTERM) }
+// Stop sends SIGTERM and waits; a master that does not exit by itself
+// within stopGrace (it had to be killed) fails the test.
+func (m *Master) Stop() {
+	m.t.Helper()
+	if m.proc.running() && !m.proc.stop(syscall.SIGTERM) {
+		m.t.Errorf("master %s did not exit within %s of SIGTERM (killed)", m.Name, stopGrace)
+	}
+}
 
 // Signal sends sig (SIGSTOP, SIGCONT) to the running process.
 func (m *Master) Signal(sig syscall.Signal) error { return m.proc.signal(sig) }

@@ -88,21 +88,28 @@ func (p *process) signal(sig syscall.Signal) error {
 	return p.cmd.Process.Signal(sig)
 }
 
-// stop sends sig and waits for the exit, killing the process after 20 s.
-func (p *process) stop(sig syscall.Signal) {
+// stopGrace is how long a process may take to exit after its signal.
+const stopGrace = 20 * time.Second
+
+// stop sends sig and waits for the exit, killing the process after
+// stopGrace. It reports whether the process exited by itself (false: it
+// had to be killed, or was not running).
+func (p *process) stop(sig syscall.Signal) bool {
 	p.mu.Lock()
 	cmd, done := p.cmd, p.done
 	p.cmd = nil
 	p.mu.Unlock()
 	if cmd == nil {
-		return
+		return false
 	}
 	_ = cmd.Process.Signal(sig)
 	select {
 	case <-done:
-	case <-time.After(20 * time.Second):
+		return true
+	case <-time.After(stopGrace):
 		_ = cmd.Process.Kill()
 		<-done
+		return false
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 type TB interface {
 	Helper()
 	Fatalf(format string, args ...any)
+	Errorf(format string, args ...any)
 	Logf(format string, args ...any)
 	Cleanup(func())
 	TempDir() string
