@@ -9,7 +9,9 @@ PKGS_NODE := ./runtime/... ./nettools/...
 # libcontainer needs cgo, and libseccomp (Debian libseccomp-dev) for seccomp.
 GO_BUILD_ENV := CGO_ENABLED=1
 GO_TAGS      := seccomp
-VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 .PHONY: all deps build run test test-unit test-node test-e2e bench bench-node chaos vet clean
 
@@ -21,7 +23,7 @@ deps:
 	@.ci/deps
 
 build: deps
-	$(GO_BUILD_ENV) $(GO) build -tags $(GO_TAGS) -trimpath -o $(BIN) ./cmd/skiff
+	$(GO_BUILD_ENV) $(GO) build -tags $(GO_TAGS) -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/skiff
 
 vet:
 	$(GO) vet ./...

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -29,6 +30,7 @@ func newRootCommand() *cobra.Command {
 		Short:         "Skiff: a Kubernetes-compatible container orchestrator in one binary",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			var lvl slog.Level
 			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
@@ -38,8 +40,12 @@ func newRootCommand() *cobra.Command {
 			return nil
 		},
 	}
+	// --version prints what `skiff version` prints.
+	var vb strings.Builder
+	printVersion(&vb)
+	root.SetVersionTemplate(vb.String())
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.AddCommand(newServerCommand(), newAgentCommand(), newClusterCommand(), newImageCommand(), newDemoImageCommand(),
-		newServicesCommand())
+		newServicesCommand(), newVersionCommand())
 	return root
 }
