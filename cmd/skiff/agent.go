@@ -46,7 +46,17 @@ simulates containers, for hollow nodes and tests).
 				opts.Token = strings.TrimSpace(string(b))
 			}
 			if opts.Server == "" {
-				return errors.New("--server is required")
+				return errors.New("--server is required: a master's URL, https://HOST:6443")
+			}
+			u, err := masterURL("--server", opts.Server)
+			if err != nil {
+				return err
+			}
+			opts.Server = u
+			if hollowOpt.Count == 0 && (opts.Runtime == "libcontainer" || opts.Runtime == "") {
+				if err := requireRoot("skiff agent"); err != nil {
+					return err
+				}
 			}
 			if _, err := gossip.MemberlistConfig(opts.GossipProfile); err != nil {
 				return fmt.Errorf("--gossip-profile: %w", err)

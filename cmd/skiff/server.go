@@ -53,6 +53,18 @@ runs the scheduler (unless --disable-scheduler) and the controllers.`,
 				}
 				cfg.Token = strings.TrimSpace(string(b))
 			}
+			if cfg.Join != "" {
+				u, err := masterURL("--join", cfg.Join)
+				if err != nil {
+					return err
+				}
+				cfg.Join = u
+			}
+			if !cfg.DisableAgent && agentRuntime == "libcontainer" {
+				if err := requireRoot("skiff server (with its embedded agent)"); err != nil {
+					return err
+				}
+			}
 			cfg.Logger = slog.Default()
 			// A master trades memory for CPU: collect garbage at 200% growth
 			// instead of 100%, unless GOGC says otherwise.
