@@ -40,6 +40,13 @@ type BridgeConfig struct {
 	HostNetNS string
 	// MTU of the bridge and veths; 0 for 1500.
 	MTU int
+	// RouteLocalnet sets route_localnet on the bridge, so that pods reach
+	// a Service whose endpoint is on the node's loopback (the kubernetes
+	// Service of a master bound to 127.0.0.1): the service proxy DNATs to
+	// 127.0.0.1, which the kernel otherwise drops as martian. Only with a
+	// proxy that drops every other packet to 127.0.0.0/8 arriving off lo
+	// (the nftables proxy's filter-input chain), as kube-proxy does.
+	RouteLocalnet bool
 	// Logger, default slog.Default().
 	Logger *slog.Logger
 }
@@ -252,6 +259,11 @@ func (b *Bridge) ensureBridge(host *netlink.Handle) (netlink.Link, error) {
 	if l.Attrs().OperState != netlink.OperUp {
 		if err := host.LinkSetUp(l); err != nil {
 			return nil, err
+		}
+	}
+	if b.cfg.RouteLocalnet {
+		if err := Sysctl(b.cfg.HostNetNS, "net/ipv4/conf/"+b.cfg.Name+"/route_localnet", "1"); err != nil {
+			return nil, fmt.Errorf("bridge %s: %w", b.cfg.Name, err)
 		}
 	}
 	return l, nil

@@ -21,9 +21,12 @@ type Config struct {
 	NodeName         string
 	BindAddress      string
 	AdvertiseAddress string
-	APIPort          int
-	RaftPort         int
-	GossipPort       int
+	// TLSSANs are extra names and addresses in the master's serving
+	// certificate (a load balancer's, another address of the host).
+	TLSSANs    []string
+	APIPort    int
+	RaftPort   int
+	GossipPort int
 	// GossipProfile is the gossip tuning, lan (default) or wan
 	// (docs/gossip.md).
 	GossipProfile string

@@ -104,7 +104,8 @@ func (s *Server) loadOrCreateCredentials(ctx context.Context) error {
 	if alloc, err := s.serviceAllocator(); err == nil {
 		ips = append(ips, net.IP(alloc.FirstIP().AsSlice()))
 	}
-	s.serverCert, s.serverKey, err = ca.IssueServer(s.cfg.NodeName, []string{s.cfg.NodeName}, ips)
+	// IssueServer sorts the extra names: addresses go to the IP SANs.
+	s.serverCert, s.serverKey, err = ca.IssueServer(s.cfg.NodeName, append([]string{s.cfg.NodeName}, s.cfg.TLSSANs...), ips)
 	if err != nil {
 		return err
 	}

@@ -128,7 +128,10 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 			return err
 		}
 	}
-	rt, images, err := newRuntime(o.Runtime, dataDir, pn.PodMTU(), log)
+	// Pods reach loopback endpoints (a master bound to 127.0.0.1) through
+	// the nftables proxy only, which guards 127.0.0.0/8.
+	nftProxy := o.ProxyMode == "" || o.ProxyMode == string(proxy.ModeNFTables)
+	rt, images, err := newRuntime(o.Runtime, dataDir, pn.PodMTU(), nftProxy, log)
 	if err != nil {
 		return err
 	}

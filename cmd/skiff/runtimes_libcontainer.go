@@ -17,7 +17,7 @@ import (
 // image store (importing the archives dropped in it) and the pod bridge;
 // the bridge gets the node's pod CIDR once the master assigned it (the
 // agent's UpdateRuntimeConfig).
-func newLibcontainerRuntime(dataDir string, podMTU int, log *slog.Logger) (runtime.Runtime, runtime.ImageService, error) {
+func newLibcontainerRuntime(dataDir string, podMTU int, routeLocalnet bool, log *slog.Logger) (runtime.Runtime, runtime.ImageService, error) {
 	images, err := image.New(image.Options{Root: filepath.Join(dataDir, "agent", "images"), Logger: log})
 	if err != nil {
 		return nil, nil, err
@@ -28,7 +28,8 @@ func newLibcontainerRuntime(dataDir string, podMTU int, log *slog.Logger) (runti
 	// Unused images are removed, least recently used first, when the image
 	// file system is over 85% full, down to 80% (the kubelet's defaults).
 	go images.RunGC(context.Background(), image.DefaultGCPolicy, time.Minute)
-	bridge, err := nettools.NewBridge(nettools.BridgeConfig{StateDir: filepath.Join(dataDir, "agent", "ipam"), MTU: podMTU, Logger: log})
+	bridge, err := nettools.NewBridge(nettools.BridgeConfig{StateDir: filepath.Join(dataDir, "agent", "ipam"), MTU: podMTU,
+		RouteLocalnet: routeLocalnet, Logger: log})
 	if err != nil {
 		return nil, nil, fmt.Errorf("pod network: %w", err)
 	}

@@ -81,6 +81,7 @@ runs the scheduler (unless --disable-scheduler) and the controllers.`,
 	f.StringVar(&cfg.NodeName, "node-name", "", "name of this master (default: the hostname)")
 	f.StringVar(&cfg.BindAddress, "bind-address", "0.0.0.0", "address the API, Raft and gossip listeners bind to")
 	f.StringVar(&cfg.AdvertiseAddress, "advertise-address", "", "address other masters and clients use to reach this master (default: the bind address, or the first non-loopback IPv4 when binding to all)")
+	f.StringSliceVar(&cfg.TLSSANs, "tls-san", nil, "extra host names or IP addresses in the master's TLS certificate (a load balancer's, another address of the host)")
 	f.IntVar(&cfg.APIPort, "api-port", 6443, "HTTPS port of the Kubernetes API")
 	f.IntVar(&cfg.RaftPort, "raft-port", 6444, "port of Raft traffic between masters (mutual TLS)")
 	f.IntVar(&cfg.GossipPort, "gossip-port", 7946, "port of gossip (serf) among masters and nodes, UDP and TCP")

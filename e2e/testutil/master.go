@@ -220,6 +220,9 @@ func (m *Master) RESTConfig() *rest.Config {
 	}
 	cfg.QPS, cfg.Burst = -1, 0
 	cfg.Timeout = 30 * time.Second
+	// The kubeconfig names the advertise address, which a test may have
+	// set to one it cannot reach (127.0.0.1 in a namespace).
+	cfg.Host = m.URL()
 	return cfg
 }
 

@@ -31,6 +31,11 @@ type NetClusterOptions struct {
 	// ImageArchives (docker or OCI archives) are imported by every node at
 	// start, so that pods need no registry.
 	ImageArchives []string
+	// LoopbackAPI makes the master advertise 127.0.0.1 (its API on all of
+	// its host's addresses, the host's in its certificate for the test's
+	// clients), as `make run` does: the kubernetes Service's endpoint is
+	// then on the loopback.
+	LoopbackAPI bool
 }
 
 // NetCluster is a cluster of real nodes for network tests (root only):
@@ -66,8 +71,12 @@ func NewNetCluster(t TB, o NetClusterOptions) *NetCluster {
 	tn := NewTestNet(t, o.Nodes)
 	hosts := tn.Hosts()
 	c := &NetCluster{Net: tn, t: t}
+	serverArgs := o.ServerArgs
+	if o.LoopbackAPI {
+		serverArgs = append([]string{"--bind-address", "0.0.0.0", "--advertise-address", "127.0.0.1", "--tls-san", hosts[0].IP}, serverArgs...)
+	}
 	c.Master = NewMaster(t, MasterOptions{Name: c.NodeName(0), IP: hosts[0].IP, Netns: hosts[0].Netns, Agent: true,
-		Args: append(append([]string{"--runtime", "libcontainer", "--node-lease-duration", "4s", "--node-status-interval", "1s"}, o.Args...), o.ServerArgs...)})
+		Args: append(append([]string{"--runtime", "libcontainer", "--node-lease-duration", "4s", "--node-status-interval", "1s"}, o.Args...), serverArgs...)})
 	c.copyImages(filepath.Join(c.Master.DataDir, "agent", "images"), o.ImageArchives)
 	c.Master.Start()
 	c.Master.WaitReady(60 * time.Second)
@@ -250,7 +259,7 @@ func (c *NetCluster) InNode(i int, fn func() error) error {
 func (c *NetCluster) Kubectl(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "kubectl", append([]string{"--kubeconfig", c.Master.Kubeconfig()}, args...)...).CombinedOutput()
+	out, err := exec.CommandContext(ctx, "kubectl", append([]string{"--kubeconfig", c.Master.Kubeconfig(), "--server", c.Master.URL()}, args...)...).CombinedOutput()
 	return string(out), err
 }
 

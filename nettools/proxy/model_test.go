@@ -161,3 +161,18 @@ func TestStaleUDP(t *testing.T) {
 		t.Fatalf("no change: %v", got)
 	}
 }
+
+// TestLocalnetGuard: whatever the model, the table drops packets to
+// 127.0.0.0/8 that arrive off lo and were not DNATed: the pod bridge has
+// route_localnet (for endpoints on the node's loopback), and nothing else
+// may use it.
+func TestLocalnetGuard(t *testing.T) {
+	for _, m := range []*Model{{}, {Ports: []ServicePort{{ClusterIP: netip.MustParseAddr("10.43.0.1"), Port: 443, Protocol: "TCP",
+		Endpoints: []Endpoint{{IP: netip.MustParseAddr("127.0.0.1"), Port: 6443, Masquerade: true}}}}}} {
+		text := Rules(m, BalanceRandom).String()
+		want := "type filter hook input priority 0; policy accept;\n\t\tiifname != \"lo\" ip daddr 127.0.0.0/8 ct status & dnat == 0 drop"
+		if !strings.Contains(text, want) {
+			t.Errorf("no localnet guard in\n%s", text)
+		}
+	}
+}

@@ -344,6 +344,18 @@ func ruleExprs(c *nftables.Conn, t *nftables.Table, r Rule, balance Balance, set
 				Mask: binaryutil.NativeEndian.PutUint32(MasqueradeMark), Xor: binaryutil.NativeEndian.PutUint32(0)},
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)})
 	}
+	if m.Localnet {
+		e = append(e,
+			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifname("lo")},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: []byte{255, 0, 0, 0}, Xor: []byte{0, 0, 0, 0}},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{127, 0, 0, 0}},
+			&expr.Ct{Key: expr.CtKeySTATUS, Register: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(ctStatusDNAT), Xor: binaryutil.NativeEndian.PutUint32(0)},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)})
+	}
 	if m.Proto != "" {
 		e = append(e,
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
@@ -369,6 +381,8 @@ func ruleExprs(c *nftables.Conn, t *nftables.Table, r Rule, balance Balance, set
 				&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1})
 		case StmtMasquerade:
 			e = append(e, &expr.Masq{})
+		case StmtDrop:
+			e = append(e, &expr.Verdict{Kind: expr.VerdictDrop})
 		case StmtDNAT:
 			a := s.Endpoint.IP.As4()
 			e = append(e,
@@ -412,3 +426,15 @@ func ruleExprs(c *nftables.Conn, t *nftables.Table, r Rule, balance Balance, set
 	}
 	return e, nil
 }
+
+// ifname is an interface name as nftables compares it (IFNAMSIZ bytes,
+// NUL padded).
+func ifname(n string) []byte {
+	b := make([]byte, unix.IFNAMSIZ)
+	copy(b, n)
+	return b
+}
+
+// ctStatusDNAT is conntrack's IPS_DST_NAT status bit (linux/netfilter/
+// nf_conntrack_common.h): the connection was DNATed.
+const ctStatusDNAT = 1 << 5

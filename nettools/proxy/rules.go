@@ -51,6 +51,10 @@ type Match struct {
 	LocalDst bool   // fib daddr type local
 	SAddrIn  string // ip saddr @set
 	Marked   bool   // meta mark & MasqueradeMark != 0
+	// Localnet: a packet to 127.0.0.0/8 that came in on another interface
+	// than lo and was not DNATed (iifname != "lo" ip daddr 127.0.0.0/8
+	// ct status & dnat == 0).
+	Localnet bool
 }
 
 // StmtKind is what a statement does.
@@ -65,6 +69,7 @@ const (
 	StmtReject                         // tcp reset / icmp port unreachable
 	StmtUpdateSet                      // update @Set { ip saddr }
 	StmtPick                           // numgen mod len(Chains) vmap { i: goto Chains[i] }
+	StmtDrop                           // drop
 )
 
 // Stmt is one statement of a rule.
@@ -129,6 +134,11 @@ func Rules(m *Model, balance Balance) *Ruleset {
 
 		{Name: "filter-prerouting", Hook: &Hook{"filter", "prerouting", -110}, Rules: []Rule{{Do: []Stmt{{Kind: StmtJump, Chain: "no-endpoints"}}}}},
 		{Name: "filter-output", Hook: &Hook{"filter", "output", -110}, Rules: []Rule{{Do: []Stmt{{Kind: StmtJump, Chain: "no-endpoints"}}}}},
+		// Endpoints on the node's loopback (a master bound to 127.0.0.1)
+		// are reached through route_localnet on the pod bridge; nothing
+		// but such DNATed traffic may reach 127.0.0.0/8 from off the node
+		// (kube-proxy's guard for CVE-2020-8558).
+		{Name: "filter-input", Hook: &Hook{"filter", "input", 0}, Rules: []Rule{{Match: Match{Localnet: true}, Do: []Stmt{{Kind: StmtDrop}}}}},
 	}
 	services := Chain{Name: "services"}
 	nodeports := Chain{Name: "nodeports"}
@@ -240,6 +250,9 @@ func (r Rule) String(balance Balance) string {
 	if m.Marked {
 		parts = append(parts, fmt.Sprintf("meta mark & 0x%x != 0", MasqueradeMark))
 	}
+	if m.Localnet {
+		parts = append(parts, `iifname != "lo" ip daddr 127.0.0.0/8 ct status & dnat == 0`)
+	}
 	if m.Proto != "" {
 		parts = append(parts, "meta l4proto "+strings.ToLower(string(m.Proto)))
 	}
@@ -256,6 +269,8 @@ func (r Rule) String(balance Balance) string {
 			parts = append(parts, fmt.Sprintf("meta mark set meta mark | 0x%x", MasqueradeMark))
 		case StmtMasquerade:
 			parts = append(parts, "masquerade")
+		case StmtDrop:
+			parts = append(parts, "drop")
 		case StmtDNAT:
 			parts = append(parts, "dnat to "+s.Endpoint.String())
 		case StmtReject:
