@@ -37,6 +37,49 @@ type hostLimits struct {
 	// device (cgroup v1), are its rules: a privileged container gets those
 	// instead of all devices, which the kernel would refuse.
 	deviceRules []*devconfig.Rule
+	// missingSysctls are the kubelet's safe sysctls this kernel lacks; a
+	// sysctl a pod asks for that the host lacks is skipped (runc would fail
+	// the start on it).
+	missingSysctls []string
+}
+
+// safeSysctls are the sysctls the kubelet allows every pod (its safe set).
+var safeSysctls = []string{
+	"kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.tcp_syncookies",
+	"net.ipv4.ping_group_range", "net.ipv4.ip_unprivileged_port_start", "net.ipv4.ip_local_reserved_ports",
+	"net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
+	"net.ipv4.tcp_keepalive_probes", "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem",
+}
+
+// sysctlExists reports whether the host has sysctl name.
+func sysctlExists(name string) bool {
+	if name == "" || strings.Contains(name, "..") {
+		return false
+	}
+	_, err := os.Stat(filepath.Join("/proc/sys", strings.ReplaceAll(name, ".", "/")))
+	return err == nil
+}
+
+// sysctls returns the pod's sysctls the host has, and the names of those
+// it lacks.
+func (h hostLimits) sysctls(in map[string]string) (map[string]string, []string) {
+	var missing []string
+	for k := range in {
+		if !sysctlExists(k) {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) == 0 {
+		return in, nil
+	}
+	out := make(map[string]string, len(in))
+	for k, v := range in {
+		if !slices.Contains(missing, k) {
+			out[k] = v
+		}
+	}
+	slices.Sort(missing)
+	return out, missing
 }
 
 // controllersUsed are the cgroup controllers the runtime sets limits with.
@@ -72,6 +115,11 @@ func detectHostLimits() (hostLimits, error) {
 		}
 	}
 	h.missingControllers = missingControllers()
+	for _, name := range safeSysctls {
+		if !sysctlExists(name) {
+			h.missingSysctls = append(h.missingSysctls, name)
+		}
+	}
 	if h.deviceRules, err = ownDeviceRules(); err != nil {
 		return h, err
 	}
@@ -180,6 +228,9 @@ func (h hostLimits) degradations() []string {
 	}
 	if len(h.missingControllers) > 0 {
 		out = append(out, "cgroup controllers unavailable, their limits are not enforced: "+strings.Join(h.missingControllers, ","))
+	}
+	if len(h.missingSysctls) > 0 {
+		out = append(out, "sysctls this kernel lacks are skipped: "+strings.Join(h.missingSysctls, ","))
 	}
 	if h.deviceRules != nil {
 		out = append(out, "the host's device cgroup is restricted: privileged containers get only the devices it allows")

@@ -130,3 +130,18 @@ func TestGuaranteedPodRuns(t *testing.T) {
 		t.Errorf("degradations %q lack the missing bounding capability", d)
 	}
 }
+
+// TestMissingSysctlSkipped: a sysctl the host's kernel lacks is skipped
+// (with a warning) instead of failing the start; the others are set.
+func TestMissingSysctlSkipped(t *testing.T) {
+	n := newNode(t)
+	cfg := podConfig("sysctls")
+	cfg.Linux.Sysctls = map[string]string{"kernel.shm_rmid_forced": "1", "net.ipv4.skiff_no_such_sysctl": "1"}
+	sb, err := n.rt.RunPodSandbox(context.Background(), cfg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := n.runOnce(sb, cfg, ctrConfig("app", 0, "cat", "/proc/sys/kernel/shm_rmid_forced")); out != "1" {
+		t.Fatalf("kernel.shm_rmid_forced in the container: %q", out)
+	}
+}

@@ -132,8 +132,13 @@ func (r *Runtime) buildConfig(c *container, sb *sandbox, img *v1.ConfigFile, roo
 		Linux: &specs.Linux{
 			CgroupsPath: c.CgroupPath,
 			Resources:   r.resources(cc.GetLinux().GetResources(), privileged),
-			Sysctl:      sb.config().GetLinux().GetSysctls(),
 		},
+	}
+	// A sysctl the host lacks would fail the start: skip it.
+	var skipped []string
+	spec.Linux.Sysctl, skipped = r.host.sysctls(sb.config().GetLinux().GetSysctls())
+	if len(skipped) > 0 {
+		r.log.Warn("sysctls this host lacks are skipped", "container", c.ID, "sysctls", skipped)
 	}
 	if res := cc.GetLinux().GetResources(); res != nil && res.OomScoreAdj != 0 {
 		// Without CAP_SYS_RESOURCE the init cannot go below the agent's
