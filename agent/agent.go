@@ -52,6 +52,9 @@ type Agent struct {
 	podCIDR atomic.Pointer[string]
 	// runtimeName prefixes container IDs in pod status ("fake://...").
 	runtimeName string
+	// degradations: what the runtime cannot give containers on this host
+	// (hostlimits.go), asked once.
+	degradations []string
 
 	httpSrv *http.Server
 	ln      net.Listener
@@ -71,6 +74,7 @@ func New(cfg Config) (*Agent, error) {
 			a.runtimeName = name
 		}
 	}
+	a.degradations = runtimeDegradations(cfg.Runtime)
 	evClient := cfg.EventClient
 	if evClient == nil {
 		evClient = cfg.Client
@@ -131,6 +135,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.log.Info("node registered")
+	a.reportDegradations(ctx)
 	a.goRun(ctx, a.leaseLoop)
 	a.goRun(ctx, a.nodeStatusLoop)
 	a.goRun(ctx, a.nodeWatchLoop)

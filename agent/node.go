@@ -102,6 +102,9 @@ func (a *Agent) nodeStatus(prev *corev1.Node) corev1.NodeStatus {
 		cond(corev1.NodePIDPressure, pidPressure, "KubeletHasSufficientPID", "kubelet has sufficient PID available", "KubeletHasInsufficientPID", "kubelet has insufficient PID available"),
 		ready,
 	}
+	if msg, degraded := a.degradedMessage(); degraded {
+		conditions = append(conditions, cond(NodeRuntimeDegraded, true, "", "", reasonHostLimits, msg))
+	}
 	hostname, _ := os.Hostname()
 	runtimeVersion := "skiff://" + Version
 	if v, ok := a.cfg.Runtime.(interface{ RuntimeVersion() string }); ok {

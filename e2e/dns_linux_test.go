@@ -165,6 +165,11 @@ func TestClusterDNS(t *testing.T) {
 	})
 
 	t.Run("HostNetworkPods", func(t *testing.T) {
+		// Host-network pods violate the default baseline Pod Security
+		// level: label the namespace as an operator would.
+		if out, err := n.kubectl("label", "--overwrite", "namespace", "default", "pod-security.kubernetes.io/enforce=privileged"); err != nil {
+			t.Fatalf("label namespace: %v\n%s", err, out)
+		}
 		for _, tc := range []struct {
 			name    string
 			policy  corev1.DNSPolicy

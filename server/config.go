@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/skiff-io/skiff/server/admission"
 	"github.com/skiff-io/skiff/server/controller/manager"
 	"github.com/skiff-io/skiff/server/servicealloc"
 )
@@ -60,6 +61,10 @@ type Config struct {
 	ServiceAccountMaxTokenExpiration time.Duration
 	// Controllers tune the leader's controllers (server/controller/manager).
 	Controllers manager.Options
+	// PodSecurity is the PodSecurity admission configuration: default
+	// levels and exemptions (nil: admission.DefaultPodSecurityConfig,
+	// enforce baseline, warn and audit restricted, kube-system exempt).
+	PodSecurity *admission.PodSecurityConfig
 
 	// Raft tuning; zero values take the defaults below.
 	HeartbeatTimeout  time.Duration
@@ -148,6 +153,11 @@ func (c *Config) setDefaults() error {
 	}
 	if c.TrailingLogs == 0 {
 		c.TrailingLogs = defaultTrailingLogs
+	}
+	if c.PodSecurity != nil {
+		if err := admission.ValidatePodSecurityConfig(c.PodSecurity); err != nil {
+			return fmt.Errorf("pod security configuration: %w", err)
+		}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

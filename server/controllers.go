@@ -37,6 +37,11 @@ func (s *Server) startControllers(ctx context.Context, wg *sync.WaitGroup, cfg *
 // the local state.
 func (s *Server) admissionChain(authz *auth.Authorizer) *admission.Chain {
 	c := admission.New(raftStore{s}, registry.New(), s.cfg.Logger).WithRBAC(authz)
+	if s.cfg.PodSecurity != nil {
+		if err := c.SetPodSecurity(s.cfg.PodSecurity); err != nil {
+			panic(err) // setDefaults validated it
+		}
+	}
 	if alloc, err := s.serviceAllocator(); err == nil {
 		c.SetServiceAllocator(alloc)
 	}

@@ -105,6 +105,7 @@ runs the scheduler (unless --disable-scheduler) and the controllers.`,
 	addNetworkFlags(f, &node.Network, false)
 	addProxyFlags(f, &node)
 	addControllerFlags(f, &cfg.Controllers)
+	addPodSecurityFlags(f, &cfg.PodSecurity)
 	// Tuning, hidden: tests and benchmarks use them.
 	f.DurationVar(&cfg.HeartbeatTimeout, "raft-heartbeat-timeout", 0, "Raft heartbeat and election timeout (default 600ms)")
 	f.Uint64Var(&cfg.SnapshotThreshold, "raft-snapshot-threshold", 0, "log entries between Raft snapshots (default 16384)")

@@ -92,6 +92,8 @@ type Runtime struct {
 	netnsDir     string
 	runcRoot     string
 	podLogDir    string
+	// host is what this host withholds from containers (hostlimits_linux.go).
+	host hostLimits
 
 	mu         sync.Mutex
 	sandboxes  map[string]*sandbox
@@ -153,11 +155,23 @@ func New(cfg Config) (*Runtime, error) {
 	if err := os.Chmod(r.podLogDir, 0o755); err != nil {
 		return nil, err
 	}
+	if r.host, err = detectHostLimits(); err != nil {
+		return nil, fmt.Errorf("runtime: %w", err)
+	}
+	if d := r.host.degradations(); len(d) > 0 {
+		r.log.Warn("this host withholds features from containers; they run degraded", "degradations", d)
+	}
 	if err := r.recover(); err != nil {
 		return nil, err
 	}
 	return r, nil
 }
+
+// Degradations lists, one line each, what containers on this host do not
+// get (capabilities outside the host's bounding set, oom_score_adj below
+// the agent's without CAP_SYS_RESOURCE, missing cgroup controllers, a
+// restricted device cgroup); the agent reports them on its Node.
+func (r *Runtime) Degradations() []string { return r.host.degradations() }
 
 // recover loads the records of sandboxes and containers from disk.
 func (r *Runtime) recover() error {

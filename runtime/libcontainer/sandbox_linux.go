@@ -176,7 +176,7 @@ func cgroupManager(p string, res *cgroups.Resources) (cgroups.Manager, error) {
 
 func (r *Runtime) createPodCgroup(p string) error {
 	res := &cgroups.Resources{}
-	if r.cfg.PodPidsLimit > 0 {
+	if r.cfg.PodPidsLimit > 0 && !r.host.controllerMissing("pids") {
 		res.PidsLimit = &r.cfg.PodPidsLimit
 	}
 	m, err := cgroupManager(p, res)

@@ -110,6 +110,11 @@ func (r *Runtime) buildConfig(c *container, sb *sandbox, img *v1.ConfigFile, roo
 	if err != nil {
 		return nil, shim.Process{}, err
 	}
+	// runc cannot give what the host's bounding set lacks: drop it.
+	caps, dropped := r.host.clampCaps(caps)
+	if len(dropped) > 0 && !privileged {
+		r.log.Debug("capabilities the host lacks dropped", "container", c.ID, "capabilities", dropped)
+	}
 	spec := &specs.Spec{
 		Version: specs.Version,
 		Root:    &specs.Root{Path: rootfs, Readonly: sc.ReadonlyRootfs},
@@ -126,12 +131,19 @@ func (r *Runtime) buildConfig(c *container, sb *sandbox, img *v1.ConfigFile, roo
 		Mounts: defaultMounts(privileged, sb.Shm),
 		Linux: &specs.Linux{
 			CgroupsPath: c.CgroupPath,
-			Resources:   resources(cc.GetLinux().GetResources(), privileged),
-			Sysctl:      sb.config().GetLinux().GetSysctls(),
+			Resources:   r.resources(cc.GetLinux().GetResources(), privileged),
 		},
 	}
+	// A sysctl the host lacks would fail the start: skip it.
+	var skipped []string
+	spec.Linux.Sysctl, skipped = r.host.sysctls(sb.config().GetLinux().GetSysctls())
+	if len(skipped) > 0 {
+		r.log.Warn("sysctls this host lacks are skipped", "container", c.ID, "sysctls", skipped)
+	}
 	if res := cc.GetLinux().GetResources(); res != nil && res.OomScoreAdj != 0 {
-		adj := int(res.OomScoreAdj)
+		// Without CAP_SYS_RESOURCE the init cannot go below the agent's
+		// own score (a Guaranteed pod's -997 would fail every start).
+		adj := r.host.clampOOMScoreAdj(int(res.OomScoreAdj))
 		spec.Process.OOMScoreAdj = &adj
 	}
 	if !privileged {
@@ -190,8 +202,11 @@ func (r *Runtime) buildConfig(c *container, sb *sandbox, img *v1.ConfigFile, roo
 		return nil, shim.Process{}, fmt.Errorf("libcontainer config: %w", err)
 	}
 	if privileged {
-		lc.Cgroups.Resources.Devices = nil
-		lc.Cgroups.Resources.SkipDevices = true
+		// The host's devices, as runc and containerd give a privileged
+		// container; the device cgroup allows them (resources).
+		if lc.Devices, err = withHostDevices(lc.Devices); err != nil {
+			return nil, shim.Process{}, err
+		}
 	}
 	return lc, shim.Process{
 		Args: args, Env: env, Cwd: cwd, UID: uid, GID: gid, AdditionalGroups: groups,
@@ -366,27 +381,41 @@ func bindMount(m *runtimeapi.Mount) (specs.Mount, error) {
 }
 
 // resources maps CRI resources to OCI ones: cpu shares, quota and period,
-// cpuset, memory limit; devices default-deny unless privileged.
-func resources(res *runtimeapi.LinuxContainerResources, privileged bool) *specs.LinuxResources {
+// cpuset, memory limit; devices default-deny unless privileged (then all,
+// or what the host's own device cgroup allows). Limits of cgroup
+// controllers the host lacks are left out.
+//
+// The device rules must be explicit: the libcontainer config reaches the
+// shim as JSON, which drops cgroups.Resources.SkipDevices, and an empty
+// rule list there means "deny all" (a privileged container then failed
+// with "error reopening /dev/null inside container: operation not
+// permitted").
+func (r *Runtime) resources(res *runtimeapi.LinuxContainerResources, privileged bool) *specs.LinuxResources {
 	out := &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{{Allow: privileged, Access: "rwm"}}}
+	if privileged && r.host.deviceRules != nil {
+		out.Devices = deviceCgroupRules(r.host.deviceRules)
+	}
 	if res == nil {
 		return out
 	}
-	cpu := &specs.LinuxCPU{Cpus: res.CpusetCpus, Mems: res.CpusetMems}
-	if res.CpuShares > 0 {
+	cpu := &specs.LinuxCPU{}
+	if !r.host.controllerMissing("cpuset") {
+		cpu.Cpus, cpu.Mems = res.CpusetCpus, res.CpusetMems
+	}
+	if res.CpuShares > 0 && !r.host.controllerMissing("cpu") {
 		s := uint64(res.CpuShares)
 		cpu.Shares = &s
 	}
-	if res.CpuQuota > 0 {
+	if res.CpuQuota > 0 && !r.host.controllerMissing("cpu") {
 		q := res.CpuQuota
 		cpu.Quota = &q
 	}
-	if res.CpuPeriod > 0 {
+	if res.CpuPeriod > 0 && !r.host.controllerMissing("cpu") {
 		p := uint64(res.CpuPeriod)
 		cpu.Period = &p
 	}
 	out.CPU = cpu
-	if res.MemoryLimitInBytes > 0 {
+	if res.MemoryLimitInBytes > 0 && !r.host.controllerMissing("memory") {
 		l := res.MemoryLimitInBytes
 		out.Memory = &specs.LinuxMemory{Limit: &l}
 		if res.MemorySwapLimitInBytes > 0 {
@@ -394,7 +423,7 @@ func resources(res *runtimeapi.LinuxContainerResources, privileged bool) *specs.
 			out.Memory.Swap = &s
 		}
 	}
-	if v, ok := res.Unified["pids.max"]; ok {
+	if v, ok := res.Unified["pids.max"]; ok && !r.host.controllerMissing("pids") {
 		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
 			out.Pids = &specs.LinuxPids{Limit: &n}
 		}

@@ -24,6 +24,10 @@
 //     labels (noderestriction.go).
 //   - RBAC escalation: Roles and bindings may grant only what the writer
 //     holds, or has "escalate"/"bind" for (rbac.go).
+//   - PodSecurity: the Pod Security Standards per namespace labels
+//     pod-security.kubernetes.io/{enforce,audit,warn}; by default enforce
+//     baseline and warn restricted, kube-system exempt (podsecurity.go,
+//     with k8s.io/pod-security-admission).
 //
 // NamespaceLifecycle (no new objects in a terminating namespace) lives in
 // the API server itself.
@@ -77,6 +81,8 @@ type Chain struct {
 	services *servicealloc.Allocator
 	// rbac enables the RBAC escalation check (rbac.go).
 	rbac RBACResolver
+	// podSecurity is the PodSecurity plugin (podsecurity.go).
+	podSecurity *podSecurity
 }
 
 // New returns the admission chain over the state read by r.
@@ -88,7 +94,11 @@ func New(r Reader, reg *registry.Registry, log *slog.Logger) *Chain {
 	if err != nil {
 		panic(err) // the defaults are valid
 	}
-	return &Chain{reader: r, reg: reg, log: log.With("component", "admission"), services: services}
+	c := &Chain{reader: r, reg: reg, log: log.With("component", "admission"), services: services}
+	if c.podSecurity, err = c.newPodSecurity(DefaultPodSecurityConfig()); err != nil {
+		panic(err) // the defaults are valid
+	}
+	return c
 }
 
 // Admit runs the mutating plugins on a create or update.
@@ -124,6 +134,9 @@ func (c *Chain) Admit(ctx context.Context, a *Attributes) error {
 // Validate runs the validating plugins; the mutations it returns (quota
 // charges) must be proposed atomically with the object's write.
 func (c *Chain) Validate(ctx context.Context, a *Attributes) ([]fsm.Mutation, error) {
+	if err := c.checkPodSecurity(ctx, a); err != nil {
+		return nil, err
+	}
 	var reservations []fsm.Mutation
 	if a.Kind.Resource == "services" && a.Kind.GVK.Group == "" {
 		var err error

@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -80,4 +81,27 @@ func admissionError(err error) error {
 // admission's extra mutations (a quota changed meanwhile: try again).
 func admissionConflict(res *fsm.Result, err error) bool {
 	return err != nil && res != nil && res.Err != nil && res.Err.Op > 0 && isConflict(err)
+}
+
+// warningRecorder sets the admission plugins' warnings (PodSecurity's
+// "would violate PodSecurity …") as Warning headers, each message once, as
+// kube-apiserver's recorder does; kubectl prints them as "Warning: …".
+// Warnings that come after the response started are dropped.
+type warningRecorder struct {
+	mu   sync.Mutex
+	w    *statusRecorder
+	seen map[string]bool
+}
+
+func (r *warningRecorder) add(msg string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.w.wroteHeader || r.seen[msg] {
+		return
+	}
+	if r.seen == nil {
+		r.seen = map[string]bool{}
+	}
+	r.seen[msg] = true
+	addWarnings(r.w, []string{msg})
 }

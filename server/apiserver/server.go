@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/skiff-io/skiff/server/admission"
 	"github.com/skiff-io/skiff/server/auth"
 	"github.com/skiff-io/skiff/server/registry"
 )
@@ -135,8 +136,10 @@ func (s *APIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(rw, r, forbidden(user, info, reason))
 		return
 	}
-	// Admission (NodeRestriction, RBAC escalation checks) needs the user too.
-	r = r.WithContext(auth.WithUser(r.Context(), user))
+	// Admission (NodeRestriction, RBAC escalation checks) needs the user
+	// too, and its warnings go to the response's headers.
+	ctx := auth.WithUser(r.Context(), user)
+	r = r.WithContext(admission.WithWarnings(ctx, (&warningRecorder{w: rw}).add))
 	req := &request{s: s, w: rw, r: r, user: user, info: info}
 	s.route(req)
 }
