@@ -340,3 +340,43 @@ func TestLeaderSIGTERMHandsOver(t *testing.T) {
 	acked["after-term"] = ""
 	checkAcked(t, clientFor(t, c, next), next.Name, acked)
 }
+
+// TestDuplicateMasterName: a master that joins under the name of a
+// master that runs (the leader's, or a follower's) is refused with a
+// message naming --node-name and exits; the cluster's members are
+// unchanged. Before, the join was accepted: the voter entry moved to the
+// newcomer's address, and serf logged name conflicts forever.
+func TestDuplicateMasterName(t *testing.T) {
+	c := testutil.StartCluster(t, 2)
+	first := c.Masters[0]
+	for _, name := range []string{"m1", "m2"} { // the leader's name, a follower's
+		dup := testutil.NewMaster(t, testutil.MasterOptions{Name: name, Join: first.URL(), Token: first.Token()})
+		dup.Start()
+		testutil.WaitFor(t, 60*time.Second, "the duplicate "+name+" exits", func() error {
+			if !dup.Exited() {
+				return fmt.Errorf("still running")
+			}
+			return nil
+		})
+		log, err := os.ReadFile(dup.LogPath())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(log), "another --node-name") {
+			t.Errorf("duplicate %s: the log does not say what to do:\n%s", name, log)
+		}
+		rows, err := c.Members(first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{"m1": first.IP, "m2": c.Masters[1].IP}
+		if len(rows) != 2 {
+			t.Fatalf("after the duplicate %s: members %+v", name, rows)
+		}
+		for _, r := range rows {
+			if !strings.HasPrefix(r.RaftAddress, want[r.Name]+":") || r.Suffrage != "voter" || r.State != "ready" {
+				t.Errorf("after the duplicate %s: member %+v, want a ready voter at %s", name, r, want[r.Name])
+			}
+		}
+	}
+}

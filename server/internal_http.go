@@ -99,7 +99,11 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.addMaster(r.Context(), m); err != nil {
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		code := http.StatusServiceUnavailable
+		if errors.Is(err, errNameTaken) {
+			code = http.StatusConflict
+		}
+		http.Error(w, err.Error(), code)
 		return
 	}
 	writeJSON(w, map[string]string{"status": "joined"})

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -21,6 +22,9 @@ import (
 var (
 	errNoSuchMaster = errors.New("no such master")
 	errLastMaster   = errors.New("refusing to remove the last voter")
+	// errNameTaken: a master asked to join under the name of another
+	// master that still runs at another address.
+	errNameTaken = errors.New("master name already taken")
 )
 
 // bootstrapResponse hands a joining master the cluster's CA and token. It is
@@ -108,6 +112,12 @@ func (s *Server) joinLoop() {
 			s.log.Info("joined cluster", "via", s.cfg.Join)
 			return
 		}
+		if err == nil && code == http.StatusConflict {
+			// Refused for good (a name another master has): retrying
+			// cannot help, and serving on would fight that master.
+			s.fail(fmt.Errorf("the cluster refused this master: %s", bytes.TrimSpace(body)))
+			return
+		}
 		if err == nil {
 			err = fmt.Errorf("%d: %s", code, bytes.TrimSpace(body))
 		}
@@ -125,12 +135,19 @@ func (s *Server) joinLoop() {
 
 // addMaster records a master and makes it a voter (leader only).
 func (s *Server) addMaster(ctx context.Context, m Member) error {
-	if err := s.putMember(ctx, m); err != nil {
-		return fmt.Errorf("record member %s: %w", m.Name, err)
-	}
 	cf := s.raft.GetConfiguration()
 	if err := cf.Error(); err != nil {
 		return err
+	}
+	for _, srv := range cf.Configuration().Servers {
+		if srv.ID == raft.ServerID(m.Name) && srv.Address != raft.ServerAddress(m.RaftAddress) {
+			if err := s.checkNameFree(m, srv); err != nil {
+				return err
+			}
+		}
+	}
+	if err := s.putMember(ctx, m); err != nil {
+		return fmt.Errorf("record member %s: %w", m.Name, err)
 	}
 	for _, srv := range cf.Configuration().Servers {
 		if srv.ID == raft.ServerID(m.Name) && srv.Address == raft.ServerAddress(m.RaftAddress) && srv.Suffrage == raft.Voter {
@@ -142,6 +159,26 @@ func (s *Server) addMaster(ctx context.Context, m Member) error {
 		return fmt.Errorf("add voter %s: %w", m.Name, err)
 	}
 	return nil
+}
+
+// checkNameFree decides whether a master joining as m, whose name is the
+// voter srv's at another address, is that master come back under a new
+// address (allowed: its entry moves) or another machine with the same
+// name (two hosts left at one default hostname; refused). The leader's own
+// name is never free; another voter's is free only when nothing answers at
+// its Raft address any more.
+func (s *Server) checkNameFree(m Member, srv raft.Server) error {
+	hint := "give the new master another --node-name (it defaults to the hostname)"
+	if m.Name == s.cfg.NodeName {
+		return fmt.Errorf("%w: %q is the leader's name (at %s): %s", errNameTaken, m.Name, srv.Address, hint)
+	}
+	conn, err := net.DialTimeout("tcp", string(srv.Address), 2*time.Second)
+	if err != nil {
+		s.log.Info("master rejoins under a new address", "name", m.Name, "old", srv.Address, "new", m.RaftAddress)
+		return nil
+	}
+	conn.Close()
+	return fmt.Errorf("%w: master %q runs at %s: %s", errNameTaken, m.Name, srv.Address, hint)
 }
 
 // removeMaster removes a master from the Raft configuration (leader only).

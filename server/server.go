@@ -78,8 +78,11 @@ type Server struct {
 
 	leaderReady atomic.Bool
 	shutdownCh  chan struct{}
-	shutdown    sync.Once
-	wg          sync.WaitGroup
+	// failed carries an error this master cannot serve on with (a join
+	// refused for good); the command stops the process with it.
+	failed   chan error
+	shutdown sync.Once
+	wg       sync.WaitGroup
 }
 
 // New prepares a master: credentials, the FSM and Raft (bootstrapping a new
@@ -97,6 +100,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		log:        cfg.Logger.With("component", "server", "node", cfg.NodeName),
 		leaderCh:   make(chan bool, 16),
 		shutdownCh: make(chan struct{}),
+		failed:     make(chan error, 1),
 	}
 	if err := s.loadOrCreateCredentials(ctx); err != nil {
 		return nil, err
@@ -427,4 +431,16 @@ func (g secretGetter) GetSecret(namespace, name string) (*corev1.Secret, bool) {
 		return nil, false
 	}
 	return &sec, true
+}
+
+// Failed delivers an error after which this master must stop (the
+// command exits with it).
+func (s *Server) Failed() <-chan error { return s.failed }
+
+func (s *Server) fail(err error) {
+	s.log.Error("master cannot go on", "err", err)
+	select {
+	case s.failed <- err:
+	default:
+	}
 }

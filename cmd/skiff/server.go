@@ -142,14 +142,19 @@ func runServer(ctx context.Context, cfg server.Config, node nodeOptions) error {
 		go func() { agentDone <- runEmbeddedAgent(agentCtx, s, node) }()
 	}
 	agentRunning := !cfg.DisableAgent
+	var failed error
 	select {
 	case <-ctx.Done():
+	case failed = <-s.Failed():
 	case err := <-agentDone:
 		agentRunning = false
 		if err != nil {
 			slog.Error("embedded agent stopped", "err", err)
 		}
-		<-ctx.Done()
+		select {
+		case <-ctx.Done():
+		case failed = <-s.Failed():
+		}
 	}
 	slog.Info("shutting down")
 	// Leadership goes first: the agent's clean-up below may take seconds.
@@ -164,5 +169,5 @@ func runServer(ctx context.Context, cfg server.Config, node nodeOptions) error {
 		}
 	}
 	s.Shutdown()
-	return nil
+	return failed
 }

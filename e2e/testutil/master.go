@@ -151,6 +151,10 @@ func (m *Master) Start() {
 // Running reports whether the process is running.
 func (m *Master) Running() bool { return m.proc.running() }
 
+// Exited reports whether the process exited by itself (it was not
+// stopped by the test).
+func (m *Master) Exited() bool { return m.proc.exited() }
+
 // Kill sends SIGKILL (kill -9) and waits for the process to exit.
 func (m *Master) Kill() { m.proc.stop(syscall.SIGKILL) }
 

@@ -63,6 +63,22 @@ func (p *process) running() bool {
 	return p.cmd != nil
 }
 
+// exited reports whether the process started last has exited by itself.
+func (p *process) exited() bool {
+	p.mu.Lock()
+	done := p.done
+	p.mu.Unlock()
+	if done == nil {
+		return false
+	}
+	select {
+	case <-done:
+		return true
+	default:
+		return false
+	}
+}
+
 func (p *process) pid() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
