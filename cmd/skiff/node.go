@@ -80,6 +80,15 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 	if err != nil {
 		return err
 	}
+	if o.Runtime == "libcontainer" || o.Runtime == "" {
+		// First, before any credential or registration: the second agent
+		// of a host stops at once.
+		release, err := lockNodeNetwork(dataDir)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	if o.NodeIP == "" {
 		o.NodeIP = o.BindAddress
 		if ip := net.ParseIP(o.BindAddress); ip == nil || ip.IsUnspecified() {
