@@ -42,21 +42,23 @@ run: build
 	  ./$$BIN server --data-dir "$$RUN_DIR" --bind-address "$$RUN_ADDR" --node-name "$$node" & pid=$$!; \
 	  trap "kill $$pid 2>/dev/null; wait $$pid" INT TERM EXIT; \
 	  k="kubectl --kubeconfig $$RUN_DIR/kubeconfig.yaml"; \
+	  alive() { kill -0 $$pid 2>/dev/null && return 0; rc=0; wait $$pid || rc=$$?; echo "make run: skiff server exited with status $$rc (its error is above); Skiff is not running" >&2; exit 1; }; \
 	  for i in $$(seq 1 300); do \
-	    if $$k get --raw /readyz >/dev/null 2>&1; then break; fi; sleep 0.1; \
+	    alive; if $$k get --raw /readyz >/dev/null 2>&1; then break; fi; sleep 0.1; \
 	  done; \
 	  for i in $$(seq 1 300); do \
-	    if $$k get node "$$node" >/dev/null 2>&1; then break; fi; sleep 0.1; \
+	    alive; if $$k get node "$$node" >/dev/null 2>&1; then break; fi; sleep 0.1; \
 	  done; \
-	  $$k wait --for=condition=Ready node/"$$node" --timeout=60s; \
+	  $$k wait --for=condition=Ready node/"$$node" --timeout=60s; alive; \
 	  $$k apply -f docs/demo/; \
-	  $$k wait --for=condition=Ready pod --all -n demo --timeout=60s || true; \
-	  echo; echo "Skiff is running: one node, the demo pods in namespace demo."; \
+	  $$k rollout status -n demo deploy/hello --timeout=120s || true; alive; \
+	  echo; echo "Skiff is running: one node, the demo Deployment and Service in namespace demo."; \
 	  echo "  export KUBECONFIG=$$RUN_DIR/kubeconfig.yaml"; \
 	  echo "  kubectl get nodes,pods -A -o wide"; \
-	  echo "  kubectl logs -n demo hello"; \
-	  echo "  kubectl exec -n demo hello -- /hello get http://localhost:8080/   # exec in the container"; \
-	  echo "  kubectl port-forward -n demo pod/hello 8080:8080 & curl localhost:8080"; \
+	  echo "  kubectl logs -n demo deploy/hello"; \
+	  echo "  kubectl exec -n demo deploy/hello -- /hello get http://hello.demo.svc.cluster.local:8080/"; \
+	  echo "  kubectl port-forward -n demo svc/hello 8080:8080 &"; \
+	  echo "  until curl -fsS localhost:8080; do sleep 0.2; done"; \
 	  echo "Press Ctrl-C to stop (the containers keep running; the next start adopts them)."; \
 	  wait $$pid'
 
