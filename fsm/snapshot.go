@@ -257,3 +257,9 @@ func checkRestored(txn *state.WriteTxn, o *state.Object, prev string, index uint
 	}
 	return nil
 }
+
+// WriteSnapshot streams snap in the snapshot format (what Persist writes),
+// for a master that repairs its state from this one (Repair reads it).
+func WriteSnapshot(w io.Writer, snap *state.Snapshot) error {
+	return writeSnapshot(w, snap)
+}

@@ -77,9 +77,14 @@ type Server struct {
 	rotateMu sync.Mutex
 
 	leaderReady atomic.Bool
-	shutdownCh  chan struct{}
-	shutdown    sync.Once
-	wg          sync.WaitGroup
+	// appliedFloor is the applied index saved before the last stop: reads
+	// wait until the state reaches it (integrity.go). savedApplied is the
+	// last index saved (saveAppliedLoop, then Shutdown).
+	appliedFloor atomic.Uint64
+	savedApplied uint64
+	shutdownCh   chan struct{}
+	shutdown     sync.Once
+	wg           sync.WaitGroup
 }
 
 // New prepares a master: credentials, the FSM and Raft (bootstrapping a new
@@ -202,8 +207,11 @@ func (s *Server) Start() {
 		}
 	}()
 	go s.monitorLeadership()
-	s.wg.Add(1)
+	s.wg.Add(4)
 	go s.keepGossipJoined()
+	go s.saveAppliedLoop()
+	go s.repairLoop()
+	go s.digestLoop()
 	if s.cfg.Join != "" {
 		s.wg.Add(1)
 		go s.joinLoop()
@@ -241,6 +249,9 @@ func (s *Server) Shutdown() {
 			}
 		}
 		s.wg.Wait()
+		if s.raft != nil && s.logStore != nil {
+			s.saveApplied()
+		}
 		s.closeStores()
 	})
 }
@@ -291,6 +302,9 @@ func (s *Server) closeStores() {
 func (s *Server) setupRaft() error {
 	dir := s.cfg.raftDir()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if err := checkRaftDB(filepath.Join(dir, "raft.db")); err != nil {
 		return err
 	}
 	var err error
@@ -357,6 +371,9 @@ func (s *Server) setupRaft() error {
 	switch {
 	case existing:
 		s.log.Info("resuming from data dir", "last-index", s.raft.LastIndex())
+		if err := s.replayApplied(); err != nil {
+			return err
+		}
 	case s.cfg.Join != "":
 		s.log.Info("waiting to be added to the cluster", "via", s.cfg.Join)
 	default:
@@ -379,7 +396,11 @@ func (s *Server) handleLivez(w http.ResponseWriter, r *http.Request) {
 // up with it (a leader: its post-election barrier is done; a follower: in
 // recent contact and applied close to the commit index).
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	if c := s.fsm.Corruption(); c != nil {
+		w.Header().Set(stateHeader, "corrupt")
+	}
 	if reason := s.notReady(); reason != "" {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
 		http.Error(w, "not ready: "+reason, http.StatusServiceUnavailable)
 		return
 	}
@@ -387,6 +408,9 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) notReady() string {
+	if err := s.servingError(); err != nil {
+		return err.Error()
+	}
 	_, id := s.raft.LeaderWithID()
 	if id == "" {
 		return "no leader"

@@ -1,0 +1,241 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/skiff-io/skiff/e2e/testutil"
+)
+
+// raftDB is a master's Raft log file.
+func raftDB(m *testutil.Master) string { return filepath.Join(m.DataDir, "raft", "raft.db") }
+
+// corruptLogEntry changes one byte inside the stored Raft log entry that
+// holds marker (the master must be stopped): the entry stays well formed
+// for bbolt and msgpack, only its payload differs.
+func corruptLogEntry(t *testing.T, path, marker string) {
+	t.Helper()
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("open %s: %v", path, err)
+	}
+	defer db.Close()
+	found := 0
+	err = db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket([]byte("logs"))
+		if b == nil {
+			return errors.New("no logs bucket")
+		}
+		type kv struct{ k, v []byte }
+		var hits []kv
+		if err := b.ForEach(func(k, v []byte) error {
+			if i := bytes.Index(v, []byte(marker)); i >= 0 {
+				nv := bytes.Clone(v)
+				nv[i] ^= 0x20 // one letter changes case: valid JSON, wrong value
+				hits = append(hits, kv{bytes.Clone(k), nv})
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, h := range hits {
+			if err := b.Put(h.k, h.v); err != nil {
+				return err
+			}
+		}
+		found = len(hits)
+		return nil
+	})
+	if err != nil || found == 0 {
+		t.Fatalf("corrupt %q in %s: %v (%d entries)", marker, path, err, found)
+	}
+}
+
+// TestFollowerLogCorruptionRepaired: one byte changed inside a follower's
+// stored log entry. Restarted, the follower never serves the changed value
+// (linearizable or resourceVersion=0): it finds the entry's checksum wrong,
+// answers 503 and fails /readyz, says so (log, Event), installs the
+// leader's state and then serves the right value.
+func TestFollowerLogCorruptionRepaired(t *testing.T) {
+	c := testutil.StartCluster(t, 3)
+	ctx := context.Background()
+	leader := c.Leader(30 * time.Second)
+	f := otherThan(c, leader)
+	const value = "original-value-of-the-victim"
+	if _, err := clientFor(t, c, leader).CoreV1().ConfigMaps("default").Create(ctx, configMap("victim", map[string]string{"v": value}), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fc := clientFor(t, c, f)
+	testutil.WaitFor(t, 30*time.Second, "the follower has the value", func() error {
+		cm, err := fc.CoreV1().ConfigMaps("default").Get(ctx, "victim", metav1.GetOptions{ResourceVersion: "0"})
+		if err != nil {
+			return err
+		}
+		if cm.Data["v"] != value {
+			return fmt.Errorf("value %q", cm.Data["v"])
+		}
+		return nil
+	})
+	f.Stop()
+	corruptLogEntry(t, raftDB(f), value)
+	f.Start()
+
+	served := 0
+	testutil.WaitFor(t, 90*time.Second, "the repaired follower serves the value", func() error {
+		for _, rv := range []string{"", "0"} {
+			cm, err := fc.CoreV1().ConfigMaps("default").Get(ctx, "victim", metav1.GetOptions{ResourceVersion: rv})
+			if err != nil {
+				if !apierrors.IsServiceUnavailable(err) && !apierrors.IsTimeout(err) && !isConnErr(err) {
+					t.Fatalf("read (rv=%q) from the follower: %v", rv, err)
+				}
+				return err
+			}
+			if cm.Data["v"] != value {
+				t.Fatalf("the follower served %q (rv=%q), the cluster holds %q\n%s", cm.Data["v"], rv, value, f.LogTail(30))
+			}
+		}
+		served++
+		return nil
+	})
+	f.WaitReady(30 * time.Second)
+	if log, _ := os.ReadFile(f.LogPath()); !bytes.Contains(log, []byte("STATE CORRUPT")) {
+		t.Fatalf("the follower did not report the corruption:\n%s", f.LogTail(40))
+	}
+	testutil.WaitFor(t, 30*time.Second, "a StateCorrupt Event", func() error {
+		evs, err := clientFor(t, c, leader).CoreV1().Events("default").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for _, e := range evs.Items {
+			if e.Reason == "StateCorrupt" && e.InvolvedObject.Name == f.Name {
+				return nil
+			}
+		}
+		return fmt.Errorf("no StateCorrupt Event among %d", len(evs.Items))
+	})
+	// Writes after the repair reach it.
+	if _, err := clientFor(t, c, leader).CoreV1().ConfigMaps("default").Create(ctx, configMap("after", map[string]string{"v": "1"}), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fc.CoreV1().ConfigMaps("default").Get(ctx, "after", metav1.GetOptions{}); err != nil {
+		t.Fatalf("write after the repair, read from the follower: %v", err)
+	}
+}
+
+func isConnErr(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "connection refused") || strings.Contains(s, "EOF") || strings.Contains(s, "connection reset")
+}
+
+// TestRestartWithoutQuorumServesNoOlderState: all masters stop; one comes
+// back alone. With no leader to learn the commit index from, it must not
+// answer resourceVersion=0 reads with a state older than it served: it
+// applies its local log up to the index it had applied before answering.
+func TestRestartWithoutQuorumServesNoOlderState(t *testing.T) {
+	c := testutil.StartCluster(t, 3)
+	ctx := context.Background()
+	leader := c.Leader(30 * time.Second)
+	const n = 20
+	lc := clientFor(t, c, leader)
+	for i := range n {
+		if _, err := lc.CoreV1().ConfigMaps("default").Create(ctx, configMap(fmt.Sprintf("cm-%d", i), map[string]string{"i": fmt.Sprint(i)}), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := otherThan(c, leader)
+	fc := clientFor(t, c, f)
+	testutil.WaitFor(t, 30*time.Second, "the follower serves every write", func() error {
+		l, err := fc.CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{ResourceVersion: "0"})
+		if err != nil {
+			return err
+		}
+		if len(l.Items) < n {
+			return fmt.Errorf("%d of %d", len(l.Items), n)
+		}
+		return nil
+	})
+	for _, m := range c.Masters {
+		m.Stop()
+	}
+	f.Start()
+	testutil.WaitFor(t, 60*time.Second, "the lone master answers a resourceVersion=0 list", func() error {
+		l, err := fc.CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{ResourceVersion: "0"})
+		if err != nil {
+			return err
+		}
+		if len(l.Items) < n {
+			t.Fatalf("the lone master served %d configmaps at resourceVersion %s; it had served %d", len(l.Items), l.ResourceVersion, n)
+		}
+		return nil
+	})
+}
+
+// TestCorruptRaftDBRefused: a truncated or scrambled raft.db makes the
+// master exit non-zero with one line naming the file and the recovery,
+// not a panic or a fault in bbolt.
+func TestCorruptRaftDBRefused(t *testing.T) {
+	m := testutil.NewMaster(t, testutil.MasterOptions{Name: "m1"})
+	m.Start()
+	m.WaitReady(30 * time.Second)
+	cs := m.Clientset()
+	big := strings.Repeat("x", 64<<10)
+	for i := range 40 {
+		if _, err := cs.CoreV1().ConfigMaps("default").Create(context.Background(), configMap(fmt.Sprintf("cm-%d", i), map[string]string{"v": big}), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.Stop()
+	good, err := os.ReadFile(raftDB(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, damage := range map[string]func([]byte) []byte{
+		"truncated": func(b []byte) []byte { return b[:len(b)/2] },
+		"scrambled": func(b []byte) []byte {
+			b = bytes.Clone(b)
+			for i := 3 * 4096; i < len(b); i += 4096 { // every page header after the meta and freelist pages
+				copy(b[i:], "\xde\xad\xbe\xef\xde\xad\xbe\xef\xde\xad\xbe\xef\xde\xad\xbe\xef")
+			}
+			return b
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if err := os.WriteFile(raftDB(m), damage(good), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, testutil.Binary(t), "server", "--data-dir", m.DataDir, "--node-name", m.Name,
+				"--bind-address", m.IP, "--advertise-address", m.IP, "--disable-agent").CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+				t.Fatalf("exit %v, want status 1; output:\n%s", err, out)
+			}
+			s := string(out)
+			if strings.Contains(s, "panic") || strings.Contains(s, "goroutine ") || strings.Contains(s, "fault") {
+				t.Fatalf("crashed instead of refusing:\n%s", s)
+			}
+			var errLines []string
+			for _, l := range strings.Split(s, "\n") {
+				if strings.HasPrefix(l, "Error:") {
+					errLines = append(errLines, l)
+				}
+			}
+			if len(errLines) != 1 || !strings.Contains(errLines[0], raftDB(m)) || !strings.Contains(errLines[0], "--join") {
+				t.Fatalf("want one Error line naming %s and the recovery; output:\n%s", raftDB(m), s)
+			}
+		})
+	}
+}
