@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -132,6 +136,87 @@ func TestFollowerLogCorruptionRepaired(t *testing.T) {
 	if _, err := fc.CoreV1().ConfigMaps("default").Get(ctx, "after", metav1.GetOptions{}); err != nil {
 		t.Fatalf("write after the repair, read from the follower: %v", err)
 	}
+}
+
+// rewriteLogEntry changes one byte inside the stored Raft log entry that
+// holds marker and seals the entry's checksum again, as a bug or a memory
+// error before the checksum was computed would: only the state digest
+// comparison can find the divergence.
+func rewriteLogEntry(t *testing.T, path, marker string) {
+	t.Helper()
+	st, err := raftboltdb.New(raftboltdb.Options{Path: path})
+	if err != nil {
+		t.Fatalf("open %s: %v", path, err)
+	}
+	defer st.Close()
+	first, _ := st.FirstIndex()
+	last, _ := st.LastIndex()
+	for i := first; i <= last; i++ {
+		var l raft.Log
+		if err := st.GetLog(i, &l); err != nil {
+			t.Fatal(err)
+		}
+		j := bytes.Index(l.Data, []byte(marker))
+		if j < 0 {
+			continue
+		}
+		l.Data[j] ^= 0x20
+		if l.Data[0] == 0x80 { // the checksummed format (an older one has none)
+			n := len(l.Data) - 4
+			binary.BigEndian.PutUint32(l.Data[n:], crc32.Checksum(l.Data[:n], crc32.MakeTable(crc32.Castagnoli)))
+		}
+		if err := st.StoreLog(&l); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	t.Fatalf("no entry holds %q", marker)
+}
+
+// TestDivergentFollowerFoundByDigest: a follower whose state differs from
+// the leader's without a damaged checksum is found by the state digest
+// comparison at the same index, stops serving, reports it and installs
+// the leader's state.
+func TestDivergentFollowerFoundByDigest(t *testing.T) {
+	c := testutil.StartCluster(t, 3)
+	ctx := context.Background()
+	leader := c.Leader(30 * time.Second)
+	f := otherThan(c, leader)
+	const value = "original-value-of-the-victim"
+	lc := clientFor(t, c, leader)
+	if _, err := lc.CoreV1().ConfigMaps("default").Create(ctx, configMap("victim", map[string]string{"v": value}), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fc := clientFor(t, c, f)
+	testutil.WaitFor(t, 30*time.Second, "the follower has the value", func() error {
+		_, err := fc.CoreV1().ConfigMaps("default").Get(ctx, "victim", metav1.GetOptions{ResourceVersion: "0"})
+		return err
+	})
+	f.Stop()
+	rewriteLogEntry(t, raftDB(f), value)
+	f.Start()
+	// A write, so that the leader asks for a digest.
+	if _, err := lc.CoreV1().ConfigMaps("default").Create(ctx, configMap("after", map[string]string{"v": "1"}), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 60*time.Second, "the digest mismatch found", func() error {
+		log, _ := os.ReadFile(f.LogPath())
+		if !bytes.Contains(log, []byte("STATE CORRUPT")) || !bytes.Contains(log, []byte("the leader's is")) {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	testutil.WaitFor(t, 60*time.Second, "the repaired follower serves the value", func() error {
+		cm, err := fc.CoreV1().ConfigMaps("default").Get(ctx, "victim", metav1.GetOptions{ResourceVersion: "0"})
+		if err != nil {
+			return err
+		}
+		if cm.Data["v"] != value {
+			return fmt.Errorf("value %q", cm.Data["v"])
+		}
+		return nil
+	})
+	f.WaitReady(30 * time.Second)
 }
 
 func isConnErr(err error) bool {
