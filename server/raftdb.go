@@ -34,7 +34,7 @@ func checkRaftDB(path string) error {
 	corrupt := func(detail error) error {
 		return fmt.Errorf("%w: %s is damaged (%v): this master cannot start from it. "+
 			"Recover: stop this master, move its data dir aside, remove it from the cluster "+
-			"(skiff cluster members remove NAME on a healthy master) and start it again with --join, "+
+			"(skiff cluster remove NAME against a healthy master) and start it again with --join, "+
 			"so it copies the state from the others; a lone master restores from a backup (docs/ha.md)",
 			errCorruptRaftDB, path, detail)
 	}
