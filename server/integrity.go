@@ -26,10 +26,10 @@ import (
 
 // Integrity of the served state (docs/ha.md, "The store never serves
 // wrong data"):
-//   - applied watermark: the last applied index, saved in Raft's stable
-//     store; at start the local log is applied up to it before anything is
-//     served (Raft alone re-applies it only once a leader tells it the
-//     commit index), and reads wait until the state reaches it;
+//   - applied mark (applied.go): the index applied, saved before it is
+//     applied; at start the local log is applied up to it before anything
+//     is served (Raft alone re-applies it only once a leader tells it the
+//     commit index), and reads answer 503 until the state reaches it;
 //   - corruption: an FSM that found a damaged entry, or whose state digest
 //     differs from the leader's at the same index, stops applying; this
 //     master then stops serving (503, /readyz fails), reports it, and
@@ -38,13 +38,9 @@ import (
 //     digestInterval when the state changed; each master compares its
 //     digest at that index with the leader's.
 
-// appliedKey is the stable-store key of the applied watermark.
-var appliedKey = []byte("skiff-applied-index")
-
 const (
-	appliedSaveInterval = 50 * time.Millisecond
-	digestInterval      = 5 * time.Second
-	repairRetry         = time.Second
+	digestInterval = 5 * time.Second
+	repairRetry    = time.Second
 	// retryAfterSeconds is the Retry-After of the 503s a master answers
 	// while it is not fit to serve.
 	retryAfterSeconds = 2
@@ -53,9 +49,9 @@ const (
 // replayApplied applies the local log up to the saved watermark, so that
 // a master restarted without quorum serves no state older than it served.
 func (s *Server) replayApplied() error {
-	w, err := s.logStore.GetUint64(appliedKey)
-	if err != nil || w == 0 {
-		return nil // none saved yet (a new master, or one from before watermarks)
+	w := s.mark.saved
+	if w == 0 {
+		return nil // none saved yet (a new master, or one from before the mark)
 	}
 	s.appliedFloor.Store(w)
 	from := s.fsm.Index()
@@ -79,38 +75,13 @@ func (s *Server) localLog(index uint64) (*raft.Log, error) {
 	return &l, nil
 }
 
-// saveApplied writes the applied watermark if it advanced.
-func (s *Server) saveApplied() {
-	idx := s.fsm.Index()
-	if idx <= s.savedApplied || s.fsm.Corruption() != nil {
-		return
-	}
-	if err := s.logStore.SetUint64(appliedKey, idx); err != nil {
-		s.log.Error("save the applied index", "index", idx, "err", err)
-		return
-	}
-	s.savedApplied = idx
-}
-
-func (s *Server) saveAppliedLoop() {
-	defer s.wg.Done()
-	t := time.NewTicker(appliedSaveInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.shutdownCh:
-			return
-		case <-t.C:
-			s.saveApplied()
-		}
-	}
-}
-
 // servingError says why this master must not serve its state now, as the
 // 503 the API answers, or nil.
 func (s *Server) servingError() error {
 	var msg string
-	if c := s.fsm.Corruption(); c != nil {
+	if err := s.markErr.Load(); err != nil {
+		msg = fmt.Sprintf("this master cannot record its applied index: %v", *err)
+	} else if c := s.fsm.Corruption(); c != nil {
 		msg = fmt.Sprintf("this master's %v; it is installing the leader's state", c)
 	} else if floor, idx := s.appliedFloor.Load(), s.fsm.Index(); idx < floor {
 		msg = fmt.Sprintf("this master restarted and has applied index %d of the %d it had applied before; waiting for the leader", idx, floor)
@@ -189,6 +160,11 @@ func (s *Server) repairFromLeader() error {
 	idx, err := s.fsm.Repair(resp.Body, s.localLog)
 	if err != nil {
 		return err
+	}
+	// Served from now on; if the local log does not reach it, a restart
+	// answers 503 until a leader brings the state there.
+	if err := s.mark.Save(idx); err != nil {
+		s.markErr.CompareAndSwap(nil, &err)
 	}
 	s.log.Warn("state repaired from the leader's snapshot: serving again", "index", idx)
 	return nil

@@ -77,11 +77,12 @@ type Server struct {
 	rotateMu sync.Mutex
 
 	leaderReady atomic.Bool
-	// appliedFloor is the applied index saved before the last stop: reads
-	// wait until the state reaches it (integrity.go). savedApplied is the
-	// last index saved (saveAppliedLoop, then Shutdown).
+	// mark records the applied index durably (applied.go); markErr is
+	// set when it could not. appliedFloor is the index saved before the
+	// last stop: reads answer 503 until the state reaches it.
+	mark         *appliedMark
+	markErr      atomic.Pointer[error]
 	appliedFloor atomic.Uint64
-	savedApplied uint64
 	shutdownCh   chan struct{}
 	shutdown     sync.Once
 	wg           sync.WaitGroup
@@ -207,9 +208,8 @@ func (s *Server) Start() {
 		}
 	}()
 	go s.monitorLeadership()
-	s.wg.Add(4)
+	s.wg.Add(3)
 	go s.keepGossipJoined()
-	go s.saveAppliedLoop()
 	go s.repairLoop()
 	go s.digestLoop()
 	if s.cfg.Join != "" {
@@ -249,9 +249,6 @@ func (s *Server) Shutdown() {
 			}
 		}
 		s.wg.Wait()
-		if s.raft != nil && s.logStore != nil {
-			s.saveApplied()
-		}
 		s.closeStores()
 	})
 }
@@ -295,6 +292,9 @@ func (s *Server) closeStores() {
 	if s.logStore != nil {
 		_ = s.logStore.Close()
 	}
+	if s.mark != nil {
+		_ = s.mark.Close()
+	}
 }
 
 // setupRaft opens the on-disk log (raft-boltdb, fsync on every append) and
@@ -308,6 +308,9 @@ func (s *Server) setupRaft() error {
 		return err
 	}
 	var err error
+	if s.mark, _, err = openAppliedMark(filepath.Join(dir, appliedMarkFile)); err != nil {
+		return err
+	}
 	// Every append is fsynced (NoSync false). The freelist is not
 	// written on each commit (bolt rebuilds it when the file is opened,
 	// as etcd does): a commit writes the log pages and the meta page only.
@@ -364,7 +367,7 @@ func (s *Server) setupRaft() error {
 	if err != nil {
 		return err
 	}
-	s.raft, err = raft.NewRaft(rc, s.fsm, logs, s.logStore, snaps, s.transport)
+	s.raft, err = raft.NewRaft(rc, markingFSM{FSM: s.fsm, s: s}, logs, s.logStore, snaps, s.transport)
 	if err != nil {
 		return fmt.Errorf("raft: %w", err)
 	}
