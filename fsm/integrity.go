@@ -88,6 +88,9 @@ func (f *FSM) markCorruptLocked(index uint64, reason string) {
 	c := &Corruption{Index: index, Reason: reason}
 	f.log.Error("state corrupt: this master stops applying and serving until repaired", "index", index, "reason", reason)
 	f.setCorruption(c)
+	// End every open watch (410): its client relists, from a master
+	// that serves.
+	f.ring.reset(f.state.Load().Snapshot().Index())
 }
 
 func (f *FSM) setCorruption(c *Corruption) {

@@ -2,6 +2,7 @@ package fsm_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -207,5 +208,24 @@ func TestDigestPoints(t *testing.T) {
 	}
 	if _, ok := a.Digest(last - 1); ok {
 		t.Fatalf("digest at an index that is no digest point")
+	}
+}
+
+// TestCorruptionEndsWatches: open watches end with ErrExpired when the FSM
+// finds itself corrupt, so their clients relist from a master that serves.
+func TestCorruptionEndsWatches(t *testing.T) {
+	h := newHarness(t, fsm.Options{})
+	wantOK(t, h.mutate(createM(cmKey("ns", "a"), "", `{}`)))
+	w, err := h.F.Watch(h.F.Index())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := encodeMutation(t, createM(cmKey("ns", "b"), "", `{}`))
+	bad[len(bad)-1] ^= 1
+	h.apply(bad)
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if _, err := w.Next(ctx); !errors.Is(err, fsm.ErrExpired) {
+		t.Fatalf("watch after corruption: %v, want ErrExpired", err)
 	}
 }

@@ -67,7 +67,9 @@ func (r raftStore) Read(ctx context.Context, linearizable bool, minIndex uint64)
 
 func (r raftStore) Watch(index uint64, filter fsm.WatchFilter) (*fsm.Watcher, error) {
 	if err := r.s.servingError(); err != nil {
-		return nil, err
+		// The API has begun the watch response when it asks: 410 makes
+		// the client relist, and the list gets the 503.
+		return nil, fmt.Errorf("%w: %v", fsm.ErrExpired, err)
 	}
 	return r.s.fsm.WatchFiltered(index, filter)
 }
