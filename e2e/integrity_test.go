@@ -3,8 +3,8 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"errors"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"os"
@@ -324,5 +324,62 @@ func TestCorruptRaftDBRefused(t *testing.T) {
 				t.Fatalf("want one Error line naming %s and the recovery; output:\n%s", raftDB(m), s)
 			}
 		})
+	}
+}
+
+// TestCorruptMasterAloneRefusesToServe: a master whose log holds a
+// damaged entry, restarted while its peers are down, finds it while
+// applying its log at start and cannot repair without a leader: it answers
+// 503 (with a retry delay) instead of any state, `skiff cluster members`
+// shows it corrupt, and once its peers are back it repairs and serves.
+func TestCorruptMasterAloneRefusesToServe(t *testing.T) {
+	c := testutil.StartCluster(t, 3)
+	ctx := context.Background()
+	leader := c.Leader(30 * time.Second)
+	f := otherThan(c, leader)
+	const value = "original-value-of-the-victim"
+	if _, err := clientFor(t, c, leader).CoreV1().ConfigMaps("default").Create(ctx, configMap("victim", map[string]string{"v": value}), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fc := clientFor(t, c, f)
+	testutil.WaitFor(t, 30*time.Second, "the follower has the value", func() error {
+		_, err := fc.CoreV1().ConfigMaps("default").Get(ctx, "victim", metav1.GetOptions{ResourceVersion: "0"})
+		return err
+	})
+	for _, m := range c.Masters {
+		m.Kill()
+	}
+	corruptLogEntry(t, raftDB(f), value)
+	f.Start()
+	testutil.WaitFor(t, 30*time.Second, "members shows the lone master corrupt", func() error {
+		rows, err := c.Members(f)
+		if err != nil {
+			return err
+		}
+		for _, r := range rows {
+			if r.Name == f.Name && r.State == "corrupt" {
+				return nil
+			}
+		}
+		return fmt.Errorf("members: %+v", rows)
+	})
+	for _, rv := range []string{"", "0"} {
+		_, err := fc.CoreV1().ConfigMaps("default").Get(ctx, "victim", metav1.GetOptions{ResourceVersion: rv})
+		if !apierrors.IsServiceUnavailable(err) {
+			t.Fatalf("read (rv=%q) from the corrupt master: %v, want 503", rv, err)
+		}
+		if d, ok := apierrors.SuggestsClientDelay(err); !ok || d <= 0 {
+			t.Fatalf("the 503 suggests no retry delay: %v", err)
+		}
+	}
+	for _, m := range c.Masters {
+		if m != f {
+			m.Start()
+		}
+	}
+	f.WaitReady(60 * time.Second)
+	cm, err := fc.CoreV1().ConfigMaps("default").Get(ctx, "victim", metav1.GetOptions{ResourceVersion: "0"})
+	if err != nil || cm.Data["v"] != value {
+		t.Fatalf("after the repair: %v %v", cm, err)
 	}
 }
