@@ -27,6 +27,7 @@ func init() {
 	registerCommand(MutateType, applyMutate)
 	registerCommand(BatchType, applyBatch)
 	registerCommand(MutationType, applyMutationBinary)
+	registerCommand(DigestType, applyDigest)
 }
 
 func applyMutate(f *FSM, txn *state.WriteTxn, index uint64, body []byte) (*Result, []*Event) {

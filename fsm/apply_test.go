@@ -544,11 +544,11 @@ func TestApplyPanics(t *testing.T) {
 	k := cmKey("ns", "a")
 	cases := map[string][]byte{
 		"empty":                {},
-		"type 0":               append([]byte{0}, encodeMutation(t, createM(k, "", `{}`))[1:]...),
-		"type 4":               append([]byte{4}, encodeMutation(t, createM(k, "", `{}`))[1:]...),
-		"binary truncated":     encodeMutation(t, createM(k, "", `{}`))[:4],
-		"binary trailing":      append(encodeMutation(t, createM(k, "", `{}`)), 0),
-		"type 255":             {255, '{', '}'},
+		"binary truncated":     formatV1(t, encodeMutation(t, createM(k, "", `{}`)))[:4],
+		"binary trailing":      append(formatV1(t, encodeMutation(t, createM(k, "", `{}`))), 0),
+		"framed type 0":        framed(0x00, `{}`),
+		"framed type 255":      framed(0xff, `{}`),
+		"framed binary junk":   framed(byte(fsm.MutationType), "\x01\xff"),
 		"mutation not JSON":    append([]byte{byte(fsm.MutateType)}, `{"op":1,"key":`...),
 		"mutation wrong shape": append([]byte{byte(fsm.MutateType)}, `[1,2]`...),
 		"mutation no body":     {byte(fsm.MutateType)},

@@ -20,10 +20,11 @@ func TestMutationBinaryRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if MessageType(entry[0]) != MutationType {
-			t.Fatalf("type byte %d", entry[0])
+		typ, body, err := decodeEntry(entry)
+		if err != nil || MessageType(entry[0]) != FramedType || typ != MutationType {
+			t.Fatalf("frame %d, type %d, err %v", entry[0], typ, err)
 		}
-		got, err := decodeMutationBinary(entry[1:])
+		got, err := decodeMutationBinary(body)
 		if err != nil {
 			t.Fatalf("decode %+v: %v", m, err)
 		}
@@ -31,8 +32,8 @@ func TestMutationBinaryRoundTrip(t *testing.T) {
 			t.Fatalf("round trip:\n got %+v\nwant %+v", got, m)
 		}
 		// Every strict prefix is refused, never misread.
-		for i := 0; i < len(entry)-1; i++ {
-			if _, err := decodeMutationBinary(entry[1 : 1+i]); err == nil {
+		for i := 0; i < len(body); i++ {
+			if _, err := decodeMutationBinary(body[:i]); err == nil {
 				t.Fatalf("prefix of %d bytes decoded", i)
 			}
 		}

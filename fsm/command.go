@@ -20,6 +20,14 @@ const (
 	// MutationType carries one Mutation in a compact binary form (codec.go);
 	// EncodeMutation makes it.
 	MutationType MessageType = 3
+	// DigestType asks every master to compute a digest of its state at
+	// the entry's index (integrity.go); it changes no object.
+	DigestType MessageType = 4
+
+	// FramedType opens an entry in format 2, the checksummed frame that
+	// wraps every entry this version writes (codec.go). Entries of format
+	// 1 start with one of the types above and are still applied.
+	FramedType MessageType = 0x80
 )
 
 // Op is what a mutation does.
@@ -72,16 +80,22 @@ type Batch struct {
 	Mutations []Mutation `json:"m"`
 }
 
-// Encode makes a Raft log entry: the type byte and the JSON body. With
-// EncodeMutation (binary) it is the only way entries are made.
+// Encode makes a Raft log entry: the type byte and the JSON body, in the
+// checksummed frame. With EncodeMutation (binary) and EncodeDigest it is
+// the only way entries are made.
 func Encode(t MessageType, body any) ([]byte, error) {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return nil, fmt.Errorf("encode %d: %w", t, err)
 	}
-	out := make([]byte, 0, len(b)+1)
-	out = append(out, byte(t))
-	return append(out, b...), nil
+	out := make([]byte, 0, len(b)+2+frameTrailer)
+	out = append(out, byte(FramedType), byte(t))
+	return sealFrame(append(out, b...)), nil
+}
+
+// EncodeDigest makes a digest request entry (integrity.go).
+func EncodeDigest() []byte {
+	return sealFrame([]byte{byte(FramedType), byte(DigestType)})
 }
 
 // EncodeMutation encodes a single mutation in the binary form.
@@ -89,9 +103,9 @@ func EncodeMutation(m Mutation) ([]byte, error) {
 	if len(m.Object) > 0 && !json.Valid(m.Object) {
 		return nil, fmt.Errorf("encode mutation of %s: object is not valid JSON", m.Key)
 	}
-	b := make([]byte, 1, len(m.Object)+len(m.Key.Resource)+len(m.Key.Namespace)+len(m.Key.Name)+len(m.UID)+32)
-	b[0] = byte(MutationType)
-	return encodeMutationBinary(b, &m), nil
+	b := make([]byte, 2, len(m.Object)+len(m.Key.Resource)+len(m.Key.Namespace)+len(m.Key.Name)+len(m.UID)+36)
+	b[0], b[1] = byte(FramedType), byte(MutationType)
+	return sealFrame(encodeMutationBinary(b, &m)), nil
 }
 
 // EncodeBatch encodes an atomic batch.

@@ -1,14 +1,9 @@
 package fsm
 
 import (
-	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -30,8 +25,10 @@ type FSM struct {
 	state atomic.Pointer[state.Store]
 	ring  *ring
 	// restoreMu keeps Restore's swap apart from Apply (raft never runs them
-	// concurrently, but tests and future callers may).
+	// concurrently, but Repair, Replay and tests do).
 	restoreMu sync.Mutex
+	// integ: corruption found and digest points (integrity.go).
+	integ integrity
 }
 
 var (
@@ -45,6 +42,7 @@ func New(opts Options) *FSM {
 		opts.Logger = slog.Default()
 	}
 	f := &FSM{log: opts.Logger.With("component", "fsm"), ring: newRing(opts.RingSize, 0)}
+	f.integ.changed = make(chan struct{})
 	f.state.Store(state.NewStore())
 	return f
 }
@@ -99,10 +97,20 @@ func (f *FSM) Apply(l *raft.Log) any {
 // its neighbours, and one commit per run is much cheaper than one per
 // entry); an atomic batch entry gets a transaction of its own so that a
 // refused batch can be rolled back whole.
+//
+// An entry at or below the applied index is skipped: Replay (at start) or
+// Repair already applied it. An entry whose checksum fails is not applied:
+// the FSM marks itself corrupt and skips every entry until Repair or a
+// Restore replaces its state (integrity.go).
 func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	f.restoreMu.Lock()
 	defer f.restoreMu.Unlock()
+	return f.applyLocked(logs)
+}
+
+func (f *FSM) applyLocked(logs []*raft.Log) []any {
 	st := f.state.Load()
+	base := st.Snapshot().Index()
 	out := make([]any, len(logs))
 	var (
 		events  []*Event
@@ -133,239 +141,64 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		if l.Type != raft.LogCommand {
 			continue
 		}
-		if len(l.Data) > 0 && (MessageType(l.Data[0]) == MutateType || MessageType(l.Data[0]) == MutationType) {
+		if l.Index <= base {
+			out[i] = &Result{Index: l.Index}
+			continue
+		}
+		if f.integ.corrupt.Load() != nil {
+			f.integ.skippedTo = l.Index
+			out[i] = corruptResult(l.Index)
+			continue
+		}
+		t, body, err := decodeEntry(l.Data)
+		if errors.Is(err, ErrCorrupt) {
+			flush()
+			f.markCorruptLocked(l.Index, fmt.Sprintf("log entry %d: %v", l.Index, err))
+			f.integ.skippedTo = l.Index
+			out[i] = corruptResult(l.Index)
+			continue
+		}
+		if err != nil {
+			panic(fmt.Sprintf("fsm: undecodable entry at index %d: %v", l.Index, err))
+		}
+		if t == MutateType || t == MutationType {
 			if txn == nil {
 				txn = st.Write()
 			}
-			res, evs := dispatch[MessageType(l.Data[0])](f, txn, l.Index, l.Data[1:])
+			res, evs := dispatch[t](f, txn, l.Index, body)
 			txn.SetIndex(l.Index)
 			pending = append(pending, evs...)
 			out[i] = res
 			continue
 		}
 		flush()
-		res, evs := f.applyLog(st, l)
+		res, evs := f.applyLog(st, l.Index, t, body)
 		events = append(events, evs...)
 		applied = true
 		out[i] = res
+		if t == DigestType {
+			f.integ.capture(l.Index, st.Snapshot())
+		}
 	}
 	flush()
 	return out
 }
 
-func (f *FSM) applyLog(st *state.Store, l *raft.Log) (*Result, []*Event) {
-	if len(l.Data) == 0 {
-		panic(fmt.Sprintf("fsm: empty log entry at index %d", l.Index))
-	}
-	fn, ok := dispatch[MessageType(l.Data[0])]
+func (f *FSM) applyLog(st *state.Store, index uint64, t MessageType, body []byte) (*Result, []*Event) {
+	fn, ok := dispatch[t]
 	if !ok {
-		panic(fmt.Sprintf("fsm: unknown message type %d at index %d", l.Data[0], l.Index))
+		panic(fmt.Sprintf("fsm: unknown message type %d at index %d", t, index))
 	}
 	txn := st.Write()
 	// Release memdb's writer lock if fn panics; a no-op after Commit.
 	defer func() { txn.Abort() }()
-	res, evs := fn(f, txn, l.Index, l.Data[1:])
+	res, evs := fn(f, txn, index, body)
 	if res.Err != nil {
 		txn.Abort()
 		txn = st.Write()
 		evs = nil
 	}
-	txn.SetIndex(l.Index)
+	txn.SetIndex(index)
 	txn.Commit()
 	return res, evs
-}
-
-// A snapshot stream (version 2) is a header line, then for each object in
-// key order a record line followed by exactly Len bytes of object data and
-// a newline:
-//
-//	{"version":2,"index":I,"objects":N}
-//	{"key":{...},"uid":"...","c":C,"m":M,"len":L}
-//	<L bytes>
-//
-// The data is written as stored, byte for byte (re-encoding it as JSON would
-// compact and escape it), so a restored state is identical to the one
-// snapshotted. The object count lets Restore detect a stream cut short.
-const snapshotVersion = 2
-
-// snapshotHeader opens a snapshot stream.
-type snapshotHeader struct {
-	Version int    `json:"version"`
-	Index   uint64 `json:"index"`
-	Objects uint64 `json:"objects"`
-}
-
-// snapshotObject is the record line before one object's data.
-type snapshotObject struct {
-	Key         state.Key `json:"key"`
-	UID         string    `json:"uid,omitempty"`
-	CreateIndex uint64    `json:"c"`
-	ModifyIndex uint64    `json:"m"`
-	Len         int64     `json:"len"`
-}
-
-type fsmSnapshot struct {
-	snap *state.Snapshot
-}
-
-// Snapshot captures the state; Persist streams it while Apply goes on.
-func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	return &fsmSnapshot{snap: f.Read()}, nil
-}
-
-func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if err := writeSnapshot(sink, s.snap); err != nil {
-		_ = sink.Cancel()
-		return fmt.Errorf("persist snapshot: %w", err)
-	}
-	return sink.Close()
-}
-
-func (s *fsmSnapshot) Release() {}
-
-func writeSnapshot(sink io.Writer, snap *state.Snapshot) error {
-	var n uint64
-	snap.All(func(*state.Object) bool { n++; return true })
-	w := bufio.NewWriterSize(sink, 1<<20)
-	enc := json.NewEncoder(w)
-	if err := enc.Encode(snapshotHeader{Version: snapshotVersion, Index: snap.Index(), Objects: n}); err != nil {
-		return err
-	}
-	var err error
-	snap.All(func(o *state.Object) bool {
-		err = enc.Encode(snapshotObject{Key: o.Key, UID: o.UID, CreateIndex: o.CreateIndex, ModifyIndex: o.ModifyIndex, Len: int64(len(o.Data))})
-		if err == nil {
-			_, err = w.Write(o.Data)
-		}
-		if err == nil {
-			err = w.WriteByte('\n')
-		}
-		return err == nil
-	})
-	if err != nil {
-		return err
-	}
-	return w.Flush()
-}
-
-// Restore replaces the state with a snapshot: it builds and checks a new
-// store, swaps it in under the lock, then ends every open watch (they get
-// ErrExpired and relist). On error the current state and watches are kept.
-func (f *FSM) Restore(rc io.ReadCloser) error {
-	defer rc.Close()
-	st, hdr, err := readSnapshot(bufio.NewReaderSize(rc, 1<<20))
-	if err != nil {
-		return fmt.Errorf("restore: %w", err)
-	}
-	f.restoreMu.Lock()
-	f.state.Store(st)
-	f.ring.reset(hdr.Index)
-	f.restoreMu.Unlock()
-	f.log.Info("restored snapshot", "index", hdr.Index, "objects", hdr.Objects)
-	return nil
-}
-
-func readSnapshot(r *bufio.Reader) (*state.Store, snapshotHeader, error) {
-	var hdr snapshotHeader
-	if err := readRecord(r, &hdr); err != nil {
-		return nil, hdr, fmt.Errorf("header: %w", err)
-	}
-	if hdr.Version != snapshotVersion {
-		return nil, hdr, fmt.Errorf("unsupported snapshot version %d", hdr.Version)
-	}
-	st := state.NewStore()
-	txn := st.Write()
-	defer txn.Abort()
-	prev := ""
-	for i := uint64(0); i < hdr.Objects; i++ {
-		var so snapshotObject
-		if err := readRecord(r, &so); err != nil {
-			return nil, hdr, fmt.Errorf("object %d: %w", i, err)
-		}
-		data, err := readData(r, so.Len)
-		if err != nil {
-			return nil, hdr, fmt.Errorf("object %d (%s): %w", i, so.Key, err)
-		}
-		o := state.NewObject(so.Key, so.UID, data, so.CreateIndex, so.ModifyIndex)
-		if err := checkRestored(txn, o, prev, hdr.Index); err != nil {
-			return nil, hdr, fmt.Errorf("object %d (%s): %w", i, so.Key, err)
-		}
-		txn.Put(o)
-		prev = o.ID
-	}
-	if _, err := r.ReadByte(); err != io.EOF {
-		if err == nil {
-			return nil, hdr, fmt.Errorf("data after %d objects", hdr.Objects)
-		}
-		return nil, hdr, err
-	}
-	txn.SetIndex(hdr.Index)
-	txn.Commit()
-	return st, hdr, nil
-}
-
-// readRecord decodes one JSON line.
-func readRecord(r *bufio.Reader, v any) error {
-	line, err := r.ReadSlice('\n')
-	switch {
-	case err == io.EOF:
-		return io.ErrUnexpectedEOF
-	case err == bufio.ErrBufferFull:
-		return fmt.Errorf("record longer than %d bytes", r.Size())
-	case err != nil:
-		return err
-	}
-	return json.Unmarshal(line, v)
-}
-
-// readData reads n bytes of object data and the newline after them. It
-// grows the buffer as data arrives, so a corrupt length fails at the end of
-// the stream instead of allocating it.
-func readData(r *bufio.Reader, n int64) ([]byte, error) {
-	if n < 0 {
-		return nil, fmt.Errorf("negative length %d", n)
-	}
-	const chunk = 1 << 20
-	data := make([]byte, 0, min(n, chunk))
-	for int64(len(data)) < n {
-		k := int(min(n-int64(len(data)), chunk))
-		data = slices.Grow(data, k)
-		got, err := io.ReadFull(r, data[len(data):len(data)+k])
-		data = data[:len(data)+got]
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	switch b, err := r.ReadByte(); {
-	case err == io.EOF:
-		return nil, io.ErrUnexpectedEOF
-	case err != nil:
-		return nil, err
-	case b != '\n':
-		return nil, fmt.Errorf("object data does not end after its length %d", n)
-	}
-	return data, nil
-}
-
-// checkRestored refuses an object the log could not have produced.
-func checkRestored(txn *state.WriteTxn, o *state.Object, prev string, index uint64) error {
-	if msg := checkKey(o.Key); msg != "" {
-		return errors.New(msg)
-	}
-	switch {
-	case o.ID <= prev:
-		return errors.New("objects out of key order or repeated")
-	case strings.IndexByte(o.UID, 0) >= 0:
-		return errors.New("uid holds a NUL byte")
-	case o.UID != "" && txn.GetByUID(o.UID) != nil:
-		return fmt.Errorf("uid %s held by two objects", o.UID)
-	case o.CreateIndex == 0 || o.CreateIndex > o.ModifyIndex || o.ModifyIndex > index:
-		return fmt.Errorf("indexes created %d, modified %d, snapshot %d", o.CreateIndex, o.ModifyIndex, index)
-	case !json.Valid(o.Data) || !isObject(o.Data):
-		return errors.New("data is not a JSON object")
-	}
-	return nil
 }

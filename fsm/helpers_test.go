@@ -3,8 +3,10 @@ package fsm_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"log/slog"
 	"testing"
@@ -365,4 +367,21 @@ func closed(ch <-chan struct{}) bool {
 	default:
 		return false
 	}
+}
+
+// formatV1 returns a framed entry in the format written before checksums
+// (type byte and body), as older masters left it in their logs.
+func formatV1(t testing.TB, entry []byte) []byte {
+	t.Helper()
+	if len(entry) < 6 || fsm.MessageType(entry[0]) != fsm.FramedType {
+		t.Fatalf("entry % x is not framed", entry)
+	}
+	return append([]byte{entry[1]}, entry[2:len(entry)-4]...)
+}
+
+// framed seals a type byte and body in a checksummed frame, whatever they
+// hold.
+func framed(typ byte, body string) []byte {
+	b := append([]byte{byte(fsm.FramedType), typ}, body...)
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)))
 }

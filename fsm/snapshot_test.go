@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -123,6 +124,73 @@ func (f *failingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// withoutTrailer cuts the checksum line off a version-3 stream.
+func withoutTrailer(t testing.TB, stream []byte) []byte {
+	t.Helper()
+	i := bytes.LastIndex(stream[:len(stream)-1], []byte("\n"))
+	if i < 0 || !bytes.HasPrefix(stream[i+1:], []byte(`{"crc32c":`)) {
+		t.Fatalf("no trailer in the stream")
+	}
+	return stream[:i+1]
+}
+
+// asVersion2 turns a version-3 stream into the version-2 stream of the
+// same state, as masters wrote before snapshots had checksums.
+func asVersion2(t testing.TB, stream []byte) []byte {
+	t.Helper()
+	out := bytes.Replace(withoutTrailer(t, stream), []byte(`{"version":3,`), []byte(`{"version":2,`), 1)
+	if bytes.Equal(out, withoutTrailer(t, stream)) {
+		t.Fatalf("not a version-3 stream")
+	}
+	return out
+}
+
+// TestRestoreRefusesFlippedBytes: one bit changed anywhere in a snapshot
+// is refused by its checksum (or before), and the state is kept.
+func TestRestoreRefusesFlippedBytes(t *testing.T) {
+	src := newHarness(t, fsm.Options{})
+	mixedLog(t, src)
+	stream := persist(t, src.F)
+	dst := newHarness(t, fsm.Options{})
+	wantOK(t, dst.mutate(createM(cmKey("dst", "a"), "", `{}`)))
+	before := dst.F.Read()
+	checksumErrs := 0
+	for i := range stream {
+		for _, bit := range []byte{0x01, 0x20} {
+			bad := bytes.Clone(stream)
+			bad[i] ^= bit
+			err := restore(t, dst.F, bad)
+			if err == nil {
+				t.Fatalf("byte %d ^ %#x: restored", i, bit)
+			}
+			if errors.Is(err, fsm.ErrCorrupt) {
+				checksumErrs++
+			}
+			sameState(t, dst.F.Read(), before)
+		}
+	}
+	if checksumErrs == 0 {
+		t.Fatalf("no flip was refused by the checksum")
+	}
+}
+
+// TestRestoreVersion2: a snapshot written before checksums (testdata, made
+// by the previous release from the log in entries-v1.json) restores to the
+// state that log gives.
+func TestRestoreVersion2(t *testing.T) {
+	old, err := os.ReadFile("testdata/snapshot-v2.snap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := fsm.New(fsm.Options{Logger: quietLogger()})
+	if err := restore(t, f, old); err != nil {
+		t.Fatalf("version-2 snapshot: %v", err)
+	}
+	want := fsm.New(fsm.Options{Logger: quietLogger()})
+	applyAll(want, entriesV1(t))
+	sameState(t, f.Read(), want.Read())
+}
+
 // TestRestoreCorruptKeepsState: a stream that is cut short, extended or
 // garbled is refused, and the FSM keeps its state and its watchers.
 func TestRestoreCorruptKeepsState(t *testing.T) {
@@ -158,6 +226,10 @@ func TestRestoreCorruptKeepsState(t *testing.T) {
 	check("trailing garbage", restore(t, dst.F, append(bytes.Clone(stream), "{}"...)))
 	check("twice", restore(t, dst.F, append(bytes.Clone(stream), stream...)))
 	check("not JSON", restore(t, dst.F, []byte("this is not a snapshot\n")))
+	check("trailer missing", restore(t, dst.F, withoutTrailer(t, stream)))
+	// The structural checks below are those of a version-2 stream, which
+	// has no checksum to catch the edits first.
+	stream = asVersion2(t, stream)
 	check("JSON but no header", restore(t, dst.F, []byte("{}\n")))
 	check("read error", restoreFrom(t, dst.F, &failingReader{r: bytes.NewReader(stream), err: errors.New("disk on fire")}))
 	check("read error midway", restoreFrom(t, dst.F, &failingReader{r: bytes.NewReader(stream[:len(stream)/2]), err: errors.New("disk on fire")}))
@@ -169,7 +241,7 @@ func TestRestoreCorruptKeepsState(t *testing.T) {
 	//	{"c":2}
 	for _, e := range []struct{ name, old, new string }{
 		{"old version", `"version":2`, `"version":1`},
-		{"future version", `"version":2`, `"version":3`},
+		{"future version", `"version":2`, `"version":9`},
 		{"more objects announced", `"objects":2`, `"objects":3`},
 		{"fewer objects announced", `"objects":2`, `"objects":1`},
 		{"negative count", `"objects":2`, `"objects":-2`},

@@ -22,6 +22,8 @@ func (s *Server) internalHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /internal/v1/apply", s.requireServer(s.handleApply))
 	mux.HandleFunc("GET /internal/v1/readindex", s.requireServer(s.handleReadIndex))
+	mux.HandleFunc("GET /internal/v1/digest/{index}", s.requireServer(s.handleDigest))
+	mux.HandleFunc("GET /internal/v1/snapshot", s.requireServer(s.handleSnapshot))
 	mux.HandleFunc("POST /internal/v1/bootstrap", s.handleBootstrap)
 	mux.HandleFunc("POST /internal/v1/join", s.requireServer(s.handleJoin))
 	mux.HandleFunc("POST /internal/v1/node-bootstrap", s.handleNodeBootstrap)

@@ -38,7 +38,7 @@ type MemberStatus struct {
 	APIURL      string `json:"apiURL,omitempty"`
 	Role        string `json:"role"`     // leader, follower
 	Suffrage    string `json:"suffrage"` // voter, nonvoter
-	State       string `json:"state"`    // ready, not-ready, unreachable
+	State       string `json:"state"`    // ready, not-ready, corrupt, unreachable
 	// Detail explains a state other than ready.
 	Detail string `json:"detail,omitempty"`
 }
@@ -144,6 +144,9 @@ func (s *Server) memberStatuses(ctx context.Context) ([]MemberStatus, error) {
 	return out, nil
 }
 
+// stateHeader on a /readyz answer names a state worse than not ready.
+const stateHeader = "X-Skiff-State"
+
 func (s *Server) probeMember(ctx context.Context, apiURL string) (string, string) {
 	if apiURL == "" {
 		return "unknown", "no member record yet"
@@ -162,6 +165,9 @@ func (s *Server) probeMember(ctx context.Context, apiURL string) (string, string
 	if resp.StatusCode != http.StatusOK {
 		var b [256]byte
 		n, _ := resp.Body.Read(b[:])
+		if resp.Header.Get(stateHeader) == "corrupt" {
+			return "corrupt", string(b[:n])
+		}
 		return "not-ready", string(b[:n])
 	}
 	return "ready", ""

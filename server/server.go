@@ -77,7 +77,13 @@ type Server struct {
 	rotateMu sync.Mutex
 
 	leaderReady atomic.Bool
-	shutdownCh  chan struct{}
+	// mark records the applied index durably (applied.go); markErr is
+	// set when it could not. appliedFloor is the index saved before the
+	// last stop: reads answer 503 until the state reaches it.
+	mark         *appliedMark
+	markErr      atomic.Pointer[error]
+	appliedFloor atomic.Uint64
+	shutdownCh   chan struct{}
 	// failed carries an error this master cannot serve on with (a join
 	// refused for good); the command stops the process with it.
 	failed   chan error
@@ -206,8 +212,10 @@ func (s *Server) Start() {
 		}
 	}()
 	go s.monitorLeadership()
-	s.wg.Add(1)
+	s.wg.Add(3)
 	go s.keepGossipJoined()
+	go s.repairLoop()
+	go s.digestLoop()
 	if s.cfg.Join != "" {
 		s.wg.Add(1)
 		go s.joinLoop()
@@ -288,6 +296,9 @@ func (s *Server) closeStores() {
 	if s.logStore != nil {
 		_ = s.logStore.Close()
 	}
+	if s.mark != nil {
+		_ = s.mark.Close()
+	}
 }
 
 // setupRaft opens the on-disk log (raft-boltdb, fsync on every append) and
@@ -297,7 +308,13 @@ func (s *Server) setupRaft() error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
+	if err := checkRaftDB(filepath.Join(dir, "raft.db")); err != nil {
+		return err
+	}
 	var err error
+	if s.mark, _, err = openAppliedMark(filepath.Join(dir, appliedMarkFile)); err != nil {
+		return err
+	}
 	// Every append is fsynced (NoSync false). The freelist is not
 	// written on each commit (bolt rebuilds it when the file is opened,
 	// as etcd does): a commit writes the log pages and the meta page only.
@@ -354,13 +371,16 @@ func (s *Server) setupRaft() error {
 	if err != nil {
 		return err
 	}
-	s.raft, err = raft.NewRaft(rc, s.fsm, logs, s.logStore, snaps, s.transport)
+	s.raft, err = raft.NewRaft(rc, markingFSM{FSM: s.fsm, s: s}, logs, s.logStore, snaps, s.transport)
 	if err != nil {
 		return fmt.Errorf("raft: %w", err)
 	}
 	switch {
 	case existing:
 		s.log.Info("resuming from data dir", "last-index", s.raft.LastIndex())
+		if err := s.replayApplied(); err != nil {
+			return err
+		}
 	case s.cfg.Join != "":
 		s.log.Info("waiting to be added to the cluster", "via", s.cfg.Join)
 	default:
@@ -383,7 +403,11 @@ func (s *Server) handleLivez(w http.ResponseWriter, r *http.Request) {
 // up with it (a leader: its post-election barrier is done; a follower: in
 // recent contact and applied close to the commit index).
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	if c := s.fsm.Corruption(); c != nil {
+		w.Header().Set(stateHeader, "corrupt")
+	}
 	if reason := s.notReady(); reason != "" {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
 		http.Error(w, "not ready: "+reason, http.StatusServiceUnavailable)
 		return
 	}
@@ -391,6 +415,9 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) notReady() string {
+	if err := s.servingError(); err != nil {
+		return err.Error()
+	}
 	_, id := s.raft.LeaderWithID()
 	if id == "" {
 		return "no leader"

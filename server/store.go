@@ -31,11 +31,20 @@ type raftStore struct{ s *Server }
 
 var _ apiserver.Store = raftStore{}
 
+// Every method answers 503 while this master is not fit to serve: its state
+// is corrupt, or it restarted and is behind what it served (integrity.go).
+
 func (r raftStore) Apply(ctx context.Context, entry []byte) (*fsm.Result, error) {
+	if err := r.s.servingError(); err != nil {
+		return nil, err
+	}
 	return r.s.apply(ctx, entry)
 }
 
 func (r raftStore) Read(ctx context.Context, linearizable bool, minIndex uint64) (*state.Snapshot, error) {
+	if err := r.s.servingError(); err != nil {
+		return nil, err
+	}
 	if linearizable {
 		idx, err := r.s.readIndex(ctx)
 		if err != nil {
@@ -48,10 +57,20 @@ func (r raftStore) Read(ctx context.Context, linearizable bool, minIndex uint64)
 	if err := r.s.waitApplied(ctx, minIndex); err != nil {
 		return nil, err
 	}
-	return r.s.fsm.Read(), nil
+	snap := r.s.fsm.Read()
+	// Corruption found while this read waited: its state is not served.
+	if err := r.s.servingError(); err != nil {
+		return nil, err
+	}
+	return snap, nil
 }
 
 func (r raftStore) Watch(index uint64, filter fsm.WatchFilter) (*fsm.Watcher, error) {
+	if err := r.s.servingError(); err != nil {
+		// The API has begun the watch response when it asks: 410 makes
+		// the client relist, and the list gets the 503.
+		return nil, fmt.Errorf("%w: %v", fsm.ErrExpired, err)
+	}
 	return r.s.fsm.WatchFiltered(index, filter)
 }
 
@@ -118,6 +137,11 @@ func applyResult(f raft.ApplyFuture) (*fsm.Result, error) {
 	res, ok := f.Response().(*fsm.Result)
 	if !ok {
 		return nil, fmt.Errorf("unexpected FSM response %T", f.Response())
+	}
+	if res.Err != nil && res.Err.Reason == fsm.ReasonUnavailable {
+		// Committed, but this (corrupt) master did not apply it: the
+		// healthy masters decided its outcome.
+		return nil, fmt.Errorf("%w: %v", apiserver.ErrUnknownOutcome, res.Err)
 	}
 	return res, nil
 }

@@ -68,7 +68,7 @@ func TestChaos(t *testing.T) {
 	started := time.Now()
 	var results []*Result
 	for _, nem := range Nemeses() {
-		if (len(only) > 0 || nem.Extra) && !only[nem.Name] {
+		if (len(only) > 0 || nem.Extra || (nem.Full && os.Getenv("SKIFF_CHAOS") != "full")) && !only[nem.Name] {
 			continue
 		}
 		t.Run(nem.Name, func(t *testing.T) {

@@ -30,6 +30,9 @@ type Nemesis struct {
 	Hold time.Duration
 	// Extra nemeses run only when named in SKIFF_CHAOS_NEMESES.
 	Extra bool
+	// Full nemeses run in the full suite (SKIFF_CHAOS=full, `make
+	// chaos`) or when named, not in the short one `make test` runs.
+	Full bool
 }
 
 // Faults records what a nemesis did.
@@ -46,7 +49,10 @@ type Faults struct {
 	// leader after a newer write was acknowledged elsewhere; StaleHits
 	// those that answered with the older value.
 	StaleProbes, StaleHits int
-	Log                    []string
+	// Corruptions counts damaged follower logs; Repairs those the
+	// follower found and repaired from the leader.
+	Corruptions, Repairs int
+	Log                  []string
 }
 
 func (f *Faults) logf(e *Env, format string, args ...any) {
@@ -67,6 +73,8 @@ func Nemeses() []*Nemesis {
 		{Name: "partition-leader", Masters: 5, Hold: 3 * time.Second, Inject: partitionLeader, NeedsNetns: true},
 		{Name: "membership", Masters: 3, Hold: 0, Inject: membership},
 		{Name: "snapshot-kill", Masters: 3, Hold: 2 * time.Second, Args: snapshotFlags, Inject: snapshotKill},
+		{Name: "corrupt-follower", Masters: 3, Hold: 2 * time.Second, Inject: corruptFollower, Full: true},
+		{Name: "restart-no-quorum", Masters: 3, Hold: 0, Inject: restartNoQuorum, Full: true},
 		{Name: "mixed", Masters: 5, Hold: 2 * time.Second, Args: snapshotFlags, Inject: mixed, Extra: true},
 	}
 }

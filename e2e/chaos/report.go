@@ -20,6 +20,9 @@ func FormatReport(rs []*Result, took time.Duration, cfg Config) string {
 		if r.Faults.SnapshotInstalls+r.Faults.KilledDuringSnapshot > 0 {
 			snaps = fmt.Sprintf("%d inst, %d mid", r.Faults.SnapshotInstalls, r.Faults.KilledDuringSnapshot)
 		}
+		if r.Faults.Corruptions > 0 {
+			snaps = fmt.Sprintf("%d corrupt, %d repaired", r.Faults.Corruptions, r.Faults.Repairs)
+		}
 		lin := fmt.Sprint(r.Lin.Violations)
 		if r.Lin.Undecided {
 			lin += "?"
