@@ -90,6 +90,9 @@ func (s *Server) loadOrCreateCredentials(ctx context.Context) error {
 		return fmt.Errorf("stored token: %w", err)
 	}
 	s.secret = secret
+	if err := s.prepareAgentToken(); err != nil {
+		return err
+	}
 	if err := s.loadServiceAccountKey(saKey); err != nil {
 		return err
 	}
