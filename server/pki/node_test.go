@@ -81,14 +81,28 @@ func TestSignNodeCSRsRefuses(t *testing.T) {
 	}
 	u, _ := url.Parse("spiffe://cluster/admin")
 	tests := map[string]func(*NodeBootstrapRequest){
-		"masters":          func(r *NodeBootstrapRequest) { r.ClientCSR = csrFor(t, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "admin", Organization: []string{"system:masters"}}}) },
-		"node in masters":  func(r *NodeBootstrapRequest) { r.ClientCSR = csrFor(t, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "system:node:n1", Organization: []string{NodesGroup, "system:masters"}}}) },
-		"other node":       func(r *NodeBootstrapRequest) { r.NodeName = "n2" },
-		"server subject":   func(r *NodeBootstrapRequest) { r.ServingCSR = csrFor(t, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "skiff-server:n1", Organization: []string{ServerOrganization}}, DNSNames: []string{"n1"}}) },
-		"client with SANs": func(r *NodeBootstrapRequest) { r.ClientCSR = csrFor(t, &x509.CertificateRequest{Subject: node, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}) },
-		"serving with URI": func(r *NodeBootstrapRequest) { r.ServingCSR = csrFor(t, &x509.CertificateRequest{Subject: node, URIs: []*url.URL{u}}) },
-		"extra subject":    func(r *NodeBootstrapRequest) { r.ClientCSR = csrFor(t, &x509.CertificateRequest{Subject: pkix.Name{CommonName: node.CommonName, Organization: node.Organization, OrganizationalUnit: []string{"x"}}}) },
-		"not a CSR":        func(r *NodeBootstrapRequest) { r.ClientCSR = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n" },
+		"masters": func(r *NodeBootstrapRequest) {
+			r.ClientCSR = csrFor(t, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "admin", Organization: []string{"system:masters"}}})
+		},
+		"node in masters": func(r *NodeBootstrapRequest) {
+			r.ClientCSR = csrFor(t, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "system:node:n1", Organization: []string{NodesGroup, "system:masters"}}})
+		},
+		"other node": func(r *NodeBootstrapRequest) { r.NodeName = "n2" },
+		"server subject": func(r *NodeBootstrapRequest) {
+			r.ServingCSR = csrFor(t, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "skiff-server:n1", Organization: []string{ServerOrganization}}, DNSNames: []string{"n1"}})
+		},
+		"client with SANs": func(r *NodeBootstrapRequest) {
+			r.ClientCSR = csrFor(t, &x509.CertificateRequest{Subject: node, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}})
+		},
+		"serving with URI": func(r *NodeBootstrapRequest) {
+			r.ServingCSR = csrFor(t, &x509.CertificateRequest{Subject: node, URIs: []*url.URL{u}})
+		},
+		"extra subject": func(r *NodeBootstrapRequest) {
+			r.ClientCSR = csrFor(t, &x509.CertificateRequest{Subject: pkix.Name{CommonName: node.CommonName, Organization: node.Organization, OrganizationalUnit: []string{"x"}}})
+		},
+		"not a CSR": func(r *NodeBootstrapRequest) {
+			r.ClientCSR = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+		},
 		"bad signature": func(r *NodeBootstrapRequest) {
 			b, _ := pem.Decode([]byte(r.ClientCSR))
 			b.Bytes[len(b.Bytes)-3] ^= 0xff
