@@ -124,6 +124,7 @@ func TestAgentTokenGetsOnlyANodeCredential(t *testing.T) {
 		{"the CA and signing keys", http.MethodPost, "/internal/v1/bootstrap", nil},
 		{"joining as a master", http.MethodPost, "/internal/v1/join", []byte(`{"name":"evil","raftAddress":"127.0.0.1:1","apiURL":"https://127.0.0.1:1"}`)},
 		{"the members", http.MethodGet, "/internal/v1/members", nil},
+		{"the gossip keys", http.MethodGet, "/internal/v1/gossip", nil},
 		{"the raft apply path", http.MethodPost, "/internal/v1/apply", []byte("x")},
 		{"kube-system secrets", http.MethodGet, "/api/v1/namespaces/kube-system/secrets", nil},
 		{"its own token secret", http.MethodGet, "/api/v1/namespaces/kube-system/secrets/bootstrap-token-" + id, nil},
@@ -138,6 +139,9 @@ func TestAgentTokenGetsOnlyANodeCredential(t *testing.T) {
 			nodeReq("probe", csrPEM(t, nodeSubject), csrPEM(t, pkix.Name{CommonName: "skiff-server:probe", Organization: []string{"skiff:servers"}}, "probe"))},
 		{"a client certificate with names", http.MethodPost, "/internal/v1/node-bootstrap",
 			nodeReq("probe", csrPEM(t, nodeSubject, "kubernetes.default"), goodServing)},
+		{"the master's node certificate", http.MethodPost, "/internal/v1/node-bootstrap",
+			nodeReq("m1", csrPEM(t, pkix.Name{CommonName: "system:node:m1", Organization: []string{"system:nodes"}}),
+				csrPEM(t, pkix.Name{CommonName: "system:node:m1", Organization: []string{"system:nodes"}}, "m1"))},
 	} {
 		code, body := call(t, hc, c.method, u+c.path, secret, c.body)
 		if code != http.StatusForbidden && code != http.StatusUnauthorized {
@@ -172,6 +176,19 @@ func TestAgentTokenGetsOnlyANodeCredential(t *testing.T) {
 	}
 	if _, err := m.Clientset().CoreV1().Secrets("kube-system").Get(ctx, "bootstrap-token-"+id, metav1.GetOptions{}); err != nil {
 		t.Errorf("the agent token's Secret: %v", err)
+	}
+
+	// The server token, as agents set up before agent tokens hold it, gets
+	// a node's certificates too, and no key.
+	_, serverSecret, err := pki.ParseToken(m.Token())
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, body := call(t, hc, http.MethodPost, u+"/internal/v1/node-bootstrap", serverSecret, nodeReq("legacy",
+		csrPEM(t, pkix.Name{CommonName: "system:node:legacy", Organization: []string{"system:nodes"}}),
+		csrPEM(t, pkix.Name{CommonName: "system:node:legacy", Organization: []string{"system:nodes"}}, "legacy")))
+	if code != http.StatusOK || strings.Contains(body, "PRIVATE KEY") || !strings.Contains(body, "clientCert") {
+		t.Errorf("node bootstrap with the server token: %d %s", code, body)
 	}
 }
 
@@ -305,10 +322,12 @@ func TestTokenCommands(t *testing.T) {
 // TestNodeCertificateRenewal: with short node certificates, the agent
 // renews its client and serving certificates in place, twice (the second
 // renewal is authenticated with the first renewed certificate), without a
-// restart, and keeps working after the first ones expired.
+// restart, and keeps working after the first ones expired; the master's
+// embedded agent renews its own too.
 func TestNodeCertificateRenewal(t *testing.T) {
 	ctx := context.Background()
-	m := testutil.NewMaster(t, testutil.MasterOptions{Name: "m1", Args: []string{"--node-cert-lifetime", "20s"}})
+	start := time.Now()
+	m := testutil.NewMaster(t, testutil.MasterOptions{Name: "m1", Agent: true, Args: []string{"--node-cert-lifetime", "20s", "--runtime", "fake"}})
 	m.Start()
 	m.WaitReady(30 * time.Second)
 	cs := m.Clientset()
@@ -381,4 +400,35 @@ func TestNodeCertificateRenewal(t *testing.T) {
 	if a.Pid() != pid {
 		t.Fatalf("agent restarted")
 	}
+
+	// The embedded agent's kubelet serves a certificate issued after the
+	// first ones expired, and its node's Lease is still renewed.
+	caPEM, err := os.ReadFile(filepath.Join(m.DataDir, "tls", "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	conn, err := tls.Dial("tcp", m.IP+":10250", &tls.Config{RootCAs: pool, ServerName: "m1"})
+	if err != nil {
+		t.Fatalf("embedded kubelet TLS: %v", err)
+	}
+	served := conn.ConnectionState().PeerCertificates[0]
+	conn.Close()
+	// Its first certificate dates from the master's start (NotBefore a
+	// tenth of the lifetime earlier); a renewed one from 70% of it later.
+	if !served.NotBefore.After(start.Add(10*time.Second)) || !served.NotAfter.After(time.Now()) || served.Subject.CommonName != "system:node:m1" {
+		t.Errorf("embedded kubelet serves %s valid %s to %s (master started %s), want a renewed system:node:m1 certificate",
+			served.Subject.CommonName, served.NotBefore, served.NotAfter, start)
+	}
+	testutil.WaitFor(t, 30*time.Second, "embedded node's lease renewed after its first certificate expired", func() error {
+		l, err := cs.CoordinationV1().Leases("kube-node-lease").Get(ctx, "m1", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if l.Spec.RenewTime == nil || !l.Spec.RenewTime.After(expired) {
+			return fmt.Errorf("lease last renewed %v", l.Spec.RenewTime)
+		}
+		return nil
+	})
 }

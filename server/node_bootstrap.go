@@ -27,7 +27,7 @@ var nodeCSRResource = schema.GroupResource{Group: "certificates.k8s.io", Resourc
 //
 //   - an agent token (a bootstrap token, group system:bootstrappers), for a
 //     node joining, as kube-controller-manager approves a bootstrapper's
-//     nodeclient CSR;
+//     nodeclient CSR, unless the name is a master's;
 //   - a node, with its current client certificate, for itself only
 //     (renewal, as the selfnodeclient approval);
 //   - the server token, for agents set up before agent tokens existed
@@ -87,6 +87,11 @@ func (s *Server) mayBootstrapNode(r *http.Request, u *auth.User, node string) er
 		s.log.Warn("node bootstrapped with the server token; give nodes an agent token (skiff token create)", "node", node)
 		return nil
 	case !fromCert && u.InGroup(auth.GroupBootstrappers) && strings.HasPrefix(u.Name, auth.BootstrapUserPrefix):
+		// A master's own node takes its credentials from its master, never
+		// through a token: an agent token cannot become a master's node.
+		if _, isMaster := s.lookupMember(node); isMaster {
+			return apierrors.NewForbidden(nodeCSRResource, node, fmt.Errorf("%s is a master's node: its credentials come from its master", node))
+		}
 		return nil
 	}
 	return apierrors.NewForbidden(nodeCSRResource, node, fmt.Errorf("user %q may not bootstrap nodes", u.Name))
