@@ -14,6 +14,7 @@ import (
 	"time"
 
 	utilnet "k8s.io/apimachinery/pkg/util/net"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/connrotation"
 
@@ -29,6 +30,7 @@ type NodeCertificates struct {
 	tracker *connrotation.ConnectionTracker
 
 	mu      sync.RWMutex
+	tr      *http.Transport // made by the first RESTConfig
 	creds   *pki.NodeCredentials
 	client  *tls.Certificate
 	serving *tls.Certificate
@@ -97,19 +99,40 @@ func (m *NodeCertificates) Update(c *pki.NodeCredentials) error {
 	if err := m.set(c); err != nil {
 		return err
 	}
+	// Idle connections first, through their transports (so none is handed
+	// out closed), then the ones in use.
+	m.mu.RLock()
+	tr := m.tr
+	m.mu.RUnlock()
+	if tr != nil {
+		tr.CloseIdleConnections()
+	}
 	m.tracker.CloseAll()
 	return nil
 }
 
 // RESTConfig is a client-go config for serverURL whose connections present
-// the current client certificate.
+// the current client certificate. Every config shares one transport.
 func (m *NodeCertificates) RESTConfig(serverURL string) (*rest.Config, error) {
+	tr, err := m.transport()
+	if err != nil {
+		return nil, err
+	}
+	return &rest.Config{Host: serverURL, Transport: tr, QPS: 200, Burst: 400, UserAgent: "skiff-agent"}, nil
+}
+
+func (m *NodeCertificates) transport() (*http.Transport, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.tr != nil {
+		return m.tr, nil
+	}
 	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM([]byte(m.Current().CACert)) {
+	if !pool.AppendCertsFromPEM([]byte(m.creds.CACert)) {
 		return nil, errors.New("node credentials: cluster CA does not parse")
 	}
 	dialer := connrotation.NewDialerWithTracker((&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext, m.tracker)
-	tr := utilnet.SetTransportDefaults(&http.Transport{
+	m.tr = utilnet.SetTransportDefaults(&http.Transport{
 		TLSClientConfig: &tls.Config{
 			MinVersion: tls.VersionTLS12,
 			RootCAs:    pool,
@@ -124,7 +147,7 @@ func (m *NodeCertificates) RESTConfig(serverURL string) (*rest.Config, error) {
 		MaxIdleConnsPerHost: 25,
 		IdleConnTimeout:     90 * time.Second,
 	})
-	return &rest.Config{Host: serverURL, Transport: tr, QPS: 200, Burst: 400, UserAgent: "skiff-agent"}, nil
+	return m.tr, nil
 }
 
 // ServingTLS is the kubelet server's TLS config: the current serving
@@ -148,24 +171,20 @@ func (m *NodeCertificates) ServingTLS() (*tls.Config, error) {
 	}, nil
 }
 
-// Renew asks serverURL for new certificates of nodeName, authenticated by
-// the current client certificate (a node may renew only its own), with
-// new keys made here.
+// Renew asks serverURL for new certificates of nodeName with
+// CertificateSigningRequests made as the node (its current client
+// certificate; a node may renew only its own), for new keys made here.
 func (m *NodeCertificates) Renew(ctx context.Context, serverURL, nodeName string, addresses []string) (*pki.NodeCredentials, error) {
 	cfg, err := m.RESTConfig(serverURL)
 	if err != nil {
 		return nil, err
 	}
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: cfg.Transport}
-	defer hc.CloseIdleConnections()
-	c, err := requestNodeCertificates(ctx, hc, serverURL, "", nodeName, addresses)
+	cfg.Timeout = 30 * time.Second
+	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
-	if c.CACert != m.Current().CACert {
-		return nil, fmt.Errorf("renew node certificates: %w", pki.ErrCAMismatch)
-	}
-	return c, nil
+	return requestNodeCredentials(ctx, cs, serverURL, []byte(m.Current().CACert), nodeName, addresses, true)
 }
 
 // Run renews the credentials with renew at RenewAt, retrying with backoff

@@ -1,21 +1,19 @@
 package client
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/skiff-io/skiff/server/pki"
 )
@@ -29,12 +27,14 @@ const (
 	nodeServingKeyFile  = "serving.key"
 )
 
-// BootstrapNode gets a node's certificates from a master with a token (an
-// agent token; the server token still works, see docs/security.md): it
-// checks the master's CA against the token's hash before it sends the
-// secret, makes the node's keys and sends only certificate requests. A
-// refusal is an *apierrors.StatusError (401 for a wrong, deleted or
-// expired token, 403 for a request the node signer refuses).
+// BootstrapNode gets a node's certificates with a token (an agent token;
+// the server token still works, see docs/security.md): it checks the
+// master's CA against the token's hash before it sends the secret, makes
+// the node's keys, and asks for certificates with
+// CertificateSigningRequests: the client certificate as the token's user,
+// then the serving certificate as the node. A refusal is an
+// *apierrors.StatusError (401 for a wrong, deleted or expired token, 403
+// for a request no signer would sign) or wraps ErrCertificateRefused.
 func BootstrapNode(ctx context.Context, serverURL, token, nodeName string, addresses []string) (*pki.NodeCredentials, error) {
 	caHash, secret, err := pki.ParseToken(token)
 	if err != nil {
@@ -47,64 +47,12 @@ func BootstrapNode(ctx context.Context, serverURL, token, nodeName string, addre
 	if err != nil {
 		return nil, err
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, errors.New("node bootstrap: the server's CA certificate does not parse")
-	}
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
-	defer tr.CloseIdleConnections()
-	creds, err := requestNodeCertificates(ctx, &http.Client{Timeout: 30 * time.Second, Transport: tr}, serverURL, secret, nodeName, addresses)
+	cs, err := kubernetes.NewForConfig(&rest.Config{Host: serverURL, BearerToken: secret, Timeout: 30 * time.Second,
+		UserAgent: "skiff-agent", TLSClientConfig: rest.TLSClientConfig{CAData: caPEM}})
 	if err != nil {
 		return nil, err
 	}
-	if pki.CAHash([]byte(creds.CACert)) != caHash {
-		return nil, fmt.Errorf("node bootstrap: %w", pki.ErrCAMismatch)
-	}
-	return creds, nil
-}
-
-// requestNodeCertificates makes new keys for the node and asks the master
-// to sign their requests, authenticated by hc's client certificate or, if
-// bearer is not empty, by that token.
-func requestNodeCertificates(ctx context.Context, hc *http.Client, serverURL, bearer, nodeName string, addresses []string) (*pki.NodeCredentials, error) {
-	req, clientKey, servingKey, err := pki.NewNodeCSRs(nodeName, addresses)
-	if err != nil {
-		return nil, err
-	}
-	body, err := json.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(serverURL, "/")+"/internal/v1/node-bootstrap", bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	if bearer != "" {
-		hreq.Header.Set("Authorization", "Bearer "+bearer)
-	}
-	hreq.Header.Set("Content-Type", "application/json")
-	resp, err := hc.Do(hreq)
-	if err != nil {
-		return nil, fmt.Errorf("node bootstrap at %s: %w", serverURL, err)
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("node bootstrap at %s: %w", serverURL, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("node bootstrap at %s: %w", serverURL, pki.StatusError(resp.StatusCode, out))
-	}
-	var certs pki.NodeCertificates
-	if err := json.Unmarshal(out, &certs); err != nil {
-		return nil, fmt.Errorf("node bootstrap at %s: %w", serverURL, err)
-	}
-	c := &pki.NodeCredentials{CACert: certs.CACert, ClientCert: certs.ClientCert, ClientKey: string(clientKey),
-		ServingCert: certs.ServingCert, ServingKey: string(servingKey)}
-	if err := c.Check(nodeName); err != nil {
-		return nil, fmt.Errorf("node bootstrap at %s: %w", serverURL, err)
-	}
-	return c, nil
+	return requestNodeCredentials(ctx, cs, serverURL, caPEM, nodeName, addresses, false)
 }
 
 // SaveNodeCredentials writes creds under dir (keys mode 0600), each key

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -111,12 +112,27 @@ func TestAgentTokenGetsOnlyANodeCredential(t *testing.T) {
 	hc := caClient(t, m, nil)
 	u := m.URL()
 
-	nodeSubject := pkix.Name{CommonName: "system:node:probe", Organization: []string{"system:nodes"}}
-	goodServing := csrPEM(t, nodeSubject, "probe")
-	nodeReq := func(name, client, serving string) []byte {
-		b, _ := json.Marshal(pki.NodeBootstrapRequest{NodeName: name, ClientCSR: client, ServingCSR: serving})
+	nodeSubject := func(n string) pkix.Name {
+		return pkix.Name{CommonName: "system:node:" + n, Organization: []string{"system:nodes"}}
+	}
+	csrPath := "/apis/certificates.k8s.io/v1/certificatesigningrequests"
+	csrBody := func(signer, request string) []byte {
+		usage := certificatesv1.UsageClientAuth
+		if signer == pki.SignerKubeletServing {
+			usage = certificatesv1.UsageServerAuth
+		}
+		b, err := json.Marshal(&certificatesv1.CertificateSigningRequest{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "certificates.k8s.io/v1", Kind: "CertificateSigningRequest"},
+			ObjectMeta: metav1.ObjectMeta{GenerateName: "probe-"},
+			Spec: certificatesv1.CertificateSigningRequestSpec{Request: []byte(request), SignerName: signer,
+				Usages: []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, usage}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 		return b
 	}
+	masters := pkix.Name{CommonName: "skiff-admin", Organization: []string{"system:masters"}}
 	for _, c := range []struct {
 		what, method, path string
 		body               []byte
@@ -129,19 +145,15 @@ func TestAgentTokenGetsOnlyANodeCredential(t *testing.T) {
 		{"kube-system secrets", http.MethodGet, "/api/v1/namespaces/kube-system/secrets", nil},
 		{"its own token secret", http.MethodGet, "/api/v1/namespaces/kube-system/secrets/bootstrap-token-" + id, nil},
 		{"a service-account token", http.MethodPost, "/api/v1/namespaces/kube-system/serviceaccounts/default/token", []byte(`{"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{}}`)},
-		{"a system:masters certificate", http.MethodPost, "/internal/v1/node-bootstrap",
-			nodeReq("probe", csrPEM(t, pkix.Name{CommonName: "skiff-admin", Organization: []string{"system:masters"}}), goodServing)},
-		{"a node certificate in system:masters", http.MethodPost, "/internal/v1/node-bootstrap",
-			nodeReq("probe", csrPEM(t, pkix.Name{CommonName: "system:node:probe", Organization: []string{"system:nodes", "system:masters"}}), goodServing)},
-		{"a node certificate for another name", http.MethodPost, "/internal/v1/node-bootstrap",
-			nodeReq("probe", csrPEM(t, pkix.Name{CommonName: "system:node:other", Organization: []string{"system:nodes"}}), goodServing)},
-		{"a server certificate", http.MethodPost, "/internal/v1/node-bootstrap",
-			nodeReq("probe", csrPEM(t, nodeSubject), csrPEM(t, pkix.Name{CommonName: "skiff-server:probe", Organization: []string{"skiff:servers"}}, "probe"))},
-		{"a client certificate with names", http.MethodPost, "/internal/v1/node-bootstrap",
-			nodeReq("probe", csrPEM(t, nodeSubject, "kubernetes.default"), goodServing)},
-		{"the master's node certificate", http.MethodPost, "/internal/v1/node-bootstrap",
-			nodeReq("m1", csrPEM(t, pkix.Name{CommonName: "system:node:m1", Organization: []string{"system:nodes"}}),
-				csrPEM(t, pkix.Name{CommonName: "system:node:m1", Organization: []string{"system:nodes"}}, "m1"))},
+		{"approving a request", http.MethodPut, csrPath + "/x/status", []byte(`{}`)},
+		{"a system:masters kubelet client certificate", http.MethodPost, csrPath, csrBody(pki.SignerKubeletClient, csrPEM(t, masters))},
+		{"a system:masters apiserver client certificate", http.MethodPost, csrPath, csrBody("kubernetes.io/kube-apiserver-client", csrPEM(t, masters))},
+		{"a node certificate in system:masters", http.MethodPost, csrPath,
+			csrBody(pki.SignerKubeletClient, csrPEM(t, pkix.Name{CommonName: "system:node:probe", Organization: []string{"system:nodes", "system:masters"}}))},
+		{"a serving certificate", http.MethodPost, csrPath, csrBody(pki.SignerKubeletServing, csrPEM(t, nodeSubject("probe"), "probe"))},
+		{"a server certificate", http.MethodPost, csrPath,
+			csrBody(pki.SignerKubeletServing, csrPEM(t, pkix.Name{CommonName: "skiff-server:probe", Organization: []string{"skiff:servers"}}, "probe"))},
+		{"a client certificate with names", http.MethodPost, csrPath, csrBody(pki.SignerKubeletClient, csrPEM(t, nodeSubject("probe"), "kubernetes.default"))},
 	} {
 		code, body := call(t, hc, c.method, u+c.path, secret, c.body)
 		if code != http.StatusForbidden && code != http.StatusUnauthorized {
@@ -151,6 +163,35 @@ func TestAgentTokenGetsOnlyANodeCredential(t *testing.T) {
 			t.Errorf("agent token asking for %s got key or certificate material: %s", c.what, body)
 		}
 	}
+
+	// The master's own node: the request is denied, never signed.
+	admin := m.Clientset()
+	code, body := call(t, hc, http.MethodPost, u+csrPath, secret, csrBody(pki.SignerKubeletClient, csrPEM(t, nodeSubject("m1"))))
+	if code != http.StatusCreated {
+		t.Fatalf("request for the master's node: %d %s", code, body)
+	}
+	var created certificatesv1.CertificateSigningRequest
+	if err := json.Unmarshal([]byte(body), &created); err != nil {
+		t.Fatal(err)
+	}
+	if created.Spec.Username != "system:bootstrap:"+id {
+		t.Errorf("requester %q, want system:bootstrap:%s set by the API server", created.Spec.Username, id)
+	}
+	testutil.WaitFor(t, 20*time.Second, "the request for the master's node denied", func() error {
+		c, err := admin.CertificatesV1().CertificateSigningRequests().Get(ctx, created.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if len(c.Status.Certificate) > 0 {
+			t.Fatalf("the master's node certificate was issued to an agent token")
+		}
+		for _, cond := range c.Status.Conditions {
+			if cond.Type == certificatesv1.CertificateDenied {
+				return nil
+			}
+		}
+		return fmt.Errorf("conditions %v", c.Status.Conditions)
+	})
 
 	// What it can get: one node's certificates, for keys made here.
 	creds, err := client.BootstrapNode(ctx, u, tok, "probe", []string{"127.0.0.1"})
@@ -170,25 +211,21 @@ func TestAgentTokenGetsOnlyANodeCredential(t *testing.T) {
 	if code, body := call(t, nhc, http.MethodPost, u+"/internal/v1/bootstrap", "", nil); code != http.StatusForbidden {
 		t.Errorf("node certificate asking for the keys: %d %s, want 403", code, body)
 	}
-	other := pkix.Name{CommonName: "system:node:other", Organization: []string{"system:nodes"}}
-	if code, body := call(t, nhc, http.MethodPost, u+"/internal/v1/node-bootstrap", "", nodeReq("other", csrPEM(t, other), csrPEM(t, other, "other"))); code != http.StatusForbidden {
-		t.Errorf("node probe asking for node other's certificates: %d %s, want 403", code, body)
+	if code, body := call(t, nhc, http.MethodPost, u+csrPath, "", csrBody(pki.SignerKubeletClient, csrPEM(t, nodeSubject("other")))); code != http.StatusForbidden {
+		t.Errorf("node probe asking for node other's certificate: %d %s, want 403", code, body)
 	}
-	if _, err := m.Clientset().CoreV1().Secrets("kube-system").Get(ctx, "bootstrap-token-"+id, metav1.GetOptions{}); err != nil {
+	if _, err := admin.CoreV1().Secrets("kube-system").Get(ctx, "bootstrap-token-"+id, metav1.GetOptions{}); err != nil {
 		t.Errorf("the agent token's Secret: %v", err)
 	}
 
 	// The server token, as agents set up before agent tokens hold it, gets
 	// a node's certificates too, and no key.
-	_, serverSecret, err := pki.ParseToken(m.Token())
+	legacy, err := client.BootstrapNode(ctx, u, m.Token(), "legacy", []string{"127.0.0.1"})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("node bootstrap with the server token: %v", err)
 	}
-	code, body := call(t, hc, http.MethodPost, u+"/internal/v1/node-bootstrap", serverSecret, nodeReq("legacy",
-		csrPEM(t, pkix.Name{CommonName: "system:node:legacy", Organization: []string{"system:nodes"}}),
-		csrPEM(t, pkix.Name{CommonName: "system:node:legacy", Organization: []string{"system:nodes"}}, "legacy")))
-	if code != http.StatusOK || strings.Contains(body, "PRIVATE KEY") || !strings.Contains(body, "clientCert") {
-		t.Errorf("node bootstrap with the server token: %d %s", code, body)
+	if err := legacy.Check("legacy"); err != nil {
+		t.Errorf("legacy node credentials: %v", err)
 	}
 }
 

@@ -260,6 +260,7 @@ func bootstrapWithRetry(ctx context.Context, o nodeOptions, addresses []string) 
 			return creds, nil
 		}
 		if errors.Is(err, pki.ErrInvalidToken) || errors.Is(err, pki.ErrCAMismatch) || errors.Is(err, pki.ErrUntrustedServer) ||
+			errors.Is(err, client.ErrCertificateRefused) ||
 			apierrors.IsForbidden(err) || apierrors.IsBadRequest(err) || apierrors.IsInvalid(err) ||
 			(apierrors.IsUnauthorized(err) && time.Since(start) > 30*time.Second) {
 			return nil, err

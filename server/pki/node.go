@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -97,64 +98,97 @@ func NewNodeCSRs(nodeName string, addresses []string) (req NodeBootstrapRequest,
 	return req, clientKey, servingKey, nil
 }
 
+// Kubernetes' kubelet signers.
+const (
+	SignerKubeletClient  = "kubernetes.io/kube-apiserver-client-kubelet"
+	SignerKubeletServing = "kubernetes.io/kubelet-serving"
+)
+
 // SignNodeCSRs signs the two requests of req for req.NodeName, each valid
-// for lifetime, as Kubernetes' kubelet signers do
-// (kubernetes.io/kube-apiserver-client-kubelet: client auth, subject
-// system:node:<name> in system:nodes and nothing else, no SANs;
-// kubernetes.io/kubelet-serving: server auth, the same subject, DNS and IP
-// SANs only). Anything else gives an error wrapping ErrNodeCSR.
+// for lifetime (SignNodeCSR).
 func (ca *CA) SignNodeCSRs(req NodeBootstrapRequest, lifetime time.Duration) (*NodeCertificates, error) {
-	if req.NodeName == "" {
-		return nil, fmt.Errorf("%w: empty node name", ErrNodeCSR)
-	}
-	if lifetime <= 0 {
-		lifetime = DefaultNodeCertLifetime
-	}
-	client, err := parseNodeCSR(req.ClientCSR, req.NodeName)
+	clientPEM, err := ca.SignNodeCSR(SignerKubeletClient, []byte(req.ClientCSR), req.NodeName, lifetime)
 	if err != nil {
 		return nil, fmt.Errorf("client CSR: %w", err)
 	}
-	if len(client.DNSNames)+len(client.IPAddresses)+len(client.EmailAddresses)+len(client.URIs) > 0 {
-		return nil, fmt.Errorf("client CSR: %w: a node client certificate carries no subject alternative names", ErrNodeCSR)
-	}
-	serving, err := parseNodeCSR(req.ServingCSR, req.NodeName)
+	servingPEM, err := ca.SignNodeCSR(SignerKubeletServing, []byte(req.ServingCSR), req.NodeName, lifetime)
 	if err != nil {
 		return nil, fmt.Errorf("serving CSR: %w", err)
-	}
-	if len(serving.EmailAddresses)+len(serving.URIs) > 0 {
-		return nil, fmt.Errorf("serving CSR: %w: a kubelet serving certificate carries DNS names and IP addresses only", ErrNodeCSR)
-	}
-	if len(serving.DNSNames)+len(serving.IPAddresses) == 0 {
-		return nil, fmt.Errorf("serving CSR: %w: no DNS name or IP address", ErrNodeCSR)
-	}
-	subject := func() pkix.Name {
-		return pkix.Name{CommonName: NodeUserPrefix + req.NodeName, Organization: []string{NodesGroup}}
-	}
-	clientPEM, err := ca.signPublic(&x509.Certificate{
-		Subject:     subject(),
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}, client.PublicKey, lifetime)
-	if err != nil {
-		return nil, fmt.Errorf("sign client certificate of node %q: %w", req.NodeName, err)
-	}
-	// Server authentication only: the serving certificate is no client
-	// credential.
-	servingPEM, err := ca.signPublic(&x509.Certificate{
-		Subject:     subject(),
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:    serving.DNSNames,
-		IPAddresses: serving.IPAddresses,
-	}, serving.PublicKey, lifetime)
-	if err != nil {
-		return nil, fmt.Errorf("sign serving certificate of node %q: %w", req.NodeName, err)
 	}
 	return &NodeCertificates{CACert: string(ca.CertPEM), ClientCert: string(clientPEM), ServingCert: string(servingPEM)}, nil
 }
 
-// parseNodeCSR decodes a PEM CSR, checks its signature and that its
-// subject is exactly CN=system:node:<nodeName>, O=system:nodes.
-func parseNodeCSR(csrPEM, nodeName string) (*x509.CertificateRequest, error) {
-	b, _ := pem.Decode([]byte(csrPEM))
+// CheckNodeCSR checks a request for signer as Kubernetes' kubelet signers
+// do and returns the node it names: subject exactly
+// CN=system:node:<name>, O=system:nodes; for
+// kubernetes.io/kube-apiserver-client-kubelet no SANs, for
+// kubernetes.io/kubelet-serving DNS and IP SANs only (at least one).
+// Anything else gives an error wrapping ErrNodeCSR.
+func CheckNodeCSR(signer string, csrPEM []byte) (node string, csr *x509.CertificateRequest, err error) {
+	csr, err = parseCSR(csrPEM)
+	if err != nil {
+		return "", nil, err
+	}
+	node, ok := strings.CutPrefix(csr.Subject.CommonName, NodeUserPrefix)
+	if !ok || node == "" {
+		return "", nil, fmt.Errorf("%w: subject %q is not %s<node>", ErrNodeCSR, csr.Subject.CommonName, NodeUserPrefix)
+	}
+	if _, err := checkNodeSubject(csr, node); err != nil {
+		return "", nil, err
+	}
+	sans := len(csr.DNSNames) + len(csr.IPAddresses)
+	other := len(csr.EmailAddresses) + len(csr.URIs)
+	switch signer {
+	case SignerKubeletClient:
+		if sans+other > 0 {
+			return "", nil, fmt.Errorf("%w: a node client certificate carries no subject alternative names", ErrNodeCSR)
+		}
+	case SignerKubeletServing:
+		if other > 0 {
+			return "", nil, fmt.Errorf("%w: a kubelet serving certificate carries DNS names and IP addresses only", ErrNodeCSR)
+		}
+		if sans == 0 {
+			return "", nil, fmt.Errorf("%w: no DNS name or IP address", ErrNodeCSR)
+		}
+	default:
+		return "", nil, fmt.Errorf("%w: signer %q is not a kubelet signer", ErrNodeCSR, signer)
+	}
+	return node, csr, nil
+}
+
+// SignNodeCSR signs a request of nodeName for signer (CheckNodeCSR), valid
+// for lifetime (DefaultNodeCertLifetime if 0), with the key usages of the
+// signer only: client auth, or server auth (a serving certificate is never
+// a client credential).
+func (ca *CA) SignNodeCSR(signer string, csrPEM []byte, nodeName string, lifetime time.Duration) ([]byte, error) {
+	node, csr, err := CheckNodeCSR(signer, csrPEM)
+	if err != nil {
+		return nil, err
+	}
+	if node != nodeName {
+		return nil, fmt.Errorf("%w: subject %q is not %q", ErrNodeCSR, csr.Subject.CommonName, NodeUserPrefix+nodeName)
+	}
+	if lifetime <= 0 {
+		lifetime = DefaultNodeCertLifetime
+	}
+	tmpl := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: NodeUserPrefix + node, Organization: []string{NodesGroup}},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	if signer == SignerKubeletServing {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		tmpl.DNSNames, tmpl.IPAddresses = csr.DNSNames, csr.IPAddresses
+	}
+	certPEM, err := ca.signPublic(tmpl, csr.PublicKey, lifetime)
+	if err != nil {
+		return nil, fmt.Errorf("sign certificate of node %q: %w", node, err)
+	}
+	return certPEM, nil
+}
+
+// parseCSR decodes a PEM CSR and checks its signature.
+func parseCSR(csrPEM []byte) (*x509.CertificateRequest, error) {
+	b, _ := pem.Decode(csrPEM)
 	if b == nil || b.Type != pemCertificateRequest {
 		return nil, fmt.Errorf("%w: no PEM %s", ErrNodeCSR, pemCertificateRequest)
 	}
@@ -165,6 +199,12 @@ func parseNodeCSR(csrPEM, nodeName string) (*x509.CertificateRequest, error) {
 	if err := csr.CheckSignature(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNodeCSR, err)
 	}
+	return csr, nil
+}
+
+// checkNodeSubject checks that the subject is exactly
+// CN=system:node:<nodeName>, O=system:nodes.
+func checkNodeSubject(csr *x509.CertificateRequest, nodeName string) (*x509.CertificateRequest, error) {
 	s := csr.Subject
 	if s.CommonName != NodeUserPrefix+nodeName {
 		return nil, fmt.Errorf("%w: subject %q is not %q", ErrNodeCSR, s.CommonName, NodeUserPrefix+nodeName)
