@@ -31,11 +31,11 @@ const pemCertificateRequest = "CERTIFICATE REQUEST"
 // may not carry). The API answers 403.
 var ErrNodeCSR = errors.New("the node signer refuses this request")
 
-// NodeBootstrapRequest is what an agent sends to
-// POST /internal/v1/node-bootstrap: certificate signing requests for its
-// client certificate (CN system:node:<name>, O system:nodes, no SANs) and
-// its kubelet serving certificate (same subject, its addresses as SANs).
-// The private keys stay on the node.
+// NodeBootstrapRequest holds a node's certificate signing requests (PEM)
+// for its client certificate (CN system:node:<name>, O system:nodes, no
+// SANs) and its kubelet serving certificate (same subject, its addresses
+// as SANs); the agent sends them as CertificateSigningRequests. The
+// private keys stay on the node.
 type NodeBootstrapRequest struct {
 	NodeName string `json:"nodeName"`
 	// Addresses are the IPs and DNS names the kubelet server is reached
@@ -45,7 +45,7 @@ type NodeBootstrapRequest struct {
 	ServingCSR string   `json:"servingCSR,omitempty"`
 }
 
-// NodeCertificates are the master's answer to a NodeBootstrapRequest.
+// NodeCertificates are the certificates signed for a NodeBootstrapRequest.
 type NodeCertificates struct {
 	CACert      string `json:"caCert"`
 	ClientCert  string `json:"clientCert"`
