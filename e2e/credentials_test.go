@@ -235,9 +235,32 @@ func TestAgentJoinsWithAgentToken(t *testing.T) {
 	m := testutil.NewMaster(t, testutil.MasterOptions{Name: "m1"})
 	m.Start()
 	m.WaitReady(30 * time.Second)
-	a := testutil.NewAgent(t, testutil.AgentOptions{Name: "worker-1", Server: m.URL(), Token: m.AgentToken()})
+	tok := m.AgentToken()
+	id, _, _ := strings.Cut(agentSecret(t, tok), ".")
+	a := testutil.NewAgent(t, testutil.AgentOptions{Name: "worker-1", Server: m.URL(), Token: tok})
 	a.Start()
 	waitNodeReady(t, m.Clientset(), "worker-1")
+
+	// Its two requests, as kubectl shows them: the client one made with the
+	// token, the serving one as the node.
+	if out, ok := kubectlIfInstalled(t, m, "get", "csr"); ok {
+		for signer, requester := range map[string]string{
+			"kubernetes.io/kube-apiserver-client-kubelet": "system:bootstrap:" + id,
+			"kubernetes.io/kubelet-serving":               "system:node:worker-1",
+		} {
+			found := false
+			for _, line := range strings.Split(out, "\n") {
+				f := strings.Fields(line)
+				found = found || (len(f) >= 4 && f[2] == signer && f[3] == requester)
+			}
+			if !found {
+				t.Errorf("kubectl get csr lacks a %s request by %s:\n%s", signer, requester, out)
+			}
+		}
+		if strings.Count(out, "Approved,Issued") != 2 {
+			t.Errorf("kubectl get csr: want two Approved,Issued requests:\n%s", out)
+		}
+	}
 
 	var masterKeys [][]byte
 	for _, f := range []string{"ca.key", pki.ServiceAccountKeyFile, "server.key"} {
