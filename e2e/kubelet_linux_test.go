@@ -58,7 +58,7 @@ func startRealNode(t *testing.T) *realNode {
 	m := testutil.NewMaster(t, testutil.MasterOptions{Name: "m1", IP: hosts[0].IP, Netns: hosts[0].Netns})
 	m.Start()
 	m.WaitReady(30 * time.Second)
-	a := testutil.NewAgent(t, testutil.AgentOptions{Name: "real-1", Server: m.URL(), Token: m.Token(), Runtime: "libcontainer",
+	a := testutil.NewAgent(t, testutil.AgentOptions{Name: "real-1", Server: m.URL(), Token: m.AgentToken(), Runtime: "libcontainer",
 		IP: hosts[1].IP, Netns: hosts[1].Netns, Args: []string{"--restart-backoff", "1s"}})
 	img, err := rtestutil.BusyboxImage(rtestutil.BusyboxPath, v1.Config{Cmd: []string{"sh"}},
 		rtestutil.File{Path: "www", Dir: true}, rtestutil.File{Path: "www/index.html", Data: "hello from httpd\n"})

@@ -59,6 +59,10 @@ type Config struct {
 	ServiceAccountIssuer             string
 	APIAudiences                     []string
 	ServiceAccountMaxTokenExpiration time.Duration
+	// NodeCertLifetime is how long the node certificates this master signs
+	// are valid (pki.DefaultNodeCertLifetime if 0); agents renew at 70-80%
+	// of it. Short values are for tests.
+	NodeCertLifetime time.Duration
 	// Controllers tune the leader's controllers (server/controller/manager).
 	Controllers manager.Options
 	// PodSecurity is the PodSecurity admission configuration: default
@@ -176,6 +180,9 @@ func (c *Config) raftAddr() string {
 func (c *Config) tlsDir() string    { return filepath.Join(c.DataDir, "tls") }
 func (c *Config) raftDir() string   { return filepath.Join(c.DataDir, "raft") }
 func (c *Config) tokenPath() string { return filepath.Join(c.DataDir, "token") }
+
+// agentTokenPath holds the agent token the first master made.
+func (c *Config) agentTokenPath() string { return filepath.Join(c.DataDir, "agent-token") }
 func (c *Config) kubeconfigPath() string {
 	return filepath.Join(c.DataDir, "kubeconfig.yaml")
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/skiff-io/skiff/server/admission"
 	"github.com/skiff-io/skiff/server/auth"
+	"github.com/skiff-io/skiff/server/controller/certificates"
 	"github.com/skiff-io/skiff/server/controller/manager"
 	"github.com/skiff-io/skiff/server/registry"
 )
@@ -27,6 +28,8 @@ func (s *Server) startControllers(ctx context.Context, wg *sync.WaitGroup, cfg *
 		}
 		opts.Gossip = gossipHealth{s.gossip}
 		opts.RootCA, opts.TokenSigner = s.ca.CertPEM, s.saTokens
+		opts.CSRSigner = &certificates.Config{Signer: s.ca, Lifetime: s.cfg.NodeCertLifetime,
+			IsMaster: func(name string) bool { _, ok := s.lookupMember(name); return ok }}
 		if err := manager.Run(ctx, cfg, opts); err != nil {
 			s.log.Error("controllers stopped", "err", err)
 		}

@@ -65,6 +65,9 @@ func (s *Server) loadOrCreateCredentials(ctx context.Context) error {
 			if hash != "" {
 				return errors.New("--token carries a CA hash, but this is a new cluster: give a bare secret, or --join the cluster the token belongs to")
 			}
+			if pki.IsAgentSecret(sec) {
+				return errors.New("--token has the form of an agent token (<id>.<secret>): the server token must not, choose another secret")
+			}
 			secret = sec
 		} else if secret, err = pki.GenerateSecret(); err != nil {
 			return err
@@ -90,6 +93,9 @@ func (s *Server) loadOrCreateCredentials(ctx context.Context) error {
 		return fmt.Errorf("stored token: %w", err)
 	}
 	s.secret = secret
+	if err := s.prepareAgentToken(); err != nil {
+		return err
+	}
 	if err := s.loadServiceAccountKey(saKey); err != nil {
 		return err
 	}

@@ -15,7 +15,8 @@ import (
 
 // Internal endpoints, served on the API port under /internal/v1/. Only
 // masters (client certificates of organisation skiff:servers) and cluster
-// admins reach them, except bootstrap, which takes the join token.
+// admins reach them, except bootstrap, which takes the server token, and
+// gossip, which nodes read.
 const maxEntrySize = 8 << 20
 
 func (s *Server) internalHandler() http.Handler {
@@ -26,7 +27,6 @@ func (s *Server) internalHandler() http.Handler {
 	mux.HandleFunc("GET /internal/v1/snapshot", s.requireServer(s.handleSnapshot))
 	mux.HandleFunc("POST /internal/v1/bootstrap", s.handleBootstrap)
 	mux.HandleFunc("POST /internal/v1/join", s.requireServer(s.handleJoin))
-	mux.HandleFunc("POST /internal/v1/node-bootstrap", s.handleNodeBootstrap)
 	mux.HandleFunc("GET /internal/v1/members", s.requireAdmin(s.handleMembers))
 	mux.HandleFunc("DELETE /internal/v1/members/{name}", s.requireAdmin(s.handleRemoveMember))
 	mux.HandleFunc("GET /internal/v1/gossip", s.handleGossipInfo)

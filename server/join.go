@@ -15,7 +15,10 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/skiff-io/skiff/server/auth"
 	"github.com/skiff-io/skiff/server/pki"
 )
 
@@ -45,8 +48,12 @@ func (s *Server) handleBootstrap(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if u.Name != "skiff:joiner" {
-		http.Error(w, "Forbidden: the bootstrap endpoint takes the cluster join token", http.StatusForbidden)
+	// Only the server token: an agent token (a bootstrap token) or any
+	// certificate, a node's included, is refused.
+	if u.Name != auth.UserJoiner || (r.TLS != nil && len(r.TLS.VerifiedChains) > 0) {
+		s.log.Warn("refused the cluster's keys", "user", u.Name)
+		writeStatus(w, apierrors.NewForbidden(schema.GroupResource{Resource: "bootstrap"}, "",
+			errors.New("the cluster's keys go only to masters joining with the server token (<data-dir>/token of a master); nodes join with an agent token")))
 		return
 	}
 	writeJSON(w, bootstrapResponse{CACert: string(s.ca.CertPEM), CAKey: string(s.ca.KeyPEM), Token: s.token,
@@ -62,6 +69,9 @@ func fetchBootstrap(ctx context.Context, joinURL, token string) (*bootstrapRespo
 	}
 	if caHash == "" {
 		return nil, errors.New("join token has no CA hash: use the full token from the first server's <data-dir>/token (K10...)")
+	}
+	if pki.IsAgentSecret(secret) {
+		return nil, fmt.Errorf("join token: %w", pki.ErrAgentToken)
 	}
 	caPEM, err := pki.FetchVerifiedCA(ctx, joinURL, caHash)
 	if err != nil {
@@ -84,9 +94,12 @@ func fetchBootstrap(ctx context.Context, joinURL, token string) (*bootstrapRespo
 		return nil, fmt.Errorf("bootstrap from %s: %w", joinURL, err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap from %s: %w", joinURL, err)
+	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("bootstrap from %s: %s: %s", joinURL, resp.Status, bytes.TrimSpace(body))
+		return nil, fmt.Errorf("bootstrap from %s: %w", joinURL, pki.StatusError(resp.StatusCode, body))
 	}
 	var br bootstrapResponse
 	if err := json.Unmarshal(body, &br); err != nil {

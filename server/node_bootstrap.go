@@ -2,55 +2,24 @@ package server
 
 import (
 	"encoding/json"
-	"io"
+	"errors"
 	"net/http"
-	"strings"
 
-	"k8s.io/apimachinery/pkg/util/validation"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/skiff-io/skiff/server/auth"
 	"github.com/skiff-io/skiff/server/pki"
 )
 
-// handleNodeBootstrap issues an agent's node credentials (client
-// certificate system:node:<name> in system:nodes, kubelet serving
-// certificate) to a holder of the join token. The agent checked this
-// master's CA against the token's hash before sending the secret.
-func (s *Server) handleNodeBootstrap(w http.ResponseWriter, r *http.Request) {
-	u, ok := s.authenticate(w, r)
-	if !ok {
-		return
-	}
-	if u.Name != auth.UserJoiner && !u.InGroup(auth.GroupSkiffServers) {
-		http.Error(w, "Forbidden: node bootstrap takes the cluster join token", http.StatusForbidden)
-		return
-	}
-	var req pki.NodeBootstrapRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
-		http.Error(w, "bad node bootstrap request: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	if msgs := validation.IsDNS1123Subdomain(req.NodeName); len(msgs) > 0 {
-		http.Error(w, "invalid node name "+req.NodeName+": "+strings.Join(msgs, "; "), http.StatusUnprocessableEntity)
-		return
-	}
-	if len(req.Addresses) > 16 {
-		http.Error(w, "too many addresses", http.StatusBadRequest)
-		return
-	}
-	creds, err := s.NodeCredentials(req.NodeName, req.Addresses)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	s.log.Info("issued node credentials", "node", req.NodeName, "addresses", req.Addresses)
-	writeJSON(w, creds)
-}
+// Nodes get their certificates through CertificateSigningRequests
+// (certificates.k8s.io/v1), approved and signed by the leader
+// (server/controller/certificates); see docs/security.md.
 
-// NodeCredentials issues the credentials of a node (the embedded agent
-// takes them directly; remote agents through node bootstrap).
+// NodeCredentials issues the keys and certificates of this master's own
+// node (the embedded agent takes them in-process: no token, and the keys
+// never leave the process).
 func (s *Server) NodeCredentials(nodeName string, addresses []string) (*pki.NodeCredentials, error) {
-	return s.ca.IssueNodeCredentials(nodeName, addresses)
+	return s.ca.IssueNodeCredentials(nodeName, addresses, s.cfg.NodeCertLifetime)
 }
 
 // APIURL is this master's API URL.
@@ -64,4 +33,18 @@ func (s *Server) Config() Config { return s.cfg }
 // embedded agent's pod binder.
 func (s *Server) AdminTLS() (caPEM, certPEM, keyPEM []byte) {
 	return s.ca.CertPEM, s.serverCert, s.serverKey
+}
+
+// writeStatus answers err (an API status error) as a metav1.Status.
+func writeStatus(w http.ResponseWriter, err error) {
+	var as apierrors.APIStatus
+	if !errors.As(err, &as) {
+		as = apierrors.NewInternalError(err)
+	}
+	st := as.Status()
+	st.TypeMeta = metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}
+	st.Status = metav1.StatusFailure
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(int(st.Code))
+	_ = json.NewEncoder(w).Encode(&st)
 }

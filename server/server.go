@@ -47,13 +47,16 @@ type Server struct {
 	// leaderWatch tells requests in flight to a leader that it changed.
 	leaderWatch *leaderWatch
 
-	ca         *pki.CA
-	token      string
-	secret     string
-	serverCert []byte
-	serverKey  []byte
-	peerClient *http.Client
-	authn      *auth.Authenticator
+	ca     *pki.CA
+	token  string
+	secret string
+	// pendingAgentToken is the agent token (id.secret) prepareAgentToken
+	// made, until storeAgentToken has stored it.
+	pendingAgentToken string
+	serverCert        []byte
+	serverKey         []byte
+	peerClient        *http.Client
+	authn             *auth.Authenticator
 	// saKeyPEM signs service-account tokens through saTokens (satoken.go).
 	saKeyPEM []byte
 	saTokens *auth.ServiceAccountTokens
@@ -219,6 +222,10 @@ func (s *Server) Start() {
 	if s.cfg.Join != "" {
 		s.wg.Add(1)
 		go s.joinLoop()
+	}
+	if s.pendingAgentToken != "" {
+		s.wg.Add(1)
+		go s.storeAgentToken()
 	}
 	s.log.Info("master started", "api", s.cfg.apiURL(), "raft", s.cfg.raftAddr(), "data-dir", s.cfg.DataDir)
 }

@@ -26,13 +26,17 @@ func newAgentCommand() *cobra.Command {
 		Short: "Run a Skiff node: the kubelet that runs the pods bound to this node",
 		Long: `Run a Skiff node (the kubelet).
 
-The agent proves the join token to a master (after checking the master's CA
-against the hash in the token) and gets its node credentials, which it keeps
-in <data-dir>/agent/. It registers its Node, renews its Lease, and runs the
+The agent proves its agent token to a master (after checking the master's CA
+against the hash in the token), makes its own keys and gets them signed: a
+node client certificate and a kubelet serving certificate, kept in
+<data-dir>/agent/ and renewed before they expire, without a restart. It registers its Node, renews its Lease, and runs the
 pods bound to the node with the container runtime (libcontainer; "fake"
 simulates containers, for hollow nodes and tests).
 
-  skiff agent --server https://MASTER:6443 --token-file <master data-dir>/token`,
+  skiff agent --server https://MASTER:6443 --token-file <master data-dir>/agent-token
+
+(or a token from skiff token create). The server token (<data-dir>/token)
+still works for nodes, but keep it off them: it joins masters.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if tokenFile != "" {
@@ -84,8 +88,8 @@ simulates containers, for hollow nodes and tests).
 	}
 	f := cmd.Flags()
 	f.StringVar(&opts.Server, "server", "", "URL of a master, https://HOST:6443")
-	f.StringVar(&opts.Token, "token", "", "cluster join token (K10<ca-hash>::server:<secret>), needed until the node has credentials")
-	f.StringVar(&tokenFile, "token-file", "", "file holding the join token")
+	f.StringVar(&opts.Token, "token", "", "agent token (K10<ca-hash>::<id>.<secret>, from skiff token create or a master's <data-dir>/agent-token), needed until the node has credentials")
+	f.StringVar(&tokenFile, "token-file", "", "file holding the agent token")
 	f.StringVar(&opts.DataDir, "data-dir", "/var/lib/skiff", "directory for node credentials, images, containers and pod logs")
 	f.StringVar(&opts.NodeName, "node-name", "", "name of this node (default: the hostname)")
 	f.StringVar(&opts.BindAddress, "bind-address", "0.0.0.0", "address the kubelet server binds to; a specific address is also the node's InternalIP")

@@ -97,7 +97,15 @@ func runHollowNodes(ctx context.Context, o nodeOptions, h hollowOptions) error {
 					return nil, err
 				}
 			}
-			return kubernetes.NewForConfig(client.NodeRESTConfig(o.Server, creds))
+			certs, err := client.NewNodeCertificates(credDir, creds)
+			if err != nil {
+				return nil, err
+			}
+			rc, err := certs.RESTConfig(o.Server)
+			if err != nil {
+				return nil, err
+			}
+			return kubernetes.NewForConfig(rc)
 		}
 	}
 	return hollow.Run(ctx, cfg)

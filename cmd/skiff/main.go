@@ -46,6 +46,6 @@ func newRootCommand() *cobra.Command {
 	root.SetVersionTemplate(vb.String())
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.AddCommand(newServerCommand(), newAgentCommand(), newClusterCommand(), newImageCommand(), newDemoImageCommand(),
-		newServicesCommand(), newVersionCommand())
+		newServicesCommand(), newVersionCommand(), newTokenCommand())
 	return root
 }

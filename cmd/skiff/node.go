@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -56,11 +58,12 @@ type nodeOptions struct {
 	// hooks the master's gossip member to it).
 	onAgent func(*agent.Agent)
 
-	// Set by the embedding master: credentials issued locally, the node's
-	// address and labels.
-	Creds  *pki.NodeCredentials
-	NodeIP string
-	Labels map[string]string
+	// Set by the embedding master: credentials issued locally (and how to
+	// renew them), the node's address and labels.
+	Creds      *pki.NodeCredentials
+	RenewCreds func(context.Context) (*pki.NodeCredentials, error)
+	NodeIP     string
+	Labels     map[string]string
 
 	Logger *slog.Logger
 }
@@ -99,12 +102,13 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 	}
 	credDir := filepath.Join(dataDir, "agent")
 	addresses := []string{o.NodeIP}
-	creds := o.Creds
+	creds, saveDir := o.Creds, credDir
+	renew := o.RenewCreds
 	if creds == nil {
 		creds, err = client.LoadNodeCredentials(credDir, o.NodeName, addresses)
 		if err != nil {
 			if o.Token == "" {
-				return fmt.Errorf("no usable node credentials in %s (%v) and no --token to get new ones", credDir, err)
+				return fmt.Errorf("no usable node credentials in %s (%w) and no --token to get new ones", credDir, err)
 			}
 			creds, err = bootstrapWithRetry(ctx, o, addresses)
 			if err != nil {
@@ -115,8 +119,29 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 			}
 			log.Info("node credentials issued", "node", o.NodeName, "dir", credDir)
 		}
+	} else {
+		saveDir = "" // issued in-process at every start: nothing on disk
 	}
-	restCfg := client.NodeRESTConfig(o.Server, creds)
+	certs, err := client.NewNodeCertificates(saveDir, creds)
+	if err != nil {
+		return err
+	}
+	if renew == nil {
+		renew = func(ctx context.Context) (*pki.NodeCredentials, error) {
+			return certs.Renew(ctx, o.Server, o.NodeName, addresses)
+		}
+	}
+	renewCtx, stopRenew := context.WithCancel(ctx)
+	renewDone := make(chan struct{})
+	defer func() { stopRenew(); <-renewDone }()
+	go func() {
+		defer close(renewDone)
+		certs.Run(renewCtx, renew, log)
+	}()
+	restCfg, err := certs.RESTConfig(o.Server)
+	if err != nil {
+		return err
+	}
 	cs, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
 		return err
@@ -127,7 +152,7 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 	if err != nil {
 		return err
 	}
-	servingTLS, err := client.KubeletServingTLS(creds)
+	servingTLS, err := certs.ServingTLS()
 	if err != nil {
 		return err
 	}
@@ -232,17 +257,25 @@ func addProxyFlags(f *pflag.FlagSet, o *nodeOptions) {
 	f.StringVar(&o.ProxyBalance, "proxy-balance", "random", "how the nftables mode picks a Service endpoint: random or round-robin")
 }
 
+// bootstrapWithRetry gets the node's credentials with its token, retrying
+// while the master cannot be reached. A refusal does not get better by
+// retrying, except a 401 in the first half minute: a token just made (or
+// the first master's agent token) may not have reached every master yet.
 func bootstrapWithRetry(ctx context.Context, o nodeOptions, addresses []string) (*pki.NodeCredentials, error) {
 	backoff := 500 * time.Millisecond
+	start := time.Now()
 	for {
 		bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		creds, err := client.BootstrapNode(bctx, o.Server, o.Token, pki.NodeBootstrapRequest{NodeName: o.NodeName, Addresses: addresses})
+		creds, err := client.BootstrapNode(bctx, o.Server, o.Token, o.NodeName, addresses)
 		cancel()
 		if err == nil {
 			return creds, nil
 		}
-		if strings.Contains(err.Error(), "does not match") || strings.Contains(err.Error(), "join token") {
-			return nil, err // a wrong token does not get better
+		if errors.Is(err, pki.ErrInvalidToken) || errors.Is(err, pki.ErrCAMismatch) || errors.Is(err, pki.ErrUntrustedServer) ||
+			errors.Is(err, client.ErrCertificateRefused) ||
+			apierrors.IsForbidden(err) || apierrors.IsBadRequest(err) || apierrors.IsInvalid(err) ||
+			(apierrors.IsUnauthorized(err) && time.Since(start) > 30*time.Second) {
+			return nil, err
 		}
 		o.Logger.Warn("node bootstrap failed, retrying", "server", o.Server, "err", err)
 		select {
@@ -272,6 +305,9 @@ func runEmbeddedAgent(ctx context.Context, s *server.Server, o nodeOptions) erro
 		return err
 	}
 	o.Creds = creds
+	o.RenewCreds = func(context.Context) (*pki.NodeCredentials, error) {
+		return s.NodeCredentials(o.NodeName, []string{cfg.AdvertiseAddress, cfg.BindAddress})
+	}
 	o.Labels = map[string]string{"node-role.kubernetes.io/control-plane": "true", "node-role.kubernetes.io/master": "true"}
 	o.NoGossip = true // the master's own member stands for its node
 	o.onAgent = func(a *agent.Agent) { s.SetGossipSuspectedHook(a.HeartbeatBurst) }

@@ -35,7 +35,10 @@ Without --join, the first start bootstraps a new single-master cluster in
 --data-dir and later starts resume from it. Other masters join with
 --join https://FIRST:6443 --token-file <first master's data-dir>/token.
 
-The master writes <data-dir>/token (the join token) and
+The master writes <data-dir>/token (the server token: it joins masters and
+is the only way to the cluster's keys), the first master also
+<data-dir>/agent-token (an agent token, for nodes: skiff agent
+--token-file; more with skiff token create), and
 <data-dir>/kubeconfig.yaml (cluster-admin credentials for kubectl).
 
 Unless --disable-agent is given, the master also runs an agent (the
@@ -112,6 +115,8 @@ runs the scheduler (unless --disable-scheduler) and the controllers.`,
 	f.DurationVar(&cfg.SnapshotInterval, "raft-snapshot-interval", 0, "how often to check whether to snapshot (default 2m)")
 	f.Uint64Var(&cfg.TrailingLogs, "raft-trailing-logs", 0, "log entries kept after a snapshot (default 10240)")
 	f.IntVar(&cfg.WatchRingSize, "watch-cache-size", 0, "watch events kept for resumption (default 100000)")
+	f.DurationVar(&cfg.NodeCertLifetime, "node-cert-lifetime", 0, "lifetime of the node certificates this master signs (default 1 year); nodes renew at 70-80% of it")
+	_ = f.MarkHidden("node-cert-lifetime")
 	for _, n := range []string{"runtime", "kubelet-port", "raft-heartbeat-timeout", "raft-snapshot-threshold", "raft-snapshot-interval", "raft-trailing-logs", "watch-cache-size"} {
 		_ = f.MarkHidden(n)
 	}

@@ -43,7 +43,7 @@ func BenchmarkGossipLoss(b *testing.B) {
 			cs := m.Clientset()
 			var agents []*testutil.Agent
 			for i := 1; i < len(hosts); i++ {
-				a := testutil.NewAgent(b, testutil.AgentOptions{Name: fmt.Sprintf("loss-%d", i), Server: m.URL(), Token: m.Token(),
+				a := testutil.NewAgent(b, testutil.AgentOptions{Name: fmt.Sprintf("loss-%d", i), Server: m.URL(), Token: m.AgentToken(),
 					IP: hosts[i].IP, Netns: hosts[i].Netns, Args: append([]string{"--node-lease-duration", "20s", "--node-status-interval", "10s"}, args...)})
 				a.Start()
 				agents = append(agents, a)

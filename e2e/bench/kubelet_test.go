@@ -64,7 +64,7 @@ func startKubeletBench(b *testing.B, runtime string) *kubeletBench {
 	}
 	m.Start()
 	m.WaitReady(30 * time.Second)
-	aopts.Server, aopts.Token = m.URL(), m.Token()
+	aopts.Server, aopts.Token = m.URL(), m.AgentToken()
 	if os.Getenv("SKIFF_BENCH_DEBUG") != "" {
 		aopts.Args = append(aopts.Args, "--log-level", "debug")
 	}

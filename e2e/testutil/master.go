@@ -182,6 +182,22 @@ func (m *Master) Token() string {
 	return strings.TrimSpace(string(b))
 }
 
+// AgentToken is the agent token the first master wrote (nodes join with
+// it; Token, the server token, joins masters). The master writes it once
+// its Secret is stored, soon after it is ready: AgentToken waits for it.
+func (m *Master) AgentToken() string {
+	m.t.Helper()
+	var tok string
+	if err := Poll(30*time.Second, func() error {
+		b, err := os.ReadFile(filepath.Join(m.DataDir, "agent-token"))
+		tok = strings.TrimSpace(string(b))
+		return err
+	}); err != nil {
+		m.t.Fatalf("agent token of %s: %v\n--- log tail ---\n%s", m.Name, err, m.LogTail(20))
+	}
+	return tok
+}
+
 // WaitReady waits until /readyz answers 200.
 func (m *Master) WaitReady(timeout time.Duration) {
 	m.t.Helper()

@@ -82,7 +82,7 @@ func NewNetCluster(t TB, o NetClusterOptions) *NetCluster {
 	c.Master.WaitReady(60 * time.Second)
 	c.CS = c.Master.Clientset()
 	for i := 1; i < o.Nodes; i++ {
-		a := NewAgent(t, AgentOptions{Name: c.NodeName(i), Server: c.Master.URL(), Token: c.Master.Token(), Runtime: "libcontainer",
+		a := NewAgent(t, AgentOptions{Name: c.NodeName(i), Server: c.Master.URL(), Token: c.Master.AgentToken(), Runtime: "libcontainer",
 			IP: hosts[i].IP, Netns: hosts[i].Netns, Args: o.Args})
 		c.copyImages(a.ImageDir(), o.ImageArchives)
 		a.Start()

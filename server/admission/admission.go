@@ -110,6 +110,9 @@ func (c *Chain) Admit(ctx context.Context, a *Attributes) error {
 	if err := nodeRestriction(u, a); err != nil {
 		return err
 	}
+	if err := certificateRequest(u, a); err != nil {
+		return err
+	}
 	if a.Kind.Resource == "services" && a.Kind.GVK.Group == "" {
 		return c.allocateService(ctx, a)
 	}

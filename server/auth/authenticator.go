@@ -14,7 +14,9 @@ import (
 )
 
 const (
-	bootstrapUserPrefix    = "system:bootstrap:"
+	// BootstrapUserPrefix starts the user name of a bootstrap-token user,
+	// system:bootstrap:<token-id>.
+	BootstrapUserPrefix    = "system:bootstrap:"
 	bootstrapperGroupScope = GroupBootstrappers + ":"
 )
 

@@ -17,6 +17,8 @@ import (
 //     their sub-paths (as the system:discovery role);
 //   - nodes (system:node:<name> in system:nodes) may do what a kubelet
 //     needs, see authorizeNode;
+//   - bootstrap-token users (system:bootstrappers) may create, get, list
+//     and watch certificatesigningrequests;
 //   - anything a Role or ClusterRole bound to the user allows (RBAC;
 //     the leader bootstraps Kubernetes' default cluster roles);
 //   - nothing else.
@@ -45,6 +47,9 @@ func (a *Authorizer) Authorize(u *User, attrs Attributes) (bool, string) {
 	if u.InGroup(GroupNodes) && a.authorizeNode(u, attrs) {
 		return true, ""
 	}
+	if u.InGroup(GroupBootstrappers) && bootstrapperMay(attrs) {
+		return true, ""
+	}
 	if attrs.Path != "" && attrs.Verb == "get" {
 		p := path.Clean(attrs.Path)
 		if underAny(p, publicPaths) {
@@ -58,6 +63,18 @@ func (a *Authorizer) Authorize(u *User, attrs Attributes) (bool, string) {
 		return true, ""
 	}
 	return false, denial(u, attrs)
+}
+
+// bootstrapperMay is what Kubernetes' system:node-bootstrapper role grants
+// bootstrap-token users (agent tokens): create and follow certificate
+// requests (admission keeps them to node client certificates). Built in,
+// so that it holds from the cluster's first request on.
+func bootstrapperMay(attrs Attributes) bool {
+	switch attrs.Verb {
+	case "create", "get", "list", "watch":
+		return attrs.Path == "" && attrs.Group == "certificates.k8s.io" && attrs.Resource == "certificatesigningrequests" && attrs.Subresource == ""
+	}
+	return false
 }
 
 // underAny reports whether p is one of roots or below one of them.

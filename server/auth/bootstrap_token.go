@@ -3,6 +3,7 @@ package auth
 import (
 	"crypto/subtle"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -85,7 +86,7 @@ func (a *Authenticator) bootstrapUser(id, secret string) (*User, error) {
 		}
 	}
 	groups = append(groups, GroupAuthenticated)
-	return &User{Name: bootstrapUserPrefix + id, Groups: groups}, nil
+	return &User{Name: BootstrapUserPrefix + id, Groups: groups}, nil
 }
 
 // secretValue reads key from Data, falling back to StringData for Secrets
@@ -95,4 +96,75 @@ func secretValue(s *corev1.Secret, key string) string {
 		return string(v)
 	}
 	return s.StringData[key]
+}
+
+// Bootstrap-token Secret fields read by tools (skiff token list).
+const (
+	BootstrapTokenNamespace      = bootstrapTokenNamespace
+	BootstrapTokenSecretPrefix   = bootstrapTokenSecretPrefix
+	bootstrapTokenKeyDescription = "description"
+)
+
+// NewBootstrapTokenSecret is the Secret kube-system/bootstrap-token-<id>
+// that makes id.secret a bootstrap token usable for authentication (a
+// Skiff agent token), expiring at expires unless that is zero.
+func NewBootstrapTokenSecret(id, secret, description string, expires time.Time) *corev1.Secret {
+	data := map[string][]byte{
+		bootstrapTokenKeyID:        []byte(id),
+		bootstrapTokenKeySecret:    []byte(secret),
+		bootstrapTokenKeyUsageAuth: []byte("true"),
+	}
+	if description != "" {
+		data[bootstrapTokenKeyDescription] = []byte(description)
+	}
+	if !expires.IsZero() {
+		data[bootstrapTokenKeyExpires] = []byte(expires.UTC().Format(time.RFC3339))
+	}
+	s := &corev1.Secret{Type: corev1.SecretTypeBootstrapToken, Data: data}
+	s.APIVersion, s.Kind = "v1", "Secret"
+	s.Namespace, s.Name = bootstrapTokenNamespace, bootstrapTokenSecretPrefix+id
+	return s
+}
+
+// BootstrapTokenInfo describes a bootstrap-token Secret without its secret.
+type BootstrapTokenInfo struct {
+	ID          string
+	Description string
+	// Expires is zero for a token that does not expire.
+	Expires time.Time
+	Usages  []string
+	Groups  []string
+}
+
+// BootstrapTokenInfoOf reads a bootstrap-token Secret; false for a Secret
+// that is not one.
+func BootstrapTokenInfoOf(s *corev1.Secret) (BootstrapTokenInfo, bool) {
+	if s.Type != corev1.SecretTypeBootstrapToken || s.Namespace != bootstrapTokenNamespace {
+		return BootstrapTokenInfo{}, false
+	}
+	id := secretValue(s, bootstrapTokenKeyID)
+	if s.Name != bootstrapTokenSecretPrefix+id {
+		return BootstrapTokenInfo{}, false
+	}
+	info := BootstrapTokenInfo{ID: id, Description: secretValue(s, bootstrapTokenKeyDescription)}
+	if exp := secretValue(s, bootstrapTokenKeyExpires); exp != "" {
+		// An unparsable expiration is refused at login; show it as long past.
+		t, err := time.Parse(time.RFC3339, exp)
+		if err != nil {
+			t = time.Unix(0, 0)
+		}
+		info.Expires = t
+	}
+	for k, v := range s.Data {
+		if u, ok := strings.CutPrefix(k, "usage-bootstrap-"); ok && string(v) == "true" {
+			info.Usages = append(info.Usages, u)
+		}
+	}
+	slices.Sort(info.Usages)
+	if extra := secretValue(s, bootstrapTokenKeyGroups); extra != "" {
+		for _, g := range strings.Split(extra, ",") {
+			info.Groups = append(info.Groups, strings.TrimSpace(g))
+		}
+	}
+	return info, true
 }

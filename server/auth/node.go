@@ -48,7 +48,9 @@ func (a *Authorizer) WithNodeObjects(o NodeObjects) *Authorizer {
 //     a pod, as NodeRestriction does);
 //   - services and endpoints: get, list, watch;
 //   - namespaces and networkpolicies: get, list, watch (the agent
-//     enforces NetworkPolicies, whose peers select namespaces by label).
+//     enforces NetworkPolicies, whose peers select namespaces by label);
+//   - certificatesigningrequests: create, get, list, watch (renewal of
+//     its certificates; admission keeps the requests to its own name).
 func (a *Authorizer) authorizeNode(u *User, attrs Attributes) bool {
 	node, ok := strings.CutPrefix(u.Name, NodeUserPrefix)
 	if !ok || node == "" || !u.InGroup(GroupNodes) || attrs.Path != "" {
@@ -94,6 +96,9 @@ func (a *Authorizer) authorizeNode(u *User, attrs Attributes) bool {
 		return sub == "" && (v == "get" || v == "list" || v == "watch")
 	case attrs.Group == "discovery.k8s.io" && attrs.Resource == "endpointslices":
 		return sub == "" && (v == "get" || v == "list" || v == "watch")
+	case attrs.Group == "certificates.k8s.io" && attrs.Resource == "certificatesigningrequests":
+		// Its certificate requests (admission keeps them to its own name).
+		return sub == "" && (v == "create" || v == "get" || v == "list" || v == "watch")
 	case attrs.Group == "" && attrs.Resource == "namespaces",
 		attrs.Group == "networking.k8s.io" && attrs.Resource == "networkpolicies":
 		return sub == "" && (v == "get" || v == "list" || v == "watch")

@@ -110,28 +110,39 @@ func (ca *CA) sign(tmpl *x509.Certificate) (certPEM, keyPEM []byte, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	serial, err := newSerial()
+	certPEM, err = ca.signPublic(tmpl, key.Public(), leafValidity)
 	if err != nil {
 		return nil, nil, err
-	}
-	now := time.Now()
-	tmpl.SerialNumber = serial
-	tmpl.NotBefore = now.Add(-clockSkew)
-	tmpl.NotAfter = now.Add(leafValidity)
-	if tmpl.NotAfter.After(ca.Cert.NotAfter) {
-		tmpl.NotAfter = ca.Cert.NotAfter
-	}
-	tmpl.BasicConstraintsValid = true
-	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("create certificate: %w", err)
 	}
 	keyPEM, err = encodeKey(key)
 	if err != nil {
 		return nil, nil, err
 	}
-	return encodeCert(der), keyPEM, nil
+	return certPEM, keyPEM, nil
+}
+
+// signPublic issues a leaf certificate for tmpl and the public key pub,
+// valid for lifetime (never past the CA), and returns it PEM encoded.
+// NotBefore is backdated by clockSkew, or a tenth of a short lifetime.
+func (ca *CA) signPublic(tmpl *x509.Certificate, pub crypto.PublicKey, lifetime time.Duration) ([]byte, error) {
+	serial, err := newSerial()
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	tmpl.SerialNumber = serial
+	tmpl.NotBefore = now.Add(-min(clockSkew, lifetime/10))
+	tmpl.NotAfter = now.Add(lifetime)
+	if tmpl.NotAfter.After(ca.Cert.NotAfter) {
+		tmpl.NotAfter = ca.Cert.NotAfter
+	}
+	tmpl.BasicConstraintsValid = true
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, pub, ca.Key)
+	if err != nil {
+		return nil, fmt.Errorf("create certificate: %w", err)
+	}
+	return encodeCert(der), nil
 }
 
 func newKey() (*ecdsa.PrivateKey, error) {

@@ -6,12 +6,17 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
 // maxCABytes bounds the /cacerts body a joiner reads from an unverified server.
@@ -118,4 +123,16 @@ func verifyPeer(cs *tls.ConnectionState, roots *x509.CertPool, host string) erro
 		return fmt.Errorf("%w: %w", ErrUntrustedServer, err)
 	}
 	return nil
+}
+
+// StatusError turns a master's error answer into an error a caller can
+// test with k8s.io/apimachinery/pkg/api/errors (IsUnauthorized,
+// IsForbidden...): the metav1.Status of the body when it holds one, else
+// a status made from the HTTP code and the body's text.
+func StatusError(code int, body []byte) error {
+	var st metav1.Status
+	if err := json.Unmarshal(body, &st); err == nil && st.Kind == "Status" && st.Code != 0 {
+		return &apierrors.StatusError{ErrStatus: st}
+	}
+	return apierrors.NewGenericServerResponse(code, "", schema.GroupResource{}, "", strings.TrimSpace(string(body)), 0, false)
 }

@@ -6,12 +6,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"unicode"
 )
 
-// Join tokens have the k3s shape K10<sha256 of the CA PEM, hex>::server:<secret>.
-// The hash lets a joiner check the cluster CA before it sends the secret.
+// Join tokens have the k3s shape K10<sha256 of the CA PEM, hex>::server:<secret>
+// (the server token, which joins masters) or K10<hash>::<id>.<secret> (an
+// agent token: a Kubernetes bootstrap token, which joins nodes only). The
+// hash lets a joiner check the cluster CA before it sends the secret.
 const (
 	tokenPrefix     = "K10"
 	tokenSeparator  = "::"
@@ -22,6 +25,48 @@ const (
 
 // ErrInvalidToken is wrapped by every ParseToken error.
 var ErrInvalidToken = errors.New("invalid join token")
+
+// ErrAgentToken means an agent token was given where the server token is
+// needed (a master joining): agent tokens join nodes only.
+var ErrAgentToken = errors.New("this is an agent token, which joins nodes only: a master joins with the server token, <data-dir>/token of a master")
+
+// bootstrapTokenRE is a Kubernetes bootstrap token, <id>.<secret>.
+var bootstrapTokenRE = regexp.MustCompile(`\A[a-z0-9]{6}\.[a-z0-9]{16}\z`)
+
+// IsAgentSecret reports whether a token's secret (as ParseToken returns it)
+// is a bootstrap token <id>.<secret>, that is whether the token is an agent
+// token rather than the server token.
+func IsAgentSecret(secret string) bool { return bootstrapTokenRE.MatchString(secret) }
+
+// FormatAgentToken returns the agent token for the CA and the bootstrap
+// token id.secret.
+func FormatAgentToken(caPEM []byte, bootstrapToken string) string {
+	return tokenPrefix + CAHash(caPEM) + tokenSeparator + bootstrapToken
+}
+
+// GenerateBootstrapToken returns a new bootstrap token's id (6 characters)
+// and secret (16 characters), both from [a-z0-9], as Kubernetes makes them.
+func GenerateBootstrapToken() (id, secret string, err error) {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, 22)
+	if _, err := rand.Read(b); err != nil {
+		return "", "", fmt.Errorf("generate bootstrap token: %w", err)
+	}
+	out := make([]byte, len(b))
+	for i, c := range b {
+		// 256 is not a multiple of 36: rejection sampling would remove the
+		// small bias; reading again for the few biased bytes keeps it exact.
+		for c >= 252 {
+			var one [1]byte
+			if _, err := rand.Read(one[:]); err != nil {
+				return "", "", fmt.Errorf("generate bootstrap token: %w", err)
+			}
+			c = one[0]
+		}
+		out[i] = alphabet[int(c)%len(alphabet)]
+	}
+	return string(out[:6]), string(out[6:]), nil
+}
 
 // CAHash returns the hex SHA-256 of the CA certificate PEM bytes, as pinned
 // by join tokens.
@@ -61,9 +106,12 @@ func ParseToken(s string) (caHash, secret string, err error) {
 	if _, err := hex.DecodeString(hash); err != nil {
 		return "", "", fmt.Errorf("%w: CA hash is not hex", ErrInvalidToken)
 	}
+	if IsAgentSecret(creds) {
+		return hash, creds, nil
+	}
 	secret, ok = strings.CutPrefix(creds, tokenServerUser)
 	if !ok {
-		return "", "", fmt.Errorf("%w: expected %q after the CA hash", ErrInvalidToken, tokenSeparator+tokenServerUser)
+		return "", "", fmt.Errorf("%w: expected %q or an agent token <id>.<secret> after the CA hash", ErrInvalidToken, tokenSeparator+tokenServerUser)
 	}
 	if secret == "" {
 		return "", "", fmt.Errorf("%w: empty secret", ErrInvalidToken)

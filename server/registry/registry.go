@@ -12,6 +12,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	batchv1 "k8s.io/api/batch/v1"
+	certificatesv1 "k8s.io/api/certificates/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -44,6 +45,7 @@ func New() *Registry {
 		appsv1.AddToScheme,
 		coordinationv1.AddToScheme,
 		batchv1.AddToScheme,
+		certificatesv1.AddToScheme,
 		discoveryv1.AddToScheme,
 		eventsv1.AddToScheme,
 		rbacv1.AddToScheme,
@@ -97,6 +99,7 @@ func New() *Registry {
 		replicationControllerKind(),
 		priorityClassKind(),
 		networkPolicyKind(),
+		certificateSigningRequestKind(),
 	} {
 		r.register(k)
 	}

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/skiff-io/skiff/server/controller"
+	"github.com/skiff-io/skiff/server/controller/certificates"
 	"github.com/skiff-io/skiff/server/controller/cronjob"
 	"github.com/skiff-io/skiff/server/controller/daemonset"
 	"github.com/skiff-io/skiff/server/controller/deployment"
@@ -76,7 +77,10 @@ type Options struct {
 	// TokenSigner fills Secrets of type kubernetes.io/service-account-token;
 	// nil leaves them alone.
 	TokenSigner serviceaccount.LegacySigner
-	Logger      *slog.Logger
+	// CSRSigner, if set, approves and signs the kubelet's certificate
+	// requests (server/controller/certificates).
+	CSRSigner *certificates.Config
+	Logger    *slog.Logger
 }
 
 func (o *Options) setDefaults() {
@@ -217,6 +221,10 @@ func build(cc *controller.Context, o Options) ([]runner, error) {
 	if o.TokenSigner != nil {
 		tokens := serviceaccount.NewTokens(cc, o.TokenSigner, o.RootCA)
 		runners = append(runners, runner{"serviceaccount-token", func(ctx context.Context) { tokens.Run(ctx, 1) }})
+	}
+	if o.CSRSigner != nil {
+		csrs := certificates.New(cc, *o.CSRSigner)
+		runners = append(runners, runner{"csr-approving-signing", func(ctx context.Context) { csrs.Run(ctx, 2) }})
 	}
 	return runners, nil
 }
