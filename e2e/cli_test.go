@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/skiff-io/skiff/e2e/testutil"
 )
@@ -55,5 +57,27 @@ func TestCLIErrors(t *testing.T) {
 		if code == 0 || !strings.Contains(out, c.want) {
 			t.Errorf("skiff %s (as nobody: %v): exit %d, output %q; want a failure saying %q", strings.Join(c.args, " "), c.nobody, code, out, c.want)
 		}
+	}
+}
+
+// TestWrongTokenMessage: a master joining with a mistyped server token
+// stops at once saying which token it needs (it printed "401
+// Unauthorized: Unauthorized" before).
+func TestWrongTokenMessage(t *testing.T) {
+	m := testutil.NewMaster(t, testutil.MasterOptions{Name: "tok"})
+	m.Start()
+	m.WaitReady(30 * time.Second)
+	tok := m.Token()
+	bad := tok[:len(tok)-1] + "x"
+	if strings.HasSuffix(tok, "x") {
+		bad = tok[:len(tok)-1] + "y"
+	}
+	addr := testutil.LoopbackAddr(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, testutil.Binary(t), "server", "--data-dir", t.TempDir(), "--bind-address", addr, "--disable-agent",
+		"--node-name", "tok2", "--join", m.URL(), "--token", bad).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "the master refused the token: --join needs the cluster's server token") {
+		t.Fatalf("join with a wrong token: %v\n%s", err, out)
 	}
 }

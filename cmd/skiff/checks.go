@@ -1,11 +1,16 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"os"
 	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"github.com/skiff-io/skiff/server/pki"
 )
 
 // masterURL checks a master's URL given to flag (--join, --server): an
@@ -43,4 +48,22 @@ func requireRoot(what string) error {
 	}
 	return fmt.Errorf("%s must run as root: its kubelet runs containers (namespaces, cgroups, mounts, the pod network); "+
 		"run it with sudo, or give --disable-agent to a master that should run no pods (or --runtime fake for simulated nodes)", what)
+}
+
+// explainTokenError adds what to do to the errors a wrong join token
+// causes (role: "server" for --join, "agent" for --server).
+func explainTokenError(err error, role string) error {
+	switch {
+	case err == nil:
+		return nil
+	case apierrors.IsUnauthorized(err) && role == "server":
+		return fmt.Errorf("%w\nthe master refused the token: --join needs the cluster's server token (<data-dir>/token "+
+			"of a master; an agent token cannot join a master)", err)
+	case apierrors.IsUnauthorized(err):
+		return fmt.Errorf("%w\nthe master refused the token: it is not a valid agent token of this cluster (mistyped, "+
+			"deleted or expired); use <data-dir>/agent-token of a master, or make one there with `skiff token create`", err)
+	case errors.Is(err, pki.ErrCAMismatch):
+		return fmt.Errorf("%w\nthe token belongs to another cluster, or the URL points at a master of another cluster", err)
+	}
+	return err
 }

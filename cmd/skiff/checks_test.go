@@ -1,8 +1,13 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"github.com/skiff-io/skiff/server/pki"
 )
 
 func TestMasterURL(t *testing.T) {
@@ -25,5 +30,18 @@ func TestMasterURL(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.err) {
 			t.Errorf("%q: error %v, want one containing %q", c.in, err, c.err)
 		}
+	}
+}
+
+func TestExplainTokenError(t *testing.T) {
+	unauth := apierrors.NewUnauthorized("Unauthorized")
+	if err := explainTokenError(unauth, "agent"); !apierrors.IsUnauthorized(err) || !strings.Contains(err.Error(), "skiff token create") {
+		t.Errorf("agent: %v", err)
+	}
+	if err := explainTokenError(unauth, "server"); !strings.Contains(err.Error(), "server token") {
+		t.Errorf("server: %v", err)
+	}
+	if err := explainTokenError(fmt.Errorf("x: %w", pki.ErrCAMismatch), "agent"); !strings.Contains(err.Error(), "another cluster") {
+		t.Errorf("CA: %v", err)
 	}
 }

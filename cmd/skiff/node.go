@@ -112,7 +112,7 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 			}
 			creds, err = bootstrapWithRetry(ctx, o, addresses)
 			if err != nil {
-				return err
+				return explainTokenError(err, "agent")
 			}
 			if err := client.SaveNodeCredentials(credDir, creds); err != nil {
 				return err
@@ -277,7 +277,12 @@ func bootstrapWithRetry(ctx context.Context, o nodeOptions, addresses []string) 
 			(apierrors.IsUnauthorized(err) && time.Since(start) > 30*time.Second) {
 			return nil, err
 		}
-		o.Logger.Warn("node bootstrap failed, retrying", "server", o.Server, "err", err)
+		if apierrors.IsUnauthorized(err) {
+			// A token made a moment ago may not have reached this master.
+			o.Logger.Warn("the master refused the token; retrying for 30s in case it is new", "server", o.Server, "err", err)
+		} else {
+			o.Logger.Warn("node bootstrap failed, retrying", "server", o.Server, "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()

@@ -137,7 +137,7 @@ func runServer(ctx context.Context, cfg server.Config, node nodeOptions) error {
 	defer unlock()
 	s, err := server.New(ctx, cfg)
 	if err != nil {
-		return err
+		return explainTokenError(err, "server")
 	}
 	s.Start()
 	agentDone := make(chan error, 1)
