@@ -63,6 +63,9 @@ type nodeOptions struct {
 	Labels map[string]string
 
 	Logger *slog.Logger
+
+	// mode: supervised child or not (supervise.go); nil in hollow nodes.
+	mode *runMode
 }
 
 // runAgent gets node credentials (saved ones, or through node bootstrap
@@ -118,6 +121,7 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 	if err != nil {
 		return err
 	}
+	o.mode.recordRestart(ctx, evCS, o.NodeName, log)
 	servingTLS, err := client.KubeletServingTLS(creds)
 	if err != nil {
 		return err
@@ -183,6 +187,7 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 			}
 		}()
 	}
+	o.mode.ready(ctx)
 	return a.Run(ctx)
 }
 
