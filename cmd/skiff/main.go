@@ -52,5 +52,6 @@ func newRootCommand() *cobra.Command {
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.AddCommand(newServerCommand(), newAgentCommand(), newClusterCommand(), newImageCommand(), newDemoImageCommand(),
 		newServicesCommand(), newVersionCommand())
+	root.AddCommand(hostCommands()...)
 	return root
 }
