@@ -179,3 +179,60 @@ func unixGet(sock, path string) (int, string, error) {
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), err
 }
+
+// TestSupervisorRestartsServer: a master with its embedded agent is the
+// supervised child as a whole; killed with SIGKILL it is restarted on its
+// data dir (one process at a time opens the Raft log), serves the API
+// again, its node writes the restart's Node event, and SIGTERM still
+// stops it cleanly. Before, the killed master stayed dead.
+func TestSupervisorRestartsServer(t *testing.T) {
+	m := testutil.NewMaster(t, testutil.MasterOptions{Name: "sup", Agent: true, Args: []string{"--runtime", "fake"}})
+	m.Start()
+	m.WaitReady(30 * time.Second)
+	cs := m.Clientset()
+	waitNodeReady(t, cs, "sup")
+	parent := m.Pid()
+	child := childOf(t, parent)
+	if child == 0 {
+		t.Fatalf("no child of the master's process %d: %s", parent, m.LogTail(10))
+	}
+	// Ready (the supervisor would treat an earlier death as a start-up failure).
+	sock := filepath.Join(m.DataDir, "skiff.sock")
+	testutil.WaitFor(t, 30*time.Second, "the master is ready", func() error {
+		code, _, err := unixGet(sock, "/readyz")
+		if err != nil || code != http.StatusOK {
+			return fmt.Errorf("readyz: %d %v", code, err)
+		}
+		return nil
+	})
+	if err := syscall.Kill(child, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	testutil.WaitFor(t, 30*time.Second, "the master back", func() error {
+		if now := childOf(t, parent); now == child || now == 0 {
+			return fmt.Errorf("child %d", now)
+		}
+		_, err := cs.CoreV1().Namespaces().Get(context.Background(), "default", metav1.GetOptions{})
+		return err
+	})
+	t.Logf("the master answers again %s after its kill", time.Since(start).Round(100*time.Millisecond))
+	testutil.WaitFor(t, 30*time.Second, "the Node event", func() error {
+		evs, err := cs.CoreV1().Events("default").List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for _, e := range evs.Items {
+			if e.Reason == "SupervisorRestart" && e.InvolvedObject.Kind == "Node" && e.InvolvedObject.Name == "sup" && strings.Contains(e.Message, "killed by signal KILL") {
+				return nil
+			}
+		}
+		return fmt.Errorf("%d SupervisorRestart events, none for node sup", len(evs.Items))
+	})
+	m.Stop()
+	if log, err := os.ReadFile(m.LogPath()); err != nil {
+		t.Fatal(err)
+	} else if !strings.Contains(string(log), `msg="child stopped" component=supervisor signal=terminated exit="exited with status 0"`) {
+		t.Errorf("the master's child did not exit cleanly on SIGTERM:\n%s", m.LogTail(20))
+	}
+}

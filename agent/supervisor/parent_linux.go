@@ -2,6 +2,8 @@ package supervisor
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -78,7 +80,10 @@ func Run(cfg Config) (int, error) {
 	// ties to the thread that started it: keep that one thread.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	_ = os.Remove(cfg.SocketPath)
+	cfg.SocketPath = socketAddress(cfg.SocketPath)
+	if !strings.HasPrefix(cfg.SocketPath, "@") {
+		_ = os.Remove(cfg.SocketPath) // a stale socket of a killed supervisor
+	}
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: cfg.SocketPath, Net: "unix"})
 	if err != nil {
 		return 1, fmt.Errorf("supervisor health socket: %w", err)
@@ -209,6 +214,16 @@ func Run(cfg Config) (int, error) {
 		}
 		backoff = min(2*backoff, cfg.BackoffMax)
 	}
+}
+
+// socketAddress is path, or an abstract socket named after it when path
+// is too long for a unix socket address (108 bytes).
+func socketAddress(path string) string {
+	if len(path) < 100 {
+		return path
+	}
+	sum := sha256.Sum256([]byte(path))
+	return "@skiff-" + hex.EncodeToString(sum[:12])
 }
 
 // probe asks the child's /readyz: ok when it answered at all, ready when
