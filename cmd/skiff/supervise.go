@@ -31,6 +31,7 @@ func (e exitCodeError) Error() string { return fmt.Sprintf("exit status %d", e.c
 // runSupervisor is.
 type runMode struct {
 	child *supervisor.Child // nil: unsupervised
+	role  string            // "agent", "server"
 	once  sync.Once
 }
 
@@ -53,14 +54,14 @@ func startProcess(dataDir, role string, supervise bool) (p *runMode, release fun
 		if child.Restarts > 0 {
 			slog.Warn("restarted by the supervisor", "restarts", child.Restarts, "reason", child.Reason)
 		}
-		return &runMode{child: child}, release, false, nil
+		return &runMode{child: child, role: role}, release, false, nil
 	}
 	if !supervise {
 		release, err := lockDataDir(dataDir, role)
 		if err != nil {
 			return nil, nil, false, err
 		}
-		return &runMode{}, release, false, nil
+		return &runMode{role: role}, release, false, nil
 	}
 	return nil, nil, true, runSupervisor(dataDir, role)
 }
@@ -110,14 +111,18 @@ func (p *runMode) recordRestart(ctx context.Context, cs kubernetes.Interface, no
 	if p == nil || p.child == nil || p.child.Restarts == 0 {
 		return
 	}
+	what := "agent"
+	if p.role == "server" {
+		what = "master process (with its embedded agent)"
+	}
 	now := time.Now()
 	mt := metav1.NewTime(now.UTC().Truncate(time.Second))
 	ev := &corev1.Event{
 		ObjectMeta:     metav1.ObjectMeta{Name: fmt.Sprintf("%s.%x", node, now.UnixNano()), Namespace: metav1.NamespaceDefault},
 		InvolvedObject: corev1.ObjectReference{Kind: "Node", APIVersion: "v1", Name: node, UID: types.UID(node)},
 		Reason:         "SupervisorRestart",
-		Message: fmt.Sprintf("the skiff supervisor restarted the node's agent (restart %d since the supervisor started): %s",
-			p.child.Restarts, p.child.Reason),
+		Message: fmt.Sprintf("the skiff supervisor restarted the node's %s (restart %d since the supervisor started): %s",
+			what, p.child.Restarts, p.child.Reason),
 		Type:                corev1.EventTypeWarning,
 		Source:              corev1.EventSource{Component: "skiff-supervisor", Host: node},
 		FirstTimestamp:      mt,
