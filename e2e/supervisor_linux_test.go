@@ -236,3 +236,80 @@ func TestSupervisorRestartsServer(t *testing.T) {
 		t.Errorf("the master's child did not exit cleanly on SIGTERM:\n%s", m.LogTail(20))
 	}
 }
+
+// TestSupervisorNotifiesSystemd: under a Type=notify unit with
+// WatchdogSec (NOTIFY_SOCKET and WATCHDOG_USEC set), the supervised server
+// sends READY=1 once its child is ready, then WATCHDOG=1 pings, from the
+// parent (the unit's main process) only. Before, nothing was sent.
+func TestSupervisorNotifiesSystemd(t *testing.T) {
+	sockPath := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sockPath, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	// The sender's pid comes with each datagram.
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_PASSCRED, 1) }); err != nil || serr != nil {
+		t.Fatal(err, serr)
+	}
+	t.Setenv("NOTIFY_SOCKET", sockPath)
+	t.Setenv("WATCHDOG_USEC", "3000000")
+	// Supervised, then as one process (--supervise=false), which
+	// notifies by itself.
+	for _, args := range [][]string{nil, {"--supervise=false"}} {
+		m := testutil.NewMaster(t, testutil.MasterOptions{Name: "notify", Args: args})
+		m.Start()
+		readNotifications(t, conn, m)
+		m.Stop()
+		// Drop the pings sent since.
+		buf := make([]byte, 4096)
+		for {
+			_ = conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			if _, err := conn.Read(buf); err != nil {
+				break
+			}
+		}
+	}
+}
+
+func readNotifications(t *testing.T, conn *net.UnixConn, m *testutil.Master) {
+	t.Helper()
+	got := map[string]bool{}
+	buf := make([]byte, 4096)
+	oob := make([]byte, 1024)
+	deadline := time.Now().Add(30 * time.Second)
+	for !(got["READY=1"] && got["WATCHDOG=1"]) {
+		if err := conn.SetReadDeadline(deadline); err != nil {
+			t.Fatal(err)
+		}
+		n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+		if err != nil {
+			t.Fatalf("notifications so far %v: %v\n%s", got, err, m.LogTail(10))
+		}
+		msgs, err := syscall.ParseSocketControlMessage(oob[:oobn])
+		if err != nil || len(msgs) == 0 {
+			t.Fatalf("no credentials with %q: %v", buf[:n], err)
+		}
+		cred, err := syscall.ParseUnixCredentials(&msgs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int(cred.Pid) != m.Pid() {
+			t.Errorf("%q sent by pid %d, not by the supervisor (pid %d)", buf[:n], cred.Pid, m.Pid())
+		}
+		for _, l := range strings.Split(string(buf[:n]), "\n") {
+			if l != "" {
+				got[l] = true
+			}
+		}
+		if got["WATCHDOG=1"] && !got["READY=1"] {
+			t.Fatalf("a watchdog ping before READY=1: %v", got)
+		}
+	}
+	m.WaitReady(10 * time.Second)
+}
