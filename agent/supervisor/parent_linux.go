@@ -95,10 +95,9 @@ func Run(cfg Config) (int, error) {
 		return 1, fmt.Errorf("supervisor health socket: %w", err)
 	}
 	defer lnFile.Close()
-	exe, err := os.Executable()
-	if err != nil {
-		return 1, fmt.Errorf("supervisor: own executable: %w", err)
-	}
+	// The same build as the parent, even after the file was replaced
+	// (an upgrade takes effect when the service restarts, not at a crash).
+	const exe = "/proc/self/exe"
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
@@ -122,6 +121,7 @@ func Run(cfg Config) (int, error) {
 	)
 	for {
 		cmd := exec.Command(exe, cfg.Args...)
+		cmd.Args[0] = os.Args[0] // ps shows the child as the parent
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 		cmd.Env = childEnv(restarts, reason)
 		cmd.ExtraFiles = []*os.File{cfg.LockFile, lnFile} // fds 3 and 4
