@@ -20,6 +20,7 @@ func newAgentCommand() *cobra.Command {
 		opts      nodeOptions
 		tokenFile string
 		hollowOpt hollowOptions
+		supervise bool
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -65,18 +66,20 @@ still works for nodes, but keep it off them: it joins masters.`,
 			if _, err := gossip.MemberlistConfig(opts.GossipProfile); err != nil {
 				return fmt.Errorf("--gossip-profile: %w", err)
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
-			opts.Logger = slog.Default()
 			role := "agent"
 			if hollowOpt.Count > 0 {
 				role = "hollow agent"
+				supervise = false // one process simulating many nodes
 			}
-			unlock, err := lockDataDir(opts.DataDir, role)
-			if err != nil {
+			mode, unlock, parent, err := startProcess(opts.DataDir, role, supervise)
+			if parent || err != nil {
 				return err
 			}
 			defer unlock()
+			opts.mode = mode
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			opts.Logger = slog.Default()
 			if hollowOpt.Count > 0 {
 				if !cmd.Flags().Changed("gossip-port") {
 					opts.GossipPort = 0 // free ports: many nodes share one address
@@ -100,6 +103,7 @@ still works for nodes, but keep it off them: it joins masters.`,
 	addNetworkFlags(f, &opts.Network, true)
 	addProxyFlags(f, &opts)
 	addHollowFlags(f, &hollowOpt)
+	addSuperviseFlag(f, &supervise)
 	f.IntVar(&opts.GossipPort, "gossip-port", 7946, "port of gossip with the masters and other nodes (hollow node i takes this port + i; 0: free ports)")
 	f.BoolVar(&opts.NoGossip, "disable-gossip", false, "do not join gossip (the node's health then comes from its Lease only)")
 	_ = f.MarkHidden("disable-gossip")

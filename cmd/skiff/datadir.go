@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -21,6 +22,22 @@ const lockName = "skiff.lock"
 // opened close-on-exec, so containers and shims never hold it. release
 // ends the lock.
 func lockDataDir(dir, role string) (release func(), err error) {
+	f, err := lockDataDirFile(dir, role)
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+		f.Close()
+	}, nil
+}
+
+// lockDataDirFile is lockDataDir returning the locked file. A supervised
+// child shares its parent's lock (the same open file), so the lock is
+// free only when both have ended; when the holder noted in the file has
+// already exited, its child may still be dying (killed with the parent):
+// wait a few seconds for the lock then.
+func lockDataDirFile(dir, role string) (*os.File, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
@@ -33,7 +50,12 @@ func lockDataDir(dir, role string) (release func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("data dir lock: %w", err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	for deadline := time.Now().Add(5 * time.Second); errors.Is(err, unix.EWOULDBLOCK) && holderGone(path) && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	}
+	if err != nil {
 		b, _ := os.ReadFile(path)
 		f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
@@ -46,10 +68,30 @@ func lockDataDir(dir, role string) (release func(), err error) {
 		return nil, fmt.Errorf("data dir lock %s: %w", path, err)
 	}
 	if err := f.Truncate(0); err == nil {
-		_, _ = fmt.Fprintf(f, "pid %d %s\n", os.Getpid(), role)
+		_, _ = f.WriteAt([]byte(fmt.Sprintf("pid %d %s\n", os.Getpid(), role)), 0)
 	}
-	return func() {
-		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
-		f.Close()
-	}, nil
+	return f, nil
+}
+
+// holderGone reports whether the process the lock file names has exited.
+func holderGone(path string) bool {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	var pid int
+	if _, err := fmt.Sscanf(string(b), "pid %d", &pid); err != nil || pid <= 0 {
+		return false
+	}
+	return errors.Is(unix.Kill(pid, 0), unix.ESRCH)
+}
+
+// adoptDataDirLock checks that the lock file a supervisor handed down is
+// locked by this process's open file (flock on the shared open file
+// succeeds at once) and returns its release.
+func adoptDataDirLock(f *os.File) (func(), error) {
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return nil, fmt.Errorf("data dir lock from the supervisor: %w", err)
+	}
+	return func() { f.Close() }, nil
 }

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -18,6 +19,10 @@ func main() {
 	// are re-executions by the runtime; they never return.
 	libcontainer.InitIfRequested()
 	if err := newRootCommand().Execute(); err != nil {
+		var ec exitCodeError
+		if errors.As(err, &ec) {
+			os.Exit(ec.code)
+		}
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		os.Exit(1)
 	}
@@ -47,5 +52,6 @@ func newRootCommand() *cobra.Command {
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.AddCommand(newServerCommand(), newAgentCommand(), newClusterCommand(), newImageCommand(), newDemoImageCommand(),
 		newServicesCommand(), newVersionCommand(), newTokenCommand())
+	root.AddCommand(hostCommands()...)
 	return root
 }

@@ -66,6 +66,9 @@ type nodeOptions struct {
 	Labels     map[string]string
 
 	Logger *slog.Logger
+
+	// mode: supervised child or not (supervise.go); nil in hollow nodes.
+	mode *runMode
 }
 
 // runAgent gets node credentials (saved ones, or through node bootstrap
@@ -152,6 +155,7 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 	if err != nil {
 		return err
 	}
+	o.mode.recordRestart(ctx, evCS, o.NodeName, log)
 	servingTLS, err := certs.ServingTLS()
 	if err != nil {
 		return err
@@ -217,6 +221,7 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 			}
 		}()
 	}
+	o.mode.ready(ctx)
 	return a.Run(ctx)
 }
 

@@ -25,6 +25,7 @@ func newServerCommand() *cobra.Command {
 		node         nodeOptions
 		agentRuntime string
 		kubeletPort  int
+		supervise    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -76,6 +77,13 @@ runs the scheduler (unless --disable-scheduler) and the controllers.`,
 			}
 			node.Runtime, node.KubeletPort = agentRuntime, kubeletPort
 			cfg.KubeletPort = kubeletPort
+			// The embedded agent shares the data dir: this lock covers it.
+			mode, unlock, parent, err := startProcess(cfg.DataDir, "server", supervise)
+			if parent || err != nil {
+				return err
+			}
+			defer unlock()
+			node.mode = mode
 			return runServer(cmd.Context(), cfg, node)
 		},
 	}
@@ -109,6 +117,7 @@ runs the scheduler (unless --disable-scheduler) and the controllers.`,
 	addProxyFlags(f, &node)
 	addControllerFlags(f, &cfg.Controllers)
 	addPodSecurityFlags(f, &cfg.PodSecurity)
+	addSuperviseFlag(f, &supervise)
 	// Tuning, hidden: tests and benchmarks use them.
 	f.DurationVar(&cfg.HeartbeatTimeout, "raft-heartbeat-timeout", 0, "Raft heartbeat and election timeout (default 600ms)")
 	f.Uint64Var(&cfg.SnapshotThreshold, "raft-snapshot-threshold", 0, "log entries between Raft snapshots (default 16384)")
@@ -129,17 +138,12 @@ func runServer(ctx context.Context, cfg server.Config, node nodeOptions) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	// The embedded agent shares the data dir: this lock covers it.
-	unlock, err := lockDataDir(cfg.DataDir, "server")
-	if err != nil {
-		return err
-	}
-	defer unlock()
 	s, err := server.New(ctx, cfg)
 	if err != nil {
 		return explainTokenError(err, "server")
 	}
 	s.Start()
+	node.mode.ready(ctx)
 	agentDone := make(chan error, 1)
 	agentCtx, stopAgent := context.WithCancel(ctx)
 	defer stopAgent()

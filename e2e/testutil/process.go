@@ -94,14 +94,16 @@ func (p *process) logOffset() int64 {
 	return p.logStart
 }
 
-// signal sends sig (SIGSTOP, SIGCONT) to the running process.
+// signal sends sig (SIGSTOP, SIGCONT) to the running process and its
+// process group: a supervised server or agent and its worker child pause
+// together, as a paused machine would (shims run in sessions of their own).
 func (p *process) signal(sig syscall.Signal) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cmd == nil {
 		return errors.New("not running")
 	}
-	return p.cmd.Process.Signal(sig)
+	return syscall.Kill(-p.cmd.Process.Pid, sig)
 }
 
 // stopGrace is how long a process may take to exit after its signal.
