@@ -117,6 +117,16 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 		}
 	}
 	restCfg := client.NodeRESTConfig(o.Server, creds)
+	var failover *client.Failover
+	if o.Creds == nil {
+		// A standalone agent knows every master and dials a live one
+		// (docs/agent.md, "Masters lost"); an embedded agent talks to its
+		// own master, in its own process.
+		if failover, err = client.NewFailover(filepath.Join(credDir, "masters.json"), o.Server, log); err != nil {
+			return err
+		}
+		restCfg = failover.RESTConfig(restCfg)
+	}
 	cs, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
 		return err
@@ -175,6 +185,14 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 	defer stopProxy()
 	pn.Start(ctx)
 	defer pn.Wait()
+	var onMasters func([]string)
+	if failover != nil {
+		onMasters = func(addrs []string) { failover.SetSource("gossip", addrs) }
+		epDone := make(chan struct{})
+		epCtx, stopEP := context.WithCancel(ctx)
+		defer func() { stopEP(); <-epDone }()
+		go func() { defer close(epDone); failover.WatchEndpoints(epCtx, cs, 10*time.Second) }()
+	}
 	if !o.NoGossip {
 		gctx, stopGossip := context.WithCancel(ctx)
 		gossipDone := make(chan struct{})
@@ -186,6 +204,7 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 				NodeName: o.NodeName, DataDir: filepath.Join(credDir, "gossip"), BindAddr: o.NodeIP, Port: o.GossipPort,
 				Profile: o.GossipProfile, KubeletAddr: net.JoinHostPort(o.NodeIP, strconv.Itoa(o.KubeletPort)),
 				Client: cs.CoreV1().RESTClient(), Keys: o.GossipKeys, Logger: log, OnSuspected: a.HeartbeatBurst,
+				OnMasters: onMasters,
 			})
 			if err != nil && gctx.Err() == nil {
 				log.Error("gossip stopped", "err", err)
