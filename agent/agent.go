@@ -59,6 +59,9 @@ type Agent struct {
 	httpSrv *http.Server
 	ln      net.Listener
 
+	// checkpointDirty wakes checkpointLoop (checkpoint.go).
+	checkpointDirty chan struct{}
+
 	ready atomic.Bool
 	wg    sync.WaitGroup
 }
@@ -81,6 +84,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a.events = newEventRecorder(evClient, cfg.NodeName, a.log)
 	a.burst = make(chan struct{}, 1)
+	a.checkpointDirty = make(chan struct{}, 1)
 	a.backoffs = newBackoffs(cfg.BackoffBase, cfg.BackoffMax)
 	a.status = newStatusManager(a)
 	a.probes = newProbeManager(a)
@@ -131,7 +135,16 @@ func (a *Agent) Run(ctx context.Context) error {
 		}()
 	}
 	defer a.stopServer()
+	// Node autonomy: the pods last known to be bound here run again at
+	// once, with or without a master (checkpoint.go). Hollow nodes (a
+	// shared pod source) keep no checkpoint.
+	var restored map[types.UID]*corev1.Pod
+	if a.cfg.Pods == nil {
+		restored = a.restoreCheckpoint()
+	}
 	if err := a.registerNode(ctx); err != nil {
+		a.workers.stopAll()
+		a.probes.stopAll()
 		return err
 	}
 	a.log.Info("node registered")
@@ -152,12 +165,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.factory.Start(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), a.podInformer.HasSynced) {
 		// Stopped before the first list: a stop, not a failure.
+		a.workers.stopAll()
+		a.probes.stopAll()
 		a.wg.Wait()
 		a.factory.Shutdown()
 		return nil
 	}
 	a.ready.Store(true)
 	a.log.Info("pod informer synced", "pods", len(a.podInformer.GetStore().ListKeys()))
+	if a.cfg.Pods == nil {
+		a.reconcileCheckpoint(restored)
+		a.goRun(ctx, a.checkpointLoop)
+	}
 	// Adopt what the runtime already runs for pods that still exist, and
 	// clean up after pods deleted while the agent was down.
 	a.housekeeping(ctx)
@@ -199,6 +218,7 @@ func (a *Agent) onPod(obj any) {
 		return
 	}
 	a.workers.update(pod)
+	a.markCheckpointDirty()
 }
 
 func (a *Agent) onPodDelete(obj any) {
@@ -210,6 +230,7 @@ func (a *Agent) onPodDelete(obj any) {
 		return
 	}
 	a.workers.remove(pod)
+	a.markCheckpointDirty()
 }
 
 // podByUID returns the pod from the informer's cache.
