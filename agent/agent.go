@@ -59,6 +59,8 @@ type Agent struct {
 	httpSrv *http.Server
 	ln      net.Listener
 
+	// static holds the static pods read from ManifestDir (staticpods.go).
+	static *staticPods
 	// checkpointDirty wakes checkpointLoop (checkpoint.go).
 	checkpointDirty chan struct{}
 
@@ -85,6 +87,7 @@ func New(cfg Config) (*Agent, error) {
 	a.events = newEventRecorder(evClient, cfg.NodeName, a.log)
 	a.burst = make(chan struct{}, 1)
 	a.checkpointDirty = make(chan struct{}, 1)
+	a.static = newStaticPods()
 	a.backoffs = newBackoffs(cfg.BackoffBase, cfg.BackoffMax)
 	a.status = newStatusManager(a)
 	a.probes = newProbeManager(a)
@@ -141,6 +144,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	var restored map[types.UID]*corev1.Pod
 	if a.cfg.Pods == nil {
 		restored = a.restoreCheckpoint()
+		a.goRun(ctx, a.staticPodLoop)
 	}
 	if err := a.registerNode(ctx); err != nil {
 		a.workers.stopAll()
@@ -217,6 +221,9 @@ func (a *Agent) onPod(obj any) {
 	if !ok || pod.Spec.NodeName != a.cfg.NodeName {
 		return
 	}
+	if isMirrorPod(pod) {
+		return // the static pod from the file runs; its mirror only shows it
+	}
 	a.workers.update(pod)
 	a.markCheckpointDirty()
 }
@@ -226,7 +233,7 @@ func (a *Agent) onPodDelete(obj any) {
 		obj = tomb.Obj
 	}
 	pod, ok := obj.(*corev1.Pod)
-	if !ok {
+	if !ok || isMirrorPod(pod) {
 		return
 	}
 	a.workers.remove(pod)

@@ -99,7 +99,7 @@ func (a *Agent) checkpointLoop(ctx context.Context) {
 	for {
 		var pods []*corev1.Pod
 		for _, obj := range a.podInformer.GetStore().List() {
-			if p, ok := obj.(*corev1.Pod); ok && p.Spec.NodeName == a.cfg.NodeName {
+			if p, ok := obj.(*corev1.Pod); ok && p.Spec.NodeName == a.cfg.NodeName && !isMirrorPod(p) {
 				pods = append(pods, p)
 			}
 		}

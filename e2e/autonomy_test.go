@@ -60,9 +60,13 @@ func TestAgentFailsOverToAnotherMaster(t *testing.T) {
 		return nil
 	})
 
+	ctx := context.Background()
+	testutil.WaitFor(t, 30*time.Second, "the node's Lease", func() error {
+		_, err := cs.CoordinationV1().Leases("kube-node-lease").Get(ctx, "edge-fo", metav1.GetOptions{})
+		return err
+	})
 	a.Kill()
 	killed := time.Now()
-	ctx := context.Background()
 	// The Lease (4s) is renewed after the kill, more than once.
 	testutil.WaitFor(t, 30*time.Second, "the Lease renewed through another master", func() error {
 		l, err := cs.CoordinationV1().Leases("kube-node-lease").Get(ctx, "edge-fo", metav1.GetOptions{})

@@ -31,6 +31,8 @@ type nodeOptions struct {
 	BindAddress string
 	KubeletPort int
 	Runtime     string
+	// ManifestDir holds static pod manifests ("": <data-dir>/agent/manifests).
+	ManifestDir string
 	// ProxyMode is the service proxy's mode: nftables, userspace or none
 	// ("": nftables, none with the fake runtime); ProxyBalance picks
 	// endpoints in nftables mode (random, round-robin).
@@ -162,7 +164,7 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 	cfg := agent.Config{
 		NodeName: o.NodeName, DataDir: dataDir, NodeIP: o.NodeIP, BindAddress: o.BindAddress,
 		KubeletPort: o.KubeletPort, ServingTLS: servingTLS, Client: cs, EventClient: evCS, Labels: o.Labels,
-		Runtime: rt, Images: images, Logger: log,
+		Runtime: rt, Images: images, Logger: log, ManifestDir: o.ManifestDir,
 		LeaseDuration: o.LeaseDuration, NodeStatusInterval: o.StatusInterval, BackoffBase: o.BackoffBase,
 		ClusterDNS: o.DNS.clusterDNS(), ClusterDomain: o.DNS.ClusterDomain, ResolvConf: o.DNS.ResolvConf,
 	}
