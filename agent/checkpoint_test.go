@@ -144,3 +144,42 @@ func TestCheckpointReadsVersion1(t *testing.T) {
 		t.Fatal("version 2 was accepted")
 	}
 }
+
+// TestVolumeKeptWhenAPIOutOfReach: an agent restarted while no master
+// answers keeps a configMap volume as it was written, so that the pod's
+// restart policy still applies (the exited container starts again).
+func TestVolumeKeptWhenAPIOutOfReach(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "conf", Namespace: "default"}, Data: map[string]string{"k": "v"}}
+	if _, err := h.cs.CoreV1().ConfigMaps("default").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p := pod("withvol", corev1.RestartPolicyAlways, ctr("vol-c"))
+	p.Spec.Volumes = []corev1.Volume{{Name: "conf", VolumeSource: corev1.VolumeSource{
+		ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "conf"}}}}}
+	p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "conf", MountPath: "/etc/conf"}}
+	h.createPod(p)
+	h.waitPod("withvol", "running", phaseIs(corev1.PodRunning))
+	h.waitFor("checkpoint", func() error {
+		cp, err := readCheckpoint(filepath.Join(h.dir, "agent", "checkpoint", "pods.json"), testNode)
+		if err != nil || cp == nil || len(cp.Pods) != 1 {
+			return fmt.Errorf("checkpoint %+v, %v", cp, err)
+		}
+		return nil
+	})
+
+	h.stop()
+	if err := h.rt.Exit(h.containerOf("vol-c").ID, 1); err != nil {
+		t.Fatal(err)
+	}
+	dead := unreachableClient(t)
+	h.tweak = func(c *Config) { c.Client = dead }
+	h.start()
+	h.waitFor("the container started again without the API", func() error {
+		if n := runningContainers(h.rt, "vol-c"); n != 1 {
+			return fmt.Errorf("%d running of %d", n, len(h.rt.ContainerIDs("vol-c")))
+		}
+		return nil
+	})
+}
