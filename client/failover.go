@@ -178,14 +178,19 @@ func (f *Failover) save() {
 	f.log.Info("masters known", "masters", list)
 }
 
+// connUserTimeout: how long sent data may stay unacknowledged before the
+// kernel drops the connection (Linux).
+const connUserTimeout = 10 * time.Second
+
 // DialContext connects to a live master, whatever addr the client asked
-// for: the last good master first, then the others. Connections get TCP
-// keepalives so that one to a master that vanished (no FIN, no RST) is
-// closed within about 25s rather than hanging.
+// for: the last good master first, then the others. So that a connection
+// to a master that vanished (no FIN, no RST) is closed rather than
+// hanging, connections get TCP keepalives (idle ones: closed within about
+// 25s) and, on Linux, TCP_USER_TIMEOUT (busy ones: within 10s).
 func (f *Failover) DialContext(ctx context.Context, network, _ string) (net.Conn, error) {
 	d := net.Dialer{Timeout: f.DialTimeout, KeepAliveConfig: net.KeepAliveConfig{
 		Enable: true, Idle: 10 * time.Second, Interval: 5 * time.Second, Count: 3,
-	}}
+	}, Control: userTimeout(connUserTimeout)}
 	var errs []error
 	for _, addr := range f.Masters() {
 		if ctx.Err() != nil {

@@ -225,3 +225,69 @@ func TestNodeAutonomyAfterReboot(t *testing.T) {
 		return nil
 	})
 }
+
+// TestAgentFailsOverWhenCutOff: three masters and an agent on hosts of a
+// test network; the link between the agent and the master it joined
+// through is cut (packets dropped: no FIN, no RST). The agent's busy
+// connection to that master is dropped (TCP_USER_TIMEOUT) and it renews
+// its Lease through another master within 30s; a pod scheduled to it
+// runs.
+func TestAgentFailsOverWhenCutOff(t *testing.T) {
+	if ok, why := testutil.HaveNetns(); !ok {
+		t.Skip(why)
+	}
+	tn := testutil.NewTestNet(t, 4)
+	hosts := tn.Hosts()
+	m1 := testutil.NewMaster(t, testutil.MasterOptions{Name: "m1", IP: hosts[0].IP, Netns: hosts[0].Netns})
+	m1.Start()
+	m1.WaitReady(30 * time.Second)
+	var others []*testutil.Master
+	for i, name := range []string{"m2", "m3"} {
+		m := testutil.NewMaster(t, testutil.MasterOptions{Name: name, IP: hosts[i+1].IP, Netns: hosts[i+1].Netns, Join: m1.URL(), Token: m1.Token()})
+		m.Start()
+		m.WaitReady(60 * time.Second)
+		others = append(others, m)
+	}
+	ag := testutil.NewAgent(t, testutil.AgentOptions{Name: "edge-cut", Server: m1.URL(), Token: m1.Token(), IP: hosts[3].IP, Netns: hosts[3].Netns})
+	ag.Start()
+	cs := others[0].Clientset()
+	waitNodeReady(t, cs, "edge-cut")
+	ctx := context.Background()
+	testutil.WaitFor(t, 60*time.Second, "the agent to know the three masters", func() error {
+		ms, err := readMastersFile(ag)
+		if err != nil {
+			return err
+		}
+		if len(ms) < 3 {
+			return fmt.Errorf("masters %v", ms)
+		}
+		return nil
+	})
+	testutil.WaitFor(t, 30*time.Second, "the node's Lease", func() error {
+		_, err := cs.CoordinationV1().Leases("kube-node-lease").Get(ctx, "edge-cut", metav1.GetOptions{})
+		return err
+	})
+
+	if err := tn.Cut(hosts[3], hosts[0]); err != nil {
+		t.Fatal(err)
+	}
+	cut := time.Now()
+	testutil.WaitFor(t, 30*time.Second, "the Lease renewed through another master", func() error {
+		l, err := cs.CoordinationV1().Leases("kube-node-lease").Get(ctx, "edge-cut", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if l.Spec.RenewTime == nil || !l.Spec.RenewTime.Time.After(cut.Add(time.Second)) {
+			return fmt.Errorf("renewed at %v, cut at %v", l.Spec.RenewTime, cut)
+		}
+		return nil
+	})
+	t.Logf("Lease renewed through another master %s after the cut", time.Since(cut).Round(100*time.Millisecond))
+	waitNodeReady(t, cs, "edge-cut")
+	pod := fakePod("after-cut", "", corev1.RestartPolicyAlways)
+	pod.Spec.NodeSelector = map[string]string{"kubernetes.io/hostname": "edge-cut"}
+	if _, err := cs.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create pod: %v", err)
+	}
+	waitPodPhase(t, cs, "default", "after-cut", corev1.PodRunning)
+}
