@@ -55,10 +55,11 @@ type Failover struct {
 	// DialTimeout bounds one connection attempt (3s).
 	DialTimeout time.Duration
 
-	mu      sync.Mutex
-	sources map[string][]string // source name → addresses
-	last    string
-	saved   []string // the list last written
+	mu        sync.Mutex
+	sources   map[string][]string // source name → addresses
+	last      string
+	saved     []string // the list last written
+	savedLast string   // and its last good master
 }
 
 // NewFailover loads the masters kept in path (if any) and adds the join
@@ -88,7 +89,7 @@ func NewFailover(path, serverURL string, log *slog.Logger) (*Failover, error) {
 		}
 		f.sources["disk"] = mf.Masters
 		f.last = mf.Last
-		f.saved = mf.Masters
+		f.saved, f.savedLast = mf.Masters, mf.Last
 	}
 	return f, nil
 }
@@ -153,8 +154,8 @@ func (f *Failover) save() {
 	slices.Sort(sorted)
 	savedSorted := slices.Clone(f.saved)
 	slices.Sort(savedSorted)
-	unchanged := slices.Equal(sorted, savedSorted) && len(list) > 0 && list[0] == f.last
 	last := f.last
+	unchanged := slices.Equal(sorted, savedSorted) && last == f.savedLast
 	f.mu.Unlock()
 	if unchanged || f.path == "" {
 		return
@@ -173,7 +174,7 @@ func (f *Failover) save() {
 		return
 	}
 	f.mu.Lock()
-	f.saved = list
+	f.saved, f.savedLast = list, last
 	f.mu.Unlock()
 	f.log.Info("masters known", "masters", list)
 }
@@ -208,7 +209,7 @@ func (f *Failover) DialContext(ctx context.Context, network, _ string) (net.Conn
 		f.mu.Unlock()
 		if changed {
 			f.log.Info("connected to master", "master", addr, "previous", prev)
-			go f.save()
+			f.save() // rare (the master changed); a restarted agent starts there
 		}
 		return conn, nil
 	}
