@@ -59,6 +59,11 @@ type Agent struct {
 	httpSrv *http.Server
 	ln      net.Listener
 
+	// static holds the static pods read from ManifestDir (staticpods.go).
+	static *staticPods
+	// checkpointDirty wakes checkpointLoop (checkpoint.go).
+	checkpointDirty chan struct{}
+
 	ready atomic.Bool
 	wg    sync.WaitGroup
 }
@@ -81,6 +86,8 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a.events = newEventRecorder(evClient, cfg.NodeName, a.log)
 	a.burst = make(chan struct{}, 1)
+	a.checkpointDirty = make(chan struct{}, 1)
+	a.static = newStaticPods()
 	a.backoffs = newBackoffs(cfg.BackoffBase, cfg.BackoffMax)
 	a.status = newStatusManager(a)
 	a.probes = newProbeManager(a)
@@ -131,7 +138,17 @@ func (a *Agent) Run(ctx context.Context) error {
 		}()
 	}
 	defer a.stopServer()
+	// Node autonomy: the pods last known to be bound here run again at
+	// once, with or without a master (checkpoint.go). Hollow nodes (a
+	// shared pod source) keep no checkpoint.
+	var restored map[types.UID]*corev1.Pod
+	if a.cfg.Pods == nil {
+		restored = a.restoreCheckpoint()
+		a.goRun(ctx, a.staticPodLoop)
+	}
 	if err := a.registerNode(ctx); err != nil {
+		a.workers.stopAll()
+		a.probes.stopAll()
 		return err
 	}
 	a.log.Info("node registered")
@@ -152,12 +169,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.factory.Start(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), a.podInformer.HasSynced) {
 		// Stopped before the first list: a stop, not a failure.
+		a.workers.stopAll()
+		a.probes.stopAll()
 		a.wg.Wait()
 		a.factory.Shutdown()
 		return nil
 	}
 	a.ready.Store(true)
 	a.log.Info("pod informer synced", "pods", len(a.podInformer.GetStore().ListKeys()))
+	if a.cfg.Pods == nil {
+		a.reconcileCheckpoint(restored)
+		a.goRun(ctx, a.checkpointLoop)
+	}
 	// Adopt what the runtime already runs for pods that still exist, and
 	// clean up after pods deleted while the agent was down.
 	a.housekeeping(ctx)
@@ -198,7 +221,11 @@ func (a *Agent) onPod(obj any) {
 	if !ok || pod.Spec.NodeName != a.cfg.NodeName {
 		return
 	}
+	if isMirrorPod(pod) {
+		return // the static pod from the file runs; its mirror only shows it
+	}
 	a.workers.update(pod)
+	a.markCheckpointDirty()
 }
 
 func (a *Agent) onPodDelete(obj any) {
@@ -206,10 +233,11 @@ func (a *Agent) onPodDelete(obj any) {
 		obj = tomb.Obj
 	}
 	pod, ok := obj.(*corev1.Pod)
-	if !ok {
+	if !ok || isMirrorPod(pod) {
 		return
 	}
 	a.workers.remove(pod)
+	a.markCheckpointDirty()
 }
 
 // podByUID returns the pod from the informer's cache.

@@ -72,6 +72,9 @@ type Config struct {
 	// get (the kubelet's --resolv-conf); /etc/resolv.conf, or
 	// systemd-resolved's upstream file when that names only its stub.
 	ResolvConf string
+	// ManifestDir holds static pod manifests (the kubelet's
+	// --pod-manifest-path): <data-dir>/agent/manifests by default.
+	ManifestDir string
 	// MaxPods is the pods capacity (110).
 	MaxPods int
 
@@ -109,6 +112,12 @@ func (c *Config) setDefaults() error {
 		return err
 	}
 	c.DataDir = abs
+	if c.ManifestDir == "" {
+		c.ManifestDir = filepath.Join(c.DataDir, "agent", "manifests")
+	}
+	if c.ManifestDir, err = filepath.Abs(c.ManifestDir); err != nil {
+		return err
+	}
 	if c.Client == nil || c.Runtime == nil || c.Images == nil {
 		return errors.New("agent: Client, Runtime and Images are required")
 	}

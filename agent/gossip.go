@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"sync"
 	"time"
 
@@ -40,7 +41,11 @@ type GossipConfig struct {
 	// suspicion could last: agents renew their Lease often for that long
 	// (Agent.HeartbeatBurst).
 	OnSuspected func(window time.Duration)
-	Logger      *slog.Logger
+	// OnMasters, if set, is given the API addresses (host:port) of the
+	// masters gossip knows (alive or suspected, not left) whenever the
+	// seeds are looked up (the agent's failover dialer learns them).
+	OnMasters func(addrs []string)
+	Logger    *slog.Logger
 }
 
 // RunGossip runs the node's gossip member until ctx ends: it gets the
@@ -113,6 +118,9 @@ func RunGossip(ctx context.Context, gc GossipConfig) error {
 				}
 			}
 		}
+		if gc.OnMasters != nil {
+			gc.OnMasters(masterAPIs(m))
+		}
 		return f.servers()
 	}
 	gossip.KeepJoined(m, seeds, 2*time.Second, 30*time.Second, ctx.Done(), log)
@@ -173,4 +181,21 @@ func (f *gossipFetcher) servers() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]string(nil), f.last...)
+}
+
+// masterAPIs lists the API addresses (host:port) of the server members
+// that have not left.
+func masterAPIs(m gossip.Membership) []string {
+	var out []string
+	for _, x := range m.Members() {
+		if x.Role() != gossip.RoleServer || x.Status == gossip.StatusLeft {
+			continue
+		}
+		u, err := url.Parse(x.Tags[gossip.TagAPI])
+		if err != nil || u.Host == "" {
+			continue
+		}
+		out = append(out, u.Host)
+	}
+	return out
 }

@@ -92,6 +92,10 @@ func (a *Agent) podByName(ns, name, uid string) (*corev1.Pod, bool) {
 	if uid != "" && string(p.UID) != uid {
 		return nil, false
 	}
+	if isMirrorPod(p) {
+		// The containers are the static pod's (another UID).
+		return a.static.byName(ns, name)
+	}
 	return p, true
 }
 

@@ -281,6 +281,7 @@ func (a *Agent) setPodCIDR(cidr string) {
 	}
 	a.podCIDR.Store(&cidr)
 	a.log.Info("pod CIDR assigned", "cidr", cidr)
+	a.markCheckpointDirty()
 	if a.workers != nil {
 		for _, obj := range a.podInformer.GetStore().List() {
 			a.workers.trigger(obj.(*corev1.Pod).UID)

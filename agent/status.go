@@ -336,6 +336,20 @@ func (m *statusManager) set(pod *corev1.Pod, s corev1.PodStatus) {
 	}
 }
 
+// resend marks the status of uid as not sent (a static pod has a new
+// mirror pod).
+func (m *statusManager) resend(uid types.UID) {
+	m.mu.Lock()
+	if d := m.desired[uid]; d != nil {
+		d.sent = nil
+	}
+	m.mu.Unlock()
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
 func (m *statusManager) forget(uid types.UID) {
 	m.mu.Lock()
 	delete(m.desired, uid)
@@ -401,8 +415,17 @@ func (m *statusManager) flush(ctx context.Context, uid types.UID) error {
 	s := *d.status.DeepCopy()
 	ns, name := d.namespace, d.name
 	m.mu.Unlock()
+	target := uid
+	if m.a.static.isStatic(uid) {
+		// A static pod's status goes to its mirror pod, once there is one.
+		mirror, ok := m.a.static.mirrorOf(uid)
+		if !ok {
+			return nil
+		}
+		target = mirror
+	}
 	patch, err := json.Marshal(map[string]any{
-		"metadata": map[string]any{"uid": uid},
+		"metadata": map[string]any{"uid": target},
 		"status":   statusPatch(s),
 	})
 	if err != nil {

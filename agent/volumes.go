@@ -101,6 +101,13 @@ func (m *volumeManager) setupVolume(ctx context.Context, pod *corev1.Pod, v *cor
 	case v.ConfigMap != nil, v.Secret != nil, v.DownwardAPI != nil, v.Projected != nil:
 		files, mode, err := m.a.volumeFiles(ctx, pod, v)
 		if err != nil {
+			if !refresh && !apierrors.IsNotFound(err) && !apierrors.IsForbidden(err) && complete(dir) {
+				// The API is out of reach (node autonomy): the content
+				// written before the agent restarted stays until the
+				// refresh loop can update it.
+				m.a.log.Info("volume kept as it was: its source is out of reach", "pod", pod.Namespace+"/"+pod.Name, "volume", v.Name, "err", err)
+				return nil
+			}
 			return err
 		}
 		if !refresh {
@@ -570,4 +577,11 @@ func (m *volumeManager) refreshLoop(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// complete reports whether dir holds a volume's content written whole
+// (writeAtomic's ..data link).
+func complete(dir string) bool {
+	_, err := os.Readlink(filepath.Join(dir, "..data"))
+	return err == nil
 }

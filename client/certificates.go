@@ -31,6 +31,10 @@ type NodeCertificates struct {
 
 	mu      sync.RWMutex
 	tr      *http.Transport // made by the first RESTConfig
+	// dial and serverName, when set (UseDialer), replace the plain dialer
+	// and the URL's host name: the failover among masters.
+	dial       func(ctx context.Context, network, addr string) (net.Conn, error)
+	serverName string
 	creds   *pki.NodeCredentials
 	client  *tls.Certificate
 	serving *tls.Certificate
@@ -111,6 +115,15 @@ func (m *NodeCertificates) Update(c *pki.NodeCredentials) error {
 	return nil
 }
 
+// UseDialer makes every connection of the configs RESTConfig returns go
+// through dial (client.Failover: a live master, whatever the URL says),
+// verified for serverName. Call it before the first RESTConfig.
+func (m *NodeCertificates) UseDialer(dial func(ctx context.Context, network, addr string) (net.Conn, error), serverName string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.dial, m.serverName = dial, serverName
+}
+
 // RESTConfig is a client-go config for serverURL whose connections present
 // the current client certificate. Every config shares one transport.
 func (m *NodeCertificates) RESTConfig(serverURL string) (*rest.Config, error) {
@@ -131,11 +144,16 @@ func (m *NodeCertificates) transport() (*http.Transport, error) {
 	if !pool.AppendCertsFromPEM([]byte(m.creds.CACert)) {
 		return nil, errors.New("node credentials: cluster CA does not parse")
 	}
-	dialer := connrotation.NewDialerWithTracker((&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext, m.tracker)
+	dial := m.dial
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	}
+	dialer := connrotation.NewDialerWithTracker(dial, m.tracker)
 	m.tr = utilnet.SetTransportDefaults(&http.Transport{
 		TLSClientConfig: &tls.Config{
 			MinVersion: tls.VersionTLS12,
 			RootCAs:    pool,
+			ServerName: m.serverName,
 			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 				m.mu.RLock()
 				defer m.mu.RUnlock()

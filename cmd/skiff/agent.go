@@ -98,6 +98,7 @@ still works for nodes, but keep it off them: it joins masters.`,
 	f.StringVar(&opts.BindAddress, "bind-address", "0.0.0.0", "address the kubelet server binds to; a specific address is also the node's InternalIP")
 	f.IntVar(&opts.KubeletPort, "kubelet-port", 10250, "HTTPS port of the kubelet server (logs, exec, attach, port-forward)")
 	f.StringVar(&opts.Runtime, "runtime", "libcontainer", "container runtime: libcontainer, or fake (simulated containers, for hollow nodes)")
+	f.StringVar(&opts.ManifestDir, "pod-manifest-path", "", "directory of static pod manifests (YAML or JSON Pods), run without any master (default <data-dir>/agent/manifests)")
 	addAgentTuningFlags(f, &opts)
 	addDNSFlags(f, &opts.DNS)
 	addNetworkFlags(f, &opts.Network, true)

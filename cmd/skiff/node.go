@@ -33,6 +33,8 @@ type nodeOptions struct {
 	BindAddress string
 	KubeletPort int
 	Runtime     string
+	// ManifestDir holds static pod manifests ("": <data-dir>/agent/manifests).
+	ManifestDir string
 	// ProxyMode is the service proxy's mode: nftables, userspace or none
 	// ("": nftables, none with the fake runtime); ProxyBalance picks
 	// endpoints in nftables mode (random, round-robin).
@@ -129,6 +131,16 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 	if err != nil {
 		return err
 	}
+	var failover *client.Failover
+	if o.Creds == nil {
+		// A standalone agent knows every master and dials a live one
+		// (docs/agent.md, "Masters lost"), renewals included; an embedded
+		// agent talks to its own master, in its own process.
+		if failover, err = client.NewFailover(filepath.Join(credDir, "masters.json"), o.Server, log); err != nil {
+			return err
+		}
+		certs.UseDialer(failover.DialContext, client.MasterServerName)
+	}
 	if renew == nil {
 		renew = func(ctx context.Context) (*pki.NodeCredentials, error) {
 			return certs.Renew(ctx, o.Server, o.NodeName, addresses)
@@ -181,7 +193,7 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 	cfg := agent.Config{
 		NodeName: o.NodeName, DataDir: dataDir, NodeIP: o.NodeIP, BindAddress: o.BindAddress,
 		KubeletPort: o.KubeletPort, ServingTLS: servingTLS, Client: cs, EventClient: evCS, Labels: o.Labels,
-		Runtime: rt, Images: images, Logger: log,
+		Runtime: rt, Images: images, Logger: log, ManifestDir: o.ManifestDir,
 		LeaseDuration: o.LeaseDuration, NodeStatusInterval: o.StatusInterval, BackoffBase: o.BackoffBase,
 		ClusterDNS: o.DNS.clusterDNS(), ClusterDomain: o.DNS.ClusterDomain, ResolvConf: o.DNS.ResolvConf,
 	}
@@ -204,6 +216,14 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 	defer stopProxy()
 	pn.Start(ctx)
 	defer pn.Wait()
+	var onMasters func([]string)
+	if failover != nil {
+		onMasters = func(addrs []string) { failover.SetSource("gossip", addrs) }
+		epDone := make(chan struct{})
+		epCtx, stopEP := context.WithCancel(ctx)
+		defer func() { stopEP(); <-epDone }()
+		go func() { defer close(epDone); failover.WatchEndpoints(epCtx, cs, 10*time.Second) }()
+	}
 	if !o.NoGossip {
 		gctx, stopGossip := context.WithCancel(ctx)
 		gossipDone := make(chan struct{})
@@ -215,6 +235,7 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 				NodeName: o.NodeName, DataDir: filepath.Join(credDir, "gossip"), BindAddr: o.NodeIP, Port: o.GossipPort,
 				Profile: o.GossipProfile, KubeletAddr: net.JoinHostPort(o.NodeIP, strconv.Itoa(o.KubeletPort)),
 				Client: cs.CoreV1().RESTClient(), Keys: o.GossipKeys, Logger: log, OnSuspected: a.HeartbeatBurst,
+				OnMasters: onMasters,
 			})
 			if err != nil && gctx.Err() == nil {
 				log.Error("gossip stopped", "err", err)

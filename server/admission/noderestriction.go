@@ -51,6 +51,10 @@ func nodeRestriction(u *auth.User, a *Attributes) error {
 				return forbiddenNode(a, node, fmt.Sprintf("node %q is not allowed to modify labels: %s", node, k))
 			}
 		}
+	case *corev1.Pod:
+		if a.Operation == Create {
+			return mirrorPodOfNode(a, node, obj)
+		}
 	case *coordinationv1.Lease:
 		if obj.Name != node || obj.Namespace != "kube-node-lease" {
 			return forbiddenNode(a, node, fmt.Sprintf("node %q is not allowed to modify lease %s/%s", node, obj.Namespace, obj.Name))
@@ -79,4 +83,43 @@ func normTaints(ts []corev1.Taint) []corev1.Taint {
 
 func forbiddenNode(a *Attributes, node, msg string) error {
 	return apierrors.NewForbidden(a.Kind.GroupResource(), a.Name, fmt.Errorf("%s", msg))
+}
+
+// mirrorPodOfNode: a kubelet may create only mirror pods of its static
+// pods: annotated kubernetes.io/config.mirror, bound to its own node,
+// owned by nothing but its Node, and reaching no secret, configMap,
+// service account token or claim (as Kubernetes' NodeRestriction).
+func mirrorPodOfNode(a *Attributes, node string, pod *corev1.Pod) error {
+	if _, ok := pod.Annotations[mirrorPodAnnotation]; !ok {
+		return forbiddenNode(a, node, fmt.Sprintf("pod does not have %q annotation, node %q can only create mirror pods", mirrorPodAnnotation, node))
+	}
+	if pod.Spec.NodeName != node {
+		return forbiddenNode(a, node, fmt.Sprintf("node %q can only create pods with spec.nodeName set to itself", node))
+	}
+	for _, o := range pod.OwnerReferences {
+		if o.APIVersion != "v1" || o.Kind != "Node" || o.Name != node {
+			return forbiddenNode(a, node, fmt.Sprintf("node %q can only create pods with an owner reference set to itself", node))
+		}
+	}
+	if pod.Spec.ServiceAccountName != "" {
+		return forbiddenNode(a, node, fmt.Sprintf("node %q can not create pods that reference a service account", node))
+	}
+	for _, v := range pod.Spec.Volumes {
+		if v.Secret != nil || v.ConfigMap != nil || v.Projected != nil || v.PersistentVolumeClaim != nil {
+			return forbiddenNode(a, node, fmt.Sprintf("node %q can not create pods that reference secrets, configmaps, projected volumes or claims (volume %q)", node, v.Name))
+		}
+	}
+	for _, c := range append(append([]corev1.Container(nil), pod.Spec.InitContainers...), pod.Spec.Containers...) {
+		for _, f := range c.EnvFrom {
+			if f.ConfigMapRef != nil || f.SecretRef != nil {
+				return forbiddenNode(a, node, fmt.Sprintf("node %q can not create pods that reference secrets or configmaps", node))
+			}
+		}
+		for _, e := range c.Env {
+			if e.ValueFrom != nil && (e.ValueFrom.ConfigMapKeyRef != nil || e.ValueFrom.SecretKeyRef != nil) {
+				return forbiddenNode(a, node, fmt.Sprintf("node %q can not create pods that reference secrets or configmaps", node))
+			}
+		}
+	}
+	return nil
 }

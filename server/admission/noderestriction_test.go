@@ -17,8 +17,9 @@ func TestNodeRestriction(t *testing.T) {
 	reg := registry.New()
 	nodes, ok1 := reg.Lookup("", "v1", "nodes")
 	leases, ok2 := reg.Lookup("coordination.k8s.io", "v1", "leases")
-	if !ok1 || !ok2 {
-		t.Fatal("registry lacks nodes or leases")
+	pods, ok3 := reg.Lookup("", "v1", "pods")
+	if !ok1 || !ok2 || !ok3 {
+		t.Fatal("registry lacks nodes, leases or pods")
 	}
 	n1 := &auth.User{Name: "system:node:n1", Groups: []string{auth.GroupNodes, auth.GroupAuthenticated}}
 	admin := &auth.User{Name: "admin", Groups: []string{auth.GroupMasters}}
@@ -28,6 +29,18 @@ func TestNodeRestriction(t *testing.T) {
 	lease := func(ns, name string) *coordinationv1.Lease {
 		return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 	}
+	pod := func(node string, mirror bool, owner string, vols ...corev1.Volume) *corev1.Pod {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web-" + node, Annotations: map[string]string{}},
+			Spec: corev1.PodSpec{NodeName: node, Volumes: vols, Containers: []corev1.Container{{Name: "c", Image: "i"}}}}
+		if mirror {
+			p.Annotations["kubernetes.io/config.mirror"] = "h"
+		}
+		if owner != "" {
+			p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: owner}}
+		}
+		return p
+	}
+	secretVol := corev1.Volume{Name: "s", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "x"}}}
 	noSched := corev1.Taint{Key: "k", Effect: corev1.TaintEffectNoSchedule}
 	restricted := map[string]string{"node-restriction.kubernetes.io/zone": "a"}
 	for _, tc := range []struct {
@@ -52,6 +65,12 @@ func TestNodeRestriction(t *testing.T) {
 		{"taint removed by the node", n1, nodes, Update, node("n1", nil), node("n1", nil, noSched), true},
 		{"taints unchanged", n1, nodes, Update, node("n1", nil, noSched), node("n1", nil, noSched), false},
 		{"admin changes taints", admin, nodes, Update, node("n1", nil), node("n1", nil, noSched), false},
+		{"own mirror pod", n1, pods, Create, pod("n1", true, "n1"), nil, false},
+		{"pod that is no mirror", n1, pods, Create, pod("n1", false, "n1"), nil, true},
+		{"mirror pod of another node", n1, pods, Create, pod("n2", true, ""), nil, true},
+		{"mirror pod owned by another node", n1, pods, Create, pod("n1", true, "n2"), nil, true},
+		{"mirror pod with a secret", n1, pods, Create, pod("n1", true, "n1", secretVol), nil, true},
+		{"admin creates a pod", admin, pods, Create, pod("n2", false, ""), nil, false},
 	} {
 		a := &Attributes{Operation: tc.op, Kind: tc.kind, Object: tc.obj, OldObject: tc.old}
 		err := nodeRestriction(tc.user, a)

@@ -40,7 +40,8 @@ func (a *Authorizer) WithNodeObjects(o NodeObjects) *Authorizer {
 //     NodeRestriction too), get, update, patch;
 //   - pods: list and watch (the kubelet watches with a spec.nodeName
 //     field selector), get, delete and update/patch of pods/status for
-//     pods bound to it;
+//     pods bound to it; create, for the mirror pods of its static pods
+//     (NodeRestriction checks the body: a mirror pod bound to it);
 //   - events: create, update, patch;
 //   - configmaps and secrets: get, only those a pod bound to it refers to;
 //   - serviceaccounts/token: create, for the service account of a pod
@@ -80,6 +81,10 @@ func (a *Authorizer) authorizeNode(u *User, attrs Attributes) bool {
 	case attrs.Group == "" && attrs.Resource == "pods":
 		switch {
 		case sub == "" && (v == "list" || v == "watch"):
+			return true
+		case sub == "" && v == "create":
+			// Mirror pods of its static pods; NodeRestriction checks the
+			// body (a mirror pod bound to this node, owned by its Node).
 			return true
 		case sub == "" && (v == "get" || v == "delete"), sub == "status" && (v == "get" || v == "update" || v == "patch"):
 			return a.podOnNode(node, attrs.Namespace, attrs.Name)

@@ -79,7 +79,7 @@ func TestNodeAuthorizer(t *testing.T) {
 		{"patch other pod status", n1, res("patch", "pods", "status", "app", "theirs"), false},
 		{"delete own pod", n1, res("delete", "pods", "", "app", "mine"), true},
 		{"delete other pod", n1, res("delete", "pods", "", "app", "theirs"), false},
-		{"create pod", n1, res("create", "pods", "", "app", ""), false},
+		{"create pod (a mirror pod: NodeRestriction checks the body)", n1, res("create", "pods", "", "app", ""), true},
 		{"update own pod spec", n1, res("update", "pods", "", "app", "mine"), false},
 		{"bind pod", n1, res("create", "pods", "binding", "app", "theirs"), false},
 		{"exec pod", n1, res("create", "pods", "exec", "app", "mine"), false},
