@@ -29,16 +29,16 @@ type NodeCertificates struct {
 	dir     string
 	tracker *connrotation.ConnectionTracker
 
-	mu      sync.RWMutex
-	tr      *http.Transport // made by the first RESTConfig
+	mu sync.RWMutex
+	tr *http.Transport // made by the first RESTConfig
 	// dial and serverName, when set (UseDialer), replace the plain dialer
 	// and the URL's host name: the failover among masters.
 	dial       func(ctx context.Context, network, addr string) (net.Conn, error)
 	serverName string
-	creds   *pki.NodeCredentials
-	client  *tls.Certificate
-	serving *tls.Certificate
-	renewAt time.Time
+	creds      *pki.NodeCredentials
+	client     *tls.Certificate
+	serving    *tls.Certificate
+	renewAt    time.Time
 }
 
 // NewNodeCertificates holds c. When dir is not empty, renewed credentials
