@@ -149,6 +149,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.registerNode(ctx); err != nil {
 		a.workers.stopAll()
 		a.probes.stopAll()
+		if ctx.Err() != nil {
+			return nil // stopped while registering: a stop, not a failure
+		}
 		return err
 	}
 	a.log.Info("node registered")
@@ -168,7 +171,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.factory.Start(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), a.podInformer.HasSynced) {
-		// Stopped before the first list: a stop, not a failure.
+		// Stopped before the first list: a stop, not a failure. The
+		// kubelet server's goroutine is in a.wg too.
+		a.stopServer()
 		a.workers.stopAll()
 		a.probes.stopAll()
 		a.wg.Wait()
