@@ -48,9 +48,16 @@ spec:
       labels:
         app: web
     spec:
+      securityContext:
+        runAsNonRoot: true
+        runAsUser: 101
+        seccompProfile: {type: RuntimeDefault}
       containers:
       - name: web
         image: nginx:1.25
+        securityContext:
+          allowPrivilegeEscalation: false
+          capabilities: {drop: [ALL]}
         ports:
         - containerPort: 80
           name: http

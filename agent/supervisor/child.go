@@ -44,6 +44,12 @@ const (
 // SocketName is the health socket's file in the data dir.
 const SocketName = "skiff.sock"
 
+// ExitNoRestart is the exit code of a child that stopped for a fault a
+// restart cannot mend (a master the cluster refused to join: its name is
+// another's). The parent does not restart it and exits with the same
+// code. It is sysexits' EX_CONFIG.
+const ExitNoRestart = 78
+
 // Child is the supervised side: a process the parent started.
 type Child struct {
 	// Restarts before this start, and the reason of the last one.

@@ -189,6 +189,10 @@ func Run(cfg Config) (int, error) {
 			log.Info("child exited cleanly: stopping")
 			return 0, nil
 		}
+		if code == ExitNoRestart {
+			log.Error("child stopped for a fault a restart cannot mend: not restarting it", "exit", how)
+			return code, nil
+		}
 		reason = how
 		if hung {
 			reason = fmt.Sprintf("hung: no answer to %d health checks in a row", failures)

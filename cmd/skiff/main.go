@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/skiff-io/skiff/agent/supervisor"
 	"github.com/skiff-io/skiff/runtime/libcontainer"
 )
 
@@ -24,6 +25,10 @@ func main() {
 			os.Exit(ec.code)
 		}
 		fmt.Fprintln(os.Stderr, "Error:", err)
+		var pe permanentError
+		if errors.As(err, &pe) {
+			os.Exit(supervisor.ExitNoRestart) // the supervisor does not restart it
+		}
 		os.Exit(1)
 	}
 }

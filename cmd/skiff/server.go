@@ -178,5 +178,15 @@ func runServer(ctx context.Context, cfg server.Config, node nodeOptions) error {
 		}
 	}
 	s.Shutdown()
-	return failed
+	if failed != nil {
+		return permanentError{failed}
+	}
+	return nil
 }
+
+// permanentError is a fault a restart cannot mend: the process exits with
+// supervisor.ExitNoRestart, so its supervisor does not restart it.
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
