@@ -55,6 +55,10 @@ const maxJSONPatchOperations = 10000
 // items in all. Lists of hundreds of items cost a small fraction of it.
 const maxStrategicMergeWork = 2_000_000_000
 
+// The limit holds wherever this package's patches are applied, servers or
+// not; New lowers it when configured lower.
+func init() { setJSONPatchCopyLimit(DefaultJSONPatchMaxCopyBytes) }
+
 // setJSONPatchCopyLimit lowers json-patch's process-wide limit on the bytes
 // copy operations may add, as kube-apiserver does (never raising one set
 // lower by another server in the process).

@@ -66,7 +66,7 @@ type Config struct {
 	// (DefaultRequestBodyTimeout if 0).
 	RequestBodyTimeout time.Duration
 	// WatchStallTimeout ends a watch whose client has taken none of its
-	// data for this long, releasing what it holds
+	// initial events for this long, releasing its snapshot and goroutine
 	// (DefaultWatchStallTimeout if 0).
 	WatchStallTimeout time.Duration
 	// JSONPatchMaxCopyBytes bounds the bytes the copy operations of one

@@ -93,8 +93,10 @@ func (s *APIServer) handleWatch(req *request) {
 		}
 	}
 
-	w := &watchWriter{s: s, req: req, out: out, headers: true,
-		rc: http.NewResponseController(req.w), stall: s.cfg.WatchStallTimeout}
+	w := &watchWriter{s: s, req: req, out: out, headers: true, rc: http.NewResponseController(req.w)}
+	if replay {
+		w.stall = s.cfg.WatchStallTimeout
+	}
 	defer w.disarm()
 	w.begin()
 	if replay {
@@ -173,6 +175,13 @@ func (s *APIServer) handleWatch(req *request) {
 		}
 		w.flush()
 		w.turn.done()
+		// The events that follow are written without a deadline: the
+		// snapshot is released, and a watch stuck on them holds only its
+		// goroutine until its timeout (it reads the shared event ring and
+		// gets 410 Gone if it falls out of it). Setting and clearing an
+		// HTTP/2 deadline costs two messages to the connection's goroutine
+		// per event.
+		w.stall = 0
 	}
 	s.watchLoop(ctx, w, watcher, opts)
 }
@@ -288,10 +297,11 @@ type watchWriter struct {
 	req     *request
 	out     output
 	headers bool // the next Table event carries column definitions
-	// The write deadline: a client that takes none of the data for
-	// stall ends the watch (the stream is reset, the connection closed),
-	// so an abandoned watch does not hold its snapshot and goroutine for
-	// the rest of its timeout. armed is when it was set (zero: not set).
+	// The write deadline of the initial events: a client that takes
+	// none of them for stall ends the watch (the stream is reset, the
+	// connection closed), so an abandoned watch does not hold its
+	// snapshot and goroutine for the rest of its timeout. armed is when it
+	// was set (zero: not set); stall 0: no deadline.
 	rc      *http.ResponseController
 	stall   time.Duration
 	armed   time.Time

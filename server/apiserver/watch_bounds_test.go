@@ -192,7 +192,7 @@ func TestWatchOfLargeListHoldsNoCopy(t *testing.T) {
 	}
 }
 
-// TestWatchStallEnds: a watch whose client takes none of its data for
+// TestWatchStallEnds: a watch whose client takes none of its initial events for
 // WatchStallTimeout is ended, which frees its place under the per-user
 // watch limit; a watch that is merely idle (nothing to send) is not.
 func TestWatchStallEnds(t *testing.T) {
