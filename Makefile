@@ -13,7 +13,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all deps build release run test test-unit test-node test-e2e bench bench-node chaos vet clean
+.PHONY: all deps build release run test test-unit test-node test-e2e bench bench-node chaos fuzz vet clean
 
 all: build
 
@@ -94,6 +94,16 @@ test-e2e:
 
 bench: build
 	SKIFF_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./e2e/bench/ ./fsm/
+
+# The API server's decoders of network input under Go's fuzzer (issue 15),
+# each target for FUZZTIME; seeds and crashers in server/apiserver/testdata/fuzz.
+FUZZTIME     ?= 20s
+FUZZ_TARGETS := FuzzDecodeBody FuzzJSONPatch FuzzMergePatch FuzzStrategicMergePatch FuzzListOptions FuzzServeHTTP
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  echo "== $$t ($(FUZZTIME))"; \
+	  $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./server/apiserver/; \
+	done
 
 # Container start latency (RunPodSandbox + Create + Start → running), root.
 bench-node:

@@ -70,6 +70,16 @@ type Config struct {
 	// enforce baseline, warn and audit restricted, kube-system exempt).
 	PodSecurity *admission.PodSecurityConfig
 
+	// API request limits (server/apiserver/limits.go, docs/api.md):
+	// read-only and mutating requests in flight, watches open per user (0:
+	// no limit; the flags default to apiserver.DefaultMaxRequestsInFlight
+	// and the like), and the time to receive a request body
+	// (apiserver.DefaultRequestBodyTimeout if 0).
+	MaxRequestsInFlight         int
+	MaxMutatingRequestsInFlight int
+	MaxWatchesPerUser           int
+	RequestBodyTimeout          time.Duration
+
 	// Raft tuning; zero values take the defaults below.
 	HeartbeatTimeout  time.Duration
 	SnapshotThreshold uint64

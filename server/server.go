@@ -154,8 +154,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Authorizer:       authz,
 		Admission:        s.admissionChain(authz),
 		// ServiceAccountTokens signs TokenRequests.
-		ServiceAccountTokens: s.saTokens,
-		Logger:               cfg.Logger,
+		ServiceAccountTokens:        s.saTokens,
+		Logger:                      cfg.Logger,
+		MaxRequestsInFlight:         cfg.MaxRequestsInFlight,
+		MaxMutatingRequestsInFlight: cfg.MaxMutatingRequestsInFlight,
+		MaxWatchesPerUser:           cfg.MaxWatchesPerUser,
+		RequestBodyTimeout:          cfg.RequestBodyTimeout,
 	})
 	if err != nil {
 		s.Shutdown()

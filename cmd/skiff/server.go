@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/skiff-io/skiff/server"
+	"github.com/skiff-io/skiff/server/apiserver"
 	"github.com/skiff-io/skiff/server/servicealloc"
 )
 
@@ -109,6 +110,10 @@ runs the scheduler (unless --disable-scheduler) and the controllers.`,
 	f.StringVar(&cfg.ServiceAccountIssuer, "service-account-issuer", "https://kubernetes.default.svc.cluster.local", "\"iss\" of service-account tokens; its /.well-known/openid-configuration is served")
 	f.StringSliceVar(&cfg.APIAudiences, "api-audiences", nil, "audiences of service-account tokens the API accepts (default: the issuer)")
 	f.DurationVar(&cfg.ServiceAccountMaxTokenExpiration, "service-account-max-token-expiration", 48*time.Hour, "longest lifetime a TokenRequest is granted")
+	f.IntVar(&cfg.MaxRequestsInFlight, "max-requests-inflight", apiserver.DefaultMaxRequestsInFlight, "most read-only API requests served at once, watches and other long-running requests apart; more are answered 429 (0: no limit; system:masters is exempt)")
+	f.IntVar(&cfg.MaxMutatingRequestsInFlight, "max-mutating-requests-inflight", apiserver.DefaultMaxMutatingRequestsInFlight, "most mutating API requests served at once; more are answered 429 (0: no limit; system:masters is exempt)")
+	f.IntVar(&cfg.MaxWatchesPerUser, "max-watches-per-user", apiserver.DefaultMaxWatchesPerUser, "most watches one user may have open on this master; more are answered 429 (0: no limit; system:masters is exempt)")
+	f.DurationVar(&cfg.RequestBodyTimeout, "request-body-timeout", apiserver.DefaultRequestBodyTimeout, "time a client has to send a request body; a slower one is answered 408")
 	f.StringVar(&agentRuntime, "runtime", "libcontainer", "container runtime of the embedded agent: libcontainer or fake")
 	f.IntVar(&kubeletPort, "kubelet-port", 10250, "HTTPS port of the embedded agent's kubelet server")
 	addAgentTuningFlags(f, &node)

@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -46,6 +47,10 @@ func (s *APIServer) readBody(r *http.Request) ([]byte, error) {
 	}
 	b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
+		var te *bodyTimeoutError
+		if errors.As(err, &te) {
+			return nil, requestTimeout(te)
+		}
 		return nil, badRequest("error reading request body: %v", err)
 	}
 	if int64(len(b)) > limit {

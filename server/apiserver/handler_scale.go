@@ -10,7 +10,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/skiff-io/skiff/server/registry"
@@ -136,16 +135,9 @@ func (s *APIServer) handleScalePatch(req *request) {
 		s.writeError(req.w, req.r, unsupportedMediaType(ct))
 		return
 	}
-	switch types.PatchType(pt) {
-	case types.JSONPatchType:
-		if err := checkJSONPatchSize(body); err != nil {
-			s.writeError(req.w, req.r, err)
-			return
-		}
-	case types.MergePatchType, types.StrategicMergePatchType:
-	default:
-		s.writeError(req.w, req.r, apierrors.NewGenericServerResponse(http.StatusUnsupportedMediaType, "patch", req.kind.GroupResource(), req.info.Name,
-			"the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json", 0, false))
+	p, err := s.newPatcher(req, pt, body, &autoscalingv1.Scale{})
+	if err != nil {
+		s.writeError(req.w, req.r, err)
 		return
 	}
 	s.scaleTo(req, func(cur *autoscalingv1.Scale) (*autoscalingv1.Scale, error) {
@@ -153,7 +145,7 @@ func (s *APIServer) handleScalePatch(req *request) {
 		if err != nil {
 			return nil, apierrors.NewInternalError(err)
 		}
-		patched, err := applyPatch(types.PatchType(pt), orig, body, &autoscalingv1.Scale{})
+		patched, err := p.apply(orig)
 		if err != nil {
 			return nil, err
 		}

@@ -15,8 +15,10 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/skiff-io/skiff/fsm/state"
 	"github.com/skiff-io/skiff/server/registry"
 )
 
@@ -137,6 +139,41 @@ func (o *listOptions) matches(kind *registry.Kind, obj runtime.Object) bool {
 	}
 	if !o.field.Empty() && !o.field.Matches(kind.Fields(obj)) {
 		return false
+	}
+	return true
+}
+
+// keyOnly reports whether the selectors need only an object's key: no
+// label selector, and field selectors on metadata.name and
+// metadata.namespace only.
+func (o *listOptions) keyOnly() bool {
+	if !o.label.Empty() {
+		return false
+	}
+	for _, r := range o.field.Requirements() {
+		if r.Field != "metadata.name" && r.Field != "metadata.namespace" {
+			return false
+		}
+		switch r.Operator {
+		case selection.Equals, selection.DoubleEquals, selection.NotEquals:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// matchesKey applies the field selectors of a keyOnly watch to an object's
+// key.
+func (o *listOptions) matchesKey(k state.Key) bool {
+	for _, r := range o.field.Requirements() {
+		v := k.Name
+		if r.Field == "metadata.namespace" {
+			v = k.Namespace
+		}
+		if (v == r.Value) == (r.Operator == selection.NotEquals) {
+			return false
+		}
 	}
 	return true
 }

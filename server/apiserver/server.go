@@ -53,6 +53,27 @@ type Config struct {
 	// ServiceAccountTokens signs the tokens of serviceaccounts/<name>/token
 	// (handler_token.go); nil answers it 503.
 	ServiceAccountTokens TokenIssuer
+
+	// Limits (limits.go). MaxRequestsInFlight and
+	// MaxMutatingRequestsInFlight bound the read-only and the mutating
+	// requests served at once, MaxWatchesPerUser the watches one user has
+	// open; 0 is no limit (kube-apiserver's meaning of 0 for its in-flight
+	// flags). The skiff server flags default to the Default* constants.
+	MaxRequestsInFlight         int
+	MaxMutatingRequestsInFlight int
+	MaxWatchesPerUser           int
+	// RequestBodyTimeout bounds the time to receive a request body
+	// (DefaultRequestBodyTimeout if 0).
+	RequestBodyTimeout time.Duration
+	// WatchStallTimeout ends a watch whose client has taken none of its
+	// initial events for this long, releasing its snapshot and goroutine
+	// (DefaultWatchStallTimeout if 0).
+	WatchStallTimeout time.Duration
+	// JSONPatchMaxCopyBytes bounds the bytes the copy operations of one
+	// JSON patch may add (DefaultJSONPatchMaxCopyBytes if 0). The limit is
+	// the json-patch library's, global to the process: the lowest
+	// configured wins, as in kube-apiserver.
+	JSONPatchMaxCopyBytes int64
 }
 
 // APIServer is the http.Handler of the Kubernetes API.
@@ -73,6 +94,8 @@ type APIServer struct {
 	events eventCache
 	// pods knows the decoded pods the leader's informers hold.
 	pods decodedPods
+	// limits holds the in-flight seats and counts watches (limits.go).
+	limits *limiter
 }
 
 // New returns an APIServer.
@@ -98,6 +121,16 @@ func New(cfg Config) (*APIServer, error) {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = MaxBodyBytes
 	}
+	if cfg.RequestBodyTimeout <= 0 {
+		cfg.RequestBodyTimeout = DefaultRequestBodyTimeout
+	}
+	if cfg.WatchStallTimeout <= 0 {
+		cfg.WatchStallTimeout = DefaultWatchStallTimeout
+	}
+	if cfg.JSONPatchMaxCopyBytes <= 0 {
+		cfg.JSONPatchMaxCopyBytes = DefaultJSONPatchMaxCopyBytes
+	}
+	setJSONPatchCopyLimit(cfg.JSONPatchMaxCopyBytes)
 	return &APIServer{
 		store:  cfg.Store,
 		authn:  cfg.Authenticator,
@@ -107,6 +140,7 @@ func New(cfg Config) (*APIServer, error) {
 		now:    cfg.Now,
 		cfg:    cfg,
 		decode: newDecoder(cfg.Registry),
+		limits: newLimiter(cfg.MaxRequestsInFlight, cfg.MaxMutatingRequestsInFlight, cfg.MaxWatchesPerUser),
 	}, nil
 }
 
@@ -124,6 +158,8 @@ func (s *APIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"code", rw.code, "duration", s.now().Sub(start))
 	}()
 
+	// The body, if any, must arrive in time, whoever sends it.
+	bodyTimeout(w, r, info, s.cfg.RequestBodyTimeout)
 	user, err := s.authn.Authenticate(r)
 	if err != nil {
 		if !errors.Is(err, auth.ErrUnauthenticated) {
@@ -132,9 +168,30 @@ func (s *APIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(rw, r, unauthorized())
 		return
 	}
+	limited := !exempt(user)
+	if limited && !info.longRunning() {
+		// In flight, as kube-apiserver: after authentication (the
+		// exemption needs the user), before authorization.
+		release, ok := s.limits.acquire(info.mutating())
+		if !ok {
+			s.log.Debug("request refused: too many requests in flight", "user", user.Name, "mutating", info.mutating())
+			s.tooManyRequests(rw, r, "Too many requests, please try again later.")
+			return
+		}
+		defer release()
+	}
 	if ok, reason := s.authz.Authorize(user, info.attributes()); !ok {
 		s.writeError(rw, r, forbidden(user, info, reason))
 		return
+	}
+	if limited && info.Verb == "watch" {
+		release, n, ok := s.limits.acquireWatch(user.Name)
+		if !ok {
+			s.log.Debug("watch refused: too many watches", "user", user.Name, "open", n)
+			s.tooManyRequests(rw, r, tooManyWatches(user.Name, n))
+			return
+		}
+		defer release()
 	}
 	// Admission (NodeRestriction, RBAC escalation checks) needs the user
 	// too, and its warnings go to the response's headers.

@@ -1,12 +1,16 @@
 package apiserver
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -64,13 +68,17 @@ func (s *APIServer) handleWatch(req *request) {
 		snap  *state.Snapshot
 		start uint64
 	)
-	if initial || legacyInitial {
-		snap, err = s.readAt(ctx, opts.resourceVersion)
+	replay := initial || legacyInitial
+	if replay {
+		// The state the initial events start from: any at or after this
+		// read (a consistent one for resourceVersion ""). Its errors are
+		// answered as statuses, before the stream starts.
+		at, err := s.readAt(ctx, opts.resourceVersion)
 		if err != nil {
 			s.writeError(req.w, req.r, err)
 			return
 		}
-		start = snap.Index()
+		start = at.Index()
 	} else {
 		start, _ = parseRV(opts.resourceVersion)
 		if opts.resourceVersion == "" {
@@ -85,8 +93,28 @@ func (s *APIServer) handleWatch(req *request) {
 		}
 	}
 
-	w := &watchWriter{s: s, req: req, out: out, headers: true}
+	w := &watchWriter{s: s, req: req, out: out, headers: true, rc: http.NewResponseController(req.w)}
+	if replay {
+		w.stall = s.cfg.WatchStallTimeout
+	}
+	defer w.disarm()
 	w.begin()
+	if replay {
+		// The user's turn to send initial events (limits.go), then the
+		// snapshot they are read from: a watch waiting for its turn holds
+		// no snapshot, and its client has its response headers.
+		release, ok := s.limits.acquireReplay(ctx, req.user.Name)
+		if !ok {
+			return
+		}
+		w.turn = newReplayTurn(release)
+		defer w.turn.done()
+		if snap, err = s.store.Read(ctx, false, start); err != nil {
+			w.fail(storeError(err))
+			return
+		}
+		start = snap.Index()
+	}
 	filter := fsm.WatchFilter{Resource: req.kind.StorageResource(), Namespace: req.namespace()}
 	if name, ok := opts.field.RequiresExactMatch("metadata.name"); ok {
 		filter.Name = name
@@ -99,7 +127,22 @@ func (s *APIServer) handleWatch(req *request) {
 	defer watcher.Stop()
 	if snap != nil {
 		var derr error
+		// The plain object form of a watch without label selectors, nor
+		// field selectors other than on the name and namespace, is sent
+		// from the stored bytes: nothing is decoded or encoded, and the
+		// watch holds nothing of the list but the snapshot, which shares
+		// the state's immutable objects.
+		stored := w.out.kind == outputObject && opts.keyOnly()
 		emit := func(o *state.Object) bool {
+			if stored {
+				if !opts.matchesKey(o.Key) {
+					return true
+				}
+				if ok, err := w.sendStored(watch.Added, o); ok {
+					derr = err
+					return derr == nil
+				}
+			}
 			obj, err := req.kind.Decode(o)
 			if err != nil {
 				derr = err
@@ -110,6 +153,8 @@ func (s *APIServer) handleWatch(req *request) {
 			}
 			return derr == nil
 		}
+		w.buffer()
+		defer w.unbuffer()
 		// A watch of one name (a kubelet's own Node) replays that object
 		// only, instead of decoding every object of the kind.
 		if name, ok := opts.field.RequiresExactMatch("metadata.name"); ok && (req.namespace() != "" || !req.kind.Namespaced) {
@@ -129,6 +174,14 @@ func (s *APIServer) handleWatch(req *request) {
 			}
 		}
 		w.flush()
+		w.turn.done()
+		// The events that follow are written without a deadline: the
+		// snapshot is released, and a watch stuck on them holds only its
+		// goroutine until its timeout (it reads the shared event ring and
+		// gets 410 Gone if it falls out of it). Setting and clearing an
+		// HTTP/2 deadline costs two messages to the connection's goroutine
+		// per event.
+		w.stall = 0
 	}
 	s.watchLoop(ctx, w, watcher, opts)
 }
@@ -244,6 +297,50 @@ type watchWriter struct {
 	req     *request
 	out     output
 	headers bool // the next Table event carries column definitions
+	// The write deadline of the initial events: a client that takes
+	// none of them for stall ends the watch (the stream is reset, the
+	// connection closed), so an abandoned watch does not hold its
+	// snapshot and goroutine for the rest of its timeout. armed is when it
+	// was set (zero: not set); stall 0: no deadline.
+	rc      *http.ResponseController
+	stall   time.Duration
+	armed   time.Time
+	noDeadl bool // the writer has no deadlines (in-process transports)
+	// storedPrefix is how the kind's stored objects begin (sendStored).
+	storedPrefix []byte
+	// buf buffers the initial events (nil otherwise), sent in turn.
+	buf  *bufio.Writer
+	turn *replayTurn
+}
+
+// arm sets the write deadline before a write, extending it once half of
+// it has passed: a write that makes no progress for between stall/2 and
+// stall fails.
+func (w *watchWriter) arm() {
+	if w.noDeadl || w.stall <= 0 {
+		return
+	}
+	now := time.Now()
+	if !w.armed.IsZero() && now.Sub(w.armed) < w.stall/2 {
+		return
+	}
+	if err := w.rc.SetWriteDeadline(now.Add(w.stall)); err != nil {
+		w.noDeadl = true
+		return
+	}
+	w.armed = now
+}
+
+// disarm clears the write deadline once the writes of a batch are out:
+// an HTTP/2 stream's deadline fires even when nothing is being written,
+// and an HTTP/1 connection's would fail the next write after an idle
+// spell.
+func (w *watchWriter) disarm() {
+	if w.armed.IsZero() {
+		return
+	}
+	_ = w.rc.SetWriteDeadline(time.Time{})
+	w.armed = time.Time{}
 }
 
 // begin sends the response headers: the stream is 200 even when its first
@@ -253,14 +350,58 @@ func (w *watchWriter) begin() {
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-cache, private")
 	h.Set("X-Content-Type-Options", "nosniff")
+	w.arm()
 	w.req.w.WriteHeader(http.StatusOK)
 	w.flush()
 }
 
+// dst is where events are written: the response, through a buffer during
+// the initial events.
+func (w *watchWriter) dst() io.Writer {
+	if w.buf != nil {
+		return w.buf
+	}
+	return w.req.w
+}
+
+// replayBuffers buffer the initial events of watches: one write to the
+// connection for many small events, not a few for each.
+var replayBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
+
+// buffer starts buffering writes (the initial events).
+func (w *watchWriter) buffer() {
+	w.buf = replayBuffers.Get().(*bufio.Writer)
+	if w.turn != nil {
+		w.buf.Reset(progressWriter{w: w.req.w, turn: w.turn})
+	} else {
+		w.buf.Reset(w.req.w)
+	}
+}
+
+// unbuffer writes out the buffered events and returns the buffer.
+func (w *watchWriter) unbuffer() error {
+	if w.buf == nil {
+		return nil
+	}
+	w.arm()
+	err := w.buf.Flush()
+	w.buf.Reset(nil)
+	replayBuffers.Put(w.buf)
+	w.buf = nil
+	return err
+}
+
+// flush sends what was written and clears the write deadline.
 func (w *watchWriter) flush() {
+	if err := w.unbuffer(); err != nil {
+		w.disarm()
+		return
+	}
 	if f, ok := w.req.w.(http.Flusher); ok {
+		w.arm()
 		f.Flush()
 	}
+	w.disarm()
 }
 
 // send writes one event in the negotiated form.
@@ -310,14 +451,53 @@ func (w *watchWriter) write(typ watch.EventType, v any) error {
 // json.Marshal makes of a metav1.WatchEvent, without a second pass over
 // the object's bytes.
 func (w *watchWriter) writeRaw(typ watch.EventType, raw []byte) error {
+	w.arm()
 	b := make([]byte, 0, len(raw)+32)
 	b = append(b, `{"type":"`...)
 	b = append(b, typ...)
 	b = append(b, `","object":`...)
 	b = append(b, raw...)
 	b = append(b, "}\n"...)
-	_, err := w.req.w.Write(b)
+	_, err := w.dst().Write(b)
 	return err
+}
+
+// sendStored writes an event of the stored object o as it is stored, with
+// its resourceVersion put in: the bytes are the state's, shared by every
+// watch and never copied. ok is false when o is not stored in the form
+// expected (kind, apiVersion, then metadata, as Kind.Encode writes
+// objects), and the caller sends it decoded.
+func (w *watchWriter) sendStored(typ watch.EventType, o *state.Object) (ok bool, err error) {
+	if w.storedPrefix == nil {
+		gvk := w.req.kind.GVK
+		w.storedPrefix = []byte(`{"kind":"` + gvk.Kind + `","apiVersion":"` + gvk.GroupVersion().String() + `","metadata":{`)
+	}
+	p := w.storedPrefix
+	if !bytes.HasPrefix(o.Data, p) || len(o.Data) <= len(p) {
+		return false, nil
+	}
+	w.arm()
+	var hb [256]byte
+	h := append(hb[:0], `{"type":"`...)
+	h = append(h, typ...)
+	h = append(h, `","object":`...)
+	h = append(h, p...)
+	h = append(h, `"resourceVersion":"`...)
+	h = strconv.AppendUint(h, o.ModifyIndex, 10)
+	h = append(h, '"')
+	rest := o.Data[len(p):]
+	if rest[0] != '}' {
+		h = append(h, ',')
+	}
+	dst := w.dst()
+	if _, err := dst.Write(h); err != nil {
+		return true, err
+	}
+	if _, err := dst.Write(rest); err != nil {
+		return true, err
+	}
+	_, err = dst.Write([]byte("}\n"))
+	return true, err
 }
 
 // bookmark sends a BOOKMARK at rv: an object of the kind with only its
@@ -349,11 +529,18 @@ func (w *watchWriter) expired(ctx context.Context, rv uint64, cause error) {
 	if snap, err := w.s.store.Read(ctx, false, 0); err == nil {
 		cur = snap.Index()
 	}
-	var st *apierrors.StatusError
 	if errors.Is(cause, fsm.ErrExpired) {
-		st = tooOldResourceVersion(rv, cur)
+		w.fail(tooOldResourceVersion(rv, cur))
 	} else {
-		st = apierrors.NewInternalError(cause)
+		w.fail(apierrors.NewInternalError(cause))
+	}
+}
+
+// fail ends the watch with an ERROR event holding err's Status.
+func (w *watchWriter) fail(err error) {
+	var st apierrors.APIStatus
+	if !errors.As(err, &st) {
+		st = apierrors.NewInternalError(err)
 	}
 	status := st.Status()
 	status.TypeMeta = metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}

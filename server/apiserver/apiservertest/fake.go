@@ -11,23 +11,29 @@ import (
 )
 
 // FakeAuthenticator accepts every request as User, or, when Token is set,
-// only requests with "Authorization: Bearer <Token>".
+// only requests with "Authorization: Bearer <Token>". A request with
+// "Bearer <AdminToken>" (if set) is a system:masters admin's.
 type FakeAuthenticator struct {
-	Token string
-	User  auth.User
+	Token      string
+	User       auth.User
+	AdminToken string
 }
 
 // Authenticate implements apiserver.Authenticator.
 func (a *FakeAuthenticator) Authenticate(r *http.Request) (*auth.User, error) {
+	admin := auth.User{Name: "test-admin", Groups: []string{auth.GroupMasters, auth.GroupAuthenticated}}
+	h := r.Header.Get("Authorization")
+	if a.AdminToken != "" && h == "Bearer "+a.AdminToken {
+		return &admin, nil
+	}
 	if a.Token != "" {
-		h := r.Header.Get("Authorization")
 		if !strings.HasPrefix(h, "Bearer ") || strings.TrimPrefix(h, "Bearer ") != a.Token {
 			return nil, auth.ErrUnauthenticated
 		}
 	}
 	u := a.User
 	if u.Name == "" {
-		u = auth.User{Name: "test-admin", Groups: []string{auth.GroupMasters, auth.GroupAuthenticated}}
+		u = admin
 	}
 	return &u, nil
 }

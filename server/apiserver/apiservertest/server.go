@@ -34,6 +34,17 @@ type Options struct {
 	Now          func() time.Time
 	// Admission enables the admission chain (server/admission).
 	Admission bool
+	// User is who the Token authenticates as (a system:masters admin if
+	// unset); AdminToken, if set, authenticates as that admin in any case.
+	User       *auth.User
+	AdminToken string
+	// Limits passed to the API server (apiserver.Config).
+	MaxRequestsInFlight         int
+	MaxMutatingRequestsInFlight int
+	MaxWatchesPerUser           int
+	MaxBodyBytes                int64
+	RequestBodyTimeout          time.Duration
+	WatchStallTimeout           time.Duration
 }
 
 // Server is an API server over a FakeRaftStore behind httptest TLS.
@@ -70,6 +81,10 @@ func NewServer(t testing.TB, opts Options) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	authn := &FakeAuthenticator{Token: Token, AdminToken: opts.AdminToken}
+	if opts.User != nil {
+		authn.User = *opts.User
+	}
 	var adm apiserver.Admission
 	if opts.Admission {
 		adm = admission.New(store, registry.New(), nil)
@@ -79,12 +94,19 @@ func NewServer(t testing.TB, opts Options) *Server {
 		// TokenRequests are signed with a key of the test's own.
 		ServiceAccountTokens: tokens,
 		Store:                store,
-		Authenticator:        &FakeAuthenticator{Token: Token},
+		Authenticator:        authn,
 		Authorizer:           authz,
 		Logger:               slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 		Now:                  opts.Now,
 		BookmarkIdle:         opts.BookmarkIdle,
 		BookmarkMax:          opts.BookmarkMax,
+
+		MaxRequestsInFlight:         opts.MaxRequestsInFlight,
+		MaxMutatingRequestsInFlight: opts.MaxMutatingRequestsInFlight,
+		MaxWatchesPerUser:           opts.MaxWatchesPerUser,
+		MaxBodyBytes:                opts.MaxBodyBytes,
+		RequestBodyTimeout:          opts.RequestBodyTimeout,
+		WatchStallTimeout:           opts.WatchStallTimeout,
 	})
 	if err != nil {
 		t.Fatalf("apiserver.New: %v", err)
