@@ -1,7 +1,6 @@
 package supervisor
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/moby/sys/mountinfo"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -139,53 +139,21 @@ func waitFor(d time.Duration, cond func() bool) bool {
 
 // cgroupMounts lists the mount points of the cgroup file systems.
 func cgroupMounts() ([]string, error) {
-	var out []string
-	err := eachMount(func(mountPoint, fstype string) {
-		if fstype == "cgroup" || fstype == "cgroup2" {
-			out = append(out, mountPoint)
-		}
-	})
-	return out, err
+	return mountPoints(mountinfo.FSTypeFilter("cgroup", "cgroup2"))
 }
 
-// eachMount calls fn for every line of /proc/self/mountinfo.
-func eachMount(fn func(mountPoint, fstype string)) error {
-	f, err := os.Open("/proc/self/mountinfo")
+// mountPoints lists the mount points /proc/self/mountinfo shows through
+// filter (moby/sys/mountinfo parses it, escapes included).
+func mountPoints(filter mountinfo.FilterFunc) ([]string, error) {
+	ms, err := mountinfo.GetMounts(filter)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		// id parent major:minor root mountpoint options [optional...] - fstype source super
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		fields, pf := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(fields) < 5 || len(pf) < 1 {
-			continue
-		}
-		fn(unescapeMount(fields[4]), pf[0])
+	out := make([]string, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, m.Mountpoint)
 	}
-	return sc.Err()
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return out, nil
 }
 
 // killPods kills the processes of the data dir's pods through their
@@ -316,12 +284,8 @@ func killShims(dataDir string, log *slog.Logger) error {
 
 // UnmountUnder detaches every mount at or below dir, deepest first.
 func UnmountUnder(dir string, log *slog.Logger) error {
-	var targets []string
-	if err := eachMount(func(mp, _ string) {
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			targets = append(targets, mp)
-		}
-	}); err != nil {
+	targets, err := mountPoints(mountinfo.PrefixFilter(dir))
+	if err != nil {
 		return err
 	}
 	slices.SortFunc(targets, func(a, b string) int { return len(b) - len(a) })
