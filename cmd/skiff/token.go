@@ -36,18 +36,14 @@ token (<data-dir>/token) joins masters only; keep it off the nodes.`,
 		Short: "Create an agent token and print it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			t, err := client.NewAgentTokens(client.KubeconfigPath(kubeconfig))
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
-			defer cancel()
-			tok, err := t.Create(ctx, ttl, description)
-			if err != nil {
-				return err
-			}
-			fmt.Println(tok)
-			return nil
+			return withAgentTokens(cmd, kubeconfig, func(ctx context.Context, t *client.AgentTokens) error {
+				tok, err := t.Create(ctx, ttl, description)
+				if err != nil {
+					return err
+				}
+				fmt.Println(tok)
+				return nil
+			})
 		},
 	}
 	create.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "how long the token is valid (0: no expiry)")
@@ -57,30 +53,26 @@ token (<data-dir>/token) joins masters only; keep it off the nodes.`,
 		Short: "List the agent tokens (without their secrets)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			t, err := client.NewAgentTokens(client.KubeconfigPath(kubeconfig))
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
-			defer cancel()
-			infos, err := t.List(ctx)
-			if err != nil {
-				return err
-			}
-			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 3, ' ', 0)
-			fmt.Fprintln(tw, "ID\tTTL\tEXPIRES\tUSAGES\tDESCRIPTION")
-			for _, i := range infos {
-				left, expires := "<forever>", "<never>"
-				if !i.Expires.IsZero() {
-					expires = i.Expires.UTC().Format(time.RFC3339)
-					left = "<expired>"
-					if d := time.Until(i.Expires); d > 0 {
-						left = d.Round(time.Second).String()
-					}
+			return withAgentTokens(cmd, kubeconfig, func(ctx context.Context, t *client.AgentTokens) error {
+				infos, err := t.List(ctx)
+				if err != nil {
+					return err
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", i.ID, left, expires, strings.Join(i.Usages, ","), i.Description)
-			}
-			return tw.Flush()
+				tw := tabwriter.NewWriter(os.Stdout, 0, 4, 3, ' ', 0)
+				fmt.Fprintln(tw, "ID\tTTL\tEXPIRES\tUSAGES\tDESCRIPTION")
+				for _, i := range infos {
+					left, expires := "<forever>", "<never>"
+					if !i.Expires.IsZero() {
+						expires = i.Expires.UTC().Format(time.RFC3339)
+						left = "<expired>"
+						if d := time.Until(i.Expires); d > 0 {
+							left = d.Round(time.Second).String()
+						}
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", i.ID, left, expires, strings.Join(i.Usages, ","), i.Description)
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	del := &cobra.Command{
@@ -88,21 +80,29 @@ token (<data-dir>/token) joins masters only; keep it off the nodes.`,
 		Short: "Delete agent tokens (nodes that joined with them keep their certificates)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			t, err := client.NewAgentTokens(client.KubeconfigPath(kubeconfig))
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
-			defer cancel()
-			for _, id := range args {
-				if err := t.Delete(ctx, id); err != nil {
-					return err
+			return withAgentTokens(cmd, kubeconfig, func(ctx context.Context, t *client.AgentTokens) error {
+				for _, id := range args {
+					if err := t.Delete(ctx, id); err != nil {
+						return err
+					}
+					fmt.Printf("agent token %s deleted\n", strings.SplitN(id, ".", 2)[0])
 				}
-				fmt.Printf("agent token %s deleted\n", strings.SplitN(id, ".", 2)[0])
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 	cmd.AddCommand(create, list, del)
 	return cmd
+}
+
+// withAgentTokens runs fn with the agent-token store of the kubeconfig's
+// cluster and a 30 s deadline: the part every `skiff token` command shares.
+func withAgentTokens(cmd *cobra.Command, kubeconfig string, fn func(context.Context, *client.AgentTokens) error) error {
+	t, err := client.NewAgentTokens(client.KubeconfigPath(kubeconfig))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+	defer cancel()
+	return fn(ctx, t)
 }
