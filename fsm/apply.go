@@ -35,12 +35,12 @@ func applyMutate(f *FSM, txn *state.WriteTxn, index uint64, body []byte) (*Resul
 	if err := json.Unmarshal(body, &m); err != nil {
 		panic(fmt.Sprintf("fsm: undecodable mutation at index %d: %v", index, err))
 	}
-	return applyOne(txn, index, &m)
+	return applyOne(f, txn, index, &m)
 }
 
 // applyOne applies a single mutation entry.
-func applyOne(txn *state.WriteTxn, index uint64, m *Mutation) (*Result, []*Event) {
-	obj, ev, ferr := mutate(txn, index, m)
+func applyOne(f *FSM, txn *state.WriteTxn, index uint64, m *Mutation) (*Result, []*Event) {
+	obj, ev, ferr := f.mutate(txn, index, m)
 	if ferr != nil {
 		return &Result{Index: index, Err: ferr}, nil
 	}
@@ -55,7 +55,7 @@ func applyBatch(f *FSM, txn *state.WriteTxn, index uint64, body []byte) (*Result
 	res := &Result{Index: index}
 	events := make([]*Event, 0, len(b.Mutations))
 	for i := range b.Mutations {
-		obj, ev, ferr := mutate(txn, index, &b.Mutations[i])
+		obj, ev, ferr := f.mutate(txn, index, &b.Mutations[i])
 		if ferr != nil {
 			ferr.Op = i
 			// The caller aborts the transaction: nothing of the batch applies.
@@ -67,11 +67,14 @@ func applyBatch(f *FSM, txn *state.WriteTxn, index uint64, body []byte) (*Result
 	return res, events
 }
 
-// mutate applies one mutation. It reads only txn and the mutation, so it is
-// deterministic.
-func mutate(txn *state.WriteTxn, index uint64, m *Mutation) (*state.Object, *Event, *Error) {
+// mutate applies one mutation. It reads only txn, the mutation and the
+// root key, so it is deterministic.
+func (f *FSM) mutate(txn *state.WriteTxn, index uint64, m *Mutation) (*state.Object, *Event, *Error) {
 	fail := func(r Reason, format string, args ...any) (*state.Object, *Event, *Error) {
 		return nil, nil, &Error{Reason: r, Key: m.Key, Message: fmt.Sprintf(format, args...)}
+	}
+	if ferr := f.unseal(txn, m); ferr != nil {
+		return nil, nil, ferr
 	}
 	if msg := checkKey(m.Key); msg != "" {
 		return fail(ReasonInvalid, "%s", msg)

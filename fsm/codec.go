@@ -63,8 +63,11 @@ func decodeEntry(data []byte) (MessageType, []byte, error) {
 //
 //	op byte | resource | namespace | name | uid | flags byte
 //	[flags&1: precondition uid | uvarint precondition resourceVersion]
-//	| object
-const flagPreconditions = 1
+//	| object (flags&2: the sealed object, encryption.go)
+const (
+	flagPreconditions = 1
+	flagSealed        = 2
+)
 
 func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
@@ -78,15 +81,22 @@ func encodeMutationBinary(b []byte, m *Mutation) []byte {
 	b = appendString(b, m.Key.Namespace)
 	b = appendString(b, m.Key.Name)
 	b = appendString(b, m.UID)
+	var flags byte
+	if m.Preconditions != nil {
+		flags |= flagPreconditions
+	}
+	obj := []byte(m.Object)
+	if len(m.Sealed) > 0 {
+		flags |= flagSealed
+		obj = m.Sealed
+	}
+	b = append(b, flags)
 	if p := m.Preconditions; p != nil {
-		b = append(b, flagPreconditions)
 		b = appendString(b, p.UID)
 		b = binary.AppendUvarint(b, p.ResourceVersion)
-	} else {
-		b = append(b, 0)
 	}
-	b = binary.AppendUvarint(b, uint64(len(m.Object)))
-	return append(b, m.Object...)
+	b = binary.AppendUvarint(b, uint64(len(obj)))
+	return append(b, obj...)
 }
 
 var errShortMutation = errors.New("truncated mutation")
@@ -141,11 +151,16 @@ func decodeMutationBinary(body []byte) (Mutation, error) {
 	m.Op = Op(r.byte())
 	m.Key = state.Key{Resource: string(r.bytes()), Namespace: string(r.bytes()), Name: string(r.bytes())}
 	m.UID = string(r.bytes())
-	if r.byte()&flagPreconditions != 0 {
+	flags := r.byte()
+	if flags&flagPreconditions != 0 {
 		m.Preconditions = &Preconditions{UID: string(r.bytes()), ResourceVersion: r.uvarint()}
 	}
 	if obj := r.bytes(); len(obj) > 0 {
-		m.Object = append([]byte(nil), obj...)
+		if flags&flagSealed != 0 {
+			m.Sealed = append([]byte(nil), obj...)
+		} else {
+			m.Object = append([]byte(nil), obj...)
+		}
 	}
 	if r.err == nil && len(r.b) != 0 {
 		r.err = fmt.Errorf("%d trailing bytes", len(r.b))
@@ -161,5 +176,5 @@ func applyMutationBinary(f *FSM, txn *state.WriteTxn, index uint64, body []byte)
 	if len(m.Object) > 0 && !json.Valid(m.Object) {
 		return &Result{Index: index, Err: &Error{Reason: ReasonInvalid, Key: m.Key, Message: "object is not valid JSON"}}, nil
 	}
-	return applyOne(txn, index, &m)
+	return applyOne(f, txn, index, &m)
 }

@@ -73,6 +73,9 @@ type Mutation struct {
 	// update) or the status value (status).
 	Object        json.RawMessage `json:"obj,omitempty"`
 	Preconditions *Preconditions  `json:"pre,omitempty"`
+	// Sealed replaces Object for an encrypted resource: the object sealed
+	// by FSM.Seal (encryption.go). Apply opens it.
+	Sealed []byte `json:"sealed,omitempty"`
 }
 
 // Batch is a list of mutations applied all-or-nothing.

@@ -29,6 +29,13 @@ type FSM struct {
 	restoreMu sync.Mutex
 	// integ: corruption found and digest points (integrity.go).
 	integ integrity
+	// enc seals objects of the encrypted resources (encryption.go); nil
+	// when encryption at rest is off.
+	enc *encryption
+	// The latest snapshot persisted, and the data key that sealed it.
+	snapMu        sync.Mutex
+	lastSnapIndex uint64
+	lastSnapKey   string
 }
 
 var (
@@ -45,6 +52,17 @@ func New(opts Options) *FSM {
 	f.integ.changed = make(chan struct{})
 	f.state.Store(state.NewStore())
 	return f
+}
+
+// SetEncryption turns encryption at rest on (encryption.go). Call it
+// before the FSM applies anything.
+func (f *FSM) SetEncryption(c *Encryption) error {
+	e, err := newEncryption(c)
+	if err != nil {
+		return err
+	}
+	f.enc = e
+	return nil
 }
 
 // Read returns a consistent view of the current state.

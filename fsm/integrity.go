@@ -191,7 +191,7 @@ type LogSource func(index uint64) (*raft.Log, error)
 // entries Raft handed this FSM after the snapshot's index while it was
 // corrupt, read again from logs. It returns the index the state is at.
 func (f *FSM) Repair(rc io.Reader, logs LogSource) (uint64, error) {
-	st, hdr, err := readSnapshot(bufio.NewReaderSize(rc, 1<<20))
+	st, hdr, err := readSnapshot(bufio.NewReaderSize(rc, 1<<20), f.enc)
 	if err != nil {
 		return 0, fmt.Errorf("repair: %w", err)
 	}

@@ -16,22 +16,26 @@ import (
 	"github.com/skiff-io/skiff/fsm/state"
 )
 
-// A snapshot stream (version 3) is a header line, then for each object in
+// A snapshot stream (version 4) is a header line, then for each object in
 // key order a record line followed by exactly Len bytes of object data and
 // a newline, then a trailer line with the CRC-32C of every byte before it:
 //
-//	{"version":3,"index":I,"objects":N}
-//	{"key":{...},"uid":"...","c":C,"m":M,"len":L}
+//	{"version":4,"index":I,"objects":N,"sealedWith":"key-000001"}
+//	{"key":{...},"uid":"...","c":C,"m":M,"len":L,"sealed":true}
 //	<L bytes>
 //	{"crc32c":S}
 //
+// The objects of encrypted resources are sealed with the data key named in
+// the header (encryption.go) and marked "sealed"; version 3 is the same
+// with nothing sealed.
 // The data is written as stored, byte for byte (re-encoding it as JSON would
 // compact and escape it), so a restored state is identical to the one
 // snapshotted. The object count lets Restore detect a stream cut short, the
 // checksum a byte changed. Version 2 is the same without the trailer; it is
 // still restored (a master upgraded in place opens its old snapshots).
 const (
-	snapshotVersion   = 3
+	snapshotVersion   = 4
+	snapshotVersionV3 = 3
 	snapshotVersionV2 = 2
 )
 
@@ -40,6 +44,8 @@ type snapshotHeader struct {
 	Version int    `json:"version"`
 	Index   uint64 `json:"index"`
 	Objects uint64 `json:"objects"`
+	// SealedWith names the data key that sealed the encrypted objects.
+	SealedWith string `json:"sealedWith,omitempty"`
 }
 
 // snapshotObject is the record line before one object's data.
@@ -49,6 +55,7 @@ type snapshotObject struct {
 	CreateIndex uint64    `json:"c"`
 	ModifyIndex uint64    `json:"m"`
 	Len         int64     `json:"len"`
+	Sealed      bool      `json:"sealed,omitempty"`
 }
 
 // snapshotTrailer closes a version-3 stream.
@@ -57,38 +64,63 @@ type snapshotTrailer struct {
 }
 
 type fsmSnapshot struct {
+	f    *FSM
 	snap *state.Snapshot
 }
 
 // Snapshot captures the state; Persist streams it while Apply goes on.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	return &fsmSnapshot{snap: f.Read()}, nil
+	return &fsmSnapshot{f: f, snap: f.Read()}, nil
 }
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if err := writeSnapshot(sink, s.snap); err != nil {
+	key, err := writeSnapshot(sink, s.snap, s.f.enc)
+	if err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("persist snapshot: %w", err)
 	}
-	return sink.Close()
+	if err := sink.Close(); err != nil {
+		return err
+	}
+	s.f.snapMu.Lock()
+	s.f.lastSnapIndex, s.f.lastSnapKey = s.snap.Index(), key
+	s.f.snapMu.Unlock()
+	return nil
 }
 
 func (s *fsmSnapshot) Release() {}
 
-func writeSnapshot(sink io.Writer, snap *state.Snapshot) error {
+// writeSnapshot streams snap, sealing the objects that e encrypts with the
+// primary key of snap, and returns that key's name ("" if nothing was
+// sealed: encryption off, or no key yet).
+func writeSnapshot(sink io.Writer, snap *state.Snapshot, e *encryption) (string, error) {
 	var n uint64
 	snap.All(func(*state.Object) bool { n++; return true })
+	hdr := snapshotHeader{Version: snapshotVersion, Index: snap.Index(), Objects: n}
+	if e != nil {
+		if p := primaryKey(snap); p != nil {
+			hdr.SealedWith = p.Key.Name
+		}
+	}
 	sum := crc32.New(castagnoli)
 	w := bufio.NewWriterSize(io.MultiWriter(sink, sum), 1<<20)
 	enc := json.NewEncoder(w)
-	if err := enc.Encode(snapshotHeader{Version: snapshotVersion, Index: snap.Index(), Objects: n}); err != nil {
-		return err
+	if err := enc.Encode(hdr); err != nil {
+		return "", err
 	}
 	var err error
 	snap.All(func(o *state.Object) bool {
-		err = enc.Encode(snapshotObject{Key: o.Key, UID: o.UID, CreateIndex: o.CreateIndex, ModifyIndex: o.ModifyIndex, Len: int64(len(o.Data))})
+		data, sealed := o.Data, false
+		if hdr.SealedWith != "" && e.resources[o.Key.Resource] {
+			if data, _, err = e.sealObject(snap, o.Key, o.Data); err != nil {
+				return false
+			}
+			sealed = true
+		}
+		err = enc.Encode(snapshotObject{Key: o.Key, UID: o.UID, CreateIndex: o.CreateIndex, ModifyIndex: o.ModifyIndex,
+			Len: int64(len(data)), Sealed: sealed})
 		if err == nil {
-			_, err = w.Write(o.Data)
+			_, err = w.Write(data)
 		}
 		if err == nil {
 			err = w.WriteByte('\n')
@@ -96,18 +128,18 @@ func writeSnapshot(sink io.Writer, snap *state.Snapshot) error {
 		return err == nil
 	})
 	if err != nil {
-		return err
+		return "", err
 	}
 	if err := w.Flush(); err != nil {
-		return err
+		return "", err
 	}
 	crc := sum.Sum32()
 	b, err := json.Marshal(snapshotTrailer{CRC32C: &crc})
 	if err != nil {
-		return err
+		return "", err
 	}
 	_, err = sink.Write(append(b, '\n'))
-	return err
+	return hdr.SealedWith, err
 }
 
 // Restore replaces the state with a snapshot: it builds and checks a new
@@ -115,7 +147,7 @@ func writeSnapshot(sink io.Writer, snap *state.Snapshot) error {
 // ErrExpired and relist). On error the current state and watches are kept.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	st, hdr, err := readSnapshot(bufio.NewReaderSize(rc, 1<<20))
+	st, hdr, err := readSnapshot(bufio.NewReaderSize(rc, 1<<20), f.enc)
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
@@ -128,19 +160,26 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
-func readSnapshot(br *bufio.Reader) (*state.Store, snapshotHeader, error) {
+// readSnapshot builds a store from a snapshot stream, opening its sealed
+// objects with the keys it holds (wrapped with e's root key).
+func readSnapshot(br *bufio.Reader, e *encryption) (*state.Store, snapshotHeader, error) {
 	r := &snapReader{r: br, sum: crc32.New(castagnoli)}
 	var hdr snapshotHeader
 	if err := r.record(&hdr); err != nil {
 		return nil, hdr, fmt.Errorf("header: %w", err)
 	}
-	if hdr.Version != snapshotVersion && hdr.Version != snapshotVersionV2 {
+	switch hdr.Version {
+	case snapshotVersion, snapshotVersionV3, snapshotVersionV2:
+	default:
 		return nil, hdr, fmt.Errorf("unsupported snapshot version %d", hdr.Version)
 	}
 	st := state.NewStore()
 	txn := st.Write()
 	defer txn.Abort()
 	prev := ""
+	// Sealed objects are opened once every key is in: the keys sort
+	// after some of the objects they sealed.
+	var sealed []*state.Object
 	for i := uint64(0); i < hdr.Objects; i++ {
 		var so snapshotObject
 		if err := r.record(&so); err != nil {
@@ -151,11 +190,14 @@ func readSnapshot(br *bufio.Reader) (*state.Store, snapshotHeader, error) {
 			return nil, hdr, fmt.Errorf("object %d (%s): %w", i, so.Key, err)
 		}
 		o := state.NewObject(so.Key, so.UID, data, so.CreateIndex, so.ModifyIndex)
-		if err := checkRestored(txn, o, prev, hdr.Index); err != nil {
+		if err := checkRestored(txn, o, prev, hdr.Index, so.Sealed); err != nil {
 			return nil, hdr, fmt.Errorf("object %d (%s): %w", i, so.Key, err)
 		}
 		txn.Put(o)
 		prev = o.ID
+		if so.Sealed {
+			sealed = append(sealed, o)
+		}
 	}
 	if hdr.Version >= 3 {
 		want := r.sum.Sum32()
@@ -177,6 +219,16 @@ func readSnapshot(br *bufio.Reader) (*state.Store, snapshotHeader, error) {
 			return nil, hdr, fmt.Errorf("data after %d objects", hdr.Objects)
 		}
 		return nil, hdr, err
+	}
+	for _, o := range sealed {
+		plain, err := e.openObject(txn, o.Key, o.Data)
+		if err != nil {
+			return nil, hdr, fmt.Errorf("object %s: %w", o.Key, err)
+		}
+		if !json.Valid(plain) || !isObject(plain) {
+			return nil, hdr, fmt.Errorf("object %s: sealed data is not a JSON object", o.Key)
+		}
+		txn.Put(state.NewObject(o.Key, o.UID, plain, o.CreateIndex, o.ModifyIndex))
 	}
 	txn.SetIndex(hdr.Index)
 	txn.Commit()
@@ -239,7 +291,7 @@ func (sr *snapReader) data(n int64) ([]byte, error) {
 }
 
 // checkRestored refuses an object the log could not have produced.
-func checkRestored(txn *state.WriteTxn, o *state.Object, prev string, index uint64) error {
+func checkRestored(txn *state.WriteTxn, o *state.Object, prev string, index uint64, sealed bool) error {
 	if msg := checkKey(o.Key); msg != "" {
 		return errors.New(msg)
 	}
@@ -252,14 +304,16 @@ func checkRestored(txn *state.WriteTxn, o *state.Object, prev string, index uint
 		return fmt.Errorf("uid %s held by two objects", o.UID)
 	case o.CreateIndex == 0 || o.CreateIndex > o.ModifyIndex || o.ModifyIndex > index:
 		return fmt.Errorf("indexes created %d, modified %d, snapshot %d", o.CreateIndex, o.ModifyIndex, index)
-	case !json.Valid(o.Data) || !isObject(o.Data):
+	case !sealed && (!json.Valid(o.Data) || !isObject(o.Data)):
 		return errors.New("data is not a JSON object")
 	}
 	return nil
 }
 
-// WriteSnapshot streams snap in the snapshot format (what Persist writes),
-// for a master that repairs its state from this one (Repair reads it).
-func WriteSnapshot(w io.Writer, snap *state.Snapshot) error {
-	return writeSnapshot(w, snap)
+// WriteSnapshot streams snap in the snapshot format (what Persist writes,
+// sealed alike), for a master that repairs its state from this one (Repair
+// reads it).
+func (f *FSM) WriteSnapshot(w io.Writer, snap *state.Snapshot) error {
+	_, err := writeSnapshot(w, snap, f.enc)
+	return err
 }

@@ -25,7 +25,9 @@ func (s *Server) loadOrCreateCredentials(ctx context.Context) error {
 		return err
 	}
 	caCrt, caKey := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
-	var saKey []byte // the service-account signing key, when received or made here
+	var saKey []byte   // the service-account signing key, when received or made here
+	var rootKey []byte // the encryption-at-rest root key, when received
+	newCluster := false
 	certPEM, errC := os.ReadFile(caCrt)
 	keyPEM, errK := os.ReadFile(caKey)
 	switch {
@@ -47,12 +49,14 @@ func (s *Server) loadOrCreateCredentials(ctx context.Context) error {
 		}
 		certPEM, keyPEM, s.token = []byte(br.CACert), []byte(br.CAKey), br.Token
 		saKey = []byte(br.ServiceAccountKey)
+		rootKey = br.EncryptionKey
 	default:
 		ca, err := pki.GenerateCA("skiff-ca")
 		if err != nil {
 			return err
 		}
 		certPEM, keyPEM = ca.CertPEM, ca.KeyPEM
+		newCluster = true
 		if saKey, err = pki.GenerateServiceAccountKey(); err != nil {
 			return err
 		}
@@ -97,6 +101,9 @@ func (s *Server) loadOrCreateCredentials(ctx context.Context) error {
 		return err
 	}
 	if err := s.loadServiceAccountKey(saKey); err != nil {
+		return err
+	}
+	if err := s.loadEncryptionRootKey(rootKey, newCluster); err != nil {
 		return err
 	}
 

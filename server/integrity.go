@@ -320,7 +320,7 @@ func (s *Server) handleSnapshot(w http.ResponseWriter, r *http.Request) {
 	}
 	snap := s.fsm.Read()
 	w.Header().Set("Content-Type", "application/octet-stream")
-	if err := fsm.WriteSnapshot(w, snap); err != nil {
+	if err := s.fsm.WriteSnapshot(w, snap); err != nil {
 		s.log.Warn("send a snapshot for repair", "index", snap.Index(), "err", err)
 	}
 }

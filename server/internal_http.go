@@ -32,6 +32,8 @@ func (s *Server) internalHandler() http.Handler {
 	mux.HandleFunc("GET /internal/v1/gossip", s.handleGossipInfo)
 	mux.HandleFunc("GET /internal/v1/gossip/members", s.requireAdmin(s.handleGossipMembers))
 	mux.HandleFunc("POST /internal/v1/gossip/rotate", s.requireAdmin(s.handleGossipRotate))
+	mux.HandleFunc("GET /internal/v1/secrets-encrypt", s.requireAdmin(s.handleEncryptionStatus))
+	mux.HandleFunc("POST /internal/v1/secrets-encrypt/rotate", s.requireAdmin(s.handleEncryptionRotate))
 	return mux
 }
 

@@ -41,6 +41,9 @@ type bootstrapResponse struct {
 	// older than it: the joiner then derives it from the CA key, as they
 	// do).
 	ServiceAccountKey string `json:"serviceAccountKey,omitempty"`
+	// EncryptionKey is the encryption-at-rest root key (absent from older
+	// masters: the joiner derives it from the CA key, as they do).
+	EncryptionKey []byte `json:"encryptionKey,omitempty"`
 }
 
 func (s *Server) handleBootstrap(w http.ResponseWriter, r *http.Request) {
@@ -57,7 +60,7 @@ func (s *Server) handleBootstrap(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, bootstrapResponse{CACert: string(s.ca.CertPEM), CAKey: string(s.ca.KeyPEM), Token: s.token,
-		ServiceAccountKey: string(s.saKeyPEM)})
+		ServiceAccountKey: string(s.saKeyPEM), EncryptionKey: s.rootKey})
 }
 
 // fetchBootstrap is the joiner's side: check the server's CA against the

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -109,6 +110,10 @@ func (s *Server) establishLeadership(ctx context.Context) error {
 		if err := s.ensureDefaultServiceAccount(ctx, ns); err != nil {
 			return err
 		}
+	}
+	// Before anything writes a Secret through the leader's own paths.
+	if err := s.ensureEncryptionKey(ctx); err != nil {
+		return fmt.Errorf("encryption key: %w", err)
 	}
 	return s.ensureDefaultRBAC(ctx)
 }

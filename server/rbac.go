@@ -100,7 +100,11 @@ func (s *Server) createIfAbsent(ctx context.Context, key state.Key, meta *metav1
 	if err != nil {
 		return false, err
 	}
-	entry, err := fsm.EncodeMutation(fsm.Mutation{Op: fsm.OpCreate, Key: key, UID: uid, Object: data})
+	m := fsm.Mutation{Op: fsm.OpCreate, Key: key, UID: uid, Object: data}
+	if err := s.seal(ctx, &m); err != nil {
+		return false, err
+	}
+	entry, err := fsm.EncodeMutation(m)
 	if err != nil {
 		return false, err
 	}

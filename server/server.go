@@ -47,9 +47,11 @@ type Server struct {
 	// leaderWatch tells requests in flight to a leader that it changed.
 	leaderWatch *leaderWatch
 
-	ca     *pki.CA
-	token  string
-	secret string
+	ca *pki.CA
+	// rootKey wraps the data keys of encryption at rest (encryption.go).
+	rootKey []byte
+	token   string
+	secret  string
 	// pendingAgentToken is the agent token (id.secret) prepareAgentToken
 	// made, until storeAgentToken has stored it.
 	pendingAgentToken string
@@ -127,6 +129,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		TLSHandshakeTimeout: 5 * time.Second,
 	}}
 	s.fsm = fsm.New(fsm.Options{RingSize: cfg.WatchRingSize, Logger: cfg.Logger})
+	if err := s.fsm.SetEncryption(s.fsmEncryption()); err != nil {
+		return nil, err
+	}
 	if err := s.setupRaft(); err != nil {
 		s.closeStores()
 		return nil, err
@@ -155,6 +160,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Admission:        s.admissionChain(authz),
 		// ServiceAccountTokens signs TokenRequests.
 		ServiceAccountTokens:        s.saTokens,
+		Sealer:                      sealer{s},
 		Logger:                      cfg.Logger,
 		MaxRequestsInFlight:         cfg.MaxRequestsInFlight,
 		MaxMutatingRequestsInFlight: cfg.MaxMutatingRequestsInFlight,
@@ -219,7 +225,8 @@ func (s *Server) Start() {
 		}
 	}()
 	go s.monitorLeadership()
-	s.wg.Add(3)
+	s.wg.Add(4)
+	go s.resealLoop()
 	go s.keepGossipJoined()
 	go s.repairLoop()
 	go s.digestLoop()

@@ -56,7 +56,7 @@ func newRootCommand() *cobra.Command {
 	root.SetVersionTemplate(vb.String())
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.AddCommand(newServerCommand(), newAgentCommand(), newClusterCommand(), newImageCommand(), newDemoImageCommand(),
-		newServicesCommand(), newVersionCommand(), newTokenCommand())
+		newServicesCommand(), newVersionCommand(), newTokenCommand(), newSecretsEncryptCommand())
 	root.AddCommand(hostCommands()...)
 	return root
 }

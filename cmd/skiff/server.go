@@ -27,6 +27,8 @@ func newServerCommand() *cobra.Command {
 		agentRuntime string
 		kubeletPort  int
 		supervise    bool
+		// secretsEncryption is --secrets-encryption.
+		secretsEncryption bool
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -48,6 +50,7 @@ kubelet) for its own node, with credentials it issues itself. The leader
 runs the scheduler (unless --disable-scheduler) and the controllers.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg.DisableSecretsEncryption = !secretsEncryption
 			if tokenFile != "" {
 				if cfg.Token != "" {
 					return errors.New("give --token or --token-file, not both")
@@ -113,6 +116,8 @@ runs the scheduler (unless --disable-scheduler) and the controllers.`,
 	f.IntVar(&cfg.MaxRequestsInFlight, "max-requests-inflight", apiserver.DefaultMaxRequestsInFlight, "most read-only API requests served at once, watches and other long-running requests apart; more are answered 429 (0: no limit; system:masters is exempt)")
 	f.IntVar(&cfg.MaxMutatingRequestsInFlight, "max-mutating-requests-inflight", apiserver.DefaultMaxMutatingRequestsInFlight, "most mutating API requests served at once; more are answered 429 (0: no limit; system:masters is exempt)")
 	f.IntVar(&cfg.MaxWatchesPerUser, "max-watches-per-user", apiserver.DefaultMaxWatchesPerUser, "most watches one user may have open on this master; more are answered 429 (0: no limit; system:masters is exempt)")
+	f.BoolVar(&secretsEncryption, "secrets-encryption", true, "seal Secrets (and the --encryption-resources) with AES-256-GCM before they enter the Raft log or a snapshot; false writes new ones in the clear (sealed ones are still read)")
+	f.StringSliceVar(&cfg.EncryptionResources, "encryption-resources", []string{"secrets"}, "resources encrypted at rest: \"secrets\", \"configmaps\", or \"group/resource\" outside the core group")
 	f.DurationVar(&cfg.RequestBodyTimeout, "request-body-timeout", apiserver.DefaultRequestBodyTimeout, "time a client has to send a request body; a slower one is answered 408")
 	f.StringVar(&agentRuntime, "runtime", "libcontainer", "container runtime of the embedded agent: libcontainer or fake")
 	f.IntVar(&kubeletPort, "kubelet-port", 10250, "HTTPS port of the embedded agent's kubelet server")

@@ -53,6 +53,9 @@ type Config struct {
 	// ServiceAccountTokens signs the tokens of serviceaccounts/<name>/token
 	// (handler_token.go); nil answers it 503.
 	ServiceAccountTokens TokenIssuer
+	// Sealer encrypts the objects of encrypted resources before they are
+	// proposed (encryption at rest); nil proposes every object as is.
+	Sealer Sealer
 
 	// Limits (limits.go). MaxRequestsInFlight and
 	// MaxMutatingRequestsInFlight bound the read-only and the mutating

@@ -114,6 +114,15 @@ func (s *APIServer) propose(ctx context.Context, muts ...fsm.Mutation) (*fsm.Res
 		entry []byte
 		err   error
 	)
+	if s.cfg.Sealer != nil {
+		// Sealing replaces Object in the caller's slice: copy it first.
+		muts = append([]fsm.Mutation(nil), muts...)
+		for i := range muts {
+			if err := s.cfg.Sealer.Seal(ctx, &muts[i]); err != nil {
+				return nil, storeError(err)
+			}
+		}
+	}
 	if len(muts) == 1 {
 		entry, err = fsm.EncodeMutation(muts[0])
 	} else {

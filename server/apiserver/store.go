@@ -31,6 +31,13 @@ type Store interface {
 	Watch(index uint64, filter fsm.WatchFilter) (*fsm.Watcher, error)
 }
 
+// Sealer replaces the object of a mutation with its sealed form when its
+// resource is encrypted at rest (fsm.FSM.Seal, behind the server's key
+// management).
+type Sealer interface {
+	Seal(ctx context.Context, m *fsm.Mutation) error
+}
+
 // Authenticator identifies the user of a request. It returns
 // auth.ErrUnauthenticated for missing or bad credentials.
 type Authenticator interface {
