@@ -156,6 +156,10 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.ring.reset(hdr.Index)
 	f.resetIntegrity()
 	f.restoreMu.Unlock()
+	// Raft restores the snapshot it stores: it is this master's latest.
+	f.snapMu.Lock()
+	f.lastSnapIndex, f.lastSnapKey = hdr.Index, hdr.SealedWith
+	f.snapMu.Unlock()
 	f.log.Info("restored snapshot", "index", hdr.Index, "objects", hdr.Objects)
 	return nil
 }
