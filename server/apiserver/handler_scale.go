@@ -56,6 +56,15 @@ func (s *APIServer) serveSubresource(req *request) {
 			return
 		}
 		s.handleFinalize(req)
+	case registry.SubApproval:
+		switch verb {
+		case "get":
+			s.handleGet(req)
+		case "update":
+			s.handleApproval(req)
+		default:
+			s.writeError(req.w, req.r, methodNotSupported(req))
+		}
 	case registry.SubToken:
 		if verb != "create" {
 			s.writeError(req.w, req.r, methodNotSupported(req))

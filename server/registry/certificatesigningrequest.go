@@ -25,7 +25,10 @@ func certificateSigningRequestKind() *Kind {
 		Resource:   "certificatesigningrequests",
 		ShortNames: []string{"csr"},
 		HasStatus:  true,
-		newObject:  func() runtime.Object { return &certificatesv1.CertificateSigningRequest{} },
+		// approval: `kubectl certificate approve|deny` (handler_approval.go).
+		extraSubresources: []Subresource{{Name: SubApproval, GVK: certificatesv1.SchemeGroupVersion.WithKind("CertificateSigningRequest"),
+			Verbs: []string{"get", "update"}}},
+		newObject: func() runtime.Object { return &certificatesv1.CertificateSigningRequest{} },
 		newList:    func() runtime.Object { return &certificatesv1.CertificateSigningRequestList{} },
 		prepareForCreate: func(obj runtime.Object) {
 			obj.(*certificatesv1.CertificateSigningRequest).Status = certificatesv1.CertificateSigningRequestStatus{}

@@ -22,6 +22,7 @@ const (
 	SubPortForward = "portforward"
 	SubToken       = "token"
 	SubFinalize    = "finalize"
+	SubApproval    = "approval"
 )
 
 // Subresource is one subresource of a kind as discovery lists it.

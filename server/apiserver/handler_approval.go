@@ -1,0 +1,159 @@
+package apiserver
+
+import (
+	"fmt"
+	"strings"
+
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/skiff-io/skiff/server/auth"
+)
+
+// handleApproval serves PUT certificatesigningrequests/<name>/approval
+// (`kubectl certificate approve|deny`), as kube-apiserver does: only the
+// Approved and Denied conditions change; the caller needs, besides update
+// on the subresource, the "approve" verb on the request's signer (resource
+// "signers" of certificates.k8s.io, named by the signer or "<domain>/*");
+// Approved and Denied exclude each other and, once set, stay.
+func (s *APIServer) handleApproval(req *request) {
+	body, err := s.readBody(req.r)
+	if err != nil {
+		s.writeError(req.w, req.r, err)
+		return
+	}
+	obj, warnings, err := s.decode.decodeObject(req.r, body, req.kind)
+	if err != nil {
+		s.writeError(req.w, req.r, err)
+		return
+	}
+	in, ok := obj.(*certificatesv1.CertificateSigningRequest)
+	if !ok {
+		s.writeError(req.w, req.r, badRequest("the body must be a CertificateSigningRequest"))
+		return
+	}
+	if in.Name != "" && in.Name != req.info.Name {
+		s.writeError(req.w, req.r, badRequest("the name of the object (%s) does not match the name on the URL (%s)", in.Name, req.info.Name))
+		return
+	}
+	dry, err := dryRun(req.r)
+	if err != nil {
+		s.writeError(req.w, req.r, err)
+		return
+	}
+	clientRV, err := parseRV(in.ResourceVersion)
+	if err != nil {
+		s.writeError(req.w, req.r, err)
+		return
+	}
+	addWarnings(req.w, warnings)
+	now := metav1.NewTime(s.now().UTC().Truncate(1e9))
+	u := &update{
+		kind:   req.kind,
+		name:   req.info.Name,
+		status: true,
+		dry:    dry,
+		tryUpdate: func(old runtime.Object) (runtime.Object, uint64, error) {
+			cur := old.(*certificatesv1.CertificateSigningRequest)
+			if err := s.authorizeSigner(req.user, cur.Spec.SignerName); err != nil {
+				return nil, 0, err
+			}
+			if errs := validateApproval(in.Status.Conditions, cur.Status.Conditions); len(errs) > 0 {
+				return nil, 0, apierrors.NewInvalid(req.kind.GVK.GroupKind(), req.info.Name, errs)
+			}
+			next := cur.DeepCopy()
+			next.ResourceVersion = in.ResourceVersion
+			next.Status.Conditions = approvalConditions(in.Status.Conditions, cur.Status.Conditions, now)
+			return next, clientRV, nil
+		},
+	}
+	out, _, err := s.guaranteedUpdate(req.r.Context(), u)
+	if err != nil {
+		s.writeError(req.w, req.r, err)
+		return
+	}
+	s.writeObject(req, 200, out)
+}
+
+// authorizeSigner checks the "approve" verb on the signer, by its name or
+// its domain's wildcard, as kube-apiserver's CSR approval admission does.
+func (s *APIServer) authorizeSigner(u *auth.User, signer string) error {
+	names := []string{signer}
+	if domain, _, ok := strings.Cut(signer, "/"); ok {
+		names = append(names, domain+"/*")
+	}
+	for _, n := range names {
+		if ok, _ := s.authz.Authorize(u, auth.Attributes{Verb: "approve", Group: certificatesv1.GroupName, Resource: "signers", Name: n}); ok {
+			return nil
+		}
+	}
+	return apierrors.NewForbidden(certificatesv1.Resource("signers"), signer,
+		fmt.Errorf("user %q not permitted to approve requests with signerName %q", u.Name, signer))
+}
+
+// validateApproval checks the new conditions against the old.
+func validateApproval(conds, old []certificatesv1.CertificateSigningRequestCondition) field.ErrorList {
+	var errs field.ErrorList
+	path := field.NewPath("status", "conditions")
+	seen := map[certificatesv1.RequestConditionType]bool{}
+	for i, c := range conds {
+		p := path.Index(i)
+		switch c.Type {
+		case certificatesv1.CertificateApproved, certificatesv1.CertificateDenied, certificatesv1.CertificateFailed:
+		case "":
+			errs = append(errs, field.Required(p.Child("type"), ""))
+			continue
+		}
+		if seen[c.Type] {
+			errs = append(errs, field.Duplicate(p.Child("type"), c.Type))
+		}
+		seen[c.Type] = true
+		if c.Status == "" {
+			c.Status = corev1.ConditionTrue
+		}
+		switch c.Status {
+		case corev1.ConditionTrue, corev1.ConditionFalse, corev1.ConditionUnknown:
+		default:
+			errs = append(errs, field.NotSupported(p.Child("status"), c.Status, []string{"True", "False", "Unknown"}))
+		}
+	}
+	if seen[certificatesv1.CertificateApproved] && seen[certificatesv1.CertificateDenied] {
+		errs = append(errs, field.Invalid(path, certificatesv1.CertificateDenied, "Approved and Denied conditions are mutually exclusive"))
+	}
+	for _, c := range old {
+		if (c.Type == certificatesv1.CertificateApproved || c.Type == certificatesv1.CertificateDenied) && !seen[c.Type] {
+			errs = append(errs, field.Forbidden(path, fmt.Sprintf("updates may not remove a condition of type %q", c.Type)))
+		}
+	}
+	return errs
+}
+
+// approvalConditions are the conditions to store: the client's, defaulted
+// (status True, timestamps now), keeping an unchanged condition's times.
+func approvalConditions(conds, old []certificatesv1.CertificateSigningRequestCondition, now metav1.Time) []certificatesv1.CertificateSigningRequestCondition {
+	prev := map[certificatesv1.RequestConditionType]certificatesv1.CertificateSigningRequestCondition{}
+	for _, c := range old {
+		prev[c.Type] = c
+	}
+	out := make([]certificatesv1.CertificateSigningRequestCondition, 0, len(conds))
+	for _, c := range conds {
+		if c.Status == "" {
+			c.Status = corev1.ConditionTrue
+		}
+		if p, ok := prev[c.Type]; ok && p.Status == c.Status {
+			c.LastTransitionTime = p.LastTransitionTime
+		}
+		if c.LastUpdateTime.IsZero() {
+			c.LastUpdateTime = now
+		}
+		if c.LastTransitionTime.IsZero() {
+			c.LastTransitionTime = now
+		}
+		out = append(out, c)
+	}
+	return out
+}
