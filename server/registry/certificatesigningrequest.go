@@ -29,7 +29,7 @@ func certificateSigningRequestKind() *Kind {
 		extraSubresources: []Subresource{{Name: SubApproval, GVK: certificatesv1.SchemeGroupVersion.WithKind("CertificateSigningRequest"),
 			Verbs: []string{"get", "update"}}},
 		newObject: func() runtime.Object { return &certificatesv1.CertificateSigningRequest{} },
-		newList:    func() runtime.Object { return &certificatesv1.CertificateSigningRequestList{} },
+		newList:   func() runtime.Object { return &certificatesv1.CertificateSigningRequestList{} },
 		prepareForCreate: func(obj runtime.Object) {
 			obj.(*certificatesv1.CertificateSigningRequest).Status = certificatesv1.CertificateSigningRequestStatus{}
 		},
