@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -97,13 +98,19 @@ func (z sealer) Seal(ctx context.Context, m *fsm.Mutation) error {
 
 // seal seals m, making the cluster's first data key when there is none
 // yet (a new cluster before its leader made one, or one just upgraded).
+// Until every voter runs a version that opens sealed entries (a rolling
+// upgrade), there is no key and m is proposed as it is.
 func (s *Server) seal(ctx context.Context, m *fsm.Mutation) error {
 	err := s.fsm.Seal(m)
 	if !errors.Is(err, fsm.ErrNoEncryptionKey) {
 		return sealError(err)
 	}
-	if err := s.ensureEncryptionKey(ctx); err != nil {
+	made, err := s.ensureEncryptionKey(ctx)
+	if err != nil {
 		return apierrors.NewServiceUnavailable(fmt.Sprintf("encryption at rest: making the first data key: %v", err))
+	}
+	if !made {
+		return nil
 	}
 	return sealError(s.fsm.Seal(m))
 }
@@ -116,13 +123,82 @@ func sealError(err error) error {
 }
 
 // ensureEncryptionKey makes the first data key unless the state has one,
-// and waits until this master has applied it.
-func (s *Server) ensureEncryptionKey(ctx context.Context) error {
-	if s.cfg.DisableSecretsEncryption || len(s.fsm.EncryptionStatus().Keys) > 0 {
-		return nil
+// and waits until this master has applied it. It reports whether a key
+// exists: not while encryption is off, nor while a voter still runs a
+// version without encryption at rest (it would misapply sealed entries).
+func (s *Server) ensureEncryptionKey(ctx context.Context) (bool, error) {
+	if s.cfg.DisableSecretsEncryption {
+		return false, nil
+	}
+	if len(s.fsm.EncryptionStatus().Keys) > 0 {
+		return true, nil
+	}
+	if !s.votersCanEncrypt(ctx) {
+		return false, nil
 	}
 	_, err := s.addEncryptionKey(ctx, true)
-	return err
+	return err == nil, err
+}
+
+// encryptionProbeInterval spaces the checks of the voters' versions while
+// one of them lacks encryption at rest.
+const encryptionProbeInterval = 10 * time.Second
+
+// votersCanEncrypt reports whether every voter serves the encryption
+// status endpoint, i.e. runs a version that opens sealed entries. Once
+// true it stays true; a false answer is kept for encryptionProbeInterval.
+func (s *Server) votersCanEncrypt(ctx context.Context) bool {
+	if s.encCapable.Load() {
+		return true
+	}
+	s.encProbeMu.Lock()
+	defer s.encProbeMu.Unlock()
+	if s.encCapable.Load() {
+		return true
+	}
+	if time.Since(s.encProbedAt) < encryptionProbeInterval {
+		return false
+	}
+	s.encProbedAt = time.Now()
+	cf := s.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return false
+	}
+	for _, srv := range cf.Configuration().Servers {
+		if srv.Suffrage != raft.Voter || string(srv.ID) == s.cfg.NodeName {
+			continue
+		}
+		if err := s.probeEncryption(ctx, string(srv.ID)); err != nil {
+			s.log.Info("encryption at rest waits until every master runs a version that has it", "master", srv.ID, "err", err)
+			return false
+		}
+	}
+	s.encCapable.Store(true)
+	return true
+}
+
+// probeEncryption asks master name for its encryption status.
+func (s *Server) probeEncryption(ctx context.Context, name string) error {
+	m, ok := s.lookupMember(name)
+	if !ok || m.APIURL == "" {
+		return errors.New("no member record")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.APIURL+"/internal/v1/secrets-encrypt", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := s.peerClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET /internal/v1/secrets-encrypt: %s", resp.Status)
+	}
+	return nil
 }
 
 // addEncryptionKey proposes the next data key and waits until this master
@@ -169,6 +245,16 @@ func (s *Server) resealLoop() {
 		case <-t.C:
 		}
 		st := s.fsm.EncryptionStatus()
+		if len(st.Keys) == 0 && len(st.Resources) > 0 && s.raft.State() == raft.Leader {
+			// An upgraded cluster's leader makes the key once every
+			// master can open sealed entries.
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if _, err := s.ensureEncryptionKey(ctx); err != nil {
+				s.log.Warn("making the first encryption key", "err", err)
+			}
+			cancel()
+			continue
+		}
 		if len(st.Keys) == 0 || len(st.Resources) == 0 {
 			continue
 		}

@@ -112,7 +112,7 @@ func (s *Server) establishLeadership(ctx context.Context) error {
 		}
 	}
 	// Before anything writes a Secret through the leader's own paths.
-	if err := s.ensureEncryptionKey(ctx); err != nil {
+	if _, err := s.ensureEncryptionKey(ctx); err != nil {
 		return fmt.Errorf("encryption key: %w", err)
 	}
 	return s.ensureDefaultRBAC(ctx)

@@ -48,10 +48,15 @@ type Server struct {
 	leaderWatch *leaderWatch
 
 	ca *pki.CA
-	// rootKey wraps the data keys of encryption at rest (encryption.go).
-	rootKey []byte
-	token   string
-	secret  string
+	// rootKey wraps the data keys of encryption at rest (encryption.go);
+	// encCapable: every voter can open sealed entries (probed under
+	// encProbeMu, at most every encryptionProbeInterval).
+	rootKey     []byte
+	encCapable  atomic.Bool
+	encProbeMu  sync.Mutex
+	encProbedAt time.Time
+	token       string
+	secret      string
 	// pendingAgentToken is the agent token (id.secret) prepareAgentToken
 	// made, until storeAgentToken has stored it.
 	pendingAgentToken string
