@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -372,6 +374,22 @@ func TestCorruptMasterAloneRefusesToServe(t *testing.T) {
 			t.Fatalf("the 503 suggests no retry delay: %v", err)
 		}
 	}
+	// The header too, for clients that read only it.
+	resp, err := c.Admin.Get(f.URL() + "/api/v1/namespaces/default/configmaps/victim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("raw read from the corrupt master: %s, Retry-After %q", resp.Status, resp.Header.Get("Retry-After"))
+	}
+	// And the metric (which anonymous users may not read).
+	if v := masterMetric(t, c.Admin, f, "skiff_state_corrupt"); v != "1" {
+		t.Fatalf("skiff_state_corrupt of the corrupt master = %q, want 1", v)
+	}
+	if resp, err := caClient(t, f, nil).Get(f.URL() + "/metrics"); err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("anonymous GET /metrics: %v %v, want 403", resp, err)
+	}
 	for _, m := range c.Masters {
 		if m != f {
 			m.Start()
@@ -382,4 +400,28 @@ func TestCorruptMasterAloneRefusesToServe(t *testing.T) {
 	if err != nil || cm.Data["v"] != value {
 		t.Fatalf("after the repair: %v %v", cm, err)
 	}
+	if v := masterMetric(t, c.Admin, f, "skiff_state_corrupt"); v != "0" {
+		t.Fatalf("skiff_state_corrupt after the repair = %q, want 0", v)
+	}
+}
+
+// masterMetric reads one unlabelled sample of master m's /metrics.
+func masterMetric(t *testing.T, hc *http.Client, m *testutil.Master, name string) string {
+	t.Helper()
+	resp, err := hc.Get(m.URL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %s %s", resp.Status, b)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return v
+		}
+	}
+	t.Fatalf("/metrics has no %s:\n%s", name, b)
+	return ""
 }

@@ -51,7 +51,9 @@ type Server struct {
 	// rootKey wraps the data keys of encryption at rest (encryption.go);
 	// encCapable: every voter can open sealed entries (probed under
 	// encProbeMu, at most every encryptionProbeInterval).
-	rootKey     []byte
+	rootKey []byte
+	// authz authorizes the API's requests and /metrics.
+	authz       *auth.Authorizer
 	encCapable  atomic.Bool
 	encProbeMu  sync.Mutex
 	encProbedAt time.Time
@@ -157,6 +159,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	authz := auth.NewAuthorizer().WithNodeObjects(nodeObjects{s}).WithRBAC(rbacObjects{s})
+	s.authz = authz
 	api, err := apiserver.New(apiserver.Config{
 		KubeletTransport: kubelets,
 		Store:            raftStore{s},
@@ -199,6 +202,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /livez", s.handleLivez)
 	mux.HandleFunc("GET /healthz", s.handleLivez)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
+	mux.Handle("GET /metrics", s.metricsHandler())
 	// Profiling for cluster admins, as kube-apiserver's --profiling.
 	mux.HandleFunc("/debug/pprof/", s.requireAdmin(pprof.Index))
 	mux.HandleFunc("/debug/pprof/profile", s.requireAdmin(pprof.Profile))
