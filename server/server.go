@@ -83,6 +83,9 @@ type Server struct {
 	onSuspected atomic.Pointer[func(time.Duration)]
 	// started: Start ran (Shutdown then announces a planned stop).
 	started atomic.Bool
+	// startTime counts as the last contact with a leader before any
+	// (quorum.go).
+	startTime time.Time
 
 	seedMu   sync.Mutex
 	seeds    []string
@@ -119,6 +122,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		leaderCh:   make(chan bool, 16),
 		shutdownCh: make(chan struct{}),
 		failed:     make(chan error, 1),
+		startTime:  time.Now(),
 	}
 	if err := s.loadOrCreateCredentials(ctx); err != nil {
 		return nil, err

@@ -65,6 +65,15 @@ func (r raftStore) Read(ctx context.Context, linearizable bool, minIndex uint64)
 	return snap, nil
 }
 
+// Warning is the warning every response of this master carries while it
+// has no quorum (degraded mode: stale reads only).
+func (r raftStore) Warning() string {
+	if r.s.noQuorum() == 0 {
+		return ""
+	}
+	return fmt.Sprintf("the cluster has no quorum: this master serves its last applied state (resourceVersion %d), which may be stale, and refuses writes; see `skiff cluster members`", r.s.fsm.Index())
+}
+
 func (r raftStore) Watch(index uint64, filter fsm.WatchFilter) (*fsm.Watcher, error) {
 	if err := r.s.servingError(); err != nil {
 		// The API has begun the watch response when it asks: 410 makes
@@ -105,6 +114,9 @@ func (s *Server) apply(ctx context.Context, entry []byte) (*fsm.Result, error) {
 		}
 		if !errors.Is(err, errRetry) {
 			return nil, err
+		}
+		if qerr := s.quorumLost(); qerr != nil {
+			return nil, qerr
 		}
 		if werr := s.pause(ctx); werr != nil {
 			return nil, fmt.Errorf("%w: %v", apiserver.ErrNoLeader, err)
@@ -230,6 +242,9 @@ func (s *Server) readIndex(ctx context.Context) (uint64, error) {
 		}
 		if !errors.Is(err, errRetry) {
 			return 0, err
+		}
+		if qerr := s.quorumLost(); qerr != nil {
+			return 0, qerr
 		}
 		if werr := s.pause(ctx); werr != nil {
 			return 0, fmt.Errorf("%w: %v", apiserver.ErrNoLeader, err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -51,6 +52,7 @@ func newClusterCommand() *cobra.Command {
 			if err := tw.Flush(); err != nil {
 				return err
 			}
+			printQuorumHint(rows)
 			body, err = m.Do(ctx, "GET", "/internal/v1/gossip/members")
 			if err != nil {
 				return fmt.Errorf("gossip members: %w", err)
@@ -131,4 +133,34 @@ registration.`,
 	}
 	cmd.AddCommand(members, remove, gossipKey)
 	return cmd
+}
+
+// printQuorumHint says what to do when no master leads: which voters are
+// missing, and the recovery if they are lost for good.
+func printQuorumHint(rows []server.MemberStatus) {
+	var voters, missing, up []string
+	for _, r := range rows {
+		if r.Role == "leader" {
+			return
+		}
+		if r.Suffrage != "voter" {
+			continue
+		}
+		voters = append(voters, r.Name)
+		if r.State == "unreachable" {
+			missing = append(missing, r.Name)
+		} else {
+			up = append(up, r.Name)
+		}
+	}
+	if len(voters) == 0 {
+		return
+	}
+	fmt.Printf("\nNO QUORUM: no master leads; %d of the %d masters are needed and %d answer (%s).\n",
+		len(voters)/2+1, len(voters), len(up), strings.Join(up, ", "))
+	if len(missing) > 0 {
+		fmt.Printf("Missing: %s. Start them again if you can: the cluster resumes by itself.\n", strings.Join(missing, ", "))
+	}
+	fmt.Println("If they are lost for good: stop one surviving master, run `skiff server --cluster-reset` with its usual flags,")
+	fmt.Println("start it again, and join the other masters anew with empty data dirs (docs/ha.md, \"When a majority is lost\").")
 }

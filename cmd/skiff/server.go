@@ -29,6 +29,7 @@ func newServerCommand() *cobra.Command {
 		supervise    bool
 		// secretsEncryption is --secrets-encryption.
 		secretsEncryption bool
+		clusterReset      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -74,6 +75,9 @@ runs the scheduler (unless --disable-scheduler) and the controllers.`,
 				}
 			}
 			cfg.Logger = slog.Default()
+			if clusterReset {
+				return resetCluster(cfg)
+			}
 			// A master trades memory for CPU: collect garbage at 200% growth
 			// instead of 100%, unless GOGC says otherwise.
 			if os.Getenv("GOGC") == "" {
@@ -116,6 +120,7 @@ runs the scheduler (unless --disable-scheduler) and the controllers.`,
 	f.IntVar(&cfg.MaxRequestsInFlight, "max-requests-inflight", apiserver.DefaultMaxRequestsInFlight, "most read-only API requests served at once, watches and other long-running requests apart; more are answered 429 (0: no limit; system:masters is exempt)")
 	f.IntVar(&cfg.MaxMutatingRequestsInFlight, "max-mutating-requests-inflight", apiserver.DefaultMaxMutatingRequestsInFlight, "most mutating API requests served at once; more are answered 429 (0: no limit; system:masters is exempt)")
 	f.IntVar(&cfg.MaxWatchesPerUser, "max-watches-per-user", apiserver.DefaultMaxWatchesPerUser, "most watches one user may have open on this master; more are answered 429 (0: no limit; system:masters is exempt)")
+	f.BoolVar(&clusterReset, "cluster-reset", false, "make this master, stopped, the only master of its cluster with the state it holds (after a majority of masters is lost for good), then exit; start it again without the flag (docs/ha.md)")
 	f.BoolVar(&secretsEncryption, "secrets-encryption", true, "seal Secrets (and the --encryption-resources) with AES-256-GCM before they enter the Raft log or a snapshot; false writes new ones in the clear (sealed ones are still read)")
 	f.StringSliceVar(&cfg.EncryptionResources, "encryption-resources", []string{"secrets"}, "resources encrypted at rest: \"secrets\", \"configmaps\", or \"group/resource\" outside the core group")
 	f.DurationVar(&cfg.RequestBodyTimeout, "request-body-timeout", apiserver.DefaultRequestBodyTimeout, "time a client has to send a request body; a slower one is answered 408")
@@ -200,3 +205,19 @@ type permanentError struct{ err error }
 
 func (e permanentError) Error() string { return e.err.Error() }
 func (e permanentError) Unwrap() error { return e.err }
+
+// resetCluster runs --cluster-reset: no serving, no supervision; the data
+// dir's lock keeps a running master of the same dir out.
+func resetCluster(cfg server.Config) error {
+	release, err := lockDataDir(cfg.DataDir, "server")
+	if err != nil {
+		return err
+	}
+	defer release()
+	rep, err := server.ClusterReset(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Print(rep.String())
+	return nil
+}

@@ -134,6 +134,13 @@ func (m *Master) LogPath() string { return filepath.Join(m.DataDir + ".log") }
 // Start starts the process.
 func (m *Master) Start() {
 	m.t.Helper()
+	if err := m.proc.start(m.bin, m.serverArgs(), m.Netns, m.LogPath()); err != nil {
+		m.t.Fatalf("start %s: %v", m.Name, err)
+	}
+}
+
+// serverArgs are the arguments of `skiff server` for this master.
+func (m *Master) serverArgs(extra ...string) []string {
 	args := append([]string{"server",
 		"--data-dir", m.DataDir,
 		"--node-name", m.Name,
@@ -143,9 +150,16 @@ func (m *Master) Start() {
 	if !m.Agent {
 		args = append(args, "--disable-agent")
 	}
-	if err := m.proc.start(m.bin, args, m.Netns, m.LogPath()); err != nil {
-		m.t.Fatalf("start %s: %v", m.Name, err)
-	}
+	return append(args, extra...)
+}
+
+// RunServer runs `skiff server` with this master's arguments and extra
+// ones (--cluster-reset) to its end, in the foreground, and returns its
+// combined output. The master must be stopped.
+func (m *Master) RunServer(ctx context.Context, extra ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, m.bin, m.serverArgs(extra...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 // Running reports whether the process is running.

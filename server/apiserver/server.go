@@ -200,6 +200,11 @@ func (s *APIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// too, and its warnings go to the response's headers.
 	ctx := auth.WithUser(r.Context(), user)
 	r = r.WithContext(admission.WithWarnings(ctx, (&warningRecorder{w: rw}).add))
+	if wn, ok := s.store.(Warner); ok {
+		if msg := wn.Warning(); msg != "" {
+			addWarnings(rw, []string{msg})
+		}
+	}
 	req := &request{s: s, w: rw, r: r, user: user, info: info}
 	s.route(req)
 }

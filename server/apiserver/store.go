@@ -31,6 +31,12 @@ type Store interface {
 	Watch(index uint64, filter fsm.WatchFilter) (*fsm.Watcher, error)
 }
 
+// Warner is a Store that may have a warning for every response (a master
+// without quorum serving possibly stale state).
+type Warner interface {
+	Warning() string
+}
+
 // Sealer replaces the object of a mutation with its sealed form when its
 // resource is encrypted at rest (fsm.FSM.Seal, behind the server's key
 // management).
