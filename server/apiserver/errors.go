@@ -33,6 +33,7 @@ func (s *APIServer) writeError(w http.ResponseWriter, r *http.Request, err error
 	if code == 0 {
 		code = http.StatusInternalServerError
 	}
+	auditStatus(r, &st) // audit.go
 	writeJSON(w, code, &st)
 }
 
