@@ -94,22 +94,36 @@ func Open(o Options, logger *slog.Logger) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
+	if m := backendMode(o.Mode); m != ModeBatch && m != ModeBlocking {
+		return nil, fmt.Errorf("audit log mode %q: must be %q or %q", o.Mode, ModeBatch, ModeBlocking)
+	}
 	var (
-		w      io.Writer
+		w      io.Writer = os.Stdout
 		closer io.Closer
 	)
-	if o.Path == "-" {
-		w = os.Stdout
-	} else {
+	if o.Path != "-" {
 		if err := ensureFile(o.Path); err != nil {
 			return nil, err
 		}
 		lj := &lumberjack.Logger{Filename: o.Path, MaxAge: o.MaxAge, MaxBackups: o.MaxBackups, MaxSize: o.MaxSize, Compress: o.Compress}
 		w, closer = lj, lj
 	}
+	l, err := newLog(p, o, w, closer)
+	if err != nil {
+		return nil, err
+	}
+	policyName := o.PolicyFile
+	if policyName == "" {
+		policyName = "built-in"
+	}
+	logger.Info("audit log opened", "component", "audit", "path", o.Path, "policy", policyName, "mode", backendMode(o.Mode))
+	return l, nil
+}
+
+// newLog starts the backend of mode o.Mode writing events to w.
+func newLog(p *auditinternal.Policy, o Options, w io.Writer, closer io.Closer) (*Log, error) {
 	backend := pluginlog.NewBackend(w, pluginlog.FormatJson, auditv1.SchemeGroupVersion)
-	switch o.Mode {
-	case "", ModeBatch:
+	if backendMode(o.Mode) == ModeBatch {
 		size := o.BufferSize
 		if size <= 0 {
 			size = DefaultBufferSize
@@ -117,9 +131,6 @@ func Open(o Options, logger *slog.Logger) (*Log, error) {
 		// kube-apiserver's batch settings for the log backend: one event
 		// per write, from a queue of size events.
 		backend = buffered.NewBackend(backend, buffered.BatchConfig{BufferSize: size, MaxBatchSize: 1})
-	case ModeBlocking:
-	default:
-		return nil, fmt.Errorf("audit log mode %q: must be %q or %q", o.Mode, ModeBatch, ModeBlocking)
 	}
 	l := &Log{
 		policy:  policy.NewPolicyRuleEvaluator(p),
@@ -134,11 +145,6 @@ func Open(o Options, logger *slog.Logger) (*Log, error) {
 		}
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
-	policyName := o.PolicyFile
-	if policyName == "" {
-		policyName = "built-in"
-	}
-	logger.Info("audit log opened", "component", "audit", "path", o.Path, "policy", policyName, "mode", backendMode(o.Mode))
 	return l, nil
 }
 
