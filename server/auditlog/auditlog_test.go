@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	auditinternal "k8s.io/apiserver/pkg/apis/audit"
 	"k8s.io/apiserver/pkg/audit/policy"
@@ -114,5 +115,55 @@ func TestOpen(t *testing.T) {
 	}
 	if _, err := auditlog.Open(auditlog.Options{Path: path, Mode: "async"}, nil); err == nil {
 		t.Errorf("bad mode accepted")
+	}
+}
+
+// TestRotation: past --audit-log-maxsize the file is rotated; rotated
+// files are 0600 too and at most --audit-log-maxbackup are kept.
+func TestRotation(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.log")
+	l, err := auditlog.Open(auditlog.Options{Path: path, MaxSize: 1, MaxBackups: 1, Mode: auditlog.ModeBlocking}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := &auditinternal.Event{AuditID: "x", Stage: auditinternal.StageResponseComplete, Level: auditinternal.LevelMetadata,
+		Verb: "create", RequestURI: "/api/v1/namespaces/default/configmaps/" + strings.Repeat("x", 900)}
+	for range 3000 { // about 3 MB: two rotations
+		if !l.Sink().ProcessEvents(ev) {
+			t.Fatal("event not written")
+		}
+	}
+	if err := l.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	var files []string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = files[:0]
+		for _, e := range entries {
+			files = append(files, e.Name())
+		}
+		// lumberjack removes old backups in the background.
+		if len(files) == 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(files) != 2 {
+		t.Fatalf("files %v, want audit.log and one backup", files)
+	}
+	for _, f := range files {
+		fi, err := os.Stat(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode() != 0o600 || fi.Size() > 1<<20 {
+			t.Errorf("%s: mode %v, size %d", f, fi.Mode(), fi.Size())
+		}
 	}
 }
