@@ -3,8 +3,12 @@ package apiserver_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
+	"io"
+	"log"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +19,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
+	"github.com/skiff-io/skiff/fsm"
+	"github.com/skiff-io/skiff/fsm/fsmtest"
+	"github.com/skiff-io/skiff/fsm/state"
+	"github.com/skiff-io/skiff/server/apiserver"
 	"github.com/skiff-io/skiff/server/apiserver/apiservertest"
 	"github.com/skiff-io/skiff/server/auditlog"
 )
@@ -270,5 +278,47 @@ func TestAuditWatch(t *testing.T) {
 	if started.Verb != "watch" || started.ResponseStatus == nil || started.ResponseStatus.Code != http.StatusOK ||
 		done.StageTimestamp.Before(&started.StageTimestamp) {
 		t.Errorf("watch: started %+v, done %+v", started, done)
+	}
+}
+
+// panickyStore panics on every read, as a bug in a handler would.
+type panickyStore struct{ *fsmtest.FakeRaftStore }
+
+func (panickyStore) Read(context.Context, bool, uint64) (*state.Snapshot, error) {
+	panic("read exploded")
+}
+
+// TestAuditPanic: a handler that panics leaves a Panic event with a 500
+// Status naming the panic; the panic still reaches net/http.
+func TestAuditPanic(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.log")
+	l, err := auditlog.Open(auditlog.Options{Path: path, Mode: auditlog.ModeBlocking}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Shutdown() })
+	api, err := apiserver.New(apiserver.Config{
+		Store:         panickyStore{fsmtest.NewFakeRaftStore(fsm.Options{})},
+		Authenticator: &apiservertest.FakeAuthenticator{},
+		Authorizer:    &apiservertest.FakeAuthorizer{},
+		AuditPolicy:   l.Policy(),
+		AuditSink:     l.Sink(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(api)
+	ts.Config.ErrorLog = log.New(io.Discard, "", 0) // the panic's stack
+	t.Cleanup(ts.Close)
+	if resp, err := ts.Client().Get(ts.URL + "/api/v1/namespaces/default/configmaps/c1"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the panic did not reach net/http: %d", resp.StatusCode)
+	}
+	e := &auditEnv{env: &env{t: t}, path: path}
+	ev := e.event("panic", auditv1.StagePanic, objectIs("get", "configmaps", "", "c1"))
+	if ev.ResponseStatus == nil || ev.ResponseStatus.Code != http.StatusInternalServerError ||
+		!strings.Contains(ev.ResponseStatus.Message, "read exploded") {
+		t.Errorf("panic: responseStatus %+v", ev.ResponseStatus)
 	}
 }
