@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/skiff-io/skiff/server/admission"
+	"github.com/skiff-io/skiff/server/auditlog"
 	"github.com/skiff-io/skiff/server/controller/manager"
 	"github.com/skiff-io/skiff/server/servicealloc"
 )
@@ -87,6 +88,11 @@ type Config struct {
 	MaxMutatingRequestsInFlight int
 	MaxWatchesPerUser           int
 	RequestBodyTimeout          time.Duration
+
+	// Audit is the audit log (server/auditlog, docs/security.md): an
+	// empty Path turns it off; the skiff server flags default it to
+	// <data-dir>/audit/audit.log with the built-in policy.
+	Audit auditlog.Options
 
 	// Raft tuning; zero values take the defaults below.
 	HeartbeatTimeout  time.Duration

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -19,12 +20,12 @@ var errCorruptRaftDB = errors.New("corrupt Raft log")
 // truncated or scrambled file is refused with one line naming it and the
 // recovery (docs/ha.md, "A corrupt raft.db") instead of a panic inside
 // bbolt. bbolt checks its meta pages' checksums when it opens a file, but
-// with NoFreelistSync it then walks every page in a goroutine of its own
-// that panics on the first bad one (bbolt 1.3.5 freepages), which no
-// recover can catch. So the file is first opened read-only (meta checks,
-// no walk), then its page tree is walked here, reading the file (no mmap):
-// every page bbolt would reach must lie inside the file, carry its own id
-// and a branch or leaf type, be reached once, and hold its elements.
+// with NoFreelistSync it then walks every page and panics on the first bad
+// one (bbolt freepages). So the file is first opened read-only (meta
+// checks, no walk), then its page tree is walked here, reading the file
+// (no mmap): every page bbolt would reach must lie inside the file, carry
+// its own id and a branch or leaf type, be reached once, hold its elements
+// and keep its keys in b-tree order (bbolt 1.4 on checks that too).
 func checkRaftDB(path string) error {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -112,7 +113,8 @@ func walkBolt(r io.ReaderAt) error {
 			return fmt.Errorf("its pages need %d bytes, reading the last: %v (truncated)", end, err)
 		}
 	}
-	return w.page(best.root, 0)
+	_, err := w.page(best.root, 0, nil, nil)
+	return err
 }
 
 func readBoltMeta(r io.ReaderAt, off int64) (boltMeta, bool) {
@@ -137,92 +139,126 @@ func readBoltMeta(r io.ReaderAt, off int64) (boltMeta, bool) {
 	return boltMeta{pageSize: ps, root: le.Uint64(m[16:]), pgid: le.Uint64(m[40:]), txid: le.Uint64(m[48:])}, true
 }
 
-// page checks the page id and everything below it.
-func (w *boltWalker) page(id uint64, depth int) error {
+// page checks the page id and everything below it. The keys of the
+// subtree must ascend and lie in [lo, hi) (nil: no bound), the b-tree
+// order bbolt (1.4 on) checks in the same walk. It returns the largest key
+// of the subtree.
+func (w *boltWalker) page(id uint64, depth int, lo, hi []byte) ([]byte, error) {
 	if depth > 64 {
-		return fmt.Errorf("page %d: tree deeper than 64", id)
+		return nil, fmt.Errorf("page %d: tree deeper than 64", id)
 	}
 	if id < 2 || id >= w.meta.pgid {
-		return fmt.Errorf("page %d: out of bounds (high water %d)", id, w.meta.pgid)
+		return nil, fmt.Errorf("page %d: out of bounds (high water %d)", id, w.meta.pgid)
 	}
 	if w.seen[id] {
-		return fmt.Errorf("page %d: multiple references", id)
+		return nil, fmt.Errorf("page %d: multiple references", id)
 	}
 	ps := int64(w.meta.pageSize)
 	hdr := make([]byte, boltPageHeader)
 	if _, err := w.r.ReadAt(hdr, int64(id)*ps); err != nil {
-		return fmt.Errorf("page %d: %v", id, err)
+		return nil, fmt.Errorf("page %d: %v", id, err)
 	}
 	le := binary.LittleEndian
 	overflow := uint64(le.Uint32(hdr[12:]))
 	if got := le.Uint64(hdr[0:]); got != id {
-		return fmt.Errorf("page %d: header says page %d", id, got)
+		return nil, fmt.Errorf("page %d: header says page %d", id, got)
 	}
 	if id+overflow >= w.meta.pgid {
-		return fmt.Errorf("page %d: %d overflow pages run past the high water %d", id, overflow, w.meta.pgid)
+		return nil, fmt.Errorf("page %d: %d overflow pages run past the high water %d", id, overflow, w.meta.pgid)
 	}
 	for i := id; i <= id+overflow; i++ {
 		if w.seen[i] {
-			return fmt.Errorf("page %d: multiple references", i)
+			return nil, fmt.Errorf("page %d: multiple references", i)
 		}
 		w.seen[i] = true
 	}
 	buf := make([]byte, int64(overflow+1)*ps)
 	if _, err := w.r.ReadAt(buf, int64(id)*ps); err != nil {
-		return fmt.Errorf("page %d: %v", id, err)
+		return nil, fmt.Errorf("page %d: %v", id, err)
 	}
-	return w.elements(id, buf, depth)
+	return w.elements(id, buf, depth, lo, hi, true)
 }
 
 // elements checks a branch or leaf page held in buf (a page of the file or
-// an inline bucket's page).
-func (w *boltWalker) elements(id uint64, buf []byte, depth int) error {
+// an inline bucket's page, whose key order bbolt does not check: ordered
+// false) and returns its largest key.
+func (w *boltWalker) elements(id uint64, buf []byte, depth int, lo, hi []byte, ordered bool) ([]byte, error) {
 	le := binary.LittleEndian
 	flags, count := le.Uint16(buf[8:]), int(le.Uint16(buf[10:]))
 	if boltPageHeader+count*boltElement > len(buf) {
-		return fmt.Errorf("page %d: %d elements do not fit", id, count)
+		return nil, fmt.Errorf("page %d: %d elements do not fit", id, count)
 	}
+	if flags != boltBranchPage && flags != boltLeafPage {
+		return nil, fmt.Errorf("page %d: invalid page type %#x", id, flags)
+	}
+	// The keys first: a branch's child is bounded by the next key.
+	keys := make([][]byte, count)
 	for i := range count {
 		off := boltPageHeader + i*boltElement
 		e := buf[off : off+boltElement]
-		switch flags {
-		case boltBranchPage:
-			pos, ksize := int(le.Uint32(e[0:])), int(le.Uint32(e[4:]))
-			if off+pos+ksize > len(buf) {
-				return fmt.Errorf("page %d: element %d runs past the page", id, i)
+		pos, ksize, vsize := int(le.Uint32(e[4:])), int(le.Uint32(e[8:])), int(le.Uint32(e[12:]))
+		if flags == boltBranchPage {
+			pos, ksize, vsize = int(le.Uint32(e[0:])), int(le.Uint32(e[4:])), 0
+		}
+		if pos < 0 || ksize < 0 || vsize < 0 || off+pos+ksize+vsize > len(buf) {
+			return nil, fmt.Errorf("page %d: element %d runs past the page", id, i)
+		}
+		keys[i] = buf[off+pos : off+pos+ksize]
+	}
+	prev := lo // the largest key so far
+	for i := range count {
+		off := boltPageHeader + i*boltElement
+		e := buf[off : off+boltElement]
+		key := keys[i]
+		if ordered {
+			switch {
+			case prev != nil && i == 0 && bytes.Compare(prev, key) > 0:
+				return nil, fmt.Errorf("page %d: first key below its parent's", id)
+			case i > 0 && bytes.Compare(prev, key) >= 0:
+				return nil, fmt.Errorf("page %d: key %d out of order", id, i)
+			case hi != nil && bytes.Compare(key, hi) >= 0:
+				return nil, fmt.Errorf("page %d: key %d not below its parent's next key", id, i)
 			}
-			if err := w.page(le.Uint64(e[8:]), depth+1); err != nil {
-				return err
+		}
+		if flags == boltBranchPage {
+			next := hi
+			if i+1 < count {
+				next = keys[i+1]
 			}
-		case boltLeafPage:
-			lf, pos, ksize, vsize := le.Uint32(e[0:]), int(le.Uint32(e[4:])), int(le.Uint32(e[8:])), int(le.Uint32(e[12:]))
-			start := off + pos + ksize
-			if pos < 0 || ksize < 0 || vsize < 0 || start+vsize > len(buf) {
-				return fmt.Errorf("page %d: element %d runs past the page", id, i)
+			top, err := w.page(le.Uint64(e[8:]), depth+1, key, next)
+			if err != nil {
+				return nil, err
 			}
-			if lf&boltBucketLeaf == 0 {
-				continue
+			prev = top
+			continue
+		}
+		prev = key
+		lf, pos, ksize, vsize := le.Uint32(e[0:]), int(le.Uint32(e[4:])), int(le.Uint32(e[8:])), int(le.Uint32(e[12:]))
+		if lf&boltBucketLeaf == 0 {
+			continue
+		}
+		start := off + pos + ksize
+		v := buf[start : start+vsize]
+		if len(v) < 16 {
+			return nil, fmt.Errorf("page %d: bucket element %d too short", id, i)
+		}
+		// A bucket is a tree of its own.
+		if root := le.Uint64(v[0:]); root != 0 {
+			if _, err := w.page(root, depth+1, nil, nil); err != nil {
+				return nil, err
 			}
-			v := buf[start : start+vsize]
-			if len(v) < 16 {
-				return fmt.Errorf("page %d: bucket element %d too short", id, i)
+		} else if len(v) > 16 {
+			inline := v[16:]
+			if len(inline) < boltPageHeader {
+				return nil, fmt.Errorf("page %d: inline bucket %d too short", id, i)
 			}
-			if root := le.Uint64(v[0:]); root != 0 {
-				if err := w.page(root, depth+1); err != nil {
-					return err
-				}
-			} else if len(v) > 16 {
-				inline := v[16:]
-				if len(inline) < boltPageHeader {
-					return fmt.Errorf("page %d: inline bucket %d too short", id, i)
-				}
-				if err := w.elements(id, inline, depth+1); err != nil {
-					return err
-				}
+			if _, err := w.elements(id, inline, depth+1, nil, nil, false); err != nil {
+				return nil, err
 			}
-		default:
-			return fmt.Errorf("page %d: invalid page type %#x", id, flags)
 		}
 	}
-	return nil
+	if flags == boltLeafPage && count == 0 {
+		return nil, nil
+	}
+	return prev, nil
 }

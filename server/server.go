@@ -26,6 +26,7 @@ import (
 	"github.com/skiff-io/skiff/fsm/state"
 	"github.com/skiff-io/skiff/gossip"
 	"github.com/skiff-io/skiff/server/apiserver"
+	"github.com/skiff-io/skiff/server/auditlog"
 	"github.com/skiff-io/skiff/server/auth"
 	"github.com/skiff-io/skiff/server/pki"
 )
@@ -74,6 +75,8 @@ type Server struct {
 	apiLn   net.Listener
 	// api serves the leader's own informers in process (informers.go).
 	api *apiserver.APIServer
+	// audit is the audit log (nil: off).
+	audit *auditlog.Log
 
 	// gossip is this master's serf member (gossip.go); seeds are other
 	// masters' gossip addresses learned when joining.
@@ -164,7 +167,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	authz := auth.NewAuthorizer().WithNodeObjects(nodeObjects{s}).WithRBAC(rbacObjects{s})
 	s.authz = authz
-	api, err := apiserver.New(apiserver.Config{
+	s.audit, err = auditlog.Open(cfg.Audit, cfg.Logger)
+	if err != nil {
+		s.Shutdown()
+		return nil, err
+	}
+	apiCfg := apiserver.Config{
 		KubeletTransport: kubelets,
 		Store:            raftStore{s},
 		Authenticator:    s.authn,
@@ -178,7 +186,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		MaxMutatingRequestsInFlight: cfg.MaxMutatingRequestsInFlight,
 		MaxWatchesPerUser:           cfg.MaxWatchesPerUser,
 		RequestBodyTimeout:          cfg.RequestBodyTimeout,
-	})
+	}
+	if s.audit != nil {
+		apiCfg.AuditPolicy, apiCfg.AuditSink = s.audit.Policy(), s.audit.Sink()
+	}
+	api, err := apiserver.New(apiCfg)
 	if err != nil {
 		s.Shutdown()
 		return nil, err
@@ -285,6 +297,12 @@ func (s *Server) Shutdown() {
 		}
 		s.wg.Wait()
 		s.closeStores()
+		if s.audit != nil {
+			// After the API stopped: the last events are written.
+			if err := s.audit.Shutdown(); err != nil {
+				s.log.Warn("audit log", "err", err)
+			}
+		}
 	})
 }
 

@@ -74,6 +74,7 @@ runs the scheduler (unless --disable-scheduler) and the controllers.`,
 					return err
 				}
 			}
+			defaultAuditPath(cmd.Flags(), cfg.DataDir, &cfg.Audit)
 			cfg.Logger = slog.Default()
 			if clusterReset {
 				return resetCluster(cfg)
@@ -132,6 +133,7 @@ runs the scheduler (unless --disable-scheduler) and the controllers.`,
 	addProxyFlags(f, &node)
 	addControllerFlags(f, &cfg.Controllers)
 	addPodSecurityFlags(f, &cfg.PodSecurity)
+	addAuditFlags(f, &cfg.Audit)
 	addSuperviseFlag(f, &supervise)
 	// Tuning, hidden: tests and benchmarks use them.
 	f.DurationVar(&cfg.HeartbeatTimeout, "raft-heartbeat-timeout", 0, "Raft heartbeat and election timeout (default 600ms)")

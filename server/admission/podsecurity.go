@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apiserver/pkg/audit"
 	"k8s.io/klog/v2"
 	psaadmission "k8s.io/pod-security-admission/admission"
 	psaconfig "k8s.io/pod-security-admission/admission/api"
@@ -79,8 +80,8 @@ func ValidatePodSecurityConfig(cfg *PodSecurityConfig) error {
 // library's admission and policy evaluator over Skiff's state: pods are
 // checked against their namespace's enforce level (403 naming the failed
 // checks); pods and the pod templates of workload kinds against the warn
-// level (Warning headers) and the audit level (an Info log line with the
-// audit annotation, Skiff having no audit log); a namespace whose enforce
+// level (Warning headers) and the audit level (the request's audit event
+// annotations, and an Info log line); a namespace whose enforce
 // label is raised gets warnings for its existing pods that would fail it.
 type podSecurity struct {
 	adm *psaadmission.Admission
@@ -158,6 +159,11 @@ func (c *Chain) checkPodSecurity(ctx context.Context, a *Attributes) error {
 	resp := c.podSecurity.adm.Validate(ctx, attrs)
 	for _, w := range resp.Warnings {
 		warn(ctx, w)
+	}
+	// The request's audit event carries the decision, as kube-apiserver's
+	// (pod-security.kubernetes.io/enforce-policy, audit-violations...).
+	for k, v := range resp.AuditAnnotations {
+		audit.AddAuditAnnotation(ctx, psaapi.AuditAnnotationPrefix+k, v)
 	}
 	if v, ok := resp.AuditAnnotations[psaapi.AuditViolationsAnnotationKey]; ok {
 		c.log.Info("pod security audit", "resource", gr.String(), "namespace", a.Namespace, "name", a.Name,

@@ -100,7 +100,11 @@ func (d *decoder) decodeObject(r *http.Request, body []byte, kind *registry.Kind
 	if err != nil {
 		return nil, nil, err
 	}
-	return d.decodeAs(mt, validation, body, kind)
+	obj, warnings, err := d.decodeAs(mt, validation, body, kind)
+	if err == nil {
+		d.audit(r, obj, kind.GVK)
+	}
+	return obj, warnings, err
 }
 
 // decodeAs decodes body of media type mt as an object of kind.
@@ -275,5 +279,6 @@ func (d *decoder) decodeBody(r *http.Request, body []byte, gvk schema.GroupVersi
 	if got != nil && got.GroupKind() != gvk.GroupKind() || reflect.TypeOf(obj) != reflect.TypeOf(into) {
 		return nil, nil, badRequest("the kind in the data (%v) does not match the expected kind (%s)", got, gvk.Kind)
 	}
+	d.audit(r, obj, gvk)
 	return obj, warnings, nil
 }

@@ -39,6 +39,7 @@ func (s *APIServer) writeError(w http.ResponseWriter, r *http.Request, err error
 	if d := st.Details; d != nil && d.RetryAfterSeconds > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(d.RetryAfterSeconds)))
 	}
+	auditStatus(r, &st) // audit.go
 	writeJSON(w, code, &st)
 }
 

@@ -41,6 +41,7 @@ func (s *APIServer) handleDelete(req *request) {
 		s.writeError(req.w, req.r, err)
 		return
 	}
+	auditRequestBody(req.r, body)
 	if req.kind.Resource == "namespaces" && immortalNamespaces[req.info.Name] {
 		s.writeError(req.w, req.r, apierrors.NewForbidden(req.kind.GroupResource(), req.info.Name,
 			fmt.Errorf("this namespace may not be deleted")))
@@ -249,6 +250,7 @@ func (s *APIServer) handleDeleteCollection(req *request) {
 		s.writeError(req.w, req.r, err)
 		return
 	}
+	auditRequestBody(req.r, body)
 	lopts, err := parseListOptions(req.r, req.kind, false)
 	if err != nil {
 		s.writeError(req.w, req.r, err)

@@ -20,6 +20,7 @@ func (s *APIServer) handlePatch(req *request) {
 		s.writeError(req.w, req.r, err)
 		return
 	}
+	auditRequestBody(req.r, body)
 	ct := req.r.Header.Get("Content-Type")
 	pt, _, err := mime.ParseMediaType(ct)
 	if err != nil {

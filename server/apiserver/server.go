@@ -9,6 +9,9 @@ import (
 	"net/http"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apiserver/pkg/audit"
+
 	"github.com/skiff-io/skiff/server/admission"
 	"github.com/skiff-io/skiff/server/auth"
 	"github.com/skiff-io/skiff/server/registry"
@@ -77,6 +80,11 @@ type Config struct {
 	// the json-patch library's, global to the process: the lowest
 	// configured wins, as in kube-apiserver.
 	JSONPatchMaxCopyBytes int64
+
+	// Audit log (audit.go): AuditPolicy picks each request's level and
+	// AuditSink receives the events (server/auditlog); nil: no audit log.
+	AuditPolicy audit.PolicyRuleEvaluator
+	AuditSink   audit.Sink
 }
 
 // APIServer is the http.Handler of the Kubernetes API.
@@ -153,8 +161,9 @@ func (s *APIServer) Registry() *registry.Registry { return s.reg }
 // ServeHTTP authenticates, authorizes and dispatches one request.
 func (s *APIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := s.now()
-	rw := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+	rw := &statusRecorder{ResponseWriter: w, code: http.StatusOK, start: start}
 	info := parseRequestInfo(r)
+	r = auditInit(rw, r) // audit.go
 	defer func() {
 		s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "query", r.URL.RawQuery,
 			"verb", info.Verb, "resource", info.Resource, "namespace", info.Namespace, "name", info.Name,
@@ -168,7 +177,20 @@ func (s *APIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !errors.Is(err, auth.ErrUnauthenticated) {
 			s.log.Warn("authentication failed", "err", err)
 		}
+		if end, _ := s.auditBegin(rw, r, nil, info); end != nil {
+			defer end()
+		}
 		s.writeError(rw, r, unauthorized())
+		auditFailedAuthentication(r)
+		return
+	}
+	// Audited from here on, as kube-apiserver: 429s and 403s too.
+	end, ok := s.auditBegin(rw, r, user, info)
+	if end != nil {
+		defer end()
+	}
+	if !ok {
+		s.writeError(rw, r, apierrors.NewInternalError(errors.New("failed to store audit event")))
 		return
 	}
 	limited := !exempt(user)
@@ -183,7 +205,9 @@ func (s *APIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		defer release()
 	}
-	if ok, reason := s.authz.Authorize(user, info.attributes()); !ok {
+	allowed, reason := s.authz.Authorize(user, info.attributes())
+	auditAuthorized(r.Context(), allowed, reason)
+	if !allowed {
 		s.writeError(rw, r, forbidden(user, info, reason))
 		return
 	}
@@ -301,17 +325,32 @@ type statusRecorder struct {
 	http.ResponseWriter
 	code        int
 	wroteHeader bool
+	// start is when the request arrived; audit is the audit part of the
+	// response (audit.go), nil when the request is not audited.
+	start time.Time
+	audit *auditWriter
 }
 
 func (w *statusRecorder) WriteHeader(code int) {
 	if !w.wroteHeader {
 		w.code, w.wroteHeader = code, true
+		if w.audit != nil {
+			w.audit.header(code)
+		}
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *statusRecorder) Write(b []byte) (int, error) {
-	w.wroteHeader = true
+	if !w.wroteHeader {
+		w.wroteHeader = true
+		if w.audit != nil {
+			w.audit.header(http.StatusOK)
+		}
+	}
+	if w.audit != nil {
+		w.audit.write(b)
+	}
 	return w.ResponseWriter.Write(b)
 }
 

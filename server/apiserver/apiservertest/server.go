@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apiserver/pkg/audit"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -45,6 +46,9 @@ type Options struct {
 	MaxBodyBytes                int64
 	RequestBodyTimeout          time.Duration
 	WatchStallTimeout           time.Duration
+	// AuditPolicy and AuditSink: the audit log (apiserver.Config).
+	AuditPolicy audit.PolicyRuleEvaluator
+	AuditSink   audit.Sink
 }
 
 // Server is an API server over a FakeRaftStore behind httptest TLS.
@@ -107,6 +111,8 @@ func NewServer(t testing.TB, opts Options) *Server {
 		MaxBodyBytes:                opts.MaxBodyBytes,
 		RequestBodyTimeout:          opts.RequestBodyTimeout,
 		WatchStallTimeout:           opts.WatchStallTimeout,
+		AuditPolicy:                 opts.AuditPolicy,
+		AuditSink:                   opts.AuditSink,
 	})
 	if err != nil {
 		t.Fatalf("apiserver.New: %v", err)
