@@ -71,6 +71,13 @@ type Config struct {
 	// enforce baseline, warn and audit restricted, kube-system exempt).
 	PodSecurity *admission.PodSecurityConfig
 
+	// Cluster snapshots (snapshots.go): where they are kept (default
+	// <data-dir>/snapshots), the leader's cron schedule ("" for none) and
+	// how many scheduled ones are kept (DefaultSnapshotRetention if 0).
+	ClusterSnapshotDir       string
+	ClusterSnapshotSchedule  string
+	ClusterSnapshotRetention int
+
 	// DisableSecretsEncryption turns encryption at rest off: objects of
 	// EncryptionResources (default: secrets) are then written as they are
 	// (objects sealed before are still read). docs/security.md.

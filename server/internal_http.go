@@ -33,6 +33,11 @@ func (s *Server) internalHandler() http.Handler {
 	mux.HandleFunc("GET /internal/v1/gossip/members", s.requireAdmin(s.handleGossipMembers))
 	mux.HandleFunc("POST /internal/v1/gossip/rotate", s.requireAdmin(s.handleGossipRotate))
 	mux.HandleFunc("GET /internal/v1/secrets-encrypt", s.requireAdmin(s.handleEncryptionStatus))
+	mux.HandleFunc("GET /internal/v1/snapshots", s.requireAdmin(s.handleSnapshotList))
+	mux.HandleFunc("POST /internal/v1/snapshots", s.requireAdmin(s.handleSnapshotSave))
+	mux.HandleFunc("GET /internal/v1/snapshots/files/{name}", s.requireAdmin(s.handleSnapshotGet))
+	mux.HandleFunc("PUT /internal/v1/snapshots/files/{name}", s.requireServer(s.handleSnapshotPut))
+	mux.HandleFunc("DELETE /internal/v1/snapshots/files/{name}", s.requireAdmin(s.handleSnapshotDelete))
 	mux.HandleFunc("POST /internal/v1/secrets-encrypt/rotate", s.requireAdmin(s.handleEncryptionRotate))
 	return mux
 }

@@ -30,6 +30,8 @@ type ResetReport struct {
 	LastIndex, Applied uint64
 	// Objects in the state kept.
 	Objects int
+	// Restored names the snapshot restored, if any.
+	Restored string
 }
 
 // ClusterReset turns the master of cfg's data dir into the only voter of
@@ -135,6 +137,12 @@ func ClusterReset(cfg Config) (*ResetReport, error) {
 
 // String is the report printed to the operator.
 func (r *ResetReport) String() string {
+	if r.Restored != "" {
+		return fmt.Sprintf("cluster reset: master %s is now the only master of a cluster restored from snapshot %s:\n"+
+			"the state at Raft index %d, %d objects. Writes made after the snapshot are not in it.\n"+
+			"Next: start this master again without --cluster-reset; join other masters with empty data dirs (--join).\n",
+			r.Master, r.Restored, r.LastIndex, r.Objects)
+	}
 	b, _ := json.Marshal(r.Before)
 	out := fmt.Sprintf("cluster reset: master %s is now the only master of its cluster (masters before: %s).\n", r.Master, b)
 	out += fmt.Sprintf("Kept: the state at Raft index %d, %d objects.\n", r.LastIndex, r.Objects)

@@ -30,6 +30,7 @@ func newServerCommand() *cobra.Command {
 		// secretsEncryption is --secrets-encryption.
 		secretsEncryption bool
 		clusterReset      bool
+		resetRestore      string
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -76,8 +77,11 @@ runs the scheduler (unless --disable-scheduler) and the controllers.`,
 			}
 			defaultAuditPath(cmd.Flags(), cfg.DataDir, &cfg.Audit)
 			cfg.Logger = slog.Default()
+			if resetRestore != "" && !clusterReset {
+				return errors.New("--cluster-reset-restore goes with --cluster-reset")
+			}
 			if clusterReset {
-				return resetCluster(cfg)
+				return resetCluster(cfg, resetRestore)
 			}
 			// A master trades memory for CPU: collect garbage at 200% growth
 			// instead of 100%, unless GOGC says otherwise.
@@ -122,6 +126,10 @@ runs the scheduler (unless --disable-scheduler) and the controllers.`,
 	f.IntVar(&cfg.MaxMutatingRequestsInFlight, "max-mutating-requests-inflight", apiserver.DefaultMaxMutatingRequestsInFlight, "most mutating API requests served at once; more are answered 429 (0: no limit; system:masters is exempt)")
 	f.IntVar(&cfg.MaxWatchesPerUser, "max-watches-per-user", apiserver.DefaultMaxWatchesPerUser, "most watches one user may have open on this master; more are answered 429 (0: no limit; system:masters is exempt)")
 	f.BoolVar(&clusterReset, "cluster-reset", false, "make this master, stopped, the only master of its cluster with the state it holds (after a majority of masters is lost for good), then exit; start it again without the flag (docs/ha.md)")
+	f.StringVar(&resetRestore, "cluster-reset-restore", "", "with --cluster-reset: the state and keys come from this snapshot file (skiff cluster snapshot save); it opens with the cluster's server token (--token, or the data dir's token file)")
+	f.StringVar(&cfg.ClusterSnapshotSchedule, "snapshot-schedule", server.DefaultSnapshotSchedule, "cron schedule of the leader's cluster snapshots, copied to every master (\"\": none)")
+	f.IntVar(&cfg.ClusterSnapshotRetention, "snapshot-retention", server.DefaultSnapshotRetention, "scheduled cluster snapshots kept (the oldest are deleted on every master)")
+	f.StringVar(&cfg.ClusterSnapshotDir, "snapshot-dir", "", "directory of cluster snapshot files (default <data-dir>/snapshots)")
 	f.BoolVar(&secretsEncryption, "secrets-encryption", true, "seal Secrets (and the --encryption-resources) with AES-256-GCM before they enter the Raft log or a snapshot; false writes new ones in the clear (sealed ones are still read)")
 	f.StringSliceVar(&cfg.EncryptionResources, "encryption-resources", []string{"secrets"}, "resources encrypted at rest: \"secrets\", \"configmaps\", or \"group/resource\" outside the core group")
 	f.DurationVar(&cfg.RequestBodyTimeout, "request-body-timeout", apiserver.DefaultRequestBodyTimeout, "time a client has to send a request body; a slower one is answered 408")
@@ -210,13 +218,21 @@ func (e permanentError) Unwrap() error { return e.err }
 
 // resetCluster runs --cluster-reset: no serving, no supervision; the data
 // dir's lock keeps a running master of the same dir out.
-func resetCluster(cfg server.Config) error {
+func resetCluster(cfg server.Config, restore string) error {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return err
+	}
 	release, err := lockDataDir(cfg.DataDir, "server")
 	if err != nil {
 		return err
 	}
 	defer release()
-	rep, err := server.ClusterReset(cfg)
+	var rep *server.ResetReport
+	if restore != "" {
+		rep, err = server.ClusterResetRestore(cfg, restore)
+	} else {
+		rep, err = server.ClusterReset(cfg)
+	}
 	if err != nil {
 		return err
 	}
