@@ -288,7 +288,9 @@ func (s *Server) clusterSnapshots(ctx context.Context, local bool) ([]SnapshotIn
 		sort.Strings(v.Masters)
 		out = append(out, *v)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) || out[i].Created.Equal(out[j].Created) && out[i].Name < out[j].Name })
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Created.After(out[j].Created) || out[i].Created.Equal(out[j].Created) && out[i].Name < out[j].Name
+	})
 	return out, nil
 }
 
