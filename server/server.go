@@ -86,6 +86,8 @@ type Server struct {
 	onSuspected atomic.Pointer[func(time.Duration)]
 	// started: Start ran (Shutdown then announces a planned stop).
 	started atomic.Bool
+	// resumed: Raft state was found in the data dir at start.
+	resumed bool
 	// startTime counts as the last contact with a leader before any
 	// (quorum.go).
 	startTime time.Time
@@ -255,7 +257,10 @@ func (s *Server) Start() {
 	go s.keepGossipJoined()
 	go s.repairLoop()
 	go s.digestLoop()
-	if s.cfg.Join != "" {
+	// A master that resumes as a voter of its cluster, at the addresses
+	// its record holds, needs no join (its --join master may be gone: a
+	// cluster reset).
+	if s.cfg.Join != "" && !(s.resumed && s.isVoter() && s.recordCurrent()) {
 		s.wg.Add(1)
 		go s.joinLoop()
 	}
@@ -426,6 +431,7 @@ func (s *Server) setupRaft() error {
 	}
 	switch {
 	case existing:
+		s.resumed = true
 		s.log.Info("resuming from data dir", "last-index", s.raft.LastIndex())
 		if err := s.replayApplied(); err != nil {
 			return err
@@ -519,4 +525,25 @@ func (s *Server) fail(err error) {
 	case s.failed <- err:
 	default:
 	}
+}
+
+// isVoter reports whether this master is a voter in its Raft configuration.
+func (s *Server) isVoter() bool {
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, srv := range f.Configuration().Servers {
+		if string(srv.ID) == s.cfg.NodeName {
+			return srv.Suffrage == raft.Voter
+		}
+	}
+	return false
+}
+
+// recordCurrent reports whether this master's member record holds its
+// current addresses.
+func (s *Server) recordCurrent() bool {
+	m, ok := s.lookupMember(s.cfg.NodeName)
+	return ok && *m == s.self()
 }
