@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -164,17 +163,14 @@ func (f *gossipFetcher) fetch(ctx context.Context) (*gossip.JoinInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("GET /internal/v1/gossip: %w", err)
 	}
-	var info gossip.JoinInfo
-	if err := json.Unmarshal(body, &info); err != nil {
-		return nil, err
-	}
-	if len(info.Keys) == 0 {
-		return nil, errors.New("the master sent no gossip key")
+	info, err := gossip.ParseJoinInfo(body)
+	if err != nil {
+		return nil, fmt.Errorf("GET /internal/v1/gossip: %w", err)
 	}
 	f.mu.Lock()
 	f.last = info.Servers
 	f.mu.Unlock()
-	return &info, nil
+	return info, nil
 }
 
 func (f *gossipFetcher) servers() []string {

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -138,14 +137,7 @@ func (s *Server) fetchGossipInfo(ctx context.Context, apiURL string) (*gossip.Jo
 		body, code, err := s.peerCall(cctx, http.MethodGet, apiURL+"/internal/v1/gossip", nil)
 		cancel()
 		if err == nil && code == http.StatusOK {
-			var info gossip.JoinInfo
-			if err := json.Unmarshal(body, &info); err != nil {
-				return nil, err
-			}
-			if len(info.Keys) == 0 {
-				return nil, errors.New("no keys")
-			}
-			return &info, nil
+			return gossip.ParseJoinInfo(body)
 		}
 		if err == nil {
 			err = fmt.Errorf("%d: %s", code, body)
@@ -178,8 +170,12 @@ func (s *Server) keepGossipJoined() {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				body, code, err := s.peerCall(ctx, http.MethodGet, m.APIURL+"/internal/v1/gossip", nil)
 				cancel()
-				var info gossip.JoinInfo
-				if err != nil || code != http.StatusOK || json.Unmarshal(body, &info) != nil || len(info.Keys) == 0 {
+				if err != nil || code != http.StatusOK {
+					continue
+				}
+				info, err := gossip.ParseJoinInfo(body)
+				if err != nil {
+					s.log.Warn("gossip keyring refresh", "from", m.Name, "err", err)
 					continue
 				}
 				if cur := s.gossip.Keys(); len(cur) == 0 || cur[0] != info.Keys[0] {
