@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"sync"
 	"time"
 
@@ -187,11 +186,11 @@ func masterAPIs(m gossip.Membership) []string {
 		if x.Role() != gossip.RoleServer || x.Status == gossip.StatusLeft {
 			continue
 		}
-		u, err := url.Parse(x.Tags[gossip.TagAPI])
-		if err != nil || u.Host == "" {
+		host, err := x.APIHost()
+		if err != nil {
 			continue
 		}
-		out = append(out, u.Host)
+		out = append(out, host)
 	}
 	return out
 }

@@ -115,3 +115,48 @@ func FuzzParseJoinInfo(f *testing.F) {
 		}
 	})
 }
+
+// FuzzMemberTags: any API and Raft address tags a member gossips (any
+// member holding the key sets its own) are refused with ErrInvalidTags
+// or are what masters and agents may dial: an https URL whose host:port
+// round-trips, a canonical host:port with a port 1-65535.
+func FuzzMemberTags(f *testing.F) {
+	for _, s := range [][2]string{
+		{"https://127.0.0.1:6443", "127.0.0.1:6444"},
+		{"https://[::1]:6443/", "[::1]:6444"},
+		{"https://m1.example", "m1.example:6444"},
+		{"http://127.0.0.1:6443", "127.0.0.1"},
+		{"https://u:p@evil:1/x?y#z", "[m1]:6444"},
+		{"https://127.0.0.1:99999", "127.0.0.1:0"},
+		{"", ""},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, api, raftAddr string) {
+		m := Member{Name: "m", Tags: map[string]string{TagRole: RoleServer, TagAPI: api, TagRaft: raftAddr}}
+		if host, err := m.APIHost(); err != nil {
+			if !errors.Is(err, ErrInvalidTags) {
+				t.Fatalf("APIHost(%q): untyped error %v", api, err)
+			}
+		} else {
+			again, err := (Member{Tags: map[string]string{TagAPI: "https://" + host}}).APIHost()
+			if err != nil || again != host || host == "" {
+				t.Fatalf("APIHost(%q) = %q, but https://%s gives %q, %v", api, host, host, again, err)
+			}
+			if h, p, err := net.SplitHostPort(host); err == nil && (h == "" || !validPort(p)) {
+				t.Fatalf("APIHost(%q) = %q: no host or port to dial", api, host)
+			}
+		}
+		addr, err := m.RaftAddr()
+		if err != nil {
+			if !errors.Is(err, ErrInvalidTags) {
+				t.Fatalf("RaftAddr(%q): untyped error %v", raftAddr, err)
+			}
+			return
+		}
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil || host == "" || !validPort(port) || net.JoinHostPort(host, port) != addr {
+			t.Fatalf("RaftAddr(%q) = %q (%q, %q, %v)", raftAddr, addr, host, port, err)
+		}
+	})
+}

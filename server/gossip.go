@@ -312,14 +312,18 @@ func (s *Server) reconcileRaftAddresses(ctx context.Context) {
 		current[srv.ID] = srv
 	}
 	for _, m := range s.gossip.Members() {
-		if m.Role() != gossip.RoleServer || m.Status != gossip.StatusAlive || m.Tags[gossip.TagRaft] == "" {
+		if m.Role() != gossip.RoleServer || m.Status != gossip.StatusAlive {
+			continue
+		}
+		raftAddr, err := m.RaftAddr()
+		if err != nil {
 			continue
 		}
 		srv, ok := current[raft.ServerID(m.Name)]
-		if !ok || string(srv.Address) == m.Tags[gossip.TagRaft] || srv.Suffrage != raft.Voter {
+		if !ok || string(srv.Address) == raftAddr || srv.Suffrage != raft.Voter {
 			continue
 		}
-		addr := raft.ServerAddress(m.Tags[gossip.TagRaft])
+		addr := raft.ServerAddress(raftAddr)
 		s.log.Info("master's Raft address changed: updating the configuration", "name", m.Name, "from", srv.Address, "to", addr)
 		if err := s.raft.AddVoter(srv.ID, addr, 0, 10*time.Second).Error(); err != nil {
 			s.log.Warn("update Raft address", "name", m.Name, "err", err)
@@ -327,8 +331,8 @@ func (s *Server) reconcileRaftAddresses(ctx context.Context) {
 		}
 		if rec, ok := s.lookupMember(m.Name); ok {
 			rec.RaftAddress = string(addr)
-			if api := m.Tags[gossip.TagAPI]; api != "" {
-				rec.APIURL = api
+			if _, err := m.APIHost(); err == nil {
+				rec.APIURL = m.Tags[gossip.TagAPI]
 			}
 			if err := s.putMember(ctx, *rec); err != nil {
 				s.log.Warn("update member record", "name", m.Name, "err", err)
