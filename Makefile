@@ -95,14 +95,22 @@ test-e2e:
 bench: build
 	SKIFF_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./e2e/bench/ ./fsm/
 
-# The API server's decoders of network input under Go's fuzzer (issue 15),
-# each target for FUZZTIME; seeds and crashers in server/apiserver/testdata/fuzz.
+# Every decoder of network input under Go's fuzzer (issue 15), each target
+# for FUZZTIME; seeds and crashers in <package>/testdata/fuzz/<target>.
+# FUZZ_TARGETS lists package:target pairs (docs/security.md).
 FUZZTIME     ?= 20s
-FUZZ_TARGETS := FuzzDecodeBody FuzzJSONPatch FuzzMergePatch FuzzStrategicMergePatch FuzzListOptions FuzzServeHTTP
+FUZZ_TARGETS := \
+	server/apiserver:FuzzDecodeBody server/apiserver:FuzzJSONPatch server/apiserver:FuzzMergePatch \
+	server/apiserver:FuzzStrategicMergePatch server/apiserver:FuzzListOptions server/apiserver:FuzzServeHTTP \
+	server/pki:FuzzParseToken server/pki:FuzzCheckNodeCSR server/auth:FuzzAuthenticate \
+	server:FuzzJoinRequest server:FuzzBootstrapResponse \
+	gossip:FuzzParseKeyring gossip:FuzzParseJoinInfo gossip:FuzzMemberTags \
+	fsm:FuzzEntry fsm:FuzzRestore
 fuzz:
-	@set -e; for t in $(FUZZ_TARGETS); do \
-	  echo "== $$t ($(FUZZTIME))"; \
-	  $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./server/apiserver/; \
+	@set -e; for pt in $(FUZZ_TARGETS); do \
+	  p=$${pt%%:*}; t=$${pt#*:}; \
+	  echo "== ./$$p $$t ($(FUZZTIME))"; \
+	  $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./$$p/; \
 	done
 
 # Container start latency (RunPodSandbox + Create + Start → running), root.

@@ -2,11 +2,9 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"sync"
 	"time"
 
@@ -164,17 +162,14 @@ func (f *gossipFetcher) fetch(ctx context.Context) (*gossip.JoinInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("GET /internal/v1/gossip: %w", err)
 	}
-	var info gossip.JoinInfo
-	if err := json.Unmarshal(body, &info); err != nil {
-		return nil, err
-	}
-	if len(info.Keys) == 0 {
-		return nil, errors.New("the master sent no gossip key")
+	info, err := gossip.ParseJoinInfo(body)
+	if err != nil {
+		return nil, fmt.Errorf("GET /internal/v1/gossip: %w", err)
 	}
 	f.mu.Lock()
 	f.last = info.Servers
 	f.mu.Unlock()
-	return &info, nil
+	return info, nil
 }
 
 func (f *gossipFetcher) servers() []string {
@@ -191,11 +186,11 @@ func masterAPIs(m gossip.Membership) []string {
 		if x.Role() != gossip.RoleServer || x.Status == gossip.StatusLeft {
 			continue
 		}
-		u, err := url.Parse(x.Tags[gossip.TagAPI])
-		if err != nil || u.Host == "" {
+		host, err := x.APIHost()
+		if err != nil {
 			continue
 		}
-		out = append(out, u.Host)
+		out = append(out, host)
 	}
 	return out
 }

@@ -224,6 +224,9 @@ func readSnapshot(br *bufio.Reader, e *encryption) (*state.Store, snapshotHeader
 		}
 		return nil, hdr, err
 	}
+	if err := checkKeyRecords(txn, e); err != nil {
+		return nil, hdr, err
+	}
 	for _, o := range sealed {
 		plain, err := e.openObject(txn, o.Key, o.Data)
 		if err != nil {
@@ -292,6 +295,22 @@ func (sr *snapReader) data(n int64) ([]byte, error) {
 	_, _ = sr.sum.Write(data)
 	_, _ = sr.sum.Write([]byte{'\n'})
 	return data, nil
+}
+
+// checkKeyRecords refuses data keys that e's root key does not open: the
+// log only holds keys wrapped with it (NewEncryptionKey), and with one that
+// does not open, this master could neither apply the entries sealed with
+// it nor persist its state (Persist seals with the newest key).
+func checkKeyRecords(txn *state.WriteTxn, e *encryption) error {
+	if e == nil {
+		return nil
+	}
+	var err error
+	txn.List(EncryptionKeysResource, "", "", func(o *state.Object) bool {
+		_, err = e.dek(o)
+		return err == nil
+	})
+	return err
 }
 
 // checkRestored refuses an object the log could not have produced.

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 
@@ -39,11 +40,17 @@ func NewKey() (string, error) {
 	return base64.StdEncoding.EncodeToString(b), nil
 }
 
-// DecodeKey checks and decodes a base64 gossip key.
+// DecodeKey checks and decodes a base64 gossip key. Only the canonical
+// encoding is accepted (the one a keyring lists): a key written another way
+// would be installed and then removed by SetLocalKeys as one it was not
+// given, the primary key included.
 func DecodeKey(s string) ([]byte, error) {
 	b, err := base64.StdEncoding.DecodeString(s)
 	if err != nil {
 		return nil, fmt.Errorf("gossip key: not base64: %w", err)
+	}
+	if base64.StdEncoding.EncodeToString(b) != s {
+		return nil, errors.New("gossip key: not in canonical base64")
 	}
 	if err := memberlist.ValidateKey(b); err != nil {
 		return nil, fmt.Errorf("gossip key: %w", err)
@@ -61,16 +68,59 @@ func ReadKeyring(path string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var keys []string
-	if err := json.Unmarshal(b, &keys); err != nil {
+	keys, err := ParseKeyring(b)
+	if err != nil {
 		return nil, fmt.Errorf("keyring %s: %w", path, err)
 	}
-	for _, k := range keys {
-		if _, err := DecodeKey(k); err != nil {
-			return nil, fmt.Errorf("keyring %s: %w", path, err)
-		}
+	return keys, nil
+}
+
+// ErrInvalidKeyring is wrapped by every refusal of ParseKeyring and
+// ParseJoinInfo.
+var ErrInvalidKeyring = errors.New("invalid gossip keyring")
+
+// ParseKeyring decodes a keyring (serf's format: a JSON list of base64
+// keys, primary first) and checks every key.
+func ParseKeyring(b []byte) ([]string, error) {
+	var keys []string
+	if err := json.Unmarshal(b, &keys); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidKeyring, err)
+	}
+	if err := checkKeys(keys); err != nil {
+		return nil, err
 	}
 	return keys, nil
+}
+
+func checkKeys(keys []string) error {
+	for _, k := range keys {
+		if _, err := DecodeKey(k); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidKeyring, err)
+		}
+	}
+	return nil
+}
+
+// ParseJoinInfo decodes what a master answers on /internal/v1/gossip and
+// checks it: at least one key, every key valid (a member installs them as
+// they come), every server address host:port.
+func ParseJoinInfo(b []byte) (*JoinInfo, error) {
+	var info JoinInfo
+	if err := json.Unmarshal(b, &info); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidKeyring, err)
+	}
+	if len(info.Keys) == 0 {
+		return nil, fmt.Errorf("%w: the master sent no gossip key", ErrInvalidKeyring)
+	}
+	if err := checkKeys(info.Keys); err != nil {
+		return nil, err
+	}
+	for _, a := range info.Servers {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, fmt.Errorf("%w: server address %q: %w", ErrInvalidKeyring, a, err)
+		}
+	}
+	return &info, nil
 }
 
 // WriteKeyring writes keys (primary first) to path, readable by the owner

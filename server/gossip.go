@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -138,14 +137,7 @@ func (s *Server) fetchGossipInfo(ctx context.Context, apiURL string) (*gossip.Jo
 		body, code, err := s.peerCall(cctx, http.MethodGet, apiURL+"/internal/v1/gossip", nil)
 		cancel()
 		if err == nil && code == http.StatusOK {
-			var info gossip.JoinInfo
-			if err := json.Unmarshal(body, &info); err != nil {
-				return nil, err
-			}
-			if len(info.Keys) == 0 {
-				return nil, errors.New("no keys")
-			}
-			return &info, nil
+			return gossip.ParseJoinInfo(body)
 		}
 		if err == nil {
 			err = fmt.Errorf("%d: %s", code, body)
@@ -178,8 +170,12 @@ func (s *Server) keepGossipJoined() {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				body, code, err := s.peerCall(ctx, http.MethodGet, m.APIURL+"/internal/v1/gossip", nil)
 				cancel()
-				var info gossip.JoinInfo
-				if err != nil || code != http.StatusOK || json.Unmarshal(body, &info) != nil || len(info.Keys) == 0 {
+				if err != nil || code != http.StatusOK {
+					continue
+				}
+				info, err := gossip.ParseJoinInfo(body)
+				if err != nil {
+					s.log.Warn("gossip keyring refresh", "from", m.Name, "err", err)
 					continue
 				}
 				if cur := s.gossip.Keys(); len(cur) == 0 || cur[0] != info.Keys[0] {
@@ -316,14 +312,18 @@ func (s *Server) reconcileRaftAddresses(ctx context.Context) {
 		current[srv.ID] = srv
 	}
 	for _, m := range s.gossip.Members() {
-		if m.Role() != gossip.RoleServer || m.Status != gossip.StatusAlive || m.Tags[gossip.TagRaft] == "" {
+		if m.Role() != gossip.RoleServer || m.Status != gossip.StatusAlive {
+			continue
+		}
+		raftAddr, err := m.RaftAddr()
+		if err != nil {
 			continue
 		}
 		srv, ok := current[raft.ServerID(m.Name)]
-		if !ok || string(srv.Address) == m.Tags[gossip.TagRaft] || srv.Suffrage != raft.Voter {
+		if !ok || string(srv.Address) == raftAddr || srv.Suffrage != raft.Voter {
 			continue
 		}
-		addr := raft.ServerAddress(m.Tags[gossip.TagRaft])
+		addr := raft.ServerAddress(raftAddr)
 		s.log.Info("master's Raft address changed: updating the configuration", "name", m.Name, "from", srv.Address, "to", addr)
 		if err := s.raft.AddVoter(srv.ID, addr, 0, 10*time.Second).Error(); err != nil {
 			s.log.Warn("update Raft address", "name", m.Name, "err", err)
@@ -331,8 +331,8 @@ func (s *Server) reconcileRaftAddresses(ctx context.Context) {
 		}
 		if rec, ok := s.lookupMember(m.Name); ok {
 			rec.RaftAddress = string(addr)
-			if api := m.Tags[gossip.TagAPI]; api != "" {
-				rec.APIURL = api
+			if _, err := m.APIHost(); err == nil {
+				rec.APIURL = m.Tags[gossip.TagAPI]
 			}
 			if err := s.putMember(ctx, *rec); err != nil {
 				s.log.Warn("update member record", "name", m.Name, "err", err)

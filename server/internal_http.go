@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/hashicorp/raft"
 
@@ -94,13 +93,9 @@ func (s *Server) handleReadIndex(w http.ResponseWriter, r *http.Request) {
 
 // handleJoin adds a master as a voter (forwarded to the leader).
 func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
-	var m Member
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&m); err != nil {
-		http.Error(w, "bad join request: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	if m.Name == "" || m.RaftAddress == "" || !strings.HasPrefix(m.APIURL, "https://") {
-		http.Error(w, "join request needs name, raftAddress and an https apiURL", http.StatusBadRequest)
+	m, err := decodeJoinRequest(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	if s.raft.State() != raft.Leader {

@@ -11,6 +11,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/skiff-io/skiff/fsm"
 	"github.com/skiff-io/skiff/server/auth"
 	"github.com/skiff-io/skiff/server/pki"
 )
@@ -104,14 +107,82 @@ func fetchBootstrap(ctx context.Context, joinURL, token string) (*bootstrapRespo
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("bootstrap from %s: %w", joinURL, pki.StatusError(resp.StatusCode, body))
 	}
-	var br bootstrapResponse
-	if err := json.Unmarshal(body, &br); err != nil {
+	br, err := decodeBootstrapResponse(body, caHash)
+	if err != nil {
 		return nil, fmt.Errorf("bootstrap from %s: %w", joinURL, err)
 	}
+	return br, nil
+}
+
+// errBadBootstrap is wrapped by every refusal of decodeBootstrapResponse.
+var errBadBootstrap = errors.New("bad bootstrap response")
+
+// decodeBootstrapResponse decodes what the --join master sent a joiner and
+// checks all of it before the joiner writes any: the CA matches the
+// token's hash and its key, the token is that cluster's server token (a
+// bare secret from a master that stored one, or pinning that CA), and
+// the service-account and encryption keys (when sent) are usable.
+func decodeBootstrapResponse(body []byte, caHash string) (*bootstrapResponse, error) {
+	var br bootstrapResponse
+	if err := json.Unmarshal(body, &br); err != nil {
+		return nil, fmt.Errorf("%w: %w", errBadBootstrap, err)
+	}
 	if pki.CAHash([]byte(br.CACert)) != caHash {
-		return nil, errors.New("bootstrap: the CA sent does not match the token")
+		return nil, fmt.Errorf("%w: the CA sent does not match the token", errBadBootstrap)
+	}
+	if _, err := pki.LoadCA([]byte(br.CACert), []byte(br.CAKey)); err != nil {
+		return nil, fmt.Errorf("%w: %w", errBadBootstrap, err)
+	}
+	hash, secret, err := pki.ParseToken(br.Token)
+	if err != nil {
+		return nil, fmt.Errorf("%w: token: %w", errBadBootstrap, err)
+	}
+	if (hash != "" && hash != caHash) || pki.IsAgentSecret(secret) {
+		return nil, fmt.Errorf("%w: the token sent is not the cluster's server token", errBadBootstrap)
+	}
+	if br.ServiceAccountKey != "" {
+		if _, err := pki.ParseServiceAccountKey([]byte(br.ServiceAccountKey)); err != nil {
+			return nil, fmt.Errorf("%w: service-account key: %w", errBadBootstrap, err)
+		}
+	}
+	if n := len(br.EncryptionKey); n != 0 && n != fsm.RootKeySize {
+		return nil, fmt.Errorf("%w: encryption root key of %d bytes, want %d", errBadBootstrap, n, fsm.RootKeySize)
 	}
 	return &br, nil
+}
+
+// errBadJoinRequest is wrapped by every refusal of decodeJoinRequest.
+var errBadJoinRequest = errors.New("bad join request")
+
+// decodeJoinRequest decodes and checks the body of POST /internal/v1/join:
+// the joining master's name, its Raft address (host:port, which becomes a
+// voter's address) and its https API URL.
+func decodeJoinRequest(r io.Reader) (Member, error) {
+	var m Member
+	if err := json.NewDecoder(r).Decode(&m); err != nil {
+		return Member{}, fmt.Errorf("%w: %w", errBadJoinRequest, err)
+	}
+	if m.Name == "" || m.RaftAddress == "" || !strings.HasPrefix(m.APIURL, "https://") {
+		return Member{}, fmt.Errorf("%w: it needs name, raftAddress and an https apiURL", errBadJoinRequest)
+	}
+	if strings.ContainsFunc(m.Name, isControl) {
+		return Member{}, fmt.Errorf("%w: name %q holds a control character", errBadJoinRequest, m.Name)
+	}
+	if _, port, err := net.SplitHostPort(m.RaftAddress); err != nil || !validPort(port) {
+		return Member{}, fmt.Errorf("%w: raftAddress %q is not host:port", errBadJoinRequest, m.RaftAddress)
+	}
+	if u, err := url.Parse(m.APIURL); err != nil || u.Host == "" {
+		return Member{}, fmt.Errorf("%w: apiURL %q has no host", errBadJoinRequest, m.APIURL)
+	}
+	return m, nil
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
+// validPort: a decimal port number 1-65535.
+func validPort(s string) bool {
+	n, err := strconv.Atoi(s)
+	return err == nil && n > 0 && n <= 65535 && strconv.Itoa(n) == s
 }
 
 // joinLoop asks the cluster (through the --join master, which forwards to

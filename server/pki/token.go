@@ -116,6 +116,12 @@ func ParseToken(s string) (caHash, secret string, err error) {
 	if secret == "" {
 		return "", "", fmt.Errorf("%w: empty secret", ErrInvalidToken)
 	}
+	if IsAgentSecret(secret) {
+		// Callers tell the two kinds apart by the secret's form alone
+		// (IsAgentSecret): a server token holding an agent-shaped secret
+		// would be taken for an agent token. Masters never make one.
+		return "", "", fmt.Errorf("%w: the server token's secret has the form of an agent token <id>.<secret>", ErrInvalidToken)
+	}
 	return hash, secret, nil
 }
 
