@@ -154,6 +154,9 @@ func (m *NodeCertificates) transport() (*http.Transport, error) {
 			MinVersion: tls.VersionTLS12,
 			RootCAs:    pool,
 			ServerName: m.serverName,
+			// Only a master serves the API: a node's certificate,
+			// though signed by the same CA, is refused.
+			VerifyConnection: pki.RequireServerPeer,
 			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 				m.mu.RLock()
 				defer m.mu.RUnlock()

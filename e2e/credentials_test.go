@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -213,6 +214,50 @@ func TestAgentTokenGetsOnlyANodeCredential(t *testing.T) {
 	}
 	if code, body := call(t, nhc, http.MethodPost, u+csrPath, "", csrBody(pki.SignerKubeletClient, csrPEM(t, nodeSubject("other")))); code != http.StatusForbidden {
 		t.Errorf("node probe asking for node other's certificate: %d %s, want 403", code, body)
+	}
+	// Nor a serving certificate for the API's names or a master's address,
+	// with which it could pose as a master (auto-denied, never signed).
+	for i, names := range [][]string{{"kubernetes.default.svc"}, {"probe", m.IP}} {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl := &x509.CertificateRequest{Subject: nodeSubject("probe")}
+		for _, n := range names {
+			if ip := net.ParseIP(n); ip != nil {
+				tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+			} else {
+				tmpl.DNSNames = append(tmpl.DNSNames, n)
+			}
+		}
+		der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+		code, body := call(t, nhc, http.MethodPost, u+csrPath, "", csrBody(pki.SignerKubeletServing, req))
+		if code != http.StatusCreated {
+			t.Fatalf("serving request %d (%v): %d %s", i, names, code, body)
+		}
+		var sc certificatesv1.CertificateSigningRequest
+		if err := json.Unmarshal([]byte(body), &sc); err != nil {
+			t.Fatal(err)
+		}
+		testutil.WaitFor(t, 20*time.Second, fmt.Sprintf("the serving request for %v denied", names), func() error {
+			c, err := admin.CertificatesV1().CertificateSigningRequests().Get(ctx, sc.Name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if len(c.Status.Certificate) > 0 {
+				t.Fatalf("a node got a serving certificate for %v", names)
+			}
+			for _, cond := range c.Status.Conditions {
+				if cond.Type == certificatesv1.CertificateDenied {
+					return nil
+				}
+			}
+			return fmt.Errorf("conditions %v", c.Status.Conditions)
+		})
 	}
 	if _, err := admin.CoreV1().Secrets("kube-system").Get(ctx, "bootstrap-token-"+id, metav1.GetOptions{}); err != nil {
 		t.Errorf("the agent token's Secret: %v", err)

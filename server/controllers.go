@@ -2,11 +2,16 @@ package server
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"strings"
 	"sync"
 
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/rest"
 
+	"github.com/skiff-io/skiff/fsm/state"
 	"github.com/skiff-io/skiff/server/admission"
 	"github.com/skiff-io/skiff/server/auth"
 	"github.com/skiff-io/skiff/server/controller/certificates"
@@ -29,7 +34,8 @@ func (s *Server) startControllers(ctx context.Context, wg *sync.WaitGroup, cfg *
 		opts.Gossip = gossipHealth{s.gossip}
 		opts.RootCA, opts.TokenSigner = s.ca.CertPEM, s.saTokens
 		opts.CSRSigner = &certificates.Config{Signer: s.ca, Lifetime: s.cfg.NodeCertLifetime,
-			IsMaster: func(name string) bool { _, ok := s.lookupMember(name); return ok }}
+			IsMaster:          func(name string) bool { _, ok := s.lookupMember(name); return ok },
+			CheckServingNames: s.checkServingNames}
 		if err := manager.Run(ctx, cfg, opts); err != nil {
 			s.log.Error("controllers stopped", "err", err)
 		}
@@ -49,4 +55,49 @@ func (s *Server) admissionChain(authz *auth.Authorizer) *admission.Chain {
 		c.SetServiceAllocator(alloc)
 	}
 	return c
+}
+
+// checkServingNames refuses, in a node's serving certificate, the names
+// that would let the node pose as a master or as the API: a master's name
+// or address, the kubernetes Service's names, localhost, any *.svc name,
+// an address of the Service range. (kube-controller-manager approves no
+// serving certificate by itself; Skiff does, for names that are a node's.)
+func (s *Server) checkServingNames(node string, dns []string, ips []net.IP) error {
+	masters := map[string]bool{}
+	masterIPs := map[string]bool{}
+	snap := s.fsm.Read()
+	snap.List(membersResource, "", "", func(o *state.Object) bool {
+		var m Member
+		if json.Unmarshal(o.Data, &m) == nil {
+			masters[strings.ToLower(m.Name)] = true
+			for _, a := range []string{m.RaftAddress, strings.TrimPrefix(m.APIURL, "https://")} {
+				if h, _, err := net.SplitHostPort(a); err == nil {
+					masterIPs[h] = true
+				}
+			}
+		}
+		return true
+	})
+	for _, d := range dns {
+		l := strings.ToLower(strings.TrimSuffix(d, "."))
+		switch {
+		case l == "localhost", l == "kubernetes", strings.HasPrefix(l, "kubernetes."),
+			strings.HasSuffix(l, ".svc"), strings.Contains(l, ".svc."):
+			return fmt.Errorf("serving certificate of node %s names %q, which is the API's or local", node, d)
+		case masters[l] && l != strings.ToLower(node):
+			return fmt.Errorf("serving certificate of node %s names master %q", node, d)
+		}
+	}
+	_, svc, _ := net.ParseCIDR(s.cfg.ServiceCIDR)
+	for _, ip := range ips {
+		switch {
+		case ip.IsUnspecified():
+			return fmt.Errorf("serving certificate of node %s names the unspecified address %s", node, ip)
+		case masterIPs[ip.String()]:
+			return fmt.Errorf("serving certificate of node %s names %s, a master's address", node, ip)
+		case svc != nil && svc.Contains(ip):
+			return fmt.Errorf("serving certificate of node %s names %s, in the Service range %s", node, ip, s.cfg.ServiceCIDR)
+		}
+	}
+	return nil
 }

@@ -2,8 +2,10 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"path/filepath"
 	"sort"
@@ -17,6 +19,7 @@ import (
 	"github.com/skiff-io/skiff/gossip"
 	"github.com/skiff-io/skiff/server/auth"
 	"github.com/skiff-io/skiff/server/controller/nodelifecycle"
+	"github.com/skiff-io/skiff/server/pki"
 )
 
 func (c *Config) gossipDir() string  { return filepath.Join(c.DataDir, "gossip") }
@@ -324,6 +327,13 @@ func (s *Server) reconcileRaftAddresses(ctx context.Context) {
 			continue
 		}
 		addr := raft.ServerAddress(raftAddr)
+		// Gossip tags are anyone's word (every node holds the gossip
+		// key): the new address must answer with that master's own
+		// certificate before its vote moves there.
+		if err := s.verifyMasterAt(ctx, m.Name, raftAddr); err != nil {
+			s.log.Warn("a gossip member claims a master's name at a new address; not moving its vote", "name", m.Name, "raft", raftAddr, "err", err)
+			continue
+		}
 		s.log.Info("master's Raft address changed: updating the configuration", "name", m.Name, "from", srv.Address, "to", addr)
 		if err := s.raft.AddVoter(srv.ID, addr, 0, 10*time.Second).Error(); err != nil {
 			s.log.Warn("update Raft address", "name", m.Name, "err", err)
@@ -398,4 +408,34 @@ func deadServerToRemove(voters []string, members map[string]gossip.Member, self 
 		}
 	}
 	return ""
+}
+
+// verifyMasterAt checks that raftAddr is master name's: a TLS handshake
+// there must present the cluster CA's certificate for CN
+// skiff-server:<name>, O=skiff:servers (Raft's listener presents it).
+func (s *Server) verifyMasterAt(ctx context.Context, name, raftAddr string) error {
+	cfg := s.peerClient.Transport.(*http.Transport).TLSClientConfig.Clone()
+	want := pki.ServerCommonNamePrefix + name
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if err := pki.RequireServerPeer(cs); err != nil {
+			return err
+		}
+		if cn := cs.PeerCertificates[0].Subject.CommonName; cn != want {
+			return fmt.Errorf("certificate of %q, not %q", cn, want)
+		}
+		return nil
+	}
+	host, _, err := net.SplitHostPort(raftAddr)
+	if err != nil {
+		return err
+	}
+	cfg.ServerName = host
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: cfg}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := d.DialContext(ctx, "tcp", raftAddr)
+	if err != nil {
+		return err
+	}
+	return conn.Close()
 }

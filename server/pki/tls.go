@@ -45,22 +45,25 @@ func MutualTLSConfig(ca *x509.CertPool, certPEM, keyPEM []byte) (*tls.Config, er
 		Certificates:     []tls.Certificate{cert},
 		ClientAuth:       tls.RequireAndVerifyClientCert,
 		ClientCAs:        ca,
-		VerifyConnection: requireServerPeer,
+		VerifyConnection: RequireServerPeer,
 	}, nil
 }
 
-// ClientTLSConfig is the dialling side: it verifies the server against ca
-// (and serverName, when not empty; tls.Dial otherwise takes the host of the
-// address) and presents certPEM/keyPEM as client certificate. Both may be
-// empty for a client without a certificate.
+// ClientTLSConfig is the dialling side of master-to-master TLS (Raft,
+// forwarding, internal calls): it verifies the server against ca (and
+// serverName, when not empty; tls.Dial otherwise takes the host of the
+// address), requires it to be a master (RequireServerPeer), and presents
+// certPEM/keyPEM as client certificate. Both may be empty for a client
+// without a certificate.
 func ClientTLSConfig(ca *x509.CertPool, certPEM, keyPEM []byte, serverName string) (*tls.Config, error) {
 	if ca == nil {
 		return nil, errors.New("client TLS config: nil CA pool")
 	}
 	cfg := &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		RootCAs:    ca,
-		ServerName: serverName,
+		MinVersion:       tls.VersionTLS12,
+		RootCAs:          ca,
+		ServerName:       serverName,
+		VerifyConnection: RequireServerPeer,
 	}
 	if len(certPEM) > 0 || len(keyPEM) > 0 {
 		cert, err := tls.X509KeyPair(certPEM, keyPEM)
@@ -72,9 +75,11 @@ func ClientTLSConfig(ca *x509.CertPool, certPEM, keyPEM []byte, serverName strin
 	return cfg, nil
 }
 
-// requireServerPeer accepts only peers holding a master certificate. It runs
-// after the chain was verified against the CA.
-func requireServerPeer(cs tls.ConnectionState) error {
+// RequireServerPeer accepts only peers holding a master certificate
+// (O=skiff:servers), as a tls.Config's VerifyConnection: it runs after the
+// chain was verified against the CA. Nodes' certificates, serving ones
+// included, are signed by the same CA and are refused.
+func RequireServerPeer(cs tls.ConnectionState) error {
 	if len(cs.PeerCertificates) == 0 {
 		return errors.New("peer presented no certificate")
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -188,6 +189,22 @@ func TestMutualTLS(t *testing.T) {
 	t.Run("client distrusts server of another CA", func(t *testing.T) {
 		if _, cerr := handshake(t, srvCfg, client(m2, other, "")); cerr == nil {
 			t.Fatal("client accepted the server")
+		}
+	})
+	t.Run("client refuses a server that is not a master", func(t *testing.T) {
+		// A node's serving certificate, of the same CA and for the
+		// name dialled, must not pass for a master.
+		node, err := ca.IssueNodeCredentials("n1", []string{"127.0.0.1", "localhost"}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodeSrv, err := ServerTLSConfig(ca.Pool(), []byte(node.ServingCert), []byte(node.ServingKey))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, cerr := handshake(t, nodeSrv, client(m2, ca, ""))
+		if cerr == nil || !strings.Contains(cerr.Error(), "not a skiff server") {
+			t.Fatalf("client with a node's certificate as server: %v, want refused as not a skiff server", cerr)
 		}
 	})
 	t.Run("client checks server name", func(t *testing.T) {

@@ -9,6 +9,7 @@ package certificates
 import (
 	"context"
 	"fmt"
+	"net"
 	"log/slog"
 	"slices"
 	"strings"
@@ -42,6 +43,10 @@ type Config struct {
 	// IsMaster reports whether name is a master's node, whose credentials
 	// come from its master: a bootstrap token's request for it is denied.
 	IsMaster func(name string) bool
+	// CheckServingNames refuses the names of a node's serving certificate
+	// that are not the node's to hold (a master's address or name, the
+	// API's Service names); nil accepts any.
+	CheckServingNames func(node string, dns []string, ips []net.IP) error
 }
 
 // Controller approves and signs.
@@ -100,9 +105,14 @@ func (c *Controller) sync(ctx context.Context, name string) error {
 		return nil
 	}
 	csr = csr.DeepCopy()
-	node, _, err := pki.CheckNodeCSR(signer, csr.Spec.Request)
+	node, req, err := pki.CheckNodeCSR(signer, csr.Spec.Request)
 	if !condition(csr, certificatesv1.CertificateApproved) {
 		approve, reason := c.decide(csr, node, err)
+		if approve && signer == pki.SignerKubeletServing && c.cfg.CheckServingNames != nil && req != nil {
+			if nerr := c.cfg.CheckServingNames(node, req.DNSNames, req.IPAddresses); nerr != nil {
+				approve, reason = false, nerr.Error()
+			}
+		}
 		t := certificatesv1.CertificateDenied
 		if approve {
 			t = certificatesv1.CertificateApproved
