@@ -93,7 +93,7 @@ test-e2e:
 	SKIFF_BIN=$(CURDIR)/$(BIN) $(GO) test -timeout 25m ./e2e/...
 
 bench: build
-	SKIFF_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./e2e/bench/ ./fsm/
+	SKIFF_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./e2e/bench/ ./fsm/ ./server/snapshot/
 
 # Every decoder of network input under Go's fuzzer (issue 15), each target
 # for FUZZTIME; seeds and crashers in <package>/testdata/fuzz/<target>.
