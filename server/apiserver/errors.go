@@ -34,9 +34,11 @@ func (s *APIServer) writeError(w http.ResponseWriter, r *http.Request, err error
 	if code == 0 {
 		code = http.StatusInternalServerError
 	}
-	// As kube-apiserver: a Status that says when to retry (a master not
-	// fit to serve, a timeout) says it in the header clients act on too.
-	if d := st.Details; d != nil && d.RetryAfterSeconds > 0 {
+	// A 503 that says when to retry (a master not fit to serve) says it
+	// in the header too, which client-go acts on by retrying. Not for
+	// other codes: a 429 of an eviction blocked by a disruption budget
+	// must reach the client (kubectl drain waits and retries itself).
+	if d := st.Details; d != nil && d.RetryAfterSeconds > 0 && code == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", strconv.Itoa(int(d.RetryAfterSeconds)))
 	}
 	auditStatus(r, &st) // audit.go

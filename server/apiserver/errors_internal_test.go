@@ -25,6 +25,8 @@ func TestWriteErrorRetryAfter(t *testing.T) {
 		want string
 	}{
 		{unavailable, http.StatusServiceUnavailable, "2"},
+		// An eviction's 429 reaches the client (client-go would retry it).
+		{apierrors.NewTooManyRequests("Cannot evict pod as it would violate the pod's disruption budget.", 10), http.StatusTooManyRequests, ""},
 		{apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, "x"), http.StatusNotFound, ""},
 		{errors.New("plain"), http.StatusInternalServerError, ""},
 	} {
