@@ -49,6 +49,9 @@ func (inv APIInventory) List(ctx context.Context) ([]Live, error) {
 				o := &res.Items[i]
 				mode, err := ModeOf(o)
 				if err != nil {
+					// Edited in the API to a mode that does not exist:
+					// the manifest's mode is restored on the next pass,
+					// and until then the object is managed as the default.
 					mode = ModeReconcile
 				}
 				out = append(out, Live{

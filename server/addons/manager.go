@@ -385,8 +385,13 @@ func (m *Manager) finish(plans map[string]*addonPlan, removed map[string]int) {
 			st.Message = strings.Join(p.errs, "; ")
 		}
 		if st.State == StateApplied {
-			st.LastApplied = now
 			changes := p.created + p.updated + p.deleted
+			// When the manifest last took effect (or this leader first
+			// found it applied), not when it was last compared.
+			st.LastApplied = old.LastApplied
+			if !had || old.SHA256 != st.SHA256 || old.State != StateApplied || changes > 0 || st.LastApplied.IsZero() {
+				st.LastApplied = now
+			}
 			if changes > 0 && had && old.SHA256 == st.SHA256 && old.State == StateApplied {
 				st.Message = fmt.Sprintf("restored %d object(s) changed or deleted in the API", p.created+p.updated)
 			}

@@ -175,6 +175,25 @@ func TestManagerReconcilesEnsuresExistsAndPrunes(t *testing.T) {
 		t.Fatalf("settings not labelled or without last-applied: %+v", cm.ObjectMeta)
 	}
 
+	// A pass with nothing changed writes nothing (defaults the API set
+	// are not fought over).
+	rvs := func() string {
+		d, err := e.cs.AppsV1().Deployments("demo").Get(e.ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns, err := e.cs.CoreV1().Namespaces().Get(e.ctx, "demo", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.ResourceVersion + "/" + ns.ResourceVersion
+	}
+	before := rvs()
+	e.sync()
+	if after := rvs(); after != before {
+		t.Errorf("a pass without changes updated objects: resourceVersions %s, then %s", before, after)
+	}
+
 	// Edits in the API: a field the manifest sets is restored (Reconcile),
 	// a label it does not set is kept; an EnsureExists object keeps them.
 	cm.Data["level"] = "9"
