@@ -131,7 +131,7 @@ registration.`,
 			return nil
 		},
 	}
-	cmd.AddCommand(members, remove, gossipKey)
+	cmd.AddCommand(members, remove, gossipKey, newAddonsCommand(&kubeconfig))
 	return cmd
 }
 
