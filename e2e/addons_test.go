@@ -41,6 +41,14 @@ metadata:
 data:
   level: "1"
 ---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: token
+  namespace: addon-demo
+stringData:
+  token: %s
+---
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -91,7 +99,11 @@ func TestAddonManager(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
-	writeManifest(t, follower, "demo.yaml", fmt.Sprintf(addonManifest, "1", 1))
+	// The manifest holds a Secret: its value must reach neither the Raft
+	// log nor a snapshot in the clear (only names and checksums of files
+	// are published; the Secret object is sealed).
+	marker := fmt.Sprintf("skiff-addon-marker-%d", time.Now().UnixNano())
+	writeManifest(t, follower, "demo.yaml", fmt.Sprintf(addonManifest, "1", marker, 1))
 	testutil.WaitFor(t, 60*time.Second, "the manifest's objects", func() error {
 		ns, err := cs.CoreV1().Namespaces().Get(ctx, "addon-demo", metav1.GetOptions{})
 		if err != nil {
@@ -110,6 +122,19 @@ func TestAddonManager(t *testing.T) {
 		return err
 	})
 
+	sec, err := cs.CoreV1().Secrets("addon-demo").Get(ctx, "token", metav1.GetOptions{})
+	if err != nil || string(sec.Data["token"]) != marker {
+		t.Fatalf("the manifest's Secret: %v %v", sec, err)
+	}
+	var raftDirs, logs []string
+	for _, m := range c.Masters {
+		raftDirs = append(raftDirs, filepath.Join(m.DataDir, "raft"))
+		logs = append(logs, m.LogPath())
+	}
+	if found := filesHolding(t, marker, raftDirs, logs...); len(found) > 0 {
+		t.Errorf("the manifest's Secret value is on disk outside the manifests dir: %s", strings.Join(found, ", "))
+	}
+
 	// Edits in the API: restored in the Reconcile object, kept in the
 	// EnsureExists one.
 	setLevel(ctx, t, cs, "addon-demo", "settings", "9")
@@ -120,7 +145,7 @@ func TestAddonManager(t *testing.T) {
 	}
 
 	// Editing the file updates the objects.
-	writeManifest(t, follower, "demo.yaml", fmt.Sprintf(addonManifest, "2", 2))
+	writeManifest(t, follower, "demo.yaml", fmt.Sprintf(addonManifest, "2", marker, 2))
 	waitLevel(ctx, t, cs, "addon-demo", "settings", "2", "the file's new value")
 	testutil.WaitFor(t, 30*time.Second, "2 replicas", func() error {
 		d, err := cs.AppsV1().Deployments("addon-demo").Get(ctx, "web", metav1.GetOptions{})
@@ -167,7 +192,7 @@ func TestAddonManager(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if f := strings.Fields(rows["demo.yaml"]); len(f) < 5 || f[1] != follower.Name || f[2] != "Mixed" || f[3] != "4" || f[4] != "Applied" {
+		if f := strings.Fields(rows["demo.yaml"]); len(f) < 5 || f[1] != follower.Name || f[2] != "Mixed" || f[3] != "5" || f[4] != "Applied" {
 			return fmt.Errorf("demo.yaml row %q", rows["demo.yaml"])
 		}
 		if !strings.Contains(rows["broken.yaml"], "Failed") || !strings.Contains(rows["broken.yaml"], "no metadata.name") {

@@ -106,7 +106,7 @@ func (s *Server) addonScanLoop() {
 		<-s.shutdownCh
 		cancel()
 	}()
-	var lastErr string
+	lastErr := "not yet published" // logs the first outcome
 	t := time.NewTicker(addonScanInterval)
 	defer t.Stop()
 	for {
@@ -426,7 +426,12 @@ func (s *Server) addonManagerLoop(ctx context.Context) error {
 					if ctx.Err() != nil {
 						return nil
 					}
-					s.log.Warn("addon pass", "err", err)
+					s.log.Warn("addon pass failed: retrying in 5s", "err", err)
+					select {
+					case <-ctx.Done():
+						return nil
+					case <-time.After(5 * time.Second):
+					}
 				} else {
 					lastSig, lastPass = sig, time.Now()
 					if prune {

@@ -233,8 +233,12 @@ func (m *Manager) Sync(ctx context.Context, sources []Source, prune bool) error 
 				todo = append(todo, pl)
 				continue
 			}
-			// One object in two addons: the newest file keeps it.
 			prev := todo[i]
+			if prev.plan == p {
+				todo[i] = pl // twice in one file: the last one, as kubectl apply
+				continue
+			}
+			// One object in two addons: the newest file keeps it.
 			win, lose := prev, pl
 			if pl.plan.winner.file.ModTime.After(prev.plan.winner.file.ModTime) {
 				win, lose = pl, prev

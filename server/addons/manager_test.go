@@ -310,3 +310,17 @@ func TestManagerNewestCopyWinsBetweenMasters(t *testing.T) {
 		t.Errorf("status does not report the conflict: %+v", st)
 	}
 }
+
+func TestManagerObjectTwiceInOneFileLastWins(t *testing.T) {
+	e := newEnv(t)
+	cm := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: twice}\ndata: {v: %q}\n"
+	e.write("m1", "twice.yaml", fmt.Sprintf(cm, "1")+"---\n"+fmt.Sprintf(cm, "2"))
+	e.sync()
+	got, err := e.configMap("default", "twice")
+	if err != nil || got.Data["v"] != "2" {
+		t.Fatalf("twice: %v %v, want the last definition", got, err)
+	}
+	if st := e.status("twice"); st.State != addons.StateApplied {
+		t.Errorf("status: %+v", st)
+	}
+}
