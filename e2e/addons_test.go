@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -215,6 +216,23 @@ func TestAddonManager(t *testing.T) {
 		}
 		if !strings.Contains(rows["demo.yaml"], "Applied") {
 			return fmt.Errorf("leader %s: demo.yaml row %q", newLeader.Name, rows["demo.yaml"])
+		}
+		return nil
+	})
+	testutil.WaitFor(t, 30*time.Second, "the addon metrics of the new leader", func() error {
+		resp, err := c.Admin.Get(newLeader.URL() + "/metrics")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		for _, want := range []string{`skiff_addon_manifests{status="Applied"} 1`, `skiff_addon_manifests{status="Failed"} 1`} {
+			if !strings.Contains(string(b), want) {
+				return fmt.Errorf("no %s in /metrics", want)
+			}
 		}
 		return nil
 	})

@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
@@ -449,5 +450,44 @@ func (s *Server) addonManagerLoop(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
+	}
+}
+
+// addonMetrics are the addon manager's metrics at /metrics: this master's
+// manifest files, and (on the leader) the manifests by status.
+type addonMetrics struct{ s *Server }
+
+var (
+	addonManifestsDesc = prometheus.NewDesc("skiff_addon_manifests",
+		"Manifests of the masters' manifests dirs by status (Applied, Failed, Unavailable, Skipped, Pending), as the leader's addon manager last found them; only the leader reports them.",
+		[]string{"status"}, nil)
+	addonLocalDesc = prometheus.NewDesc("skiff_addon_local_manifest_files",
+		"Manifest files in this master's <data-dir>/manifests/ at its last scan.", nil, nil)
+)
+
+func (m addonMetrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- addonManifestsDesc
+	ch <- addonLocalDesc
+}
+
+func (m addonMetrics) Collect(ch chan<- prometheus.Metric) {
+	m.s.addons.mu.Lock()
+	local := len(m.s.addons.local)
+	m.s.addons.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(addonLocalDesc, prometheus.GaugeValue, float64(local))
+	if m.s.raft.State() != raft.Leader || m.s.addons.manager() == nil {
+		return
+	}
+	rows, err := m.s.addonStatus()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(addonManifestsDesc, err)
+		return
+	}
+	counts := map[string]int{addons.StateApplied: 0, addons.StateFailed: 0, addons.StateUnavailable: 0, addons.StateSkipped: 0, addons.StatePending: 0}
+	for _, r := range rows {
+		counts[r.State]++
+	}
+	for state, n := range counts {
+		ch <- prometheus.MustNewConstMetric(addonManifestsDesc, prometheus.GaugeValue, float64(n), state)
 	}
 }
