@@ -35,6 +35,9 @@ type env struct {
 	files  map[string]map[string][]byte // master -> name -> content
 	mtimes map[string]time.Time
 	clock  time.Time
+	// down: masters whose files cannot be fetched.
+	down       map[string]bool
+	newManager func()
 }
 
 func newEnv(t *testing.T) *env {
@@ -58,22 +61,29 @@ func newEnv(t *testing.T) *env {
 			t.Fatal(err)
 		}
 	}
-	e := &env{t: t, ctx: ctx, cs: cs, files: map[string]map[string][]byte{}, mtimes: map[string]time.Time{},
+	e := &env{t: t, ctx: ctx, cs: cs, files: map[string]map[string][]byte{}, mtimes: map[string]time.Time{}, down: map[string]bool{},
 		clock: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
-	e.mgr = addons.NewManager(addons.Config{
-		Applier:   &addons.Applier{Client: dyn, Mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disc))},
-		Inventory: addons.APIInventory{Discovery: disc, Client: dyn},
-		Fetch: func(_ context.Context, master string, f addons.File) ([]byte, error) {
-			e.mu.Lock()
-			defer e.mu.Unlock()
-			b, ok := e.files[master][f.Name]
-			if !ok {
-				return nil, fmt.Errorf("%s: no %s", master, f.Name)
-			}
-			return b, nil
-		},
-		Events: events.Recorder("addon-manager"),
-	})
+	// A new Manager, as a new leader makes (nothing cached).
+	e.newManager = func() {
+		e.mgr = addons.NewManager(addons.Config{
+			Applier:   &addons.Applier{Client: dyn, Mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disc))},
+			Inventory: addons.APIInventory{Discovery: disc, Client: dyn},
+			Fetch: func(_ context.Context, master string, f addons.File) ([]byte, error) {
+				e.mu.Lock()
+				defer e.mu.Unlock()
+				if e.down[master] {
+					return nil, fmt.Errorf("%s unreachable", master)
+				}
+				b, ok := e.files[master][f.Name]
+				if !ok {
+					return nil, fmt.Errorf("%s: no %s", master, f.Name)
+				}
+				return b, nil
+			},
+			Events: events.Recorder("addon-manager"),
+		})
+	}
+	e.newManager()
 	return e
 }
 
@@ -322,5 +332,27 @@ func TestManagerObjectTwiceInOneFileLastWins(t *testing.T) {
 	}
 	if st := e.status("twice"); st.State != addons.StateApplied {
 		t.Errorf("status: %+v", st)
+	}
+}
+
+// A new leader that cannot reach the master holding a manifest leaves its
+// objects as they are (nothing deleted) and says so.
+func TestManagerKeepsObjectsOfUnreachableMaster(t *testing.T) {
+	e := newEnv(t)
+	e.write("m2", "demo.yaml", fmt.Sprintf(demo, 1))
+	e.sync()
+	e.mu.Lock()
+	e.down["m2"] = true
+	e.mu.Unlock()
+	e.newManager()
+	e.sync()
+	if st := e.status("demo"); st.State != addons.StateUnavailable || !strings.Contains(st.Message, "m2 unreachable") {
+		t.Errorf("status: %+v", st)
+	}
+	if _, err := e.cs.AppsV1().Deployments("demo").Get(e.ctx, "web", metav1.GetOptions{}); err != nil {
+		t.Errorf("deployment of an unreachable master's manifest: %v", err)
+	}
+	if _, err := e.configMap("demo", "settings"); err != nil {
+		t.Errorf("configmap of an unreachable master's manifest: %v", err)
 	}
 }
