@@ -124,6 +124,8 @@ type candidate struct {
 	file   File
 }
 
+func (c candidate) usable() bool { return !c.file.Skipped && c.file.Error == "" }
+
 // addonPlan is an addon's resolved source and objects during a Sync.
 type addonPlan struct {
 	name    string
@@ -159,6 +161,9 @@ func resolve(sources []Source) map[string]*addonPlan {
 		plans[name] = p
 		sort.SliceStable(cs, func(i, j int) bool {
 			a, b := cs[i], cs[j]
+			if ua, ub := a.usable(), b.usable(); ua != ub {
+				return ua // a readable copy wins over a newer unreadable one
+			}
 			if !a.file.ModTime.Equal(b.file.ModTime) {
 				return a.file.ModTime.After(b.file.ModTime)
 			}
@@ -366,8 +371,7 @@ func (m *Manager) prune(ctx context.Context, plans map[string]*addonPlan, keep m
 func (m *Manager) finish(plans map[string]*addonPlan, removed map[string]int) {
 	now := m.cfg.Now().UTC().Truncate(time.Second)
 	m.mu.Lock()
-	prev := m.status
-	m.status = make(map[string]Status, len(plans))
+	prev := m.status // replaced, never changed in place
 	m.mu.Unlock()
 	next := make(map[string]Status, len(plans))
 	for name, p := range plans {

@@ -147,8 +147,13 @@ func TestResolveNewestCopyWinsAndSkipDisables(t *testing.T) {
 	plans := resolve([]Source{
 		{Master: "m1", Files: []File{{Name: "dns.yaml", SHA256: "old", ModTime: t0}, {Name: "same.yaml", SHA256: "s", ModTime: t0}}},
 		{Master: "m2", Files: []File{{Name: "dns.yaml", SHA256: "new", ModTime: t0.Add(time.Hour)}, {Name: "same.yaml", SHA256: "s", ModTime: t0.Add(time.Minute)}}},
-		{Master: "m3", Files: []File{{Name: "dns.yaml", SHA256: "new", ModTime: t0.Add(time.Hour)}, {Name: "off.yaml", Skipped: true}}},
+		{Master: "m3", Files: []File{{Name: "dns.yaml", SHA256: "new", ModTime: t0.Add(time.Hour)}, {Name: "off.yaml", Skipped: true},
+			{Name: "perm.yaml", Error: "permission denied", ModTime: t0.Add(time.Hour)}}},
+		{Master: "m4", Files: []File{{Name: "perm.yaml", SHA256: "ok", ModTime: t0}}},
 	})
+	if perm := plans["perm"]; perm.winner.master != "m4" {
+		t.Errorf("perm: an unreadable newer copy won over a readable one: %+v", perm.winner)
+	}
 	dns := plans["dns"]
 	if dns.winner.master != "m2" || dns.winner.file.SHA256 != "new" || strings.Join(dns.holders, ",") != "m2,m3" {
 		t.Errorf("dns: winner %+v holders %v", dns.winner, dns.holders)
