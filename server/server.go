@@ -242,8 +242,9 @@ func (s *Server) Start() {
 		}
 	}()
 	go s.monitorLeadership()
-	s.wg.Add(5)
+	s.wg.Add(1)
 	go s.addonScanLoop()
+	s.wg.Add(4)
 	go s.resealLoop()
 	go s.keepGossipJoined()
 	go s.repairLoop()

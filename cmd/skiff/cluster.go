@@ -24,6 +24,7 @@ func newClusterCommand() *cobra.Command {
 		Short: "Inspect and change the set of masters",
 	}
 	cmd.PersistentFlags().StringVar(&kubeconfig, "kubeconfig", "", "admin kubeconfig (default $KUBECONFIG, then "+client.DefaultKubeconfig+")")
+	cmd.AddCommand(newAddonsCommand(&kubeconfig))
 
 	members := &cobra.Command{
 		Use:   "members",
@@ -131,7 +132,7 @@ registration.`,
 			return nil
 		},
 	}
-	cmd.AddCommand(members, remove, gossipKey, newAddonsCommand(&kubeconfig))
+	cmd.AddCommand(members, remove, gossipKey)
 	return cmd
 }
 
