@@ -411,11 +411,17 @@ func (s *Server) addonManagerLoop(ctx context.Context) error {
 	missing := map[string]time.Time{}
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	var lastErr string
 	for {
 		sources, err := s.addonSources()
-		if err != nil {
-			s.log.Error("addon records", "err", err)
-		} else {
+		if msg := errString(err); msg != lastErr {
+			if err != nil {
+				// No pass: a master's files unknown would be deleted.
+				s.log.Error("addon records unreadable: no addon pass", "err", err)
+			}
+			lastErr = msg
+		}
+		if err == nil {
 			sig := string(mustJSON(sources))
 			changed := sig != lastSig
 			prune := changed || time.Since(lastPrune) >= addonPruneInterval
