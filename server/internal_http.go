@@ -28,6 +28,8 @@ func (s *Server) internalHandler() http.Handler {
 	mux.HandleFunc("POST /internal/v1/join", s.requireServer(s.handleJoin))
 	mux.HandleFunc("GET /internal/v1/members", s.requireAdmin(s.handleMembers))
 	mux.HandleFunc("DELETE /internal/v1/members/{name}", s.requireAdmin(s.handleRemoveMember))
+	mux.HandleFunc("GET /internal/v1/addons", s.requireAdmin(s.handleAddons))
+	mux.HandleFunc("GET /internal/v1/addons/manifests/{name}", s.requireServer(s.handleAddonManifest))
 	mux.HandleFunc("GET /internal/v1/gossip", s.handleGossipInfo)
 	mux.HandleFunc("GET /internal/v1/gossip/members", s.requireAdmin(s.handleGossipMembers))
 	mux.HandleFunc("POST /internal/v1/gossip/rotate", s.requireAdmin(s.handleGossipRotate))

@@ -57,6 +57,7 @@ func (s *Server) startLeaderWork(ctx context.Context) *sync.WaitGroup {
 		s.startControllers(ctx, &wg, cfg, shared)
 	}
 	s.startScheduler(ctx, &wg, shared)
+	s.startAddonManager(ctx, &wg)
 	return &wg
 }
 

@@ -54,6 +54,7 @@ func (s *Server) metricsHandler() http.Handler {
 			st := s.fsm.EncryptionStatus()
 			return boolean(len(st.Keys) > 0 && st.SnapshotKey == st.Keys[len(st.Keys)-1].Name)
 		})
+	reg.MustRegister(addonMetrics{s})
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -96,6 +96,10 @@ type Server struct {
 	seeds    []string
 	rotateMu sync.Mutex
 
+	// addons: this master's manifests and, on the leader, the addon
+	// manager (addons.go).
+	addons addonState
+
 	leaderReady atomic.Bool
 	// mark records the applied index durably (applied.go); markErr is
 	// set when it could not. appliedFloor is the index saved before the
@@ -252,6 +256,8 @@ func (s *Server) Start() {
 		}
 	}()
 	go s.monitorLeadership()
+	s.wg.Add(1)
+	go s.addonScanLoop()
 	s.wg.Add(4)
 	go s.resealLoop()
 	go s.keepGossipJoined()

@@ -24,6 +24,7 @@ func newClusterCommand() *cobra.Command {
 		Short: "Inspect and change the set of masters",
 	}
 	cmd.PersistentFlags().StringVar(&kubeconfig, "kubeconfig", "", "admin kubeconfig (default $KUBECONFIG, then "+client.DefaultKubeconfig+")")
+	cmd.AddCommand(newAddonsCommand(&kubeconfig))
 
 	members := &cobra.Command{
 		Use:   "members",
