@@ -9,8 +9,8 @@ package certificates
 import (
 	"context"
 	"fmt"
-	"net"
 	"log/slog"
+	"net"
 	"slices"
 	"strings"
 	"time"
