@@ -102,7 +102,10 @@ type Config struct {
 	Audit auditlog.Options
 
 	// Raft tuning; zero values take the defaults below.
-	HeartbeatTimeout  time.Duration
+	HeartbeatTimeout time.Duration
+	// heartbeatExplicit: HeartbeatTimeout was given, so no disk
+	// measurement changes it (disk.go).
+	heartbeatExplicit bool
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
 	TrailingLogs      uint64
@@ -179,6 +182,9 @@ func (c *Config) setDefaults() error {
 	}
 	if _, err := servicealloc.New(c.ServiceCIDR, c.NodePortRange); err != nil {
 		return err
+	}
+	if c.HeartbeatTimeout != 0 {
+		c.heartbeatExplicit = true
 	}
 	if c.HeartbeatTimeout == 0 {
 		c.HeartbeatTimeout = defaultHeartbeatTimeout

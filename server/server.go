@@ -53,6 +53,8 @@ type Server struct {
 	// encCapable: every voter can open sealed entries (probed under
 	// encProbeMu, at most every encryptionProbeInterval).
 	rootKey []byte
+	// disk: the fsync latency measured at start (disk.go).
+	disk diskProbe
 	// authz authorizes the API's requests and /metrics.
 	authz       *auth.Authorizer
 	encCapable  atomic.Bool
@@ -371,6 +373,7 @@ func (s *Server) setupRaft() error {
 	if err := checkRaftDB(filepath.Join(dir, "raft.db")); err != nil {
 		return err
 	}
+	s.tuneForDisk(dir)
 	var err error
 	if s.mark, _, err = openAppliedMark(filepath.Join(dir, appliedMarkFile)); err != nil {
 		return err

@@ -75,6 +75,8 @@ func Nemeses() []*Nemesis {
 		{Name: "snapshot-kill", Masters: 3, Hold: 2 * time.Second, Args: snapshotFlags, Inject: snapshotKill},
 		{Name: "corrupt-follower", Masters: 3, Hold: 2 * time.Second, Inject: corruptFollower, Full: true},
 		{Name: "restart-no-quorum", Masters: 3, Hold: 0, Inject: restartNoQuorum, Full: true},
+		{Name: "full-restart", Masters: 3, Hold: 2 * time.Second, Inject: fullRestart, Full: true},
+		{Name: "quorum-reset", Masters: 3, Hold: 0, Inject: quorumReset, Full: true},
 		{Name: "mixed", Masters: 5, Hold: 2 * time.Second, Args: snapshotFlags, Inject: mixed, Extra: true},
 	}
 }
