@@ -26,8 +26,9 @@ import (
 //	{"crc32c":S}
 //
 // The objects of encrypted resources are sealed with the data key named in
-// the header (encryption.go) and marked "sealed"; version 3 is the same
-// with nothing sealed.
+// the header (encryption.go) and marked "sealed"; a stream with nothing
+// sealed is written as version 3 (the same without those fields), which
+// the previous release reads.
 // The data is written as stored, byte for byte (re-encoding it as JSON would
 // compact and escape it), so a restored state is identical to the one
 // snapshotted. The object count lets Restore detect a stream cut short, the
@@ -101,6 +102,11 @@ func writeSnapshot(sink io.Writer, snap *state.Snapshot, e *encryption) (string,
 		if p := primaryKey(snap); p != nil {
 			hdr.SealedWith = p.Key.Name
 		}
+	}
+	if hdr.SealedWith == "" {
+		// Nothing sealed: version 3, which masters of the previous
+		// release read too (a rolling upgrade may send them this one).
+		hdr.Version = snapshotVersionV3
 	}
 	sum := crc32.New(castagnoli)
 	w := bufio.NewWriterSize(io.MultiWriter(sink, sum), 1<<20)

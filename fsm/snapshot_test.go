@@ -124,7 +124,7 @@ func (f *failingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// withoutTrailer cuts the checksum line off a version-4 stream (with nothing sealed).
+// withoutTrailer cuts the checksum line off a version-3 stream (nothing sealed).
 func withoutTrailer(t testing.TB, stream []byte) []byte {
 	t.Helper()
 	i := bytes.LastIndex(stream[:len(stream)-1], []byte("\n"))
@@ -134,13 +134,13 @@ func withoutTrailer(t testing.TB, stream []byte) []byte {
 	return stream[:i+1]
 }
 
-// asVersion2 turns a version-4 stream with nothing sealed into the version-2 stream of the
+// asVersion2 turns a version-3 stream into the version-2 stream of the
 // same state, as masters wrote before snapshots had checksums.
 func asVersion2(t testing.TB, stream []byte) []byte {
 	t.Helper()
-	out := bytes.Replace(withoutTrailer(t, stream), []byte(`{"version":4,`), []byte(`{"version":2,`), 1)
+	out := bytes.Replace(withoutTrailer(t, stream), []byte(`{"version":3,`), []byte(`{"version":2,`), 1)
 	if bytes.Equal(out, withoutTrailer(t, stream)) {
-		t.Fatalf("not a version-4 stream")
+		t.Fatalf("not a version-3 stream")
 	}
 	return out
 }
