@@ -120,3 +120,9 @@ func (c *Cluster) Running() []*Master {
 	}
 	return out
 }
+
+// ClusterOf makes a Cluster of masters started by the caller (the first's
+// admin credentials work for all).
+func ClusterOf(t TB, masters ...*Master) *Cluster {
+	return &Cluster{t: t, Masters: masters, Admin: masters[0].HTTPClient()}
+}

@@ -103,13 +103,19 @@ type MasterOptions struct {
 	// Netns runs the master inside this network namespace (IP must be
 	// an address of it); see TestNet.
 	Netns string
+	// Binary is the skiff binary to run (Binary(t) if empty).
+	Binary string
 }
 
 // NewMaster prepares (but does not start) a master with its own loopback
 // address and data dir.
 func NewMaster(t TB, opts MasterOptions) *Master {
 	t.Helper()
-	m := &Master{Name: opts.Name, IP: opts.IP, Netns: opts.Netns, Agent: opts.Agent, bin: Binary(t), t: t}
+	bin := opts.Binary
+	if bin == "" {
+		bin = Binary(t)
+	}
+	m := &Master{Name: opts.Name, IP: opts.IP, Netns: opts.Netns, Agent: opts.Agent, bin: bin, t: t}
 	if m.IP == "" {
 		m.IP = LoopbackAddr(t)
 	}
@@ -130,6 +136,9 @@ func (m *Master) Kubeconfig() string { return filepath.Join(m.DataDir, "kubeconf
 
 // LogPath is where the master's output goes.
 func (m *Master) LogPath() string { return filepath.Join(m.DataDir + ".log") }
+
+// SetBinary makes the next Start run another skiff binary (an upgrade).
+func (m *Master) SetBinary(bin string) { m.bin = bin }
 
 // Start starts the process.
 func (m *Master) Start() {

@@ -1,0 +1,193 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/skiff-io/skiff/e2e/testutil"
+)
+
+// upgradeFrom is the release a rolling upgrade starts from: the last
+// commit that landed before Secrets encryption, cluster snapshots and the
+// audit log (formats it does not know: the upgrade must not feed them to
+// it while it runs).
+const upgradeFrom = "abeee55"
+
+// buildRelease builds skiff at commit from this repository's history, in a
+// temporary worktree.
+func buildRelease(t *testing.T, commit string) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..")
+	if err := exec.Command("git", "-C", root, "cat-file", "-e", commit+"^{commit}").Run(); err != nil {
+		t.Skipf("commit %s is not in this checkout's history (a shallow clone?): cannot build the release to upgrade from", commit)
+	}
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	if out, err := exec.Command("git", "-C", root, "worktree", "add", "--detach", src, commit).CombinedOutput(); err != nil {
+		t.Fatalf("git worktree add: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("git", "-C", root, "worktree", "remove", "--force", src).Run() })
+	bin := filepath.Join(dir, "skiff-"+commit)
+	cmd := exec.Command("go", "build", "-tags", "seccomp", "-trimpath", "-ldflags", "-X main.version="+commit, "-o", bin, "./cmd/skiff")
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+	start := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		if bytes.Contains(out, []byte("dial tcp")) || bytes.Contains(out, []byte("no such host")) || bytes.Contains(out, []byte("GOFLAGS=-mod=mod")) {
+			t.Skipf("the modules of %s cannot be fetched here (no network to the Go proxy): %s", commit, out)
+		}
+		t.Fatalf("build %s: %v\n%s", commit, err, out)
+	}
+	t.Logf("built %s in %s", commit, time.Since(start).Round(time.Second))
+	return bin
+}
+
+// TestRollingUpgrade (issue 18): a 3-master cluster of the previous
+// release is upgraded one master at a time (SIGTERM, the new binary on the
+// same data dir) under writes: it keeps serving, every acknowledged write
+// is there at the end, no master turns corrupt, and encryption at rest
+// starts only once every master runs the new release (before, an old
+// master would misapply sealed entries).
+func TestRollingUpgrade(t *testing.T) {
+	old := buildRelease(t, upgradeFrom)
+	first := testutil.NewMaster(t, testutil.MasterOptions{Name: "m1", Binary: old})
+	first.Start()
+	first.WaitReady(30 * time.Second)
+	c := testutil.ClusterOf(t, first)
+	for i := 2; i <= 3; i++ {
+		m := testutil.NewMaster(t, testutil.MasterOptions{Name: fmt.Sprintf("m%d", i), Join: first.URL(), Token: first.Token(), Binary: old})
+		m.Start()
+		c.Masters = append(c.Masters, m)
+	}
+	allReady := func(what string) {
+		t.Helper()
+		testutil.WaitFor(t, 90*time.Second, what, func() error {
+			rows, err := c.Members(c.Masters[0])
+			if err != nil {
+				return err
+			}
+			ready := 0
+			for _, r := range rows {
+				if r.Suffrage == "voter" && r.State == "ready" {
+					ready++
+				}
+			}
+			if ready != 3 {
+				return fmt.Errorf("members: %+v", rows)
+			}
+			return nil
+		})
+	}
+	allReady("three ready voters of " + upgradeFrom)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	var (
+		mu    sync.Mutex
+		acked []string
+		wg    sync.WaitGroup
+	)
+	stop := make(chan struct{})
+	clients := map[string]*kubernetes.Clientset{}
+	for _, m := range c.Masters {
+		clients[m.Name] = clientFor(t, c, m)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			m := c.Masters[i%3]
+			name := fmt.Sprintf("u-%05d", i)
+			wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err := clients[m.Name].CoreV1().ConfigMaps("default").Create(wctx, configMap(name, map[string]string{"i": name}), metav1.CreateOptions{})
+			wcancel()
+			if err == nil {
+				mu.Lock()
+				acked = append(acked, name)
+				mu.Unlock()
+			} else {
+				time.Sleep(50 * time.Millisecond) // that master is restarting
+			}
+		}
+	}()
+
+	// Followers first, the leader last (as docs/ha.md says).
+	leader := c.Leader(30 * time.Second)
+	order := []*testutil.Master{}
+	for _, m := range c.Masters {
+		if m != leader {
+			order = append(order, m)
+		}
+	}
+	order = append(order, leader)
+	for i, m := range order {
+		if i == 2 {
+			// Two new masters and one old: no data key yet.
+			st, err := encryptionStatus(c, order[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(st.Keys) != 0 {
+				t.Fatalf("a data key exists while %s still runs %s: %+v", leader.Name, upgradeFrom, st.Keys)
+			}
+		}
+		m.Stop()
+		m.SetBinary(testutil.Binary(t))
+		m.Start()
+		m.WaitReady(60 * time.Second)
+		allReady(fmt.Sprintf("three ready voters after upgrading %s", m.Name))
+		t.Logf("%s upgraded", m.Name)
+	}
+	// Encryption starts by itself once every master runs the new release.
+	testutil.WaitFor(t, 60*time.Second, "the first data key", func() error {
+		st, err := encryptionStatus(c, c.Masters[0])
+		if err != nil {
+			return err
+		}
+		if len(st.Keys) == 0 {
+			return fmt.Errorf("no key yet")
+		}
+		return nil
+	})
+	close(stop)
+	wg.Wait()
+	mu.Lock()
+	written := append([]string(nil), acked...)
+	mu.Unlock()
+	if len(written) < 20 {
+		t.Fatalf("only %d writes acknowledged during the upgrade", len(written))
+	}
+	for _, m := range c.Masters {
+		list, err := clients[m.Name].CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		have := map[string]bool{}
+		for _, cm := range list.Items {
+			have[cm.Name] = true
+		}
+		for _, n := range written {
+			if !have[n] {
+				t.Fatalf("%s lacks acknowledged write %s (%d acknowledged)", m.Name, n, len(written))
+			}
+		}
+	}
+	t.Logf("%d writes acknowledged during the rolling upgrade, all present on every master", len(written))
+}
