@@ -21,6 +21,8 @@ import (
 const (
 	RoleServer = "server"
 	RoleAgent  = "agent"
+	// RoleWitness is a Raft voter that serves no API (`skiff witness`).
+	RoleWitness = "witness"
 )
 
 // Tag keys every member carries.

@@ -43,6 +43,9 @@ type Config struct {
 	// Token is the join token (K10<cahash>::server:<secret>) or a bare secret.
 	Token        string
 	DisableAgent bool
+	// Witness: a Raft voter that stores the log and votes but serves no
+	// API, runs no agent and hands leadership away (witness.go).
+	Witness bool
 	// DisableScheduler: the leader runs no scheduler (another scheduler
 	// binds the pods).
 	DisableScheduler bool

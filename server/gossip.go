@@ -51,7 +51,7 @@ func (s *Server) setupGossip(ctx context.Context) error {
 		keys = []string{k}
 	}
 	tags := map[string]string{
-		gossip.TagRole: gossip.RoleServer, gossip.TagNode: s.cfg.NodeName,
+		gossip.TagRole: s.gossipRole(), gossip.TagNode: s.cfg.NodeName,
 		gossip.TagAPI: s.cfg.apiURL(), gossip.TagRaft: s.cfg.raftAddr(),
 	}
 	if !s.cfg.DisableAgent {

@@ -302,5 +302,5 @@ func (s *Server) removeMaster(ctx context.Context, name string) error {
 }
 
 func (s *Server) self() Member {
-	return Member{Name: s.cfg.NodeName, RaftAddress: s.cfg.raftAddr(), APIURL: s.cfg.apiURL(), GossipAddr: s.cfg.gossipAddr()}
+	return Member{Name: s.cfg.NodeName, RaftAddress: s.cfg.raftAddr(), APIURL: s.cfg.apiURL(), GossipAddr: s.cfg.gossipAddr(), Witness: s.cfg.Witness}
 }

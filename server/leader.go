@@ -35,7 +35,9 @@ func (s *Server) monitorLeadership() {
 			stopWork()
 			return
 		case isLeader := <-s.leaderCh:
-			if isLeader && stop == nil {
+			if isLeader && s.cfg.Witness {
+				go s.handOffLeadership()
+			} else if isLeader && stop == nil {
 				stop, done = make(chan struct{}), make(chan struct{})
 				go func(stop, done chan struct{}) {
 					defer close(done)

@@ -27,6 +27,8 @@ type Member struct {
 	RaftAddress string `json:"raftAddress"`
 	APIURL      string `json:"apiURL"`
 	GossipAddr  string `json:"gossipAddr,omitempty"`
+	// Witness: a voter that serves no API (`skiff witness`).
+	Witness bool `json:"witness,omitempty"`
 }
 
 func memberKey(name string) state.Key { return state.Key{Resource: membersResource, Name: name} }
@@ -131,6 +133,9 @@ func (s *Server) memberStatuses(ctx context.Context) ([]MemberStatus, error) {
 		}
 		if m, ok := s.lookupMember(string(srv.ID)); ok {
 			ms.APIURL = m.APIURL
+			if m.Witness && ms.Role != "leader" {
+				ms.Role = "witness"
+			}
 		}
 		out[i] = ms
 		wg.Add(1)

@@ -231,7 +231,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	mux.HandleFunc("/debug/pprof/", s.requireAdmin(pprof.Index))
 	mux.HandleFunc("/debug/pprof/profile", s.requireAdmin(pprof.Profile))
 	mux.HandleFunc("/debug/pprof/trace", s.requireAdmin(pprof.Trace))
-	mux.Handle("/", api)
+	if cfg.Witness {
+		mux.Handle("/", witnessAPI{})
+	} else {
+		mux.Handle("/", api)
+	}
 	s.httpSrv = &http.Server{
 		Handler:           mux,
 		TLSConfig:         serverTLS,

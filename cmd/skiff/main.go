@@ -56,7 +56,8 @@ func newRootCommand() *cobra.Command {
 	root.SetVersionTemplate(vb.String())
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.AddCommand(newServerCommand(), newAgentCommand(), newClusterCommand(), newImageCommand(), newDemoImageCommand(),
-		newServicesCommand(), newVersionCommand(), newTokenCommand(), newSecretsEncryptCommand())
+		newServicesCommand(), newVersionCommand(), newTokenCommand(), newSecretsEncryptCommand(),
+		newWitnessCommand())
 	root.AddCommand(hostCommands()...)
 	return root
 }

@@ -85,6 +85,8 @@ type Master struct {
 	Netns string
 	bin   string
 	t     TB
+	// witness: `skiff witness`.
+	witness bool
 
 	proc process
 }
@@ -105,6 +107,8 @@ type MasterOptions struct {
 	Netns string
 	// Binary is the skiff binary to run (Binary(t) if empty).
 	Binary string
+	// Witness runs `skiff witness` instead of `skiff server`.
+	Witness bool
 }
 
 // NewMaster prepares (but does not start) a master with its own loopback
@@ -115,7 +119,7 @@ func NewMaster(t TB, opts MasterOptions) *Master {
 	if bin == "" {
 		bin = Binary(t)
 	}
-	m := &Master{Name: opts.Name, IP: opts.IP, Netns: opts.Netns, Agent: opts.Agent, bin: bin, t: t}
+	m := &Master{Name: opts.Name, IP: opts.IP, Netns: opts.Netns, Agent: opts.Agent, bin: bin, t: t, witness: opts.Witness}
 	if m.IP == "" {
 		m.IP = LoopbackAddr(t)
 	}
@@ -150,13 +154,17 @@ func (m *Master) Start() {
 
 // serverArgs are the arguments of `skiff server` for this master.
 func (m *Master) serverArgs(extra ...string) []string {
-	args := append([]string{"server",
+	cmd := "server"
+	if m.witness {
+		cmd = "witness"
+	}
+	args := append([]string{cmd,
 		"--data-dir", m.DataDir,
 		"--node-name", m.Name,
 		"--bind-address", m.IP,
 		"--advertise-address", m.IP,
 	}, m.Args...)
-	if !m.Agent {
+	if !m.Agent && !m.witness {
 		args = append(args, "--disable-agent")
 	}
 	return append(args, extra...)
