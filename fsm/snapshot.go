@@ -181,6 +181,10 @@ func readSnapshot(br *bufio.Reader, e *encryption) (*state.Store, snapshotHeader
 	switch hdr.Version {
 	case snapshotVersion, snapshotVersionV3, snapshotVersionV2:
 	default:
+		if hdr.Version > snapshotVersion {
+			return nil, hdr, fmt.Errorf("snapshot format version %d is newer than this skiff reads (%d to %d): "+
+				"it was written by a newer release; a downgrade across it is not supported, run that release again", hdr.Version, snapshotVersionV2, snapshotVersion)
+		}
 		return nil, hdr, fmt.Errorf("unsupported snapshot version %d", hdr.Version)
 	}
 	st := state.NewStore()

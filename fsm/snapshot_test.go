@@ -375,3 +375,13 @@ func TestPersistSinkFailure(t *testing.T) {
 		snap.Release()
 	}
 }
+
+// TestRestoreNewerVersion: a snapshot of a newer format is refused with a
+// message that says so (a downgrade), and the state is kept.
+func TestRestoreNewerVersion(t *testing.T) {
+	f := fsm.New(fsm.Options{Logger: quietLogger()})
+	err := restore(t, f, []byte(`{"version":9,"index":5,"objects":0}`+"\n"))
+	if err == nil || !strings.Contains(err.Error(), "newer release") {
+		t.Fatalf("restore of a version-9 snapshot: %v, want refused as newer", err)
+	}
+}
