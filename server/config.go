@@ -127,7 +127,7 @@ const DefaultClusterCIDR = "10.42.0.0/16"
 const (
 	defaultHeartbeatTimeout  = 600 * time.Millisecond
 	defaultSnapshotThreshold = 16384
-	defaultSnapshotInterval  = 2 * time.Minute
+	defaultSnapshotInterval  = 10 * time.Second
 	defaultTrailingLogs      = 10240
 )
 

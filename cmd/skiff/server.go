@@ -146,7 +146,7 @@ runs the scheduler (unless --disable-scheduler) and the controllers.`,
 	// Tuning, hidden: tests and benchmarks use them.
 	f.DurationVar(&cfg.HeartbeatTimeout, "raft-heartbeat-timeout", 0, "Raft heartbeat and election timeout (default 600ms)")
 	f.Uint64Var(&cfg.SnapshotThreshold, "raft-snapshot-threshold", 0, "log entries between Raft snapshots (default 16384)")
-	f.DurationVar(&cfg.SnapshotInterval, "raft-snapshot-interval", 0, "how often to check whether to snapshot (default 2m)")
+	f.DurationVar(&cfg.SnapshotInterval, "raft-snapshot-interval", 0, "how often to check whether to snapshot (default 10s)")
 	f.Uint64Var(&cfg.TrailingLogs, "raft-trailing-logs", 0, "log entries kept after a snapshot (default 10240)")
 	f.IntVar(&cfg.WatchRingSize, "watch-cache-size", 0, "watch events kept for resumption (default 100000)")
 	f.DurationVar(&cfg.NodeCertLifetime, "node-cert-lifetime", 0, "lifetime of the node certificates this master signs (default 1 year); nodes renew at 70-80% of it")
