@@ -205,8 +205,8 @@ func (f *FSM) applyLocked(logs []*raft.Log) []any {
 func (f *FSM) applyLog(st *state.Store, index uint64, t MessageType, body []byte) (*Result, []*Event) {
 	fn, ok := dispatch[t]
 	if !ok {
-		panic(fmt.Sprintf("fsm: log entry %d has type %d, which this release does not know: it was written by a newer release; "+
-			"a downgrade across it is not supported, run that release again", index, t))
+		panic(fmt.Sprintf("fsm: unknown message type %d at index %d: this release does not know it, so a newer release wrote it; "+
+			"a downgrade across it is not supported, run that release again", t, index))
 	}
 	txn := st.Write()
 	// Release memdb's writer lock if fn panics; a no-op after Commit.
