@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/hashicorp/raft"
 
 	"github.com/skiff-io/skiff/fsm"
@@ -65,35 +64,7 @@ func (s *Server) putMember(ctx context.Context, m Member) error {
 	if err != nil {
 		return err
 	}
-	for attempt := 0; attempt < 5; attempt++ {
-		mut := fsm.Mutation{Op: fsm.OpCreate, Key: memberKey(m.Name), UID: uuid.NewString(), Object: data}
-		if cur := s.fsm.Read().Get(memberKey(m.Name)); cur != nil {
-			if string(cur.Data) == string(data) {
-				return nil
-			}
-			mut = fsm.Mutation{Op: fsm.OpUpdate, Key: memberKey(m.Name), Object: data,
-				Preconditions: &fsm.Preconditions{ResourceVersion: cur.ModifyIndex}}
-		}
-		entry, err := fsm.EncodeMutation(mut)
-		if err != nil {
-			return err
-		}
-		res, err := s.apply(ctx, entry)
-		if err != nil {
-			return err
-		}
-		if res.Err == nil {
-			return nil
-		}
-		if res.Err.Reason != fsm.ReasonConflict && res.Err.Reason != fsm.ReasonAlreadyExists && res.Err.Reason != fsm.ReasonNotFound {
-			return res.Err
-		}
-		// Raced with another writer: read again (at least the index we lost to).
-		if err := s.waitApplied(ctx, res.Index); err != nil {
-			return err
-		}
-	}
-	return fmt.Errorf("member %s: too many conflicting updates", m.Name)
+	return s.putInternalRecord(ctx, memberKey(m.Name), data)
 }
 
 // deleteMember removes a master's record.

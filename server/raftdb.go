@@ -8,8 +8,12 @@ import (
 	"hash/fnv"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
 )
 
@@ -261,4 +265,24 @@ func (w *boltWalker) elements(id uint64, buf []byte, depth int, lo, hi []byte, o
 		return nil, nil
 	}
 	return prev, nil
+}
+
+// openRaftStores opens dir's Raft log (raft.db) and snapshot store, as a
+// running master, --cluster-reset and a restore all must: every append
+// fsynced (NoSync false); the freelist not written on each commit (bolt
+// rebuilds it when the file is opened, as etcd does), so a commit writes
+// the log pages and the meta page only.
+func openRaftStores(dir string) (*raftboltdb.BoltStore, *raft.FileSnapshotStore, hclog.Logger, error) {
+	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db"), NoSync: false,
+		BoltOptions: &bbolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType}})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("raft log store: %w", err)
+	}
+	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: os.Stderr})
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hlog)
+	if err != nil {
+		logs.Close()
+		return nil, nil, nil, fmt.Errorf("raft snapshot store: %w", err)
+	}
+	return logs, snaps, hlog, nil
 }

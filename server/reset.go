@@ -9,10 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 
 	"github.com/skiff-io/skiff/fsm"
 	"github.com/skiff-io/skiff/fsm/state"
@@ -68,17 +65,11 @@ func ClusterReset(cfg Config) (*ResetReport, error) {
 		return nil, err
 	}
 	defer mark.f.Close()
-	logs, err := raftboltdb.New(raftboltdb.Options{Path: db, NoSync: false,
-		BoltOptions: &bbolt.Options{Timeout: 1e9, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType}})
+	logs, snaps, hlog, err := openRaftStores(dir)
 	if err != nil {
-		return nil, fmt.Errorf("raft log store: %w", err)
+		return nil, err
 	}
 	defer logs.Close()
-	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: os.Stderr})
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hlog)
-	if err != nil {
-		return nil, fmt.Errorf("raft snapshot store: %w", err)
-	}
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeName)
 	rc.Logger = hlog

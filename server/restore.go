@@ -12,10 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 
 	"github.com/skiff-io/skiff/fsm"
 	"github.com/skiff-io/skiff/fsm/state"
@@ -121,17 +118,11 @@ func ClusterResetRestore(cfg Config, path string) (*ResetReport, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db"),
-		BoltOptions: &bbolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType}})
+	logs, snaps, _, err := openRaftStores(dir)
 	if err != nil {
 		return nil, err
 	}
 	defer logs.Close()
-	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: os.Stderr})
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hlog)
-	if err != nil {
-		return nil, err
-	}
 	_, trans := raft.NewInmemTransport(raft.ServerAddress(cfg.raftAddr()))
 	conf := raft.Configuration{Servers: []raft.Server{{ID: raft.ServerID(cfg.NodeName), Address: raft.ServerAddress(cfg.raftAddr()), Suffrage: raft.Voter}}}
 	sink, err := snaps.Create(raft.SnapshotVersionMax, hdr.Index, 1, conf, 1, trans)

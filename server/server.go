@@ -19,7 +19,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/skiff-io/skiff/fsm"
@@ -386,18 +385,12 @@ func (s *Server) setupRaft() error {
 	if s.mark, _, err = openAppliedMark(filepath.Join(dir, appliedMarkFile)); err != nil {
 		return err
 	}
-	// Every append is fsynced (NoSync false). The freelist is not
-	// written on each commit (bolt rebuilds it when the file is opened,
-	// as etcd does): a commit writes the log pages and the meta page only.
-	s.logStore, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db"), NoSync: false,
-		BoltOptions: &bbolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType}})
-	if err != nil {
-		return fmt.Errorf("raft log store: %w", err)
-	}
-	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: os.Stderr})
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hlog)
-	if err != nil {
-		return fmt.Errorf("raft snapshot store: %w", err)
+	var (
+		snaps *raft.FileSnapshotStore
+		hlog  hclog.Logger
+	)
+	if s.logStore, snaps, hlog, err = openRaftStores(dir); err != nil {
+		return err
 	}
 	advertise, err := net.ResolveTCPAddr("tcp", s.cfg.raftAddr())
 	if err != nil {
