@@ -279,6 +279,10 @@ func (s *Server) Start() {
 		s.wg.Add(1)
 		go s.storeAgentToken()
 	}
+	if s.cfg.Witness {
+		s.wg.Add(1)
+		go s.witnessTrimLoop()
+	}
 	s.log.Info("master started", "api", s.cfg.apiURL(), "raft", s.cfg.raftAddr(), "data-dir", s.cfg.DataDir)
 }
 
