@@ -15,6 +15,7 @@ import (
 	"github.com/skiff-io/skiff/server/auditlog"
 	"github.com/skiff-io/skiff/server/controller/manager"
 	"github.com/skiff-io/skiff/server/servicealloc"
+	"github.com/skiff-io/skiff/server/snapshot"
 )
 
 // Config is everything a master needs; cmd/skiff fills it from flags.
@@ -80,6 +81,11 @@ type Config struct {
 	ClusterSnapshotDir       string
 	ClusterSnapshotSchedule  string
 	ClusterSnapshotRetention int
+	// SnapshotCopyDir and SnapshotS3 (nil: none) also keep a copy of
+	// every snapshot this master takes, beyond the masters' disks
+	// (snapshot_targets.go).
+	SnapshotCopyDir string
+	SnapshotS3      *snapshot.S3Config
 
 	// DisableSecretsEncryption turns encryption at rest off: objects of
 	// EncryptionResources (default: secrets) are then written as they are

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -45,6 +46,21 @@ func ClusterResetRestore(cfg Config, path string) (*ResetReport, error) {
 	_, secret, err := pki.ParseToken(token)
 	if err != nil {
 		return nil, fmt.Errorf("server token: %w", err)
+	}
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) && snapshotNameRE.MatchString(path) {
+		// A snapshot's name: this master's file of it, else its copy in
+		// --snapshot-copy-dir or the S3 bucket.
+		targets, err := cfg.snapshotTargets()
+		targets = append([]snapshot.Target{snapshot.DirTarget{Dir: cfg.snapshotDir()}}, targets...)
+		if err != nil {
+			return nil, err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+		path, err = fetchSnapshotCopy(ctx, targets, path, cfg.snapshotDir())
+		cancel()
+		if err != nil {
+			return nil, err
+		}
 	}
 	f, err := os.Open(path)
 	if err != nil {

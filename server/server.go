@@ -28,12 +28,16 @@ import (
 	"github.com/skiff-io/skiff/server/auditlog"
 	"github.com/skiff-io/skiff/server/auth"
 	"github.com/skiff-io/skiff/server/pki"
+	"github.com/skiff-io/skiff/server/snapshot"
 )
 
 // Server is one Skiff master.
 type Server struct {
 	cfg Config
 	log *slog.Logger
+	// snapshotTargets keep copies of this master's cluster snapshots
+	// beyond the masters' disks (--snapshot-copy-dir, --snapshot-s3-*).
+	snapshotTargets []snapshot.Target
 
 	fsm       *fsm.FSM
 	raft      *raft.Raft
@@ -134,6 +138,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		failed:     make(chan error, 1),
 		startTime:  time.Now(),
 	}
+	targets, err := cfg.snapshotTargets()
+	if err != nil {
+		return nil, err
+	}
+	s.snapshotTargets = targets
 	if err := s.loadOrCreateCredentials(ctx); err != nil {
 		return nil, err
 	}
@@ -282,6 +291,9 @@ func (s *Server) Start() {
 	if s.cfg.Witness {
 		s.wg.Add(1)
 		go s.witnessTrimLoop()
+	}
+	if len(s.snapshotTargets) > 0 {
+		go s.checkSnapshotTargets(context.Background())
 	}
 	s.log.Info("master started", "api", s.cfg.apiURL(), "raft", s.cfg.raftAddr(), "data-dir", s.cfg.DataDir)
 }

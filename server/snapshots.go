@@ -36,7 +36,7 @@ import (
 const (
 	DefaultSnapshotSchedule  = "0 */12 * * *"
 	DefaultSnapshotRetention = 5
-	snapshotExt              = ".snap"
+	snapshotExt              = snapshot.Ext
 )
 
 var snapshotNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{0,200}$`)
@@ -59,6 +59,9 @@ type SnapshotInfo struct {
 	Size      int64     `json:"size"`
 	// Masters hold a copy.
 	Masters []string `json:"masters"`
+	// Copies are the targets beyond the masters holding one
+	// ("dir:/mnt/backup", "s3://bucket/folder").
+	Copies []string `json:"copies,omitempty"`
 }
 
 // saveClusterSnapshot takes a snapshot here and copies it to the other
@@ -107,7 +110,8 @@ func (s *Server) saveClusterSnapshot(ctx context.Context, scheduled bool) (*Snap
 		}
 		info.Masters = append(info.Masters, peer.Name)
 	}
-	s.log.Info("cluster snapshot saved", "snapshot", hdr.Name, "index", hdr.Index, "objects", hdr.Objects, "masters", info.Masters)
+	info.Copies = s.copySnapshotToTargets(ctx, path, hdr.Name)
+	s.log.Info("cluster snapshot saved", "snapshot", hdr.Name, "index", hdr.Index, "objects", hdr.Objects, "masters", info.Masters, "copies", info.Copies)
 	return info, nil
 }
 
@@ -283,9 +287,13 @@ func (s *Server) clusterSnapshots(ctx context.Context, local bool) ([]SnapshotIn
 			}
 		}
 	}
+	if !local {
+		s.targetSnapshots(ctx, byName)
+	}
 	out := make([]SnapshotInfo, 0, len(byName))
 	for _, v := range byName {
 		sort.Strings(v.Masters)
+		sort.Strings(v.Copies)
 		out = append(out, *v)
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -339,6 +347,7 @@ func (s *Server) deleteSnapshot(ctx context.Context, name string, local bool) (i
 		return n, err
 	}
 	if !local {
+		n += s.deleteFromTargets(ctx, name)
 		for _, peer := range s.otherMasters() {
 			b, code, err := s.peerCall(ctx, http.MethodDelete, peer.APIURL+"/internal/v1/snapshots/files/"+url.PathEscape(name)+"?local=1", nil)
 			if err != nil || code != http.StatusOK {

@@ -17,6 +17,7 @@ import (
 	"github.com/skiff-io/skiff/server"
 	"github.com/skiff-io/skiff/server/apiserver"
 	"github.com/skiff-io/skiff/server/servicealloc"
+	"github.com/skiff-io/skiff/server/snapshot"
 )
 
 func newServerCommand() *cobra.Command {
@@ -31,6 +32,7 @@ func newServerCommand() *cobra.Command {
 		secretsEncryption bool
 		clusterReset      bool
 		resetRestore      string
+		s3                snapshot.S3Config
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -76,6 +78,11 @@ runs the scheduler (unless --disable-scheduler) and the controllers.`,
 				}
 			}
 			defaultAuditPath(cmd.Flags(), cfg.DataDir, &cfg.Audit)
+			if s3.Bucket != "" {
+				cfg.SnapshotS3 = &s3
+			} else if cmd.Flags().Changed("snapshot-s3-endpoint") || s3.Folder != "" || s3.AccessKey != "" {
+				return errors.New("--snapshot-s3-* flags need --snapshot-s3-bucket")
+			}
 			cfg.Logger = slog.Default()
 			if resetRestore != "" && !clusterReset {
 				return errors.New("--cluster-reset-restore goes with --cluster-reset")
@@ -126,10 +133,19 @@ runs the scheduler (unless --disable-scheduler) and the controllers.`,
 	f.IntVar(&cfg.MaxMutatingRequestsInFlight, "max-mutating-requests-inflight", apiserver.DefaultMaxMutatingRequestsInFlight, "most mutating API requests served at once; more are answered 429 (0: no limit; system:masters is exempt)")
 	f.IntVar(&cfg.MaxWatchesPerUser, "max-watches-per-user", apiserver.DefaultMaxWatchesPerUser, "most watches one user may have open on this master; more are answered 429 (0: no limit; system:masters is exempt)")
 	f.BoolVar(&clusterReset, "cluster-reset", false, "make this master, stopped, the only master of its cluster with the state it holds (after a majority of masters is lost for good), then exit; start it again without the flag (docs/ha.md)")
-	f.StringVar(&resetRestore, "cluster-reset-restore", "", "with --cluster-reset: the state and keys come from this snapshot file (skiff cluster snapshot save); it opens with the cluster's server token (--token, or the data dir's token file)")
+	f.StringVar(&resetRestore, "cluster-reset-restore", "", "with --cluster-reset: the state and keys come from this snapshot file (skiff cluster snapshot save), or the snapshot of this name in the snapshot dir, --snapshot-copy-dir or the --snapshot-s3-bucket; it opens with the cluster's server token (--token, or the data dir's token file)")
 	f.StringVar(&cfg.ClusterSnapshotSchedule, "snapshot-schedule", server.DefaultSnapshotSchedule, "cron schedule of the leader's cluster snapshots, copied to every master (\"\": none)")
 	f.IntVar(&cfg.ClusterSnapshotRetention, "snapshot-retention", server.DefaultSnapshotRetention, "scheduled cluster snapshots kept (the oldest are deleted on every master)")
 	f.StringVar(&cfg.ClusterSnapshotDir, "snapshot-dir", "", "directory of cluster snapshot files (default <data-dir>/snapshots)")
+	f.StringVar(&cfg.SnapshotCopyDir, "snapshot-copy-dir", "", "also copy each cluster snapshot this master takes to this directory (a USB disk, an NFS mount); pruned with --snapshot-retention")
+	f.StringVar(&s3.Bucket, "snapshot-s3-bucket", "", "also copy each cluster snapshot this master takes to this S3-compatible bucket (files are sealed with the server token); pruned with --snapshot-retention")
+	f.StringVar(&s3.Endpoint, "snapshot-s3-endpoint", "s3.amazonaws.com", "HOST[:PORT] of the S3 API (AWS, MinIO, Garage, Ceph RGW)")
+	f.StringVar(&s3.Folder, "snapshot-s3-folder", "", "key prefix of the snapshot files in the bucket")
+	f.StringVar(&s3.Region, "snapshot-s3-region", "", "the bucket's region (default: asked of the endpoint)")
+	f.StringVar(&s3.AccessKey, "snapshot-s3-access-key", "", "S3 access key (default: AWS_ACCESS_KEY_ID, then the instance's IAM role)")
+	f.StringVar(&s3.SecretKey, "snapshot-s3-secret-key", "", "S3 secret key (default: AWS_SECRET_ACCESS_KEY)")
+	f.StringVar(&s3.CAFile, "snapshot-s3-ca", "", "PEM file of a CA to trust for the S3 endpoint's certificate, besides the system's")
+	f.BoolVar(&s3.Insecure, "snapshot-s3-insecure", false, "talk plain HTTP to the S3 endpoint (a trusted network only)")
 	f.BoolVar(&secretsEncryption, "secrets-encryption", true, "seal Secrets (and the --encryption-resources) with AES-256-GCM before they enter the Raft log or a snapshot; false writes new ones in the clear (sealed ones are still read)")
 	f.StringSliceVar(&cfg.EncryptionResources, "encryption-resources", []string{"secrets"}, "resources encrypted at rest: \"secrets\", \"configmaps\", or \"group/resource\" outside the core group")
 	f.DurationVar(&cfg.RequestBodyTimeout, "request-body-timeout", apiserver.DefaultRequestBodyTimeout, "time a client has to send a request body; a slower one is answered 408")

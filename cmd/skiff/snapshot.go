@@ -45,7 +45,7 @@ func newSnapshotCommand(kubeconfig *string) *cobra.Command {
 			if err := json.Unmarshal(body, &info); err != nil {
 				return fmt.Errorf("decode snapshot: %w", err)
 			}
-			fmt.Printf("snapshot %s: index %d, %d objects, %d bytes, on %s\n", info.Name, info.Index, info.Objects, info.Size, strings.Join(info.Masters, ", "))
+			fmt.Printf("snapshot %s: index %d, %d objects, %d bytes, on %s\n", info.Name, info.Index, info.Objects, info.Size, strings.Join(append(info.Masters, info.Copies...), ", "))
 			if len(args) == 1 {
 				if err := downloadSnapshot(ctx, m, info.Name, args[0]); err != nil {
 					return fmt.Errorf("download %s: %w", info.Name, err)
@@ -76,9 +76,10 @@ func newSnapshotCommand(kubeconfig *string) *cobra.Command {
 				return fmt.Errorf("decode snapshots: %w", err)
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 3, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tINDEX\tCREATED\tOBJECTS\tSIZE\tMASTERS")
+			fmt.Fprintln(tw, "NAME\tINDEX\tCREATED\tOBJECTS\tSIZE\tMASTERS\tCOPIES")
 			for _, r := range rows {
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s\n", r.Name, r.Index, r.Created.Format(time.RFC3339), r.Objects, r.Size, strings.Join(r.Masters, ","))
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s\t%s\n", r.Name, r.Index, r.Created.Format(time.RFC3339), r.Objects, r.Size,
+					dash(strings.Join(r.Masters, ",")), dash(strings.Join(r.Copies, ",")))
 			}
 			return tw.Flush()
 		},
