@@ -36,7 +36,9 @@ func podKind() *Kind {
 			obj.(*corev1.Pod).Spec.EphemeralContainers = old.(*corev1.Pod).Spec.EphemeralContainers
 		},
 		validate: func(obj runtime.Object) field.ErrorList {
-			return validatePodSpec(&obj.(*corev1.Pod).Spec, field.NewPath("spec"), nil)
+			spec := &obj.(*corev1.Pod).Spec
+			return append(validatePodSpec(spec, field.NewPath("spec"), nil),
+				validateEphemeralContainers(spec, field.NewPath("spec", "ephemeralContainers"))...)
 		},
 		validateUpdate: func(obj, old runtime.Object) field.ErrorList {
 			pod, oldPod := obj.(*corev1.Pod), old.(*corev1.Pod)
