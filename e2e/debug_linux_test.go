@@ -30,6 +30,34 @@ func TestDebugging(t *testing.T) {
 	t.Run("kubectl debug -it --target", func(t *testing.T) { testKubectlDebug(t, sub(t)) })
 	t.Run("logs --previous", func(t *testing.T) { testLogsPrevious(t, sub(t)) })
 	t.Run("/etc/hosts", func(t *testing.T) { testEtcHosts(t, sub(t)) })
+	t.Run("pods/proxy from a master without an agent", func(t *testing.T) { testProxyNoAgent(t, sub(t)) })
+}
+
+// testProxyNoAgent: this node's master runs with --disable-agent in
+// another network namespace, with no route to pod addresses; pods/proxy
+// still reaches the pod, through its kubelet.
+func testProxyNoAgent(t *testing.T, n *realNode) {
+	p := bbPod("web", corev1.RestartPolicyAlways, "exec httpd -f -p 8080 -h /www")
+	p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 8080}}
+	n.create(p)
+	n.waitPod("web", "running", phase(corev1.PodRunning))
+	hc := n.master.HTTPClient()
+	for _, path := range []string{"/api/v1/namespaces/default/pods/web:8080/proxy/index.html", "/api/v1/namespaces/default/pods/web/proxy/"} {
+		err := testutil.Poll(30*time.Second, func() error {
+			code, body, err := httpGetBody(hc, n.master.URL()+path)
+			if err != nil {
+				return err
+			}
+			if code != http.StatusOK || body != "hello from httpd\n" {
+				return fmt.Errorf("GET %s: %d %s", path, code, body)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("%v\n--- agent log ---\n%s", err, n.agent.LogTail(20))
+		}
+	}
+	n.deletePod("web")
 }
 
 // lockedBuffer collects a process's output while the test reads it.
