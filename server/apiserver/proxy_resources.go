@@ -68,7 +68,14 @@ func (s *APIServer) handleProxy(req *request) {
 	transport := s.cfg.KubeletTransport
 	switch o := obj.(type) {
 	case *corev1.Node:
+		// Only the kubelet's port is served (kube-apiserver also dials
+		// other ports of the node's address).
 		if target, err = s.kubeletURL(snap, o.Name); err == nil {
+			if port != "" && port != target.Port() || scheme == "http" {
+				err = badRequest("nodes/proxy reaches only the kubelet (https, port %s)", target.Port())
+			}
+		}
+		if err == nil {
 			setPath(target, rest)
 		}
 	case *corev1.Pod:
