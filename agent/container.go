@@ -29,6 +29,9 @@ func (a *Agent) startContainer(ctx context.Context, pod *corev1.Pod, c *corev1.C
 		return 2 * time.Second
 	}
 	cfg, err := a.containerConfig(ctx, pod, c, attempt, imageRef, rt.podIP(), isInit)
+	if ec := ephemeralSpec(pod, c.Name); ec != nil && err == nil {
+		err = ephemeralConfig(cfg, ec, rt) // ephemeral.go
+	}
 	if err != nil {
 		msg := err.Error()
 		if w := st.waiting[c.Name]; w == nil || w.Message != msg {

@@ -27,35 +27,82 @@ func (a *Agent) writeHostFiles(pod *corev1.Pod, podIP string) error {
 	}
 	var hosts []byte
 	if pod.Spec.HostNetwork {
-		b, err := os.ReadFile("/etc/hosts")
+		node, err := os.ReadFile("/etc/hosts")
 		if err != nil {
-			b = []byte("127.0.0.1\tlocalhost\n")
+			node = []byte("127.0.0.1\tlocalhost\n")
 		}
-		hosts = b
+		hosts = hostNetworkHosts(node, pod.Spec.HostAliases)
 	} else {
-		var b strings.Builder
-		b.WriteString("# Kubernetes-managed hosts file (Skiff).\n")
-		b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n")
 		hostname, _ := a.podHostname(pod)
+		domain := ""
+		if pod.Spec.Subdomain != "" {
+			domain = fmt.Sprintf("%s.%s.svc.%s", pod.Spec.Subdomain, pod.Namespace, a.cfg.ClusterDomain)
+		}
+		var ips []string
 		if podIP != "" {
-			if pod.Spec.Subdomain != "" {
-				fqdn := fmt.Sprintf("%s.%s.%s.svc.%s", hostname, pod.Spec.Subdomain, pod.Namespace, a.cfg.ClusterDomain)
-				fmt.Fprintf(&b, "%s\t%s\t%s\n", podIP, fqdn, hostname)
-			} else {
-				fmt.Fprintf(&b, "%s\t%s\n", podIP, hostname)
-			}
+			ips = []string{podIP}
 		}
-		for _, ha := range pod.Spec.HostAliases {
-			if len(ha.Hostnames) > 0 {
-				fmt.Fprintf(&b, "\n# Entries added by HostAliases.\n%s\t%s\n", ha.IP, strings.Join(ha.Hostnames, "\t"))
-			}
-		}
-		hosts = []byte(b.String())
+		hosts = managedHosts(ips, hostname, domain, pod.Spec.HostAliases)
 	}
 	if err := writeFileIfChanged(filepath.Join(dir, hostsFile), hosts); err != nil {
 		return err
 	}
 	return writeFileIfChanged(filepath.Join(dir, resolvFile), []byte(a.resolvConf(pod)))
+}
+
+// The headers of the hosts files the kubelet writes (the conformance
+// suite checks them).
+const (
+	managedHostsHeader            = "# Kubernetes-managed hosts file.\n"
+	managedHostsHeaderHostNetwork = "# Kubernetes-managed hosts file (host network).\n"
+)
+
+// managedHosts is the /etc/hosts of a pod with its own network, in the
+// kubelet's layout: the header, the loopback and IPv6 names, one line per
+// pod IP with the hostname (FQDN first when the pod has a subdomain), then
+// the host aliases.
+func managedHosts(ips []string, hostname, domain string, aliases []corev1.HostAlias) []byte {
+	var b strings.Builder
+	b.WriteString(managedHostsHeader)
+	for _, l := range []string{
+		"127.0.0.1\tlocalhost",
+		"::1\tlocalhost ip6-localhost ip6-loopback",
+		"fe00::0\tip6-localnet",
+		"fe00::0\tip6-mcastprefix",
+		"fe00::1\tip6-allnodes",
+		"fe00::2\tip6-allrouters",
+	} {
+		b.WriteString(l + "\n")
+	}
+	for _, ip := range ips {
+		if domain != "" {
+			fmt.Fprintf(&b, "%s\t%s.%s\t%s\n", ip, hostname, domain, hostname)
+		} else {
+			fmt.Fprintf(&b, "%s\t%s\n", ip, hostname)
+		}
+	}
+	b.WriteString(hostAliasLines(aliases))
+	return []byte(b.String())
+}
+
+// hostNetworkHosts is the /etc/hosts of a host-network pod: the node's,
+// under the kubelet's header, with the host aliases after it.
+func hostNetworkHosts(node []byte, aliases []corev1.HostAlias) []byte {
+	return []byte(managedHostsHeaderHostNetwork + string(node) + hostAliasLines(aliases))
+}
+
+// hostAliasLines is the host aliases section: a blank line, its comment,
+// then one line per alias with the IP and all its names.
+func hostAliasLines(aliases []corev1.HostAlias) string {
+	if len(aliases) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("\n# Entries added by HostAliases.\n")
+	for _, ha := range aliases {
+		fmt.Fprintf(&b, "%s\t%s\n", ha.IP, strings.Join(ha.Hostnames, "\t"))
+	}
+	return b.String()
 }
 
 func writeFileIfChanged(path string, data []byte) error {

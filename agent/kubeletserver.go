@@ -43,6 +43,7 @@ func (a *Agent) newKubeletServer() *http.Server {
 	auth := a.requireAPIServer
 	mux.HandleFunc("GET /containerLogs/{ns}/{pod}/{container}", auth(a.serveContainerLogs))
 	mux.HandleFunc("GET /pods", auth(a.servePods))
+	mux.HandleFunc("/podproxy/{ns}/{pod}/{scheme}/{port}/{path...}", auth(a.servePodProxy)) // podproxy.go
 	for _, m := range []string{"GET", "POST"} {
 		mux.HandleFunc(m+" /exec/{ns}/{pod}/{container}", auth(a.serveExec(stream)))
 		mux.HandleFunc(m+" /exec/{ns}/{pod}/{uid}/{container}", auth(a.serveExec(stream)))
@@ -129,7 +130,7 @@ func (a *Agent) serveContainerLogs(w http.ResponseWriter, r *http.Request) {
 	previous := r.URL.Query().Get("previous") == "true"
 	inst := rt.latest(container)
 	if previous {
-		inst = rt.previous(container)
+		inst = rt.lastTerminated(container, func(code int32) bool { return restarts(pod, container, code) })
 	}
 	if inst == nil {
 		msg := fmt.Sprintf("container %q in pod %q is waiting to start: ContainerCreating", container, name)
@@ -150,6 +151,23 @@ func (a *Agent) serveContainerLogs(w http.ResponseWriter, r *http.Request) {
 	if err := readLogs(r.Context(), w, path, opts, running); err != nil {
 		a.log.Debug("container logs", "pod", ns+"/"+name, "container", container, "err", err)
 	}
+}
+
+// restarts reports whether container of pod runs again after exiting
+// with code: regular containers per restartPolicy, init containers after a
+// failure unless Never, ephemeral containers never.
+func restarts(pod *corev1.Pod, container string, code int32) bool {
+	for _, c := range pod.Spec.InitContainers {
+		if c.Name == container {
+			return code != 0 && pod.Spec.RestartPolicy != corev1.RestartPolicyNever
+		}
+	}
+	for _, c := range pod.Spec.Containers {
+		if c.Name == container {
+			return shouldRestart(pod.Spec.RestartPolicy, code)
+		}
+	}
+	return false
 }
 
 // runningContainer finds the running instance of a container of a pod.

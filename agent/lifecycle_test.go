@@ -547,7 +547,7 @@ func TestHostNetworkPod(t *testing.T) {
 	}
 	hosts := readLink(t, mountAt(c.Config.Mounts, "/etc/hosts").HostPath)
 	node, _ := os.ReadFile("/etc/hosts")
-	if hosts != string(node) {
-		t.Errorf("host-network pod's /etc/hosts is not the node's")
+	if hosts != "# Kubernetes-managed hosts file (host network).\n"+string(node) {
+		t.Errorf("host-network pod's /etc/hosts is not the node's under the kubelet's header:\n%s", hosts)
 	}
 }

@@ -57,6 +57,20 @@ func (r *podRuntime) previous(name string) *runtimeapi.ContainerStatus {
 	return nil
 }
 
+// lastTerminated is the run `kubectl logs --previous` shows: the
+// kubelet's lastState. That is the newest instance when it exited and is
+// to run again (its next run has not started: the pod waits in
+// CrashLoopBackOff), else the exited instance before the newest.
+func (r *podRuntime) lastTerminated(name string, restarts func(exitCode int32) bool) *runtimeapi.ContainerStatus {
+	if cur := r.latest(name); cur != nil && cur.State == runtimeapi.ContainerState_CONTAINER_EXITED && restarts(cur.ExitCode) {
+		return cur
+	}
+	if prev := r.previous(name); prev != nil && prev.State == runtimeapi.ContainerState_CONTAINER_EXITED {
+		return prev
+	}
+	return nil
+}
+
 // running lists the running containers of the pod.
 func (r *podRuntime) running() []*runtimeapi.ContainerStatus {
 	var out []*runtimeapi.ContainerStatus

@@ -40,7 +40,7 @@ func (a *Agent) podStatus(pod *corev1.Pod, rt *podRuntime, st *podState) corev1.
 		}
 	}
 	old := map[string]corev1.ContainerStatus{}
-	for _, cs := range append(append([]corev1.ContainerStatus(nil), pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...) {
+	for _, cs := range append(append(append([]corev1.ContainerStatus(nil), pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...), pod.Status.EphemeralContainerStatuses...) {
 		old[cs.Name] = cs
 	}
 	initDone := true
@@ -59,6 +59,10 @@ func (a *Agent) podStatus(pod *corev1.Pod, rt *podRuntime, st *podState) corev1.
 	for i := range pod.Spec.Containers {
 		c := &pod.Spec.Containers[i]
 		s.ContainerStatuses = append(s.ContainerStatuses, a.containerStatus(pod, c, rt, st, old[c.Name], waitReason))
+	}
+	for i := range pod.Spec.EphemeralContainers {
+		c := (*corev1.Container)(&pod.Spec.EphemeralContainers[i].EphemeralContainerCommon)
+		s.EphemeralContainerStatuses = append(s.EphemeralContainerStatuses, a.containerStatus(pod, c, rt, st, old[c.Name], "ContainerCreating"))
 	}
 	s.Phase = podPhase(pod, s.InitContainerStatuses, s.ContainerStatuses, initDone)
 	if isTerminal(pod.Status.Phase) {

@@ -128,6 +128,7 @@ func (a *Agent) syncPod(ctx context.Context, pod *corev1.Pod, gone bool, st *pod
 		d = a.syncContainers(ctx, pod, rt, st)
 		requeue = minPositive(requeue, d)
 	}
+	requeue = minPositive(requeue, a.syncEphemeralContainers(ctx, pod, rt, st)) // ephemeral.go
 	a.gcContainers(ctx, rt)
 	if rt2, err := a.podRuntime(ctx, pod.UID); err == nil {
 		rt = rt2

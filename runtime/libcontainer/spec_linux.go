@@ -164,7 +164,17 @@ func (r *Runtime) buildConfig(c *container, sb *sandbox, img *v1.ConfigFile, roo
 		ns = namespaceOptions(sb.config())
 	}
 	spec.Linux.Namespaces = []specs.LinuxNamespace{{Type: specs.MountNamespace}}
-	if ns.Pid != runtimeapi.NamespaceMode_NODE {
+	switch ns.Pid {
+	case runtimeapi.NamespaceMode_NODE:
+	case runtimeapi.NamespaceMode_TARGET:
+		// An ephemeral container with a target joins the target's PID
+		// namespace, and sees its processes.
+		p, err := r.pidNamespaceOf(ns.TargetId)
+		if err != nil {
+			return nil, shim.Process{}, err
+		}
+		spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.PIDNamespace, Path: p})
+	default:
 		spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.PIDNamespace})
 	}
 	if sb.NetNS != "" {
@@ -212,6 +222,20 @@ func (r *Runtime) buildConfig(c *container, sb *sandbox, img *v1.ConfigFile, roo
 		Args: args, Env: env, Cwd: cwd, UID: uid, GID: gid, AdditionalGroups: groups,
 		Tty: cc.Tty, Stdin: cc.Stdin, StdinOnce: cc.StdinOnce,
 	}, nil
+}
+
+// pidNamespaceOf is the PID namespace of the running container id (its
+// init's).
+func (r *Runtime) pidNamespaceOf(id string) (string, error) {
+	c, err := r.getContainer(id)
+	if err != nil {
+		return "", fmt.Errorf("target container: %w", err)
+	}
+	rs := r.runState(c)
+	if rs.state != runtimeapi.ContainerState_CONTAINER_RUNNING || rs.started == nil || rs.started.InitPid <= 0 {
+		return "", fmt.Errorf("target container %s is not running", id)
+	}
+	return fmt.Sprintf("/proc/%d/ns/pid", rs.started.InitPid), nil
 }
 
 // mergeEnv is the image's environment overridden by the container's, with

@@ -60,6 +60,9 @@ type Attributes struct {
 	Kind      *registry.Kind
 	Namespace string
 	Name      string
+	// Subresource is set for an update through a subresource
+	// (pods/ephemeralcontainers).
+	Subresource string
 	// Object is the object to store; mutating plugins change it.
 	Object runtime.Object
 	// OldObject is the stored object (updates).

@@ -140,13 +140,14 @@ func (c *Chain) checkPodSecurity(ctx context.Context, a *Attributes) error {
 		return nil
 	}
 	attrs := &psaapi.AttributesRecord{
-		Name:      a.Name,
-		Namespace: a.Namespace,
-		Kind:      a.Kind.GVK,
-		Resource:  schema.GroupVersionResource{Group: a.Kind.GVK.Group, Version: a.Kind.GVK.Version, Resource: a.Kind.Resource},
-		Operation: admissionv1.Operation(a.Operation),
-		Object:    a.Object,
-		OldObject: a.OldObject,
+		Name:        a.Name,
+		Namespace:   a.Namespace,
+		Kind:        a.Kind.GVK,
+		Resource:    schema.GroupVersionResource{Group: a.Kind.GVK.Group, Version: a.Kind.GVK.Version, Resource: a.Kind.Resource},
+		Operation:   admissionv1.Operation(a.Operation),
+		Subresource: a.Subresource,
+		Object:      a.Object,
+		OldObject:   a.OldObject,
 	}
 	if gr == namespacesResource {
 		// A namespace's own request carries its name as the namespace.

@@ -66,6 +66,21 @@ func (s *APIServer) validateAdmission(ctx context.Context, op admission.Operatio
 	return muts, admissionError(err)
 }
 
+// admitSubresource runs the mutating and validating plugins on an update
+// of a subresource that changes the object (pods/ephemeralcontainers).
+func (s *APIServer) admitSubresource(ctx context.Context, kind *registry.Kind, sub string, obj, old runtime.Object, dry bool) ([]fsm.Mutation, error) {
+	if s.cfg.Admission == nil {
+		return nil, nil
+	}
+	a := admissionAttrs(admission.Update, kind, obj, old, dry)
+	a.Subresource = sub
+	if err := s.cfg.Admission.Admit(ctx, a); err != nil {
+		return nil, admissionError(err)
+	}
+	muts, err := s.cfg.Admission.Validate(ctx, a)
+	return muts, admissionError(err)
+}
+
 // admissionError passes API errors through and makes others a 500.
 func admissionError(err error) error {
 	if err == nil {

@@ -7,6 +7,8 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/skiff-io/skiff/server/registry"
 )
 
 // handlePatch serves PATCH with JSON patch, merge patch and strategic
@@ -48,6 +50,7 @@ func (s *APIServer) handlePatch(req *request) {
 		namespace: req.namespace(),
 		name:      req.info.Name,
 		status:    req.info.Subresource == "status",
+		ephemeral: req.info.Subresource == registry.SubEphemeralContainers,
 		dry:       dry,
 		tryUpdate: func(old runtime.Object) (runtime.Object, uint64, error) {
 			orig, err := json.Marshal(old)

@@ -50,6 +50,19 @@ func (s *APIServer) serveSubresource(req *request) {
 			return
 		}
 		s.handleStreaming(req)
+	case registry.SubEphemeralContainers:
+		switch verb {
+		case "get":
+			s.handleGet(req)
+		case "update":
+			s.handleUpdate(req)
+		case "patch":
+			s.handlePatch(req)
+		default:
+			s.writeError(req.w, req.r, methodNotSupported(req))
+		}
+	case registry.SubProxy:
+		s.handleProxy(req) // proxy_resources.go
 	case registry.SubFinalize:
 		if verb != "update" {
 			s.writeError(req.w, req.r, methodNotSupported(req))

@@ -64,10 +64,11 @@ func (s *APIServer) handleUpdate(req *request) {
 		namespace: req.namespace(),
 		name:      req.info.Name,
 		status:    req.info.Subresource == "status",
+		ephemeral: req.info.Subresource == registry.SubEphemeralContainers,
 		dry:       dry,
 		tryUpdate: func(runtime.Object) (runtime.Object, uint64, error) { return obj.DeepCopyObject(), clientRV, nil },
 	}
-	if req.kind.AllowCreateOnUpdate && !u.status {
+	if req.kind.AllowCreateOnUpdate && !u.status && !u.ephemeral {
 		u.create = func(ctx context.Context) (runtime.Object, error) {
 			if clientRV != 0 {
 				return nil, apierrors.NewNotFound(req.kind.GroupResource(), req.info.Name)
@@ -92,7 +93,10 @@ type update struct {
 	kind            *registry.Kind
 	namespace, name string
 	status          bool
-	dry             bool
+	// ephemeral: an update of pods/ephemeralcontainers (only
+	// spec.ephemeralContainers changes).
+	ephemeral bool
+	dry       bool
 	// tryUpdate returns the client's new version of old (a copy it may
 	// change) and the resourceVersion the client required (0: none).
 	tryUpdate func(old runtime.Object) (runtime.Object, uint64, error)
@@ -145,12 +149,24 @@ func (s *APIServer) guaranteedUpdate(ctx context.Context, u *update) (runtime.Ob
 				fmt.Errorf("Precondition failed: UID in precondition: %v, UID in object meta: %v", uid, cur.UID))
 		}
 		var final runtime.Object
-		if u.status {
+		var extra []fsm.Mutation
+		switch {
+		case u.ephemeral:
+			final = registry.PrepareForEphemeralContainersUpdate(obj, old)
+			if errs := registry.ValidateEphemeralContainersUpdate(final, old); len(errs) > 0 {
+				return nil, false, apierrors.NewInvalid(kind.GVK.GroupKind(), u.name, errs)
+			}
+			// PodSecurity and the other plugins see the pod with its new
+			// ephemeral containers, as kube-apiserver's.
+			if extra, err = s.admitSubresource(ctx, kind, registry.SubEphemeralContainers, final, old, u.dry); err != nil {
+				return nil, false, err
+			}
+		case u.status:
 			final = kind.PrepareForStatusUpdate(obj, old)
 			if errs := kind.ValidateStatusUpdate(final, old); len(errs) > 0 {
 				return nil, false, apierrors.NewInvalid(kind.GVK.GroupKind(), u.name, errs)
 			}
-		} else {
+		default:
 			if err := s.admit(ctx, admission.Update, kind, obj, old, u.dry); err != nil {
 				return nil, false, err
 			}
@@ -160,8 +176,7 @@ func (s *APIServer) guaranteedUpdate(ctx context.Context, u *update) (runtime.Ob
 				return nil, false, apierrors.NewInvalid(kind.GVK.GroupKind(), u.name, errs)
 			}
 		}
-		var extra []fsm.Mutation
-		if !u.status {
+		if !u.status && !u.ephemeral {
 			if extra, err = s.validateAdmission(ctx, admission.Update, kind, final, old, u.dry); err != nil {
 				return nil, false, err
 			}
@@ -180,7 +195,7 @@ func (s *APIServer) guaranteedUpdate(ctx context.Context, u *update) (runtime.Ob
 			return final, false, nil
 		}
 		mut := fsm.Mutation{Op: fsm.OpUpdate, Key: cur.Key, Object: data, Preconditions: pre}
-		deleting := !u.status && finalizersDone(final, old)
+		deleting := !u.status && !u.ephemeral && finalizersDone(final, old)
 		if deleting {
 			mut = fsm.Mutation{Op: fsm.OpDelete, Key: cur.Key, Preconditions: pre}
 		}

@@ -70,8 +70,12 @@ func parseRequestInfo(r *http.Request) *requestInfo {
 	case len(rest) == 0:
 		info.IsResource = false
 		return info
+	case len(rest) > 3 && rest[2] == "proxy":
+		// <resource>/<name>/proxy/<path...> (proxy.go): the path is the
+		// proxied one's, authorized as the proxy subresource.
+		info.Resource, info.Name, info.Subresource = rest[0], rest[1], rest[2]
 	case len(rest) > 3:
-		// Deeper paths (proxy) are not served.
+		// Other deeper paths are not served.
 		info.Resource = rest[0]
 		info.Subresource = strings.Join(rest[2:], "/")
 		info.Name = rest[1]

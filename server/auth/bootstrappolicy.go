@@ -56,7 +56,7 @@ func editRules() []rbacv1.PolicyRule {
 	return append(rules,
 		rule(readVerbs, "", "secrets", "pods/attach", "pods/exec", "pods/portforward", "pods/proxy", "services/proxy"),
 		rule([]string{"create"}, "", "pods/attach", "pods/exec", "pods/portforward", "pods/eviction", "serviceaccounts/token"),
-		rule(writeVerbs, "", "pods", "pods/attach", "pods/exec", "pods/portforward", "pods/proxy", "configmaps", "endpoints",
+		rule(writeVerbs, "", "pods", "pods/attach", "pods/ephemeralcontainers", "pods/exec", "pods/portforward", "pods/proxy", "configmaps", "endpoints",
 			"persistentvolumeclaims", "replicationcontrollers", "replicationcontrollers/scale", "secrets",
 			"serviceaccounts", "services", "services/proxy"),
 		rule(writeVerbs, "apps", "daemonsets", "deployments", "deployments/rollback", "deployments/scale", "replicasets",

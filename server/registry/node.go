@@ -47,6 +47,9 @@ func nodeKind() *Kind {
 				orDefault(n.Status.NodeInfo.OSImage, "<unknown>"), orDefault(n.Status.NodeInfo.KernelVersion, "<unknown>"),
 				orDefault(n.Status.NodeInfo.ContainerRuntimeVersion, "<unknown>")}
 		},
+
+		// The proxy subresource (subresource.go).
+		extraSubresources: nodeSubresources,
 	}
 }
 

@@ -30,8 +30,15 @@ func podKind() *Kind {
 			pod.Status = corev1.PodStatus{Phase: corev1.PodPending, QOSClass: qosClass(&pod.Spec)}
 		},
 		defaults: func(obj runtime.Object) { defaultPodSpec(&obj.(*corev1.Pod).Spec) },
+		// Ephemeral containers change only through pods/ephemeralcontainers
+		// (ephemeral.go).
+		prepareForUpdate: func(obj, old runtime.Object) {
+			obj.(*corev1.Pod).Spec.EphemeralContainers = old.(*corev1.Pod).Spec.EphemeralContainers
+		},
 		validate: func(obj runtime.Object) field.ErrorList {
-			return validatePodSpec(&obj.(*corev1.Pod).Spec, field.NewPath("spec"), nil)
+			spec := &obj.(*corev1.Pod).Spec
+			return append(validatePodSpec(spec, field.NewPath("spec"), nil),
+				validateEphemeralContainers(spec, field.NewPath("spec", "ephemeralContainers"))...)
 		},
 		validateUpdate: func(obj, old runtime.Object) field.ErrorList {
 			pod, oldPod := obj.(*corev1.Pod), old.(*corev1.Pod)

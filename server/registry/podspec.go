@@ -182,8 +182,17 @@ func validatePodSpec(s *corev1.PodSpec, p *field.Path, allowedRestart []string) 
 
 func validateContainers(cs []corev1.Container, p *field.Path, names, vols map[string]bool) field.ErrorList {
 	var errs field.ErrorList
-	for i, c := range cs {
-		cp := p.Index(i)
+	for i := range cs {
+		errs = append(errs, validateContainer(&cs[i], p.Index(i), names, vols)...)
+	}
+	return errs
+}
+
+// validateContainer checks one container at path cp; names holds the
+// names taken so far (the container's is added).
+func validateContainer(c *corev1.Container, cp *field.Path, names, vols map[string]bool) field.ErrorList {
+	var errs field.ErrorList
+	{
 		switch {
 		case c.Name == "":
 			errs = append(errs, field.Required(cp.Child("name"), ""))

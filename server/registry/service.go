@@ -66,6 +66,9 @@ func serviceKind() *Kind {
 			return []any{svc.Name, string(svc.Spec.Type), orNone(svc.Spec.ClusterIP), serviceExternalIP(svc),
 				servicePorts(svc), Age(svc.CreationTimestamp, now), selectorString(svc.Spec.Selector)}
 		},
+
+		// The proxy subresource (subresource.go).
+		extraSubresources: serviceSubresources,
 	}
 }
 

@@ -23,6 +23,10 @@ const (
 	SubToken       = "token"
 	SubFinalize    = "finalize"
 	SubApproval    = "approval"
+	// SubEphemeralContainers is pods/ephemeralcontainers (ephemeral.go).
+	SubEphemeralContainers = "ephemeralcontainers"
+	// SubProxy is pods/proxy, services/proxy and nodes/proxy.
+	SubProxy = "proxy"
 )
 
 // Subresource is one subresource of a kind as discovery lists it.
@@ -61,7 +65,19 @@ var podSubresources = []Subresource{
 	{Name: SubExec, GVK: corev1.SchemeGroupVersion.WithKind("PodExecOptions"), Verbs: streamingVerbs},
 	{Name: SubLog, GVK: podGVK, Verbs: []string{"get"}},
 	{Name: SubPortForward, GVK: corev1.SchemeGroupVersion.WithKind("PodPortForwardOptions"), Verbs: streamingVerbs},
+	{Name: SubEphemeralContainers, GVK: podGVK, Verbs: []string{"get", "patch", "update"}},
+	{Name: SubProxy, GVK: corev1.SchemeGroupVersion.WithKind("PodProxyOptions"), Verbs: proxyVerbs},
 }
+
+// proxyVerbs are the verbs of the proxy subresources (every method).
+var proxyVerbs = []string{"create", "delete", "get", "patch", "update"}
+
+// serviceSubresources and nodeSubresources are the proxy subresources of
+// services and nodes.
+var (
+	serviceSubresources = []Subresource{{Name: SubProxy, GVK: corev1.SchemeGroupVersion.WithKind("ServiceProxyOptions"), Verbs: proxyVerbs}}
+	nodeSubresources    = []Subresource{{Name: SubProxy, GVK: corev1.SchemeGroupVersion.WithKind("NodeProxyOptions"), Verbs: proxyVerbs}}
+)
 
 // Subresources lists the kind's subresources sorted by name: status, scale
 // and the kind's own (pods/binding, serviceaccounts/token...).
