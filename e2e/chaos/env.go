@@ -36,6 +36,8 @@ type Node struct {
 	mu      sync.Mutex
 	paused  bool
 	removed bool
+	// bin is the binary it runs ("": the one under test).
+	bin string
 }
 
 func (n *Node) isPaused() bool  { n.mu.Lock(); defer n.mu.Unlock(); return n.paused }
@@ -52,6 +54,9 @@ type Env struct {
 	token  string
 	start  time.Time
 	seq    int
+	// binary runs new masters (testutil.Binary if empty); the
+	// rolling-upgrade nemesis starts on an older release's.
+	binary string
 
 	mu    sync.Mutex
 	nodes []*Node
@@ -65,6 +70,9 @@ type EnvOptions struct {
 	Args []string
 	// ClientTimeout bounds each client request (default 3s).
 	ClientTimeout time.Duration
+	// Binary is the skiff binary the masters start with (the one under
+	// test if empty).
+	Binary string
 }
 
 // StartEnv starts a cluster of opts.Masters and waits until every master is
@@ -74,7 +82,7 @@ func StartEnv(t *testing.T, opts EnvOptions) *Env {
 	if opts.ClientTimeout == 0 {
 		opts.ClientTimeout = 3 * time.Second
 	}
-	e := &Env{t: t, mode: opts.Mode, args: opts.Args, start: time.Now()}
+	e := &Env{t: t, mode: opts.Mode, args: opts.Args, start: time.Now(), binary: opts.Binary}
 	if e.mode == Netns {
 		e.net = testutil.NewTestNet(t, 0)
 	}
@@ -108,9 +116,10 @@ func (e *Env) newNode(join, token string) *Node {
 	e.mu.Lock()
 	e.seq++
 	name := fmt.Sprintf("m%d", e.seq)
+	bin := e.binary
 	e.mu.Unlock()
-	opts := testutil.MasterOptions{Name: name, Join: join, Token: token, Args: e.args}
-	n := &Node{}
+	opts := testutil.MasterOptions{Name: name, Join: join, Token: token, Args: e.args, Binary: bin}
+	n := &Node{bin: bin}
 	if e.net != nil {
 		n.host = e.net.AddHost()
 		opts.IP, opts.Netns = n.host.IP, n.host.Netns

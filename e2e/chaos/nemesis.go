@@ -33,6 +33,9 @@ type Nemesis struct {
 	// Full nemeses run in the full suite (SKIFF_CHAOS=full, `make
 	// chaos`) or when named, not in the short one `make test` runs.
 	Full bool
+	// Release, if set, is the commit whose build the masters start with
+	// (testutil.BuildRelease), for upgrades.
+	Release string
 }
 
 // Faults records what a nemesis did.
@@ -77,6 +80,7 @@ func Nemeses() []*Nemesis {
 		{Name: "restart-no-quorum", Masters: 3, Hold: 0, Inject: restartNoQuorum, Full: true},
 		{Name: "full-restart", Masters: 3, Hold: 2 * time.Second, Inject: fullRestart, Full: true},
 		{Name: "quorum-reset", Masters: 3, Hold: 0, Inject: quorumReset, Full: true},
+		{Name: "rolling-upgrade", Masters: 3, Hold: 0, Inject: rollingUpgrade, Full: true, Release: testutil.UpgradeFrom},
 		{Name: "mixed", Masters: 5, Hold: 2 * time.Second, Args: snapshotFlags, Inject: mixed, Extra: true},
 	}
 }

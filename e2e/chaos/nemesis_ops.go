@@ -12,9 +12,9 @@ import (
 )
 
 // Nemeses of the control plane's day-2 operations (issue 18, docs/ha.md):
-// every master stopped for maintenance and started again, and a majority
-// lost for good, recovered with --cluster-reset. They run in the full
-// suite (`make chaos`) only.
+// every master stopped for maintenance and started again, a majority lost
+// for good, recovered with --cluster-reset, and a rolling upgrade from the
+// previous release. They run in the full suite (`make chaos`) only.
 
 // fullRestart stops every master with SIGTERM (a planned shutdown of the
 // whole cluster, as for maintenance) and starts them all again at heal.
@@ -92,4 +92,53 @@ func quorumReset(ctx context.Context, e *Env, rng *rand.Rand, f *Faults) (func()
 		}
 		return nil
 	}, nil
+}
+
+// rollingUpgrade upgrades the cluster one master at a time, as docs/ha.md
+// says: followers first, the leader last, each stopped with SIGTERM and
+// started on the binary under test with the same data dir, the next one
+// only once the cluster is healthy again. The run starts on
+// testutil.UpgradeFrom's build (Nemesis.Release), so the first fault is
+// the upgrade with old and new masters serving side by side; later ones,
+// every master new, are rolling restarts (a downgrade across the formats
+// the new release writes is refused).
+func rollingUpgrade(ctx context.Context, e *Env, rng *rand.Rand, f *Faults) (func() error, error) {
+	l, err := e.Leader(10 * time.Second)
+	if err != nil {
+		return nil, err
+	}
+	var order []*Node
+	for _, m := range e.Members() {
+		if m != l {
+			order = append(order, m)
+		}
+	}
+	order = append(order, l)
+	bin := testutil.Binary(e.t)
+	for _, m := range order {
+		m.mu.Lock()
+		from := m.bin
+		m.bin = bin
+		m.mu.Unlock()
+		what := "restarted"
+		if from != bin {
+			what = "upgraded"
+		}
+		m.Stop()
+		if m == l {
+			f.Disruptions = append(f.Disruptions, e.Now())
+		}
+		m.SetBinary(bin)
+		e.Restart(m)
+		// The roll goes on only once the cluster is whole again; its
+		// waits outlive the run's context (it may end meanwhile).
+		if err := e.WaitHealthy(90 * time.Second); err != nil {
+			return nil, fmt.Errorf("after %s %s: %w", what, m.Name, err)
+		}
+		f.logf(e, "%s %s", what, m.Name)
+	}
+	e.mu.Lock()
+	e.binary = bin
+	e.mu.Unlock()
+	return func() error { return nil }, nil
 }

@@ -81,7 +81,11 @@ func Run(t *testing.T, nem *Nemesis, cfg Config) *Result {
 	res := &Result{Nemesis: nem.Name, Masters: nem.Masters, Mode: cfg.Mode, Duration: cfg.Duration, Faults: &Faults{}}
 	args := append([]string{"--watch-cache-size", strconv.Itoa(watchCacheSize)}, nem.Args...)
 	args = append(args, cfg.ExtraArgs...)
-	env := StartEnv(t, EnvOptions{Masters: nem.Masters, Mode: cfg.Mode, Args: args})
+	opts := EnvOptions{Masters: nem.Masters, Mode: cfg.Mode, Args: args}
+	if nem.Release != "" {
+		opts.Binary = testutil.BuildRelease(t, nem.Release)
+	}
+	env := StartEnv(t, opts)
 	hist := &History{}
 	w := &Workloads{env: env, hist: hist, RegisterKeys: 4, RegisterClients: 4, SetClients: 3, CounterClients: 2}
 	setupCtx, cancelSetup := context.WithTimeout(context.Background(), 30*time.Second)
