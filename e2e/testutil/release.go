@@ -45,4 +45,3 @@ func BuildRelease(t testing.TB, commit string) string {
 	t.Logf("built %s in %s", commit, time.Since(start).Round(time.Second))
 	return bin
 }
-
