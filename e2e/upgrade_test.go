@@ -3,6 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -152,4 +155,30 @@ func TestRollingUpgrade(t *testing.T) {
 		}
 	}
 	t.Logf("%d writes acknowledged during the rolling upgrade, all present on every master", len(written))
+}
+
+// TestDowngradeRefused (issue 18): a master whose Raft dir a newer data
+// format wrote (as a later release records it) refuses to start, saying
+// why and what to do, and leaves the dir alone.
+func TestDowngradeRefused(t *testing.T) {
+	m := testutil.NewMaster(t, testutil.MasterOptions{Name: "m1"})
+	m.Start()
+	m.WaitReady(30 * time.Second)
+	m.Stop()
+	formatFile := filepath.Join(m.DataDir, "raft", "format")
+	if b, err := os.ReadFile(formatFile); err != nil || !strings.Contains(string(b), `"format":2`) {
+		t.Fatalf("the master recorded no data format: %q %v", b, err)
+	}
+	if err := os.WriteFile(formatFile, []byte(`{"format":99}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := m.RunServer(ctx)
+	if err == nil || !strings.Contains(out, "written by a newer Skiff release (data format 99") || !strings.Contains(out, "downgrade") {
+		t.Fatalf("a master on a newer data format: %v\n%s", err, out)
+	}
+	if b, _ := os.ReadFile(formatFile); string(b) != `{"format":99}` {
+		t.Fatalf("the refused dir's format record changed: %q", b)
+	}
 }

@@ -273,6 +273,9 @@ func (w *boltWalker) elements(id uint64, buf []byte, depth int, lo, hi []byte, o
 // rebuilds it when the file is opened, as etcd does), so a commit writes
 // the log pages and the meta page only.
 func openRaftStores(dir string) (*raftboltdb.BoltStore, *raft.FileSnapshotStore, hclog.Logger, error) {
+	if err := checkDataFormat(dir); err != nil {
+		return nil, nil, nil, err
+	}
 	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db"), NoSync: false,
 		BoltOptions: &bbolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType}})
 	if err != nil {

@@ -389,6 +389,11 @@ func (s *Server) setupRaft() error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
+	// Refused before anything touches the dir (openRaftStores checks
+	// again, for --cluster-reset and a restore).
+	if err := checkDataFormat(dir); err != nil {
+		return err
+	}
 	if err := checkRaftDB(filepath.Join(dir, "raft.db")); err != nil {
 		return err
 	}
