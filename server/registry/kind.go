@@ -43,6 +43,11 @@ type Kind struct {
 	NameFn validation.ValidateNameFunc
 	// Scale is set for kinds with a scale subresource.
 	Scale *ScaleRules
+	// Virtual kinds are not stored: the API computes the answer to a
+	// create (access and token reviews) or a read (componentstatuses).
+	// Verbs lists what they serve.
+	Virtual bool
+	Verbs   []string
 
 	// extraSubresources are served besides status and scale.
 	extraSubresources []Subresource
@@ -96,6 +101,18 @@ func (k *Kind) init() {
 			return []any{m.GetName(), Age(m.GetCreationTimestamp(), now)}
 		}
 	}
+}
+
+// AllVerbs are the verbs of a stored kind's main resource, sorted as
+// kube-apiserver lists them.
+var AllVerbs = []string{"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}
+
+// ResourceVerbs are the verbs the kind's main resource serves.
+func (k *Kind) ResourceVerbs() []string {
+	if k.Verbs != nil {
+		return k.Verbs
+	}
+	return AllVerbs
 }
 
 // GroupResource is the kind's group and plural resource.
