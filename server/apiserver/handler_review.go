@@ -1,8 +1,10 @@
 package apiserver
 
 import (
+	"mime"
 	"net/http"
 	"slices"
+	"strings"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -45,7 +47,7 @@ func (s *APIServer) serveVirtual(req *request) {
 	// The reviews have no Table or metadata-only form: a client asking
 	// only for one gets 406 (kube-apiserver: "a backend which does not
 	// implement metadata").
-	if out, err := negotiateOutput(req.r); err != nil || out.kind != outputObject {
+	if !acceptsPlainObject(req.r) {
 		s.writeError(req.w, req.r, notAcceptable(req.r))
 		return
 	}
@@ -85,6 +87,28 @@ func (s *APIServer) serveVirtual(req *request) {
 	}
 	out.GetObjectKind().SetGroupVersionKind(req.kind.GVK)
 	writeJSON(req.w, http.StatusCreated, out)
+}
+
+// acceptsPlainObject reports whether the Accept header allows the plain
+// object in JSON (no header, or a JSON or wildcard clause without "as").
+func acceptsPlainObject(r *http.Request) bool {
+	accept := r.Header.Get("Accept")
+	if strings.TrimSpace(accept) == "" {
+		return true
+	}
+	for _, clause := range strings.Split(accept, ",") {
+		mt, params, err := mime.ParseMediaType(strings.TrimSpace(clause))
+		if err != nil {
+			continue
+		}
+		switch mt {
+		case "application/json", "application/*", "*/*":
+			if params["as"] == "" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // notAcceptable is kube-apiserver's 406 for an Accept header the resource

@@ -204,6 +204,18 @@ func (k *Kind) PrepareForCreate(obj runtime.Object) {
 	}
 }
 
+// Default fills the kind's defaults into obj. kube-apiserver defaults an
+// object when it decodes it, before admission: the API server calls
+// Default before the admission plugins, so that they see defaulted
+// objects (LimitRanger sees the requests a pod's limits imply).
+// PrepareForCreate and PrepareForUpdate default again (defaults are
+// idempotent) after the plugins' changes.
+func (k *Kind) Default(obj runtime.Object) {
+	if k.defaults != nil {
+		k.defaults(obj)
+	}
+}
+
 // PrepareForUpdate makes obj (the client's new version) a valid successor
 // of old: server-managed metadata comes from old, status too for kinds with
 // a status subresource, defaults are filled and the generation is bumped
