@@ -8,6 +8,7 @@ import (
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	nodev1 "k8s.io/api/node/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -266,3 +267,60 @@ func TestLimitRangeDefaults(t *testing.T) {
 }
 
 func errorsAs(err error, se **apierrors.StatusError) bool { return errors.As(err, se) }
+
+// TestRuntimeClassAdmission: the conformance tests "should reject a Pod
+// requesting a non-existent RuntimeClass" and "should schedule a Pod
+// requesting a RuntimeClass and initialize its Overhead": a pod's
+// RuntimeClass must exist, and gives it its overhead, node selector and
+// tolerations.
+func TestRuntimeClassAdmission(t *testing.T) {
+	e := newEnv(t, apiservertest.Options{Admission: true})
+	if _, err := e.cs.CoreV1().ServiceAccounts("default").Create(e.ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tol := corev1.Toleration{Key: "sandboxed", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}
+	_, err := e.cs.NodeV1().RuntimeClasses().Create(e.ctx, &nodev1.RuntimeClass{ObjectMeta: metav1.ObjectMeta{Name: "gvisor"}, Handler: "runsc",
+		Overhead:   &nodev1.Overhead{PodFixed: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m")}},
+		Scheduling: &nodev1.Scheduling{NodeSelector: map[string]string{"sandbox": "yes"}, Tolerations: []corev1.Toleration{tol}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.cs.NodeV1().RuntimeClasses().Create(e.ctx, &nodev1.RuntimeClass{ObjectMeta: metav1.ObjectMeta{Name: "bad"}, Handler: "Not_A_Label"}, metav1.CreateOptions{}); !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "handler") {
+		t.Fatalf("RuntimeClass with an invalid handler: %v", err)
+	}
+	pod := func(name, rc string, sel map[string]string) *corev1.Pod {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.PodSpec{NodeSelector: sel,
+			Containers: []corev1.Container{{Name: "c", Image: "pause"}}}}
+		if rc != "" {
+			p.Spec.RuntimeClassName = &rc
+		}
+		return p
+	}
+	_, err = e.cs.CoreV1().Pods("default").Create(e.ctx, pod("missing", "nope", nil), metav1.CreateOptions{})
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), `RuntimeClass "nope" not found`) {
+		t.Fatalf("pod with a missing RuntimeClass: %v, want 403", err)
+	}
+	p, err := e.cs.CoreV1().Pods("default").Create(e.ctx, pod("sandboxed", "gvisor", map[string]string{"zone": "a"}), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := p.Spec.Overhead[corev1.ResourceCPU]; q.String() != "10m" || p.Spec.NodeSelector["sandbox"] != "yes" || p.Spec.NodeSelector["zone"] != "a" {
+		t.Errorf("overhead %v, node selector %v", p.Spec.Overhead, p.Spec.NodeSelector)
+	}
+	found := false
+	for _, x := range p.Spec.Tolerations {
+		found = found || x == tol
+	}
+	if !found {
+		t.Errorf("tolerations %v lack %v", p.Spec.Tolerations, tol)
+	}
+	_, err = e.cs.CoreV1().Pods("default").Create(e.ctx, pod("conflict", "gvisor", map[string]string{"sandbox": "no"}), metav1.CreateOptions{})
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "conflict: runtimeClass.scheduling.nodeSelector[sandbox]") {
+		t.Errorf("conflicting node selector: %v", err)
+	}
+	o := pod("overhead", "", nil)
+	o.Spec.Overhead = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")}
+	if _, err := e.cs.CoreV1().Pods("default").Create(e.ctx, o, metav1.CreateOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("overhead without a RuntimeClass: %v", err)
+	}
+}
