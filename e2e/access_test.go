@@ -237,10 +237,10 @@ template:
 		t.Fatal(err)
 	}
 	kc("apply", "-f", manifest)
-	out := kc("get", "runtimeclasses,podtemplates")
-	for _, want := range []string{"runtimeclass.node.k8s.io/fast", "runc", "podtemplate/web", "nginx", "app=web"} {
+	out := kc("get", "runtimeclasses,podtemplates,componentstatuses")
+	for _, want := range []string{"runtimeclass.node.k8s.io/fast", "runc", "podtemplate/web", "nginx", "app=web", "componentstatus/etcd-0"} {
 		if !strings.Contains(out, want) {
-			t.Errorf("kubectl get runtimeclasses,podtemplates: no %q in\n%s", want, out)
+			t.Errorf("kubectl get runtimeclasses,podtemplates,componentstatuses: no %q in\n%s", want, out)
 		}
 	}
 	testutil.WaitFor(t, 30*time.Second, "componentstatuses healthy", func() error {
