@@ -262,3 +262,48 @@ template:
 		t.Errorf("kubectl get cs etcd-0: %q", out)
 	}
 }
+
+// TestComponentStatusesHA: with three masters, kubectl get cs through a
+// follower lists one healthy etcd-<i> per Raft voter, and one turns
+// unhealthy when its master is stopped.
+func TestComponentStatusesHA(t *testing.T) {
+	if _, err := os.Stat("/usr/bin/kubectl"); err != nil {
+		t.Skip("kubectl not installed at /usr/bin/kubectl")
+	}
+	c := testutil.StartCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	via := c.Masters[1]
+	testutil.WaitFor(t, 30*time.Second, "three healthy etcd members", func() error {
+		out, err := kubectl(ctx, via.Kubeconfig(), "get", "cs", "--no-headers")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		if strings.Count(out, "Healthy") != 5 || strings.Contains(out, "Unhealthy") || !strings.Contains(out, "etcd-2") {
+			return fmt.Errorf("not all healthy:\n%s", out)
+		}
+		return nil
+	})
+	c.Masters[2].Stop()
+	testutil.WaitFor(t, 30*time.Second, "a stopped master unhealthy", func() error {
+		out, err := kubectl(ctx, via.Kubeconfig(), "get", "cs", "--no-headers")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		unhealthy := 0
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 2 || f[1] == "Healthy" {
+				continue
+			}
+			if !strings.HasPrefix(f[0], "etcd-") {
+				return fmt.Errorf("%s unhealthy:\n%s", f[0], out)
+			}
+			unhealthy++
+		}
+		if unhealthy != 1 {
+			return fmt.Errorf("want one unhealthy member:\n%s", out)
+		}
+		return nil
+	})
+}
