@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"time"
 
@@ -103,16 +104,13 @@ func (k *Kind) init() {
 	}
 }
 
-// AllVerbs are the verbs of a stored kind's main resource, sorted as
-// kube-apiserver lists them.
-var AllVerbs = []string{"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}
-
-// ResourceVerbs are the verbs the kind's main resource serves.
+// ResourceVerbs are the verbs the kind's main resource serves, sorted as
+// kube-apiserver lists them: all of them for a stored kind.
 func (k *Kind) ResourceVerbs() []string {
 	if k.Verbs != nil {
-		return k.Verbs
+		return slices.Clone(k.Verbs)
 	}
-	return AllVerbs
+	return []string{"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}
 }
 
 // GroupResource is the kind's group and plural resource.
