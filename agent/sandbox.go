@@ -364,10 +364,9 @@ func containerSecurityContext(pod *corev1.Pod, c *corev1.Container) *runtimeapi.
 	return sc
 }
 
-// runtimeClass is the pod's runtime handler ("" for the default).
-func runtimeClass(pod *corev1.Pod) string {
-	if pod.Spec.RuntimeClassName != nil {
-		return *pod.Spec.RuntimeClassName
-	}
-	return ""
-}
+// runtimeClass is the runtime handler the pod's sandbox is asked for:
+// always the default (""). The agent has one runtime (libcontainer),
+// which refuses any other handler; a pod naming a RuntimeClass (which the
+// API server's admission has checked exists, and whose overhead and
+// scheduling it applied) runs with it whatever the class's handler says.
+func runtimeClass(*corev1.Pod) string { return "" }

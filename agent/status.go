@@ -67,6 +67,10 @@ func (a *Agent) podStatus(pod *corev1.Pod, rt *podRuntime, st *podState) corev1.
 	s.Phase = podPhase(pod, s.InitContainerStatuses, s.ContainerStatuses, initDone)
 	if isTerminal(pod.Status.Phase) {
 		s.Phase = pod.Status.Phase // never leave a terminal phase
+		s.Reason, s.Message = pod.Status.Reason, pod.Status.Message
+	}
+	if st.rejectReason != "" { // sysctl.go
+		s.Phase, s.Reason, s.Message = corev1.PodFailed, st.rejectReason, st.rejectMessage
 	}
 	s.Conditions = a.podConditions(pod, &s, rt, initDone)
 	return s

@@ -38,6 +38,9 @@ type podState struct {
 	startTime metav1.Time
 	// volumeErr is the last volume setup error ("" when mounted).
 	volumeErr string
+	// rejectReason and rejectMessage say why the agent refused to run
+	// the pod (SysctlForbidden): it fails with them.
+	rejectReason, rejectMessage string
 }
 
 func newPodState() *podState {
@@ -91,6 +94,15 @@ func (a *Agent) syncPod(ctx context.Context, pod *corev1.Pod, gone bool, st *pod
 		return 0, false
 	}
 
+	if msg, bad := forbiddenSysctl(pod); bad {
+		// The kubelet's admission: the pod fails without running.
+		st.terminal = true
+		st.rejectReason, st.rejectMessage = reasonSysctlForbidden, "Pod was rejected: "+msg
+		log.Info("pod rejected", "reason", st.rejectReason, "message", msg)
+		a.events.podEvent(pod, corev1.EventTypeWarning, st.rejectReason, msg)
+		a.status.set(pod, a.podStatus(pod, rt, st))
+		return 0, false
+	}
 	if err := a.volumes.setup(ctx, pod); err != nil {
 		if msg := err.Error(); msg != st.volumeErr {
 			a.events.podEvent(pod, corev1.EventTypeWarning, "FailedMount", msg)

@@ -54,11 +54,12 @@ func (s *Server) leaderInformers(ctx context.Context, cfg *rest.Config, wg *sync
 	return f, nil
 }
 
-// kindsInformed lists the kinds leaderInformers serves: all but events.
+// kindsInformed lists the kinds leaderInformers serves: all stored kinds
+// but events.
 func kindsInformed(reg *registry.Registry) []*registry.Kind {
 	var out []*registry.Kind
 	for _, k := range reg.Kinds() {
-		if k.Resource != "events" {
+		if k.Resource != "events" && !k.Virtual {
 			out = append(out, k)
 		}
 	}

@@ -197,6 +197,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		// ServiceAccountTokens signs TokenRequests.
 		ServiceAccountTokens:        s.saTokens,
 		Sealer:                      sealer{s},
+		ComponentStatuses:           componentStatuses{s},
 		Logger:                      cfg.Logger,
 		MaxRequestsInFlight:         cfg.MaxRequestsInFlight,
 		MaxMutatingRequestsInFlight: cfg.MaxMutatingRequestsInFlight,

@@ -9,6 +9,8 @@
 //     and node.kubernetes.io/unreachable (NoExecute) for 300 s.
 //   - Priority: spec.priority from the pod's PriorityClass (or the
 //     globalDefault one); an unknown class is refused (priority.go).
+//   - RuntimeClass: a pod's RuntimeClass must exist; its overhead and
+//     scheduling constraints are applied to the pod (runtimeclass.go).
 //   - LimitRanger: LimitRange defaults for container requests and limits,
 //     and the min, max and ratio constraints (403).
 //   - Service IP and node port allocation (service.go, server/servicealloc):
@@ -132,6 +134,9 @@ func (c *Chain) Admit(ctx context.Context, a *Attributes) error {
 		return err
 	}
 	if err := c.priority(snap, a); err != nil {
+		return err
+	}
+	if err := c.runtimeClass(snap, a); err != nil {
 		return err
 	}
 	return c.limitRanger(snap, a)

@@ -37,7 +37,8 @@ func (c *Chain) limitRanges(snap *state.Snapshot, ns string) []*corev1.LimitRang
 
 // containerDefaults are a LimitRange's effective container defaults: a
 // missing default limit is the max, a missing default request the default
-// limit (Kubernetes' LimitRange defaulting).
+// limit, else the min (Kubernetes' LimitRange defaulting, which the
+// registry applies to stored LimitRanges too).
 func containerDefaults(item corev1.LimitRangeItem) (limits, requests corev1.ResourceList) {
 	limits, requests = corev1.ResourceList{}, corev1.ResourceList{}
 	for k, v := range item.Max {
@@ -51,6 +52,11 @@ func containerDefaults(item corev1.LimitRangeItem) (limits, requests corev1.Reso
 	}
 	for k, v := range item.DefaultRequest {
 		requests[k] = v
+	}
+	for k, v := range item.Min {
+		if _, ok := requests[k]; !ok {
+			requests[k] = v
+		}
 	}
 	return limits, requests
 }

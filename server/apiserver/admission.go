@@ -49,8 +49,10 @@ func reservationTaken(res *fsm.Result, err error) bool {
 	return err != nil && res != nil && res.Err != nil && res.Err.Op > 0 && res.Err.Reason == fsm.ReasonAlreadyExists
 }
 
-// admit runs the mutating admission plugins.
+// admit defaults obj, as kube-apiserver does on decoding, and runs the
+// mutating admission plugins on it.
 func (s *APIServer) admit(ctx context.Context, op admission.Operation, kind *registry.Kind, obj, old runtime.Object, dry bool) error {
+	kind.Default(obj)
 	if s.cfg.Admission == nil {
 		return nil
 	}

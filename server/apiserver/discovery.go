@@ -17,9 +17,6 @@ import (
 	"github.com/skiff-io/skiff/server/registry"
 )
 
-// Verbs of a main resource, sorted as kube-apiserver lists them.
-var resourceVerbs = metav1.Verbs{"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}
-
 // serveNonResource serves discovery, /version and health paths.
 func (s *APIServer) serveNonResource(req *request) {
 	if req.r.Method != http.MethodGet && req.r.Method != http.MethodHead {
@@ -141,7 +138,7 @@ func (s *APIServer) writeResourceList(req *request, gv schema.GroupVersion) {
 			SingularName: k.Singular,
 			Namespaced:   k.Namespaced,
 			Kind:         k.GVK.Kind,
-			Verbs:        resourceVerbs,
+			Verbs:        k.ResourceVerbs(),
 			ShortNames:   k.ShortNames,
 			Categories:   k.Categories,
 		})
@@ -233,7 +230,7 @@ func discoveryResources(kinds []*registry.Kind) []apidiscoveryv2.APIResourceDisc
 			ResponseKind:     gvk,
 			Scope:            scope,
 			SingularResource: k.Singular,
-			Verbs:            resourceVerbs,
+			Verbs:            k.ResourceVerbs(),
 			ShortNames:       k.ShortNames,
 			Categories:       k.Categories,
 		}

@@ -56,6 +56,8 @@ type Config struct {
 	// ServiceAccountTokens signs the tokens of serviceaccounts/<name>/token
 	// (handler_token.go); nil answers it 503.
 	ServiceAccountTokens TokenIssuer
+	// ComponentStatuses answers componentstatuses (nil: an empty list).
+	ComponentStatuses ComponentStatuser
 	// Sealer encrypts the objects of encrypted resources before they are
 	// proposed (encryption at rest); nil proposes every object as is.
 	Sealer Sealer
@@ -193,6 +195,10 @@ func (s *APIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(rw, r, apierrors.NewInternalError(errors.New("failed to store audit event")))
 		return
 	}
+	if user, err = s.impersonated(r, user); err != nil { // impersonate.go
+		s.writeError(rw, r, err)
+		return
+	}
 	limited := !exempt(user)
 	if limited && !info.longRunning() {
 		// In flight, as kube-apiserver: after authentication (the
@@ -259,6 +265,9 @@ func (s *APIServer) route(req *request) {
 		return
 	case kind.Namespaced && info.Namespace == "" && (info.Verb == "create" || info.Verb == "deletecollection"):
 		s.writeError(req.w, req.r, methodNotSupported(req))
+		return
+	case kind.Virtual:
+		s.serveVirtual(req) // handler_review.go
 		return
 	}
 	switch sub := info.Subresource; {

@@ -88,6 +88,10 @@ func DefaultClusterRoles() []*rbacv1.ClusterRole {
 			rule([]string{"create"}, "authentication.k8s.io", "selfsubjectreviews"),
 			rule([]string{"create"}, "authorization.k8s.io", "selfsubjectaccessreviews", "selfsubjectrulesreviews"),
 		}},
+		{ObjectMeta: defaultMeta("system:auth-delegator"), Rules: []rbacv1.PolicyRule{
+			rule([]string{"create"}, "authentication.k8s.io", "tokenreviews"),
+			rule([]string{"create"}, "authorization.k8s.io", "subjectaccessreviews"),
+		}},
 		{ObjectMeta: defaultMeta("system:discovery"), Rules: []rbacv1.PolicyRule{
 			urls([]string{"get"}, "/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi", "/openapi/*", "/readyz", "/version", "/version/"),
 		}},

@@ -158,37 +158,7 @@ func hasOrStar(list []string, v string) bool {
 // ClusterRoleBindings, and of the namespace's RoleBindings when namespace
 // is not empty).
 func (a *Authorizer) RulesFor(u *User, namespace string) []rbacv1.PolicyRule {
-	if a.rbac == nil {
-		return nil
-	}
-	var rules []rbacv1.PolicyRule
-	a.rbac.ClusterRoleBindings(func(b *rbacv1.ClusterRoleBinding) bool {
-		if b.RoleRef.Kind == "ClusterRole" && subjectsMatch(u, b.Subjects, "") {
-			if r, ok := a.rbac.ClusterRole(b.RoleRef.Name); ok {
-				rules = append(rules, r.Rules...)
-			}
-		}
-		return true
-	})
-	if namespace == "" {
-		return rules
-	}
-	a.rbac.RoleBindings(namespace, func(b *rbacv1.RoleBinding) bool {
-		if !subjectsMatch(u, b.Subjects, b.Namespace) {
-			return true
-		}
-		switch b.RoleRef.Kind {
-		case "ClusterRole":
-			if r, ok := a.rbac.ClusterRole(b.RoleRef.Name); ok {
-				rules = append(rules, r.Rules...)
-			}
-		case "Role":
-			if r, ok := a.rbac.Role(b.Namespace, b.RoleRef.Name); ok {
-				rules = append(rules, r.Rules...)
-			}
-		}
-		return true
-	})
+	rules, _ := a.rbacRules(u, namespace)
 	return rules
 }
 

@@ -15,6 +15,10 @@ func clusterRoleBindingKind() *Kind {
 		NameFn:    rbacNameFn,
 		newObject: func() runtime.Object { return &rbacv1.ClusterRoleBinding{} },
 		newList:   func() runtime.Object { return &rbacv1.ClusterRoleBindingList{} },
+		defaults: func(obj runtime.Object) {
+			b := obj.(*rbacv1.ClusterRoleBinding)
+			defaultBinding(&b.RoleRef, b.Subjects)
+		},
 		validate: func(obj runtime.Object) field.ErrorList {
 			b := obj.(*rbacv1.ClusterRoleBinding)
 			return append(validateRoleRef(b.RoleRef, false), validateSubjects(b.Subjects)...)

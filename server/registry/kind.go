@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"time"
 
@@ -43,6 +44,11 @@ type Kind struct {
 	NameFn validation.ValidateNameFunc
 	// Scale is set for kinds with a scale subresource.
 	Scale *ScaleRules
+	// Virtual kinds are not stored: the API computes the answer to a
+	// create (access and token reviews) or a read (componentstatuses).
+	// Verbs lists what they serve.
+	Virtual bool
+	Verbs   []string
 
 	// extraSubresources are served besides status and scale.
 	extraSubresources []Subresource
@@ -96,6 +102,15 @@ func (k *Kind) init() {
 			return []any{m.GetName(), Age(m.GetCreationTimestamp(), now)}
 		}
 	}
+}
+
+// ResourceVerbs are the verbs the kind's main resource serves, sorted as
+// kube-apiserver lists them: all of them for a stored kind.
+func (k *Kind) ResourceVerbs() []string {
+	if k.Verbs != nil {
+		return slices.Clone(k.Verbs)
+	}
+	return []string{"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}
 }
 
 // GroupResource is the kind's group and plural resource.
@@ -184,6 +199,18 @@ func (k *Kind) PrepareForCreate(obj runtime.Object) {
 		m.SetGeneration(1)
 	} else {
 		m.SetGeneration(0)
+	}
+}
+
+// Default fills the kind's defaults into obj. kube-apiserver defaults an
+// object when it decodes it, before admission: the API server calls
+// Default before the admission plugins, so that they see defaulted
+// objects (LimitRanger sees the requests a pod's limits imply).
+// PrepareForCreate and PrepareForUpdate default again (defaults are
+// idempotent) after the plugins' changes.
+func (k *Kind) Default(obj runtime.Object) {
+	if k.defaults != nil {
+		k.defaults(obj)
 	}
 }
 

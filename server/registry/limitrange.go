@@ -9,8 +9,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
-// LimitRanges are stored and validated; the admission plugin that applies
-// them to pods comes later.
+// LimitRanges are defaulted, stored and validated; the LimitRanger
+// admission plugin (server/admission) applies them to pods.
 func limitRangeKind() *Kind {
 	return &Kind{
 		GVK:        corev1.SchemeGroupVersion.WithKind("LimitRange"),
@@ -19,12 +19,41 @@ func limitRangeKind() *Kind {
 		ShortNames: []string{"limits"},
 		newObject:  func() runtime.Object { return &corev1.LimitRange{} },
 		newList:    func() runtime.Object { return &corev1.LimitRangeList{} },
+		defaults:   func(obj runtime.Object) { defaultLimitRange(obj.(*corev1.LimitRange)) },
 		validate:   func(obj runtime.Object) field.ErrorList { return validateLimitRange(obj.(*corev1.LimitRange)) },
 		columns:    []metav1.TableColumnDefinition{nameColumn, createdAtColumn},
 		cells: func(obj runtime.Object, now time.Time) []any {
 			l := obj.(*corev1.LimitRange)
 			return []any{l.Name, createdAt(l.CreationTimestamp)}
 		},
+	}
+}
+
+// defaultLimitRange fills a Container item's defaults as Kubernetes does:
+// a missing default limit is the max, a missing default request the
+// default limit, else the min.
+func defaultLimitRange(l *corev1.LimitRange) {
+	for i := range l.Spec.Limits {
+		item := &l.Spec.Limits[i]
+		if item.Type != corev1.LimitTypeContainer {
+			continue
+		}
+		if item.Default == nil {
+			item.Default = corev1.ResourceList{}
+		}
+		if item.DefaultRequest == nil {
+			item.DefaultRequest = corev1.ResourceList{}
+		}
+		fill := func(dst, src corev1.ResourceList) {
+			for name, q := range src {
+				if _, ok := dst[name]; !ok {
+					dst[name] = q.DeepCopy()
+				}
+			}
+		}
+		fill(item.Default, item.Max)
+		fill(item.DefaultRequest, item.Default)
+		fill(item.DefaultRequest, item.Min)
 	}
 }
 

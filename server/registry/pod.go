@@ -29,7 +29,12 @@ func podKind() *Kind {
 			pod := obj.(*corev1.Pod)
 			pod.Status = corev1.PodStatus{Phase: corev1.PodPending, QOSClass: qosClass(&pod.Spec)}
 		},
-		defaults: func(obj runtime.Object) { defaultPodSpec(&obj.(*corev1.Pod).Spec) },
+		defaults: func(obj runtime.Object) {
+			pod := obj.(*corev1.Pod)
+			defaultPodSpec(&pod.Spec)
+			defaultRequestsFromLimits(pod.Spec.InitContainers)
+			defaultRequestsFromLimits(pod.Spec.Containers)
+		},
 		// Ephemeral containers change only through pods/ephemeralcontainers
 		// (ephemeral.go).
 		prepareForUpdate: func(obj, old runtime.Object) {
@@ -216,4 +221,22 @@ func orDefault(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// defaultRequestsFromLimits sets a container's missing requests to its
+// limits, as Kubernetes defaults pods (not pod templates): a container
+// with a limit and no request requests its limit.
+func defaultRequestsFromLimits(cs []corev1.Container) {
+	for i := range cs {
+		r := &cs[i].Resources
+		for name, q := range r.Limits {
+			if _, ok := r.Requests[name]; ok {
+				continue
+			}
+			if r.Requests == nil {
+				r.Requests = corev1.ResourceList{}
+			}
+			r.Requests[name] = q.DeepCopy()
+		}
+	}
 }

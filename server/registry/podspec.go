@@ -177,6 +177,7 @@ func validatePodSpec(s *corev1.PodSpec, p *field.Path, allowedRestart []string) 
 			errs = append(errs, field.Invalid(p.Child("serviceAccountName"), s.ServiceAccountName, msg))
 		}
 	}
+	errs = append(errs, validateSysctls(s.SecurityContext, s.HostNetwork, s.HostIPC, p.Child("securityContext", "sysctls"))...)
 	return errs
 }
 

@@ -45,6 +45,21 @@ func validatePolicyRules(rules []rbacv1.PolicyRule, isNamespaced bool, p *field.
 	return errs
 }
 
+// defaultBinding fills an empty roleRef.apiGroup, and the apiGroup of
+// User and Group subjects, with rbac.authorization.k8s.io, as Kubernetes
+// defaults bindings.
+func defaultBinding(ref *rbacv1.RoleRef, subjects []rbacv1.Subject) {
+	if ref.APIGroup == "" {
+		ref.APIGroup = rbacv1.GroupName
+	}
+	for i := range subjects {
+		s := &subjects[i]
+		if s.APIGroup == "" && (s.Kind == rbacv1.UserKind || s.Kind == rbacv1.GroupKind) {
+			s.APIGroup = rbacv1.GroupName
+		}
+	}
+}
+
 // validateRoleRef checks a binding's roleRef; allowRole is false for
 // ClusterRoleBindings (they may only reference ClusterRoles).
 func validateRoleRef(ref rbacv1.RoleRef, allowRole bool) field.ErrorList {

@@ -10,6 +10,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	certificatesv1 "k8s.io/api/certificates/v1"
@@ -18,6 +19,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	nodev1 "k8s.io/api/node/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
@@ -52,6 +54,8 @@ func New() *Registry {
 		policyv1.AddToScheme,
 		autoscalingv1.AddToScheme,
 		authenticationv1.AddToScheme,
+		authorizationv1.AddToScheme,
+		nodev1.AddToScheme,
 		schedulingv1.AddToScheme,
 		networkingv1.AddToScheme,
 		metav1.AddMetaToScheme,
@@ -100,6 +104,15 @@ func New() *Registry {
 		priorityClassKind(),
 		networkPolicyKind(),
 		certificateSigningRequestKind(),
+		selfSubjectAccessReviewKind(),
+		subjectAccessReviewKind(),
+		localSubjectAccessReviewKind(),
+		selfSubjectRulesReviewKind(),
+		tokenReviewKind(),
+		selfSubjectReviewKind(),
+		runtimeClassKind(),
+		podTemplateKind(),
+		componentStatusKind(),
 	} {
 		r.register(k)
 	}

@@ -26,6 +26,10 @@ func roleBindingKind() *Kind {
 		NameFn:     rbacNameFn,
 		newObject:  func() runtime.Object { return &rbacv1.RoleBinding{} },
 		newList:    func() runtime.Object { return &rbacv1.RoleBindingList{} },
+		defaults: func(obj runtime.Object) {
+			b := obj.(*rbacv1.RoleBinding)
+			defaultBinding(&b.RoleRef, b.Subjects)
+		},
 		validate: func(obj runtime.Object) field.ErrorList {
 			b := obj.(*rbacv1.RoleBinding)
 			return append(validateRoleRef(b.RoleRef, true), validateSubjects(b.Subjects)...)

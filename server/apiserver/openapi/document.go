@@ -161,6 +161,10 @@ func opID(verb string, k *registry.Kind, namespaced bool, suffix string) string 
 
 // addKindPaths adds the collection, object and subresource paths of k.
 func addKindPaths(paths *spec.Paths, d *definitions, k *registry.Kind) {
+	if k.Virtual {
+		addVirtualPaths(paths, d, k)
+		return
+	}
 	obj := refTo(d.add(reflect.TypeOf(k.NewObject())))
 	list := refTo(d.add(reflect.TypeOf(k.NewList())))
 	status := refTo(d.add(reflect.TypeOf(metav1.Status{})))
@@ -273,4 +277,36 @@ func (d *definitions) typeOf(gvk schema.GroupVersionKind) reflect.Type {
 		return nil
 	}
 	return types[0]
+}
+
+// addVirtualPaths adds the paths of a kind that is not stored: a POST of
+// the collection for the reviews, GETs for a read-only kind.
+func addVirtualPaths(paths *spec.Paths, d *definitions, k *registry.Kind) {
+	obj := refTo(d.add(reflect.TypeOf(k.NewObject())))
+	gvk := k.GVK
+	prefix := "/" + gvPath(gvk.GroupVersion())
+	coll := prefix + "/" + k.Resource
+	params := []spec.Parameter{paramPretty}
+	if k.Namespaced {
+		coll = prefix + "/namespaces/{namespace}/" + k.Resource
+		params = append([]spec.Parameter{pathParam("namespace", "object name and auth scope, such as for teams and projects")}, params...)
+	}
+	c := spec.PathItem{}
+	c.Parameters = params
+	for _, v := range k.ResourceVerbs() {
+		switch v {
+		case "create":
+			c.Post = operation(opID("create", k, k.Namespaced, ""), "create a "+gvk.Kind, "post", gvk, obj, []int{200, 201, 202},
+				bodyParam(obj), paramDryRun, paramFieldManager, paramFieldValidation)
+		case "list":
+			list := refTo(d.add(reflect.TypeOf(k.NewList())))
+			c.Get = operation(opID("list", k, k.Namespaced, ""), "list objects of kind "+gvk.Kind, "list", gvk, list, []int{200}, listParams...)
+		case "get":
+			o := spec.PathItem{}
+			o.Parameters = append([]spec.Parameter{pathParam("name", "name of the "+gvk.Kind)}, params...)
+			o.Get = operation(opID("read", k, k.Namespaced, ""), "read the specified "+gvk.Kind, "get", gvk, obj, []int{200})
+			paths.Paths[coll+"/{name}"] = o
+		}
+	}
+	paths.Paths[coll] = c
 }
