@@ -315,7 +315,7 @@ type EncryptionStatus struct {
 
 // EncryptionStatus reports the keys and the latest snapshot's key.
 func (f *FSM) EncryptionStatus() EncryptionStatus {
-	st := EncryptionStatus{Enabled: f.enc != nil, Resources: []string{}, Keys: []EncryptionKey{}}
+	st := EncryptionStatus{Enabled: f.enc != nil, Resources: []string{}}
 	snap := f.Read()
 	if f.enc != nil {
 		for r := range f.enc.resources {
@@ -324,17 +324,39 @@ func (f *FSM) EncryptionStatus() EncryptionStatus {
 		}
 		slices.Sort(st.Resources)
 	}
-	snap.List(EncryptionKeysResource, "", "", func(o *state.Object) bool {
-		var rec KeyRecord
-		_ = json.Unmarshal(o.Data, &rec) // a bad record shows with no time
-		st.Keys = append(st.Keys, EncryptionKey{Name: o.Key.Name, Created: rec.Created})
-		return true
-	})
-	if n := len(st.Keys); n > 0 {
-		st.Keys[n-1].Primary = true
-	}
+	st.Keys = encryptionKeys(snap)
 	f.snapMu.Lock()
 	st.SnapshotIndex, st.SnapshotKey = f.lastSnapIndex, f.lastSnapKey
 	f.snapMu.Unlock()
 	return st
+}
+
+// EncryptionProgress is what a master's reseal loop checks every few
+// seconds, without counting the sealed objects as EncryptionStatus does:
+// whether any resource is sealed, the primary key ("" before the first)
+// and the key the latest snapshot was sealed with.
+func (f *FSM) EncryptionProgress() (sealing bool, primary, snapshotKey string) {
+	if keys := encryptionKeys(f.Read()); len(keys) > 0 {
+		primary = keys[len(keys)-1].Name
+	}
+	f.snapMu.Lock()
+	snapshotKey = f.lastSnapKey
+	f.snapMu.Unlock()
+	return f.enc != nil && len(f.enc.resources) > 0, primary, snapshotKey
+}
+
+// encryptionKeys lists the data keys in the state, oldest first, the
+// newest marked primary.
+func encryptionKeys(snap *state.Snapshot) []EncryptionKey {
+	keys := []EncryptionKey{}
+	snap.List(EncryptionKeysResource, "", "", func(o *state.Object) bool {
+		var rec KeyRecord
+		_ = json.Unmarshal(o.Data, &rec) // a bad record shows with no time
+		keys = append(keys, EncryptionKey{Name: o.Key.Name, Created: rec.Created})
+		return true
+	})
+	if n := len(keys); n > 0 {
+		keys[n-1].Primary = true
+	}
+	return keys
 }

@@ -39,14 +39,12 @@ func (s *Server) loadEncryptionRootKey(received []byte, newCluster bool) error {
 	path := s.cfg.encryptionKeyPath()
 	key := received
 	if len(key) == 0 {
-		b, err := os.ReadFile(path)
+		var err error
+		key, err = readRootKeyFile(path)
 		switch {
 		case err == nil:
-			if key, err = base64.StdEncoding.DecodeString(strings.TrimSpace(string(b))); err != nil {
-				return fmt.Errorf("%s: %w", path, err)
-			}
 		case !errors.Is(err, os.ErrNotExist):
-			return fmt.Errorf("read %s: %w", path, err)
+			return err
 		case newCluster:
 			key = make([]byte, fsm.RootKeySize)
 			_, _ = rand.Read(key)
@@ -60,11 +58,33 @@ func (s *Server) loadEncryptionRootKey(received []byte, newCluster bool) error {
 	if len(key) != fsm.RootKeySize {
 		return fmt.Errorf("%s: root key is %d bytes, want %d", path, len(key), fsm.RootKeySize)
 	}
-	if err := pki.WriteFileAtomic(path, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
+	if err := pki.WriteFileAtomic(path, encodeRootKey(key), 0o600); err != nil {
 		return err
 	}
 	s.rootKey = key
 	return nil
+}
+
+// readRootKeyFile reads the root key file (base64); os.ErrNotExist when
+// there is none.
+func readRootKeyFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return key, nil
+}
+
+// encodeRootKey is the root key file's content.
+func encodeRootKey(key []byte) []byte {
+	return []byte(base64.StdEncoding.EncodeToString(key) + "\n")
 }
 
 func deriveRootKey(caKeyPEM []byte) ([]byte, error) {
@@ -244,8 +264,8 @@ func (s *Server) resealLoop() {
 			return
 		case <-t.C:
 		}
-		st := s.fsm.EncryptionStatus()
-		if len(st.Keys) == 0 && len(st.Resources) > 0 && s.raft.State() == raft.Leader {
+		sealing, primary, snapshotKey := s.fsm.EncryptionProgress()
+		if primary == "" && sealing && s.raft.State() == raft.Leader {
 			// An upgraded cluster's leader makes the key once every
 			// master can open sealed entries.
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -255,11 +275,10 @@ func (s *Server) resealLoop() {
 			cancel()
 			continue
 		}
-		if len(st.Keys) == 0 || len(st.Resources) == 0 {
+		if primary == "" || !sealing {
 			continue
 		}
-		primary := st.Keys[len(st.Keys)-1].Name
-		if st.SnapshotKey == primary || s.servingError() != nil {
+		if snapshotKey == primary || s.servingError() != nil {
 			continue
 		}
 		if err := s.raft.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {

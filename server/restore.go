@@ -3,7 +3,6 @@ package server
 import (
 	"bufio"
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -93,7 +92,7 @@ func ClusterResetRestore(cfg Config, path string) (*ResetReport, error) {
 			{"ca.crt", []byte(keys.CACert), 0o644},
 			{"ca.key", []byte(keys.CAKey), 0o600},
 			{pki.ServiceAccountKeyFile, []byte(keys.ServiceAccountKey), 0o600},
-			{filepath.Base(cfg.encryptionKeyPath()), []byte(base64.StdEncoding.EncodeToString(keys.EncryptionKey) + "\n"), 0o600},
+			{filepath.Base(cfg.encryptionKeyPath()), encodeRootKey(keys.EncryptionKey), 0o600},
 		} {
 			if err := pki.WriteFileAtomic(filepath.Join(tlsDir, fl.name), fl.data, fl.mode); err != nil {
 				return nil, err
@@ -103,11 +102,14 @@ func ClusterResetRestore(cfg Config, path string) (*ResetReport, error) {
 			return nil, err
 		}
 	}
-	rootKey := keys.EncryptionKey
-	if b, err := os.ReadFile(cfg.encryptionKeyPath()); err == nil {
-		if k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b))); err == nil {
-			rootKey = k
-		}
+	// The data dir's own key (a data dir of the same cluster keeps its
+	// keys), else the file's.
+	rootKey, err := readRootKeyFile(cfg.encryptionKeyPath())
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		rootKey = keys.EncryptionKey
+	case err != nil:
+		return nil, err
 	}
 	st := fsm.New(fsm.Options{Logger: slog.New(slog.DiscardHandler)})
 	enc := &fsm.Encryption{RootKey: rootKey}
