@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/skiff-io/skiff/e2e/testutil"
 )
@@ -39,37 +39,10 @@ func TestQuorumLossAndClusterReset(t *testing.T) {
 	defer cancel()
 
 	// Writes through the survivor, acknowledged ones recorded.
-	var (
-		mu    sync.Mutex
-		acked []string
-		wg    sync.WaitGroup
-	)
-	stop := make(chan struct{})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			name := fmt.Sprintf("w-%05d", i)
-			wctx, wcancel := context.WithTimeout(ctx, 3*time.Second)
-			_, err := cs.CoreV1().ConfigMaps("default").Create(wctx, configMap(name, map[string]string{"i": name}), metav1.CreateOptions{})
-			wcancel()
-			if err == nil {
-				mu.Lock()
-				acked = append(acked, name)
-				mu.Unlock()
-			}
-		}
-	}()
+	writer := startAckedWriter(ctx, "w", 3*time.Second, func(int) kubernetes.Interface { return cs })
 	testutil.WaitFor(t, 30*time.Second, "some acknowledged writes", func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(acked) < 20 {
-			return fmt.Errorf("%d acknowledged", len(acked))
+		if n := writer.Count(); n < 20 {
+			return fmt.Errorf("%d acknowledged", n)
 		}
 		return nil
 	})
@@ -87,11 +60,7 @@ func TestQuorumLossAndClusterReset(t *testing.T) {
 		}
 		return nil
 	})
-	close(stop)
-	wg.Wait()
-	mu.Lock()
-	written := append([]string(nil), acked...)
-	mu.Unlock()
+	written := writer.Stop()
 	// Stale reads are served, with the warning.
 	resp, err := c.Admin.Get(survivor.URL() + "/api/v1/namespaces/default/configmaps/" + written[0] + "?resourceVersion=0")
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -59,39 +58,11 @@ func TestRollingUpgrade(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	var (
-		mu    sync.Mutex
-		acked []string
-		wg    sync.WaitGroup
-	)
-	stop := make(chan struct{})
 	clients := map[string]*kubernetes.Clientset{}
 	for _, m := range c.Masters {
 		clients[m.Name] = clientFor(t, c, m)
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			m := c.Masters[i%3]
-			name := fmt.Sprintf("u-%05d", i)
-			wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
-			_, err := clients[m.Name].CoreV1().ConfigMaps("default").Create(wctx, configMap(name, map[string]string{"i": name}), metav1.CreateOptions{})
-			wcancel()
-			if err == nil {
-				mu.Lock()
-				acked = append(acked, name)
-				mu.Unlock()
-			} else {
-				time.Sleep(50 * time.Millisecond) // that master is restarting
-			}
-		}
-	}()
+	writer := startAckedWriter(ctx, "u", 5*time.Second, func(i int) kubernetes.Interface { return clients[c.Masters[i%3].Name] })
 
 	// Followers first, the leader last (as docs/ha.md says).
 	leader := c.Leader(30 * time.Second)
@@ -131,11 +102,7 @@ func TestRollingUpgrade(t *testing.T) {
 		}
 		return nil
 	})
-	close(stop)
-	wg.Wait()
-	mu.Lock()
-	written := append([]string(nil), acked...)
-	mu.Unlock()
+	written := writer.Stop()
 	if len(written) < 20 {
 		t.Fatalf("only %d writes acknowledged during the upgrade", len(written))
 	}

@@ -29,8 +29,9 @@ const (
 )
 
 // compactRaftDB compacts path if it is at least minSize bytes and mostly
-// free. It reports the sizes before and after (equal when it did nothing).
-func compactRaftDB(path string, minSize int64, log *slog.Logger) (before, after int64, err error) {
+// free (used: the bytes in use, as checkRaftDB found). It reports the
+// sizes before and after (equal when it did nothing).
+func compactRaftDB(path string, used, minSize int64, log *slog.Logger) (before, after int64, err error) {
 	tmp := path + compactSuffix
 	_ = os.Remove(tmp) // a compaction cut short at the last start
 	st, err := os.Stat(path)
@@ -44,20 +45,15 @@ func compactRaftDB(path string, minSize int64, log *slog.Logger) (before, after 
 	if before < minSize {
 		return before, before, nil
 	}
+	if free := before - used; float64(free) < compactFreeRatio*float64(before) {
+		return before, before, nil
+	}
 	opts := &bbolt.Options{Timeout: time.Second, ReadOnly: true, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType}
 	src, err := bbolt.Open(path, 0o600, opts)
 	if err != nil {
 		return before, before, fmt.Errorf("compact %s: %w", path, err)
 	}
 	defer src.Close()
-	used, err := usedBytes(src)
-	if err != nil {
-		return before, before, fmt.Errorf("compact %s: %w", path, err)
-	}
-	free := before - used
-	if float64(free) < compactFreeRatio*float64(before) {
-		return before, before, nil
-	}
 	start := time.Now()
 	dst, err := bbolt.Open(tmp, 0o600, &bbolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType})
 	if err != nil {
@@ -71,7 +67,7 @@ func compactRaftDB(path string, minSize int64, log *slog.Logger) (before, after 
 		err = cerr
 	}
 	if err == nil {
-		err = checkRaftDB(tmp)
+		_, err = checkRaftDB(tmp)
 	}
 	if err != nil {
 		_ = os.Remove(tmp)
@@ -88,22 +84,6 @@ func compactRaftDB(path string, minSize int64, log *slog.Logger) (before, after 
 	if st, err := os.Stat(path); err == nil {
 		after = st.Size()
 	}
-	log.Info("compacted raft.db", "before", before, "after", after, "free-before", free, "took", time.Since(start))
+	log.Info("compacted raft.db", "before", before, "after", after, "free-before", before-used, "took", time.Since(start))
 	return before, after, nil
-}
-
-// usedBytes is what db's buckets take (their pages, overflow included),
-// plus the two meta pages: the rest of the file is free.
-func usedBytes(db *bbolt.DB) (int64, error) {
-	var used int64
-	err := db.View(func(tx *bbolt.Tx) error {
-		ps := int64(db.Info().PageSize)
-		used = 2 * ps
-		return tx.ForEach(func(_ []byte, b *bbolt.Bucket) error {
-			s := b.Stats()
-			used += int64(s.BranchPageN+s.BranchOverflowN+s.LeafPageN+s.LeafOverflowN) * ps
-			return nil
-		})
-	})
-	return used, err
 }

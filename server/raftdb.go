@@ -29,12 +29,15 @@ var errCorruptRaftDB = errors.New("corrupt Raft log")
 // checks, no walk), then its page tree is walked here, reading the file
 // (no mmap): every page bbolt would reach must lie inside the file, carry
 // its own id and a branch or leaf type, be reached once, hold its elements
-// and keep its keys in b-tree order (bbolt 1.4 on checks that too).
-func checkRaftDB(path string) error {
+// and keep its keys in b-tree order (bbolt 1.4 on checks that too). It
+// returns the bytes of the pages in use (the meta pages and every page
+// the walk reached), which a compaction weighs against the file's size; 0
+// when there is no file.
+func checkRaftDB(path string) (used int64, err error) {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		return nil
+		return 0, nil
 	} else if err != nil {
-		return err
+		return 0, err
 	}
 	corrupt := func(detail error) error {
 		return fmt.Errorf("%w: %s is damaged (%v): this master cannot start from it. "+
@@ -45,23 +48,24 @@ func checkRaftDB(path string) error {
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
 	if errors.Is(err, bbolt.ErrTimeout) {
-		return fmt.Errorf("%s is in use by another process: %w", path, err)
+		return 0, fmt.Errorf("%s is in use by another process: %w", path, err)
 	}
 	if err != nil {
-		return corrupt(err)
+		return 0, corrupt(err)
 	}
 	if err := db.Close(); err != nil {
-		return err
+		return 0, err
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer f.Close()
-	if err := walkBolt(f); err != nil {
-		return corrupt(err)
+	used, err = walkBolt(f)
+	if err != nil {
+		return 0, corrupt(err)
 	}
-	return nil
+	return used, nil
 }
 
 // bbolt's file format (version 2), as far as the walk needs it.
@@ -88,7 +92,7 @@ type boltWalker struct {
 }
 
 // walkBolt checks the page tree of the newest valid meta page.
-func walkBolt(r io.ReaderAt) error {
+func walkBolt(r io.ReaderAt) (used int64, err error) {
 	var best *boltMeta
 	for i := range 2 {
 		// Page size is not known yet: meta pages are at 0 and pageSize; try
@@ -107,18 +111,20 @@ func walkBolt(r io.ReaderAt) error {
 		}
 	}
 	if best == nil {
-		return errors.New("no valid meta page")
+		return 0, errors.New("no valid meta page")
 	}
 	w := &boltWalker{r: r, meta: *best, seen: map[uint64]bool{0: true, 1: true}}
 	// Every page up to the high-water mark must be in the file.
 	last := make([]byte, 1)
 	if end := int64(best.pgid) * int64(best.pageSize); end > 0 {
 		if _, err := r.ReadAt(last, end-1); err != nil {
-			return fmt.Errorf("its pages need %d bytes, reading the last: %v (truncated)", end, err)
+			return 0, fmt.Errorf("its pages need %d bytes, reading the last: %v (truncated)", end, err)
 		}
 	}
-	_, err := w.page(best.root, 0, nil, nil)
-	return err
+	if _, err := w.page(best.root, 0, nil, nil); err != nil {
+		return 0, err
+	}
+	return int64(len(w.seen)) * int64(best.pageSize), nil
 }
 
 func readBoltMeta(r io.ReaderAt, off int64) (boltMeta, bool) {

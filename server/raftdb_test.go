@@ -58,10 +58,10 @@ func writeRaftDB(t *testing.T) (string, []byte) {
 // passes the check opens in raft-boltdb without one.
 func TestCheckRaftDB(t *testing.T) {
 	path, good := writeRaftDB(t)
-	if err := checkRaftDB(path); err != nil {
+	if _, err := checkRaftDB(path); err != nil {
 		t.Fatalf("good raft.db: %v", err)
 	}
-	if err := checkRaftDB(filepath.Join(t.TempDir(), "none.db")); err != nil {
+	if _, err := checkRaftDB(filepath.Join(t.TempDir(), "none.db")); err != nil {
 		t.Fatalf("missing raft.db: %v", err)
 	}
 	refused := func(name string, b []byte) {
@@ -69,7 +69,7 @@ func TestCheckRaftDB(t *testing.T) {
 		if err := os.WriteFile(path, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		err := checkRaftDB(path)
+		_, err := checkRaftDB(path)
 		if !errors.Is(err, errCorruptRaftDB) || !strings.Contains(err.Error(), path) || strings.Contains(err.Error(), "\n") {
 			t.Fatalf("%s: %v, want one line naming %s", name, err, path)
 		}
@@ -104,7 +104,7 @@ func TestCheckRaftDB(t *testing.T) {
 		if err := os.WriteFile(path, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if err := checkRaftDB(path); err != nil {
+		if _, err := checkRaftDB(path); err != nil {
 			if !errors.Is(err, errCorruptRaftDB) {
 				t.Fatalf("damage %d: %v", i, err)
 			}

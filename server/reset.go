@@ -47,7 +47,7 @@ func ClusterReset(cfg Config) (*ResetReport, error) {
 	if _, err := os.Stat(db); err != nil {
 		return nil, fmt.Errorf("--cluster-reset: %s has no Raft log (%w): there is nothing to reset", cfg.DataDir, err)
 	}
-	if err := checkRaftDB(db); err != nil {
+	if _, err := checkRaftDB(db); err != nil {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "reset")}

@@ -395,15 +395,15 @@ func (s *Server) setupRaft() error {
 	if err := checkDataFormat(dir); err != nil {
 		return err
 	}
-	if err := checkRaftDB(filepath.Join(dir, "raft.db")); err != nil {
+	used, err := checkRaftDB(filepath.Join(dir, "raft.db"))
+	if err != nil {
 		return err
 	}
-	if _, _, err := compactRaftDB(filepath.Join(dir, "raft.db"), compactMinSize, s.log); err != nil {
+	if _, _, err := compactRaftDB(filepath.Join(dir, "raft.db"), used, compactMinSize, s.log); err != nil {
 		// The file is intact (a compaction writes a new one): go on.
 		s.log.Warn("raft.db not compacted", "err", err)
 	}
 	s.tuneForDisk(dir)
-	var err error
 	if s.mark, _, err = openAppliedMark(filepath.Join(dir, appliedMarkFile)); err != nil {
 		return err
 	}
