@@ -110,20 +110,5 @@ func TestQuorumLossAndClusterReset(t *testing.T) {
 			t.Fatalf("%s after joining: %v", old.Name, err)
 		}
 	}
-	testutil.WaitFor(t, 60*time.Second, "three ready voters", func() error {
-		rows, err := c.Members(survivor)
-		if err != nil {
-			return err
-		}
-		ready := 0
-		for _, r := range rows {
-			if r.Suffrage == "voter" && r.State == "ready" {
-				ready++
-			}
-		}
-		if ready != 3 || len(rows) != 3 {
-			return fmt.Errorf("members: %+v", rows)
-		}
-		return nil
-	})
+	c.WaitReadyVoters(survivor, 3, 60*time.Second, "three ready voters")
 }

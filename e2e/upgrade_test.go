@@ -37,22 +37,7 @@ func TestRollingUpgrade(t *testing.T) {
 	}
 	allReady := func(what string) {
 		t.Helper()
-		testutil.WaitFor(t, 90*time.Second, what, func() error {
-			rows, err := c.Members(c.Masters[0])
-			if err != nil {
-				return err
-			}
-			ready := 0
-			for _, r := range rows {
-				if r.Suffrage == "voter" && r.State == "ready" {
-					ready++
-				}
-			}
-			if ready != 3 {
-				return fmt.Errorf("members: %+v", rows)
-			}
-			return nil
-		})
+		c.WaitReadyVoters(c.Masters[0], 3, 90*time.Second, what)
 	}
 	allReady("three ready voters of " + upgradeFrom)
 

@@ -76,22 +76,7 @@ func slowDiskCluster(b *testing.B, delay time.Duration, args []string) *testutil
 		m.Start()
 		c.Masters = append(c.Masters, m)
 	}
-	testutil.WaitFor(b, 180*time.Second, "three ready voters on slow disks", func() error {
-		rows, err := c.Members(first)
-		if err != nil {
-			return err
-		}
-		ready := 0
-		for _, r := range rows {
-			if r.Suffrage == "voter" && r.State == "ready" {
-				ready++
-			}
-		}
-		if ready != 3 {
-			return fmt.Errorf("members: %+v", rows)
-		}
-		return nil
-	})
+	c.WaitReadyVoters(first, 3, 180*time.Second, "three ready voters on slow disks")
 	return c
 }
 

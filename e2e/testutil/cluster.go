@@ -126,3 +126,25 @@ func (c *Cluster) Running() []*Master {
 func ClusterOf(t TB, masters ...*Master) *Cluster {
 	return &Cluster{t: t, Masters: masters, Admin: masters[0].HTTPClient()}
 }
+
+// WaitReadyVoters waits until master via lists exactly n members, all
+// ready voters.
+func (c *Cluster) WaitReadyVoters(via *Master, n int, timeout time.Duration, what string) {
+	c.t.Helper()
+	WaitFor(c.t, timeout, what, func() error {
+		rows, err := c.Members(via)
+		if err != nil {
+			return err
+		}
+		ready := 0
+		for _, r := range rows {
+			if r.Suffrage == "voter" && r.State == "ready" {
+				ready++
+			}
+		}
+		if ready != n || len(rows) != n {
+			return fmt.Errorf("members: %+v", rows)
+		}
+		return nil
+	})
+}
