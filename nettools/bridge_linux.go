@@ -193,6 +193,13 @@ func (b *Bridge) SetUp(ctx context.Context, sandboxID, netnsPath string, _ *runt
 	if err != nil {
 		return nil, err
 	}
+	// Hairpin: with br_netfilter on (the network policy controller turns
+	// it on), a pod's packet to its own Service is DNATed back to the pod
+	// inside the bridge, which sends a frame out of the port it came in
+	// by only in hairpin mode.
+	if err := host.LinkSetHairpin(hostEnd, true); err != nil {
+		return nil, fmt.Errorf("veth %s hairpin mode: %w", name, err)
+	}
 	if err := host.LinkSetUp(hostEnd); err != nil {
 		return nil, err
 	}

@@ -55,6 +55,10 @@ type Match struct {
 	// than lo and was not DNATed (iifname != "lo" ip daddr 127.0.0.0/8
 	// ct status & dnat == 0).
 	Localnet bool
+	// LoopbackSrc: ip saddr 127.0.0.0/8 (node port traffic from the node's
+	// loopback, masqueraded whatever the traffic policy: the endpoint
+	// could not answer 127.0.0.1).
+	LoopbackSrc bool
 }
 
 // StmtKind is what a statement does.
@@ -153,7 +157,7 @@ func Rules(m *Model, balance Balance) *Ruleset {
 			svcChain := "svc-" + id
 			services.Rules = append(services.Rules, Rule{Match: Match{DAddr: p.ClusterIP, Proto: p.Protocol, DPort: p.Port},
 				Do: []Stmt{{Kind: StmtGoto, Chain: svcChain}}})
-			own = append(own, Chain{Name: svcChain, Rules: pickRules(p, id, eps, false)})
+			own = append(own, Chain{Name: svcChain, Rules: pickRules(p, id, eps, false, false)})
 		} else {
 			noEndpoints.Rules = append(noEndpoints.Rules, Rule{Match: Match{DAddr: p.ClusterIP, Proto: p.Protocol, DPort: p.Port}, Do: reject})
 		}
@@ -162,7 +166,7 @@ func Rules(m *Model, balance Balance) *Ruleset {
 				extChain := "ext-" + id
 				nodeports.Rules = append(nodeports.Rules, Rule{Match: Match{Proto: p.Protocol, DPort: p.NodePort},
 					Do: []Stmt{{Kind: StmtGoto, Chain: extChain}}})
-				own = append(own, Chain{Name: extChain, Rules: pickRules(p, id, eps, !p.ExternalLocal)})
+				own = append(own, Chain{Name: extChain, Rules: pickRules(p, id, eps, true, !p.ExternalLocal)})
 			} else {
 				noEndpoints.Rules = append(noEndpoints.Rules, Rule{Match: Match{LocalDst: true, Proto: p.Protocol, DPort: p.NodePort}, Do: reject})
 			}
@@ -193,10 +197,12 @@ func Rules(m *Model, balance Balance) *Ruleset {
 }
 
 // pickRules: affinity first, then a balanced pick among eps.
-func pickRules(p *ServicePort, id string, eps []Endpoint, mark bool) []Rule {
+func pickRules(p *ServicePort, id string, eps []Endpoint, ext, mark bool) []Rule {
 	var rules []Rule
 	if mark {
 		rules = append(rules, Rule{Do: []Stmt{{Kind: StmtMark}}})
+	} else if ext {
+		rules = append(rules, Rule{Match: Match{LoopbackSrc: true}, Do: []Stmt{{Kind: StmtMark}}})
 	}
 	var chains []string
 	for _, e := range eps {
@@ -249,6 +255,9 @@ func (r Rule) String(balance Balance) string {
 	}
 	if m.Marked {
 		parts = append(parts, fmt.Sprintf("meta mark & 0x%x != 0", MasqueradeMark))
+	}
+	if m.LoopbackSrc {
+		parts = append(parts, "ip saddr 127.0.0.0/8")
 	}
 	if m.Localnet {
 		parts = append(parts, `iifname != "lo" ip daddr 127.0.0.0/8 ct status & dnat == 0`)
