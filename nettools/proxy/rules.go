@@ -161,14 +161,27 @@ func Rules(m *Model, balance Balance) *Ruleset {
 		} else {
 			noEndpoints.Rules = append(noEndpoints.Rules, Rule{Match: Match{DAddr: p.ClusterIP, Proto: p.Protocol, DPort: p.Port}, Do: reject})
 		}
-		if p.NodePort != 0 {
+		if p.NodePort != 0 || len(p.LoadBalancerIPs) > 0 {
 			if eps := p.ExternalEndpoints(); len(eps) > 0 {
 				extChain := "ext-" + id
-				nodeports.Rules = append(nodeports.Rules, Rule{Match: Match{Proto: p.Protocol, DPort: p.NodePort},
-					Do: []Stmt{{Kind: StmtGoto, Chain: extChain}}})
+				if p.NodePort != 0 {
+					nodeports.Rules = append(nodeports.Rules, Rule{Match: Match{Proto: p.Protocol, DPort: p.NodePort},
+						Do: []Stmt{{Kind: StmtGoto, Chain: extChain}}})
+				}
+				// Load balancer addresses: as the cluster IP, to the
+				// external endpoints (kube-proxy's rule for them).
+				for _, ip := range p.LoadBalancerIPs {
+					services.Rules = append(services.Rules, Rule{Match: Match{DAddr: ip, Proto: p.Protocol, DPort: p.Port},
+						Do: []Stmt{{Kind: StmtGoto, Chain: extChain}}})
+				}
 				own = append(own, Chain{Name: extChain, Rules: pickRules(p, id, eps, true, !p.ExternalLocal)})
 			} else {
-				noEndpoints.Rules = append(noEndpoints.Rules, Rule{Match: Match{LocalDst: true, Proto: p.Protocol, DPort: p.NodePort}, Do: reject})
+				if p.NodePort != 0 {
+					noEndpoints.Rules = append(noEndpoints.Rules, Rule{Match: Match{LocalDst: true, Proto: p.Protocol, DPort: p.NodePort}, Do: reject})
+				}
+				for _, ip := range p.LoadBalancerIPs {
+					noEndpoints.Rules = append(noEndpoints.Rules, Rule{Match: Match{DAddr: ip, Proto: p.Protocol, DPort: p.Port}, Do: reject})
+				}
 			}
 		}
 		for _, e := range p.Endpoints {

@@ -18,6 +18,8 @@ func (f fakeNodeObjects) PodNode(ns, name string) (string, bool) {
 	return "", false
 }
 
+func (f fakeNodeObjects) IngressTLSSecret(namespace, name string) bool { return false }
+
 func (f fakeNodeObjects) PodsOnNode(node, ns string, fn func(*corev1.Pod) bool) {
 	for _, p := range f.pods {
 		if p.Namespace == ns && p.Spec.NodeName == node && !fn(p) {

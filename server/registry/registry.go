@@ -99,6 +99,8 @@ func New() *Registry {
 		replicationControllerKind(),
 		priorityClassKind(),
 		networkPolicyKind(),
+		ingressKind(),
+		ingressClassKind(),
 		certificateSigningRequestKind(),
 	} {
 		r.register(k)
