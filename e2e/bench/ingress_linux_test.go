@@ -30,8 +30,8 @@ import (
 // latency through the node's built-in ingress controller to a pod, against
 // the same requests straight to the pod, in one run. The server is the
 // test's (net/http listening inside the pod's network namespace, a 2-byte
-// answer); the clients are 8 keep-alive connections from the node's host
-// namespace for SKIFF_BENCH_DURATION (3 s) each way.
+// answer); the clients are 8 concurrent ones in the node's host namespace,
+// for SKIFF_BENCH_DURATION (3 s) each way.
 func BenchmarkIngress(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("real pods need root")
@@ -86,23 +86,31 @@ func BenchmarkIngress(b *testing.B) {
 	direct := "http://" + net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(port)) + "/"
 	viaIngress := "http://" + c.NodeIP(0) + "/"
 	testutil.WaitFor(b, 60*time.Second, "the ingress answers", func() error {
-		_, err := load(nodeNS, viaIngress, 1, 10*time.Millisecond)
+		_, err := load(nodeNS, viaIngress, 1, 10*time.Millisecond, false)
 		return err
 	})
-	for range b.N {
-		d, err := load(nodeNS, direct, 8, dur)
-		if err != nil {
-			b.Fatal(err)
-		}
-		in, err := load(nodeNS, viaIngress, 8, dur)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.ReportMetric(d.rps, "direct-req/s")
-		b.ReportMetric(float64(d.p99.Microseconds()), "direct-p99-µs")
-		b.ReportMetric(in.rps, "ingress-req/s")
-		b.ReportMetric(float64(in.p99.Microseconds()), "ingress-p99-µs")
-		b.ReportMetric(in.rps/d.rps, "ingress/direct")
+	// keepalive: 8 clients on persistent connections (the proxy's own
+	// cost); new-conn: a new TCP connection per request, as curl or wget
+	// in a loop (the proxy keeps its pooled connections to the pod).
+	for _, mode := range []string{"keepalive", "new-conn"} {
+		b.Run(mode, func(b *testing.B) {
+			fresh := mode == "new-conn"
+			for range b.N {
+				d, err := load(nodeNS, direct, 8, dur, fresh)
+				if err != nil {
+					b.Fatal(err)
+				}
+				in, err := load(nodeNS, viaIngress, 8, dur, fresh)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(d.rps, "direct-req/s")
+				b.ReportMetric(float64(d.p99.Microseconds()), "direct-p99-µs")
+				b.ReportMetric(in.rps, "ingress-req/s")
+				b.ReportMetric(float64(in.p99.Microseconds()), "ingress-p99-µs")
+				b.ReportMetric(in.rps/d.rps, "ingress/direct")
+			}
+		})
 	}
 }
 
@@ -111,11 +119,11 @@ type loadResult struct {
 	p99 time.Duration
 }
 
-// load runs n keep-alive clients against url (Host web.example.com) for
-// dur, dialling from the network namespace ns; any failed request fails
-// the run.
-func load(ns, url string, n int, dur time.Duration) (loadResult, error) {
-	tr := &http.Transport{MaxIdleConnsPerHost: n, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+// load runs n clients against url (Host web.example.com) for dur,
+// dialling from the network namespace ns, on keep-alive connections or
+// (fresh) a new connection per request; any failed request fails the run.
+func load(ns, url string, n int, dur time.Duration, fresh bool) (loadResult, error) {
+	tr := &http.Transport{MaxIdleConnsPerHost: n, DisableKeepAlives: fresh, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var conn net.Conn
 		err := nettools.Do(ns, func() (err error) {
 			conn, err = (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp4", addr)

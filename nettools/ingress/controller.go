@@ -108,6 +108,8 @@ func New(cfg Config) (*Controller, error) {
 		MaxIdleConns:        1000,
 		MaxIdleConnsPerHost: 100,
 		IdleConnTimeout:     90 * time.Second,
+		// Pass bodies as they are: the client's Accept-Encoding decides.
+		DisableCompression: true,
 	}
 	c.proxy = &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
