@@ -27,16 +27,18 @@ import (
 	"github.com/skiff-io/skiff/e2e/testutil"
 )
 
-// TestIngressAndLoadBalancer (issue 17) on two real nodes: the built-in
-// ingress controller answers on node-0's ports 80 and 443 for two hosts,
+// TestIngressAndLoadBalancer (issue 17) on two real nodes, node-0 started
+// with --disable ingress: the built-in ingress controller answers on
+// node-1's ports 80 and 443 (node-0's are closed) for two hosts,
 // by host and path, with the TLS Secret chosen by SNI; a backend pod that
 // is not ready gets no traffic; an Ingress whose Secret is missing gets
-// the default certificate and a Warning Event; the Ingresses' status and
-// a LoadBalancer Service's list both node addresses, and the Service's
-// port answers on both nodes.
+// the default certificate and a Warning Event; the Ingresses' status lists
+// node-1's address; a LoadBalancer Service's lists both node addresses,
+// and the Service's port answers on both nodes.
 func TestIngressAndLoadBalancer(t *testing.T) {
 	needRealContainers(t)
-	c := testutil.NewNetCluster(t, testutil.NetClusterOptions{Nodes: 2, ImageArchives: []string{netImageArchive(t)}})
+	c := testutil.NewNetCluster(t, testutil.NetClusterOptions{Nodes: 2, ImageArchives: []string{netImageArchive(t)},
+		ServerArgs: []string{"--disable", "ingress"}})
 	ctx := context.Background()
 	site := func(name, node, app string, ready bool) *corev1.Pod {
 		p := webPod(name, node)
@@ -90,9 +92,9 @@ func TestIngressAndLoadBalancer(t *testing.T) {
 		}
 	}
 
-	// A client on node-1's host, its connections to node-0's address
+	// A client on node-0's host, its connections to node-1's address
 	// whatever the URL's host (curl --resolve).
-	target := c.NodeIP(0)
+	target := c.NodeIP(1)
 	var lastCert *x509.Certificate
 	get := func(url string) (string, error) {
 		cl := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{
@@ -106,7 +108,7 @@ func TestIngressAndLoadBalancer(t *testing.T) {
 			}},
 			DisableKeepAlives: true}}
 		var body string
-		err := c.InNode(1, func() error {
+		err := c.InNode(0, func() error {
 			resp, err := cl.Get(url)
 			if err != nil {
 				return err
@@ -128,7 +130,7 @@ func TestIngressAndLoadBalancer(t *testing.T) {
 			return err
 		})
 		if err != nil {
-			t.Fatalf("%s: %v (want %q)\n--- node-0 log ---\n%s", url, err, want, c.NodeLog(0, 30))
+			t.Fatalf("%s: %v (want %q)\n--- node-1 log ---\n%s", url, err, want, c.NodeLog(1, 30))
 		}
 	}
 	expect("http://a.example.com/", "200 web-a")
@@ -160,13 +162,25 @@ func TestIngressAndLoadBalancer(t *testing.T) {
 		return nil
 	})
 
-	// Status: both nodes run the controller.
-	nodes := []string{c.NodeIP(0), c.NodeIP(1)}
-	sort.Strings(nodes)
-	both := strings.Join(nodes, ",")
+	// node-0 (--disable ingress) has no listener on port 80.
+	if err := c.InNode(1, func() error {
+		conn, err := net.DialTimeout("tcp4", net.JoinHostPort(c.NodeIP(0), "80"), 2*time.Second)
+		if err == nil {
+			conn.Close()
+		}
+		return err
+	}); err == nil {
+		t.Fatal("node-0, started with --disable ingress, accepts connections on port 80")
+	}
+
+	// Status: only node-1 runs the controller.
 	testutil.WaitFor(t, 30*time.Second, "ingress status", func() error {
-		out, err := c.Kubectl("get", "ingress", "two")
-		if err != nil || !strings.Contains(out, both) || !strings.Contains(out, "skiff") || !strings.Contains(out, "80, 443") {
+		out, err := c.Kubectl("get", "ingress", "two", "-o", "jsonpath={.spec.ingressClassName} {.status.loadBalancer.ingress[*].ip}")
+		if err != nil || out != "skiff "+c.NodeIP(1) {
+			return fmt.Errorf("class and addresses %q %v, want %q", out, err, "skiff "+c.NodeIP(1))
+		}
+		out, err = c.Kubectl("get", "ingress", "two")
+		if err != nil || !strings.Contains(out, c.NodeIP(1)) || !strings.Contains(out, "80, 443") {
 			return fmt.Errorf("kubectl get ingress: %q %v", out, err)
 		}
 		return nil
@@ -175,6 +189,9 @@ func TestIngressAndLoadBalancer(t *testing.T) {
 	t.Logf("kubectl get ingress,ingressclass:\n%s", out)
 
 	// A LoadBalancer Service: the node addresses, the port on each node.
+	nodes := []string{c.NodeIP(0), c.NodeIP(1)}
+	sort.Strings(nodes)
+	both := strings.Join(nodes, ",")
 	if _, err := c.CS.CoreV1().Services("default").Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "lb"},
 		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Selector: map[string]string{"app": "b"},
 			Ports: []corev1.ServicePort{{Name: "http", Port: 8081, TargetPort: intstr.FromString("http")}}}}, metav1.CreateOptions{}); err != nil {
