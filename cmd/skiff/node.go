@@ -316,7 +316,14 @@ func startIngress(ctx context.Context, o nodeOptions, cs kubernetes.Interface) (
 		}()
 		return func() {}, nil
 	}
-	ic, err := ingress.New(ingress.Config{Client: cs, NodeName: o.NodeName, HTTPPort: o.IngressHTTPPort,
+	// All of the node's addresses, but with the userspace proxy only the
+	// node address: that proxy listens on every cluster IP (held on lo) and
+	// port, port 80 among them, which a wildcard listener would take.
+	addr := ""
+	if o.ProxyMode == string(proxy.ModeUserspace) {
+		addr = o.NodeIP
+	}
+	ic, err := ingress.New(ingress.Config{Client: cs, NodeName: o.NodeName, Address: addr, HTTPPort: o.IngressHTTPPort,
 		HTTPSPort: o.IngressHTTPSPort, Logger: o.Logger})
 	if err != nil {
 		return nil, err
