@@ -66,6 +66,10 @@ type Controller struct {
 
 	mu     sync.Mutex
 	warned map[string]bool // ingress/secret pairs with an Event recorded
+	// secrets caches what each Secret gave (a certificate or an error)
+	// for ResyncInterval: a sync runs after every Service or slice change
+	// in the cluster, and must not GET every TLS Secret each time.
+	secrets map[string]cachedSecret
 }
 
 // snapshot is what a request reads: the route table, the ready endpoints
@@ -100,7 +104,8 @@ func New(cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Controller{cfg: cfg, log: cfg.Logger.With("component", "ingress"), kick: make(chan struct{}, 1), warned: map[string]bool{}}
+	c := &Controller{cfg: cfg, log: cfg.Logger.With("component", "ingress"), kick: make(chan struct{}, 1), warned: map[string]bool{},
+		secrets: map[string]cachedSecret{}}
 	c.state.Store(&snapshot{table: BuildTable(nil), defCert: def})
 	tr := &http.Transport{
 		Proxy:               nil,
@@ -261,16 +266,21 @@ func (c *Controller) sync(ctx context.Context, ings []*networkingv1.Ingress, svc
 	// Older Ingresses first: the first certificate for a host wins.
 	sorted := append([]*networkingv1.Ingress(nil), ings...)
 	sortOlder(sorted)
+	used := map[string]bool{}
 	for _, in := range sorted {
 		for _, t := range in.Spec.TLS {
 			if t.SecretName == "" {
 				continue
 			}
+			used[in.Namespace+"/"+t.SecretName] = true
 			cert, err := c.secretCert(ctx, in.Namespace, t.SecretName)
 			if err != nil {
 				c.warn(ctx, in, t.SecretName, err)
 				continue
 			}
+			c.mu.Lock()
+			delete(c.warned, string(in.UID)+"/"+t.SecretName) // warn again if it goes
+			c.mu.Unlock()
 			for _, h := range t.Hosts {
 				if _, dup := s.certs[hostOnly(h)]; !dup {
 					s.certs[hostOnly(h)] = cert
@@ -278,10 +288,40 @@ func (c *Controller) sync(ctx context.Context, ings []*networkingv1.Ingress, svc
 			}
 		}
 	}
+	c.mu.Lock()
+	for k := range c.secrets {
+		if !used[k] {
+			delete(c.secrets, k)
+		}
+	}
+	c.mu.Unlock()
 	c.state.Store(s)
 }
 
+type cachedSecret struct {
+	cert *tls.Certificate
+	err  error
+	at   time.Time
+}
+
+// secretCert returns the certificate of the Secret namespace/name, read
+// again when the cached answer is older than ResyncInterval.
 func (c *Controller) secretCert(ctx context.Context, namespace, name string) (*tls.Certificate, error) {
+	key := namespace + "/" + name
+	c.mu.Lock()
+	cached, ok := c.secrets[key]
+	c.mu.Unlock()
+	if ok && time.Since(cached.at) < c.cfg.ResyncInterval {
+		return cached.cert, cached.err
+	}
+	cert, err := c.readSecretCert(ctx, namespace, name)
+	c.mu.Lock()
+	c.secrets[key] = cachedSecret{cert: cert, err: err, at: time.Now()}
+	c.mu.Unlock()
+	return cert, err
+}
+
+func (c *Controller) readSecretCert(ctx context.Context, namespace, name string) (*tls.Certificate, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	sec, err := c.cfg.Client.CoreV1().Secrets(namespace).Get(ctx, name, metav1.GetOptions{})
