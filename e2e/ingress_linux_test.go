@@ -14,6 +14,8 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -83,13 +85,35 @@ func TestIngressAndLoadBalancer(t *testing.T) {
 				rule("b.example.com", networkingv1.HTTPIngressPath{Path: "/b", PathType: &prefix, Backend: backend("svc-b")},
 					networkingv1.HTTPIngressPath{Path: "/index.html", PathType: &exact, Backend: backend("svc-a")}),
 			}}},
-		{ObjectMeta: metav1.ObjectMeta{Name: "missing"}, Spec: networkingv1.IngressSpec{
-			TLS:   []networkingv1.IngressTLS{{Hosts: []string{"c.example.com"}, SecretName: "nope"}},
-			Rules: []networkingv1.IngressRule{rule("c.example.com", networkingv1.HTTPIngressPath{Path: "/", PathType: &prefix, Backend: backend("svc-b")})}}},
 	} {
 		if _, err := c.CS.NetworkingV1().Ingresses("default").Create(ctx, in, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// The other one with kubectl apply (OpenAPI validation on); a bad
+	// path type is refused with its field.
+	manifest := func(pathType string) string {
+		f := filepath.Join(t.TempDir(), "ing.yaml")
+		body := `apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: missing}
+spec:
+  tls: [{hosts: [c.example.com], secretName: nope}]
+  rules:
+  - host: c.example.com
+    http:
+      paths: [{path: /, pathType: ` + pathType + `, backend: {service: {name: svc-b, port: {name: http}}}}]
+`
+		if err := os.WriteFile(f, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	if out, err := c.Kubectl("apply", "-f", manifest("Regex")); err == nil || !strings.Contains(out, "spec.rules[0].http.paths[0].pathType") {
+		t.Fatalf("kubectl apply of a bad pathType: %v\n%s", err, out)
+	}
+	if out, err := c.Kubectl("apply", "-f", manifest("Prefix")); err != nil {
+		t.Fatalf("kubectl apply: %v\n%s", err, out)
 	}
 
 	// A client on node-0's host, its connections to node-1's address
