@@ -152,6 +152,13 @@ func (c *Controller) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	defer func() {
+		// Closed by the servers' Shutdown too, unless Run ends before
+		// they serve; either way the next Listen opens them again.
+		_ = c.httpLn.Close()
+		_ = c.httpsLn.Close()
+		c.httpLn, c.httpsLn = nil, nil
+	}()
 	factory := informers.NewSharedInformerFactory(c.cfg.Client, 0)
 	ingInf := factory.Networking().V1().Ingresses()
 	classInf := factory.Networking().V1().IngressClasses()
