@@ -115,6 +115,13 @@ spec:
 	if out, err := c.Kubectl("apply", "-f", manifest("Prefix")); err != nil {
 		t.Fatalf("kubectl apply: %v\n%s", err, out)
 	}
+	// kubectl create ingress and describe: "/*" is a Prefix rule.
+	if out, err := c.Kubectl("create", "ingress", "simple", "--rule=d.example.com/*=svc-b:http"); err != nil {
+		t.Fatalf("kubectl create ingress: %v\n%s", err, out)
+	}
+	if out, err := c.Kubectl("describe", "ingress", "simple"); err != nil || !strings.Contains(out, "svc-b:http") || !strings.Contains(out, "d.example.com") {
+		t.Fatalf("kubectl describe ingress: %v\n%s", err, out)
+	}
 
 	// A client on node-0's host, its connections to node-1's address
 	// whatever the URL's host (curl --resolve).
@@ -161,6 +168,7 @@ spec:
 	expect("http://b.example.com/b/", "200 web-b")
 	expect("http://b.example.com/index.html", "200 web-a") // Exact
 	expect("http://b.example.com/other", "404 404 page not found")
+	expect("http://d.example.com/b/", "200 web-b")
 	// The not-ready pod of svc-a never answers.
 	for i := 0; i < 20; i++ {
 		if got, err := get("http://a.example.com/"); err != nil || got != "200 web-a" {
