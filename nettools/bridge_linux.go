@@ -59,6 +59,9 @@ type Bridge struct {
 
 	mu     sync.Mutex
 	prefix netip.Prefix
+	// hairpinDone: the ports of pods set up by an older release have been
+	// given hairpin mode (once per process).
+	hairpinDone bool
 }
 
 // NewBridge returns a Bridge; nothing is created until the first SetUp.
@@ -193,6 +196,13 @@ func (b *Bridge) SetUp(ctx context.Context, sandboxID, netnsPath string, _ *runt
 	if err != nil {
 		return nil, err
 	}
+	// Hairpin: with br_netfilter on (the network policy controller turns
+	// it on), a pod's packet to its own Service is DNATed back to the pod
+	// inside the bridge, which sends a frame out of the port it came in
+	// by only in hairpin mode.
+	if err := host.LinkSetHairpin(hostEnd, true); err != nil {
+		return nil, fmt.Errorf("veth %s hairpin mode: %w", name, err)
+	}
 	if err := host.LinkSetUp(hostEnd); err != nil {
 		return nil, err
 	}
@@ -266,7 +276,35 @@ func (b *Bridge) ensureBridge(host *netlink.Handle) (netlink.Link, error) {
 			return nil, fmt.Errorf("bridge %s: %w", b.cfg.Name, err)
 		}
 	}
+	if !b.hairpinDone {
+		if err := b.hairpinAll(host, l); err != nil {
+			return nil, err
+		}
+		b.hairpinDone = true
+	}
 	return l, nil
+}
+
+// hairpinAll turns hairpin mode on for every pod port of the bridge (pods
+// set up before SetUp did it keep running across agent upgrades).
+func (b *Bridge) hairpinAll(host *netlink.Handle, br netlink.Link) error {
+	links, err := host.LinkList()
+	if err != nil {
+		return err
+	}
+	for _, l := range links {
+		a := l.Attrs()
+		if a.MasterIndex != br.Attrs().Index || !strings.HasPrefix(a.Name, "sk") || l.Type() != "veth" {
+			continue
+		}
+		if a.Protinfo != nil && a.Protinfo.Hairpin {
+			continue
+		}
+		if err := host.LinkSetHairpin(l, true); err != nil {
+			return fmt.Errorf("veth %s hairpin mode: %w", a.Name, err)
+		}
+	}
+	return nil
 }
 
 // TearDown deletes the sandbox's veth pair and releases its address. It is

@@ -80,6 +80,39 @@ func TestBridgePodsReachEachOther(t *testing.T) {
 	if linkIn(t, host, DefaultBridge) == nil {
 		t.Fatal("no bridge in the test's host namespace")
 	}
+	// Every pod port in hairpin mode (a pod reaches itself through its
+	// Service); A's turned off here comes back with the next agent's
+	// first SetUp below.
+	hairpin := func(sandbox string) bool {
+		t.Helper()
+		ns, err := netns.GetFromPath(host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ns.Close()
+		h, err := netlink.NewHandleAt(ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		l, err := h.LinkByName(vethName(sandbox))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pi, err := h.LinkGetProtinfo(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sandbox == "aaaaaaaaaaaaaaaaaaaa" && pi.Hairpin {
+			if err := h.LinkSetHairpin(l, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return pi.Hairpin
+	}
+	if !hairpin("aaaaaaaaaaaaaaaaaaaa") || !hairpin("bbbbbbbbbbbbbbbbbbbb") {
+		t.Fatal("pod ports without hairpin mode")
+	}
 
 	// A listens on its pod IP; B connects to it through the bridge.
 	var l net.Listener
@@ -125,6 +158,9 @@ func TestBridgePodsReachEachOther(t *testing.T) {
 	}
 	if ipsC[0] != "10.42.7.4" {
 		t.Fatalf("after restart got %v, want 10.42.7.4", ipsC)
+	}
+	if !hairpin("bbbbbbbbbbbbbbbbbbbb") || !hairpin("aaaaaaaaaaaaaaaaaaaa") || !hairpin("cccccccccccccccccccc") {
+		t.Fatal("after restart: pod ports without hairpin mode")
 	}
 
 	// TearDown removes the veth and frees the address; twice is fine.

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/skiff-io/skiff/fsm/state"
+	"github.com/skiff-io/skiff/nettools/ingress"
 )
 
 // nodeObjects lets the authorizer's node rules look at pods in the local
@@ -43,4 +45,36 @@ func (n nodeObjects) PodsOnNode(node, namespace string, fn func(*corev1.Pod) boo
 		}
 		return fn(&p)
 	})
+}
+
+// IngressTLSSecret reports whether an Ingress of the built-in controller's
+// classes (nettools/ingress.IsOurs) in namespace names the secret in
+// spec.tls: the agents' ingress controller may read it.
+func (n nodeObjects) IngressTLSSecret(namespace, name string) bool {
+	st := n.s.fsm.Read()
+	mine, def := map[string]bool{}, false
+	st.List("networking.k8s.io/ingressclasses", "", "", func(o *state.Object) bool {
+		var c networkingv1.IngressClass
+		if json.Unmarshal(o.Data, &c) == nil && c.Spec.Controller == ingress.ControllerName {
+			mine[c.Name] = true
+			def = def || c.Annotations[ingress.AnnotationDefaultClass] == "true"
+		}
+		return true
+	})
+	mark := []byte(`"secretName":"` + name + `"`)
+	found := false
+	st.List("networking.k8s.io/ingresses", namespace, "", func(o *state.Object) bool {
+		if !bytes.Contains(o.Data, mark) {
+			return true
+		}
+		var in networkingv1.Ingress
+		if json.Unmarshal(o.Data, &in) != nil || !ingress.IsOurs(&in, mine, def) {
+			return true
+		}
+		for _, t := range in.Spec.TLS {
+			found = found || t.SecretName == name
+		}
+		return !found
+	})
+	return found
 }

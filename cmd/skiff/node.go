@@ -19,6 +19,7 @@ import (
 
 	"github.com/skiff-io/skiff/agent"
 	"github.com/skiff-io/skiff/client"
+	"github.com/skiff-io/skiff/nettools/ingress"
 	"github.com/skiff-io/skiff/nettools/proxy"
 	"github.com/skiff-io/skiff/server"
 	"github.com/skiff-io/skiff/server/pki"
@@ -40,6 +41,12 @@ type nodeOptions struct {
 	// endpoints in nftables mode (random, round-robin).
 	ProxyMode    string
 	ProxyBalance string
+	// Disable lists built-in parts turned off (--disable, k3s's
+	// spelling): "ingress" on a node; the server also reads "servicelb".
+	Disable []string
+	// IngressHTTPPort and IngressHTTPSPort: the ingress controller's ports
+	// (80, 443; tests pick others).
+	IngressHTTPPort, IngressHTTPSPort int
 
 	LeaseDuration  time.Duration
 	StatusInterval time.Duration
@@ -214,6 +221,11 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 		return err
 	}
 	defer stopProxy()
+	stopIngress, err := startIngress(ctx, o, cs)
+	if err != nil {
+		return err
+	}
+	defer stopIngress()
 	pn.Start(ctx)
 	defer pn.Wait()
 	var onMasters func([]string)
@@ -277,8 +289,76 @@ func startProxy(ctx context.Context, o nodeOptions, cs kubernetes.Interface, dat
 	return func() { cancel(); <-done }, nil
 }
 
-// addProxyFlags adds the service proxy's flags (agent and server).
+// disabled reports whether --disable names part.
+func (o nodeOptions) disabled(part string) bool {
+	for _, d := range o.Disable {
+		if d == part {
+			return true
+		}
+	}
+	return false
+}
+
+// startIngress runs the node's ingress controller (nettools/ingress)
+// unless --disable ingress or hollow nodes; a disabled node removes its
+// ingress annotation so that the leader leaves its address out of the
+// Ingresses' status. A port already taken is logged and retried, not
+// fatal: the kubelet matters more.
+func startIngress(ctx context.Context, o nodeOptions, cs kubernetes.Interface) (func(), error) {
+	if o.Runtime == "fake" {
+		return func() {}, nil
+	}
+	if o.disabled("ingress") {
+		go func() {
+			if err := ingress.PublishNode(ctx, cs, o.NodeName, false, ""); err != nil && ctx.Err() == nil {
+				o.Logger.Warn("remove the ingress annotation", "err", err)
+			}
+		}()
+		return func() {}, nil
+	}
+	// All of the node's addresses, but with the userspace proxy only the
+	// node address: that proxy listens on every cluster IP (held on lo) and
+	// port, port 80 among them, which a wildcard listener would take.
+	addr := ""
+	if o.ProxyMode == string(proxy.ModeUserspace) {
+		addr = o.NodeIP
+	}
+	ic, err := ingress.New(ingress.Config{Client: cs, NodeName: o.NodeName, Address: addr, HTTPPort: o.IngressHTTPPort,
+		HTTPSPort: o.IngressHTTPSPort, Logger: o.Logger})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			err := ic.Listen()
+			if err == nil {
+				err = ic.Run(ctx)
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			o.Logger.Error("ingress controller stopped; retrying in 10s", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(10 * time.Second):
+			}
+		}
+	}()
+	return func() { cancel(); <-done }, nil
+}
+
+// addProxyFlags adds the service proxy's flags (agent and server), and
+// the ingress controller's.
 func addProxyFlags(f *pflag.FlagSet, o *nodeOptions) {
+	f.StringSliceVar(&o.Disable, "disable", nil, "built-in parts to turn off: ingress (the node's ingress controller); on a server also servicelb (LoadBalancer Service addresses)")
+	f.IntVar(&o.IngressHTTPPort, "ingress-http-port", 80, "HTTP port of the ingress controller")
+	f.IntVar(&o.IngressHTTPSPort, "ingress-https-port", 443, "HTTPS port of the ingress controller")
+	_ = f.MarkHidden("ingress-http-port")
+	_ = f.MarkHidden("ingress-https-port")
 	f.StringVar(&o.ProxyMode, "proxy-mode", "", "service proxy mode: nftables, userspace or none (default nftables; none with --runtime fake)")
 	f.StringVar(&o.ProxyBalance, "proxy-balance", "random", "how the nftables mode picks a Service endpoint: random or round-robin")
 }

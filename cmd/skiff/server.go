@@ -96,6 +96,7 @@ runs the scheduler (unless --disable-scheduler) and the controllers.`,
 				debug.SetGCPercent(200)
 			}
 			node.Runtime, node.KubeletPort = agentRuntime, kubeletPort
+			cfg.Controllers.DisableServiceLB = node.disabled("servicelb")
 			cfg.KubeletPort = kubeletPort
 			// The embedded agent shares the data dir: this lock covers it.
 			mode, unlock, parent, err := startProcess(cfg.DataDir, "server", supervise)

@@ -30,6 +30,10 @@ type ServicePort struct {
 	ClusterIP                    netip.Addr
 	Port                         uint16
 	NodePort                     uint16 // 0: none
+	// LoadBalancerIPs: a LoadBalancer Service's status.loadBalancer
+	// addresses (the pool's node addresses, package servicelb); the port
+	// answers on them as node port traffic does.
+	LoadBalancerIPs []netip.Addr
 	// AffinitySeconds > 0: sessionAffinity ClientIP with this timeout.
 	AffinitySeconds int32
 	// InternalLocal and ExternalLocal: internalTrafficPolicy and
@@ -140,6 +144,13 @@ func Build(services []*corev1.Service, slices []*discoveryv1.EndpointSlice, node
 			}
 			if svc.Spec.Type == corev1.ServiceTypeNodePort || svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
 				sp.NodePort = uint16(p.NodePort)
+			}
+			if svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
+				for _, in := range svc.Status.LoadBalancer.Ingress {
+					if a, err := netip.ParseAddr(in.IP); err == nil && a.Is4() {
+						sp.LoadBalancerIPs = append(sp.LoadBalancerIPs, a)
+					}
+				}
 			}
 			sp.Endpoints = endpointsFor(bySvc[svc.Namespace+"/"+svc.Name], p, node)
 			m.Ports = append(m.Ports, sp)

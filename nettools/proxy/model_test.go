@@ -176,3 +176,32 @@ func TestLocalnetGuard(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadBalancerRules: a LoadBalancer Service's status addresses lead to
+// its external endpoints like its node port (kube-proxy's rule); with no
+// endpoints they reject; node port traffic from the loopback is
+// masqueraded even with externalTrafficPolicy Local.
+func TestLoadBalancerRules(t *testing.T) {
+	svc := testService("lb", "10.43.0.20", corev1.ServiceTypeLoadBalancer, corev1.ServicePort{Name: "http", Port: 8081, NodePort: 30081, Protocol: corev1.ProtocolTCP})
+	svc.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "192.0.2.1"}, {IP: "192.0.2.2"}}
+	slice := testSlice("lb", "lb-1", map[string]int32{"http": 8080}, testEP{ip: "10.42.0.5", node: "n1"})
+	m := Build([]*corev1.Service{svc}, []*discoveryv1.EndpointSlice{slice}, Node{Name: "n1"})
+	if got := m.Ports[0].LoadBalancerIPs; len(got) != 2 || got[0] != netip.MustParseAddr("192.0.2.1") {
+		t.Fatalf("load balancer IPs %v", got)
+	}
+	text := Rules(m, BalanceRandom).String()
+	for _, want := range []string{
+		`ip daddr 192.0.2.1 meta l4proto tcp th dport 8081 goto "ext-default/lb:http/tcp"`,
+		`ip daddr 192.0.2.2 meta l4proto tcp th dport 8081 goto "ext-default/lb:http/tcp"`,
+		`ip saddr 127.0.0.0/8 meta mark set meta mark | 0x4000`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("no %q in\n%s", want, text)
+		}
+	}
+	m = Build([]*corev1.Service{svc}, nil, Node{Name: "n1"})
+	if text := Rules(m, BalanceRandom).String(); !strings.Contains(text, "ip daddr 192.0.2.1 meta l4proto tcp th dport 8081 reject with tcp reset") {
+		t.Errorf("no reject for the load balancer address in\n%s", text)
+	}
+}

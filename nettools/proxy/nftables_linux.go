@@ -79,10 +79,17 @@ func (b *nftBackend) conn() (*nftables.Conn, func(), error) {
 
 // enableForwarding turns on IPv4 forwarding in the proxy's namespace:
 // DNATed service traffic from pods is routed, even to an endpoint on the
-// same bridge.
+// same bridge. It also turns on route_localnet on every interface (as
+// kube-proxy does), so that node ports answer on 127.0.0.1: a packet from
+// the loopback DNATed to a pod would otherwise be dropped as martian when
+// it leaves through the bridge or to another node. The filter-input chain
+// drops every other packet to 127.0.0.0/8 arriving off lo.
 func (b *nftBackend) enableForwarding() error {
 	write := func() error {
-		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644)
+		if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644); err != nil {
+			return err
+		}
+		return os.WriteFile("/proc/sys/net/ipv4/conf/all/route_localnet", []byte("1"), 0o644)
 	}
 	if b.netns == "" {
 		return write()
@@ -343,6 +350,12 @@ func ruleExprs(c *nftables.Conn, t *nftables.Table, r Rule, balance Balance, set
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
 				Mask: binaryutil.NativeEndian.PutUint32(MasqueradeMark), Xor: binaryutil.NativeEndian.PutUint32(0)},
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)})
+	}
+	if m.LoopbackSrc {
+		e = append(e,
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: []byte{255, 0, 0, 0}, Xor: []byte{0, 0, 0, 0}},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{127, 0, 0, 0}})
 	}
 	if m.Localnet {
 		e = append(e,

@@ -55,6 +55,10 @@ type Match struct {
 	// than lo and was not DNATed (iifname != "lo" ip daddr 127.0.0.0/8
 	// ct status & dnat == 0).
 	Localnet bool
+	// LoopbackSrc: ip saddr 127.0.0.0/8 (node port traffic from the node's
+	// loopback, masqueraded whatever the traffic policy: the endpoint
+	// could not answer 127.0.0.1).
+	LoopbackSrc bool
 }
 
 // StmtKind is what a statement does.
@@ -153,18 +157,31 @@ func Rules(m *Model, balance Balance) *Ruleset {
 			svcChain := "svc-" + id
 			services.Rules = append(services.Rules, Rule{Match: Match{DAddr: p.ClusterIP, Proto: p.Protocol, DPort: p.Port},
 				Do: []Stmt{{Kind: StmtGoto, Chain: svcChain}}})
-			own = append(own, Chain{Name: svcChain, Rules: pickRules(p, id, eps, false)})
+			own = append(own, Chain{Name: svcChain, Rules: pickRules(p, id, eps, false, false)})
 		} else {
 			noEndpoints.Rules = append(noEndpoints.Rules, Rule{Match: Match{DAddr: p.ClusterIP, Proto: p.Protocol, DPort: p.Port}, Do: reject})
 		}
-		if p.NodePort != 0 {
+		if p.NodePort != 0 || len(p.LoadBalancerIPs) > 0 {
 			if eps := p.ExternalEndpoints(); len(eps) > 0 {
 				extChain := "ext-" + id
-				nodeports.Rules = append(nodeports.Rules, Rule{Match: Match{Proto: p.Protocol, DPort: p.NodePort},
-					Do: []Stmt{{Kind: StmtGoto, Chain: extChain}}})
-				own = append(own, Chain{Name: extChain, Rules: pickRules(p, id, eps, !p.ExternalLocal)})
+				if p.NodePort != 0 {
+					nodeports.Rules = append(nodeports.Rules, Rule{Match: Match{Proto: p.Protocol, DPort: p.NodePort},
+						Do: []Stmt{{Kind: StmtGoto, Chain: extChain}}})
+				}
+				// Load balancer addresses: as the cluster IP, to the
+				// external endpoints (kube-proxy's rule for them).
+				for _, ip := range p.LoadBalancerIPs {
+					services.Rules = append(services.Rules, Rule{Match: Match{DAddr: ip, Proto: p.Protocol, DPort: p.Port},
+						Do: []Stmt{{Kind: StmtGoto, Chain: extChain}}})
+				}
+				own = append(own, Chain{Name: extChain, Rules: pickRules(p, id, eps, true, !p.ExternalLocal)})
 			} else {
-				noEndpoints.Rules = append(noEndpoints.Rules, Rule{Match: Match{LocalDst: true, Proto: p.Protocol, DPort: p.NodePort}, Do: reject})
+				if p.NodePort != 0 {
+					noEndpoints.Rules = append(noEndpoints.Rules, Rule{Match: Match{LocalDst: true, Proto: p.Protocol, DPort: p.NodePort}, Do: reject})
+				}
+				for _, ip := range p.LoadBalancerIPs {
+					noEndpoints.Rules = append(noEndpoints.Rules, Rule{Match: Match{DAddr: ip, Proto: p.Protocol, DPort: p.Port}, Do: reject})
+				}
 			}
 		}
 		for _, e := range p.Endpoints {
@@ -193,10 +210,12 @@ func Rules(m *Model, balance Balance) *Ruleset {
 }
 
 // pickRules: affinity first, then a balanced pick among eps.
-func pickRules(p *ServicePort, id string, eps []Endpoint, mark bool) []Rule {
+func pickRules(p *ServicePort, id string, eps []Endpoint, ext, mark bool) []Rule {
 	var rules []Rule
 	if mark {
 		rules = append(rules, Rule{Do: []Stmt{{Kind: StmtMark}}})
+	} else if ext {
+		rules = append(rules, Rule{Match: Match{LoopbackSrc: true}, Do: []Stmt{{Kind: StmtMark}}})
 	}
 	var chains []string
 	for _, e := range eps {
@@ -249,6 +268,9 @@ func (r Rule) String(balance Balance) string {
 	}
 	if m.Marked {
 		parts = append(parts, fmt.Sprintf("meta mark & 0x%x != 0", MasqueradeMark))
+	}
+	if m.LoopbackSrc {
+		parts = append(parts, "ip saddr 127.0.0.0/8")
 	}
 	if m.Localnet {
 		parts = append(parts, `iifname != "lo" ip daddr 127.0.0.0/8 ct status & dnat == 0`)

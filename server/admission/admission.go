@@ -26,6 +26,8 @@
 //     labels (noderestriction.go).
 //   - RBAC escalation: Roles and bindings may grant only what the writer
 //     holds, or has "escalate"/"bind" for (rbac.go).
+//   - DefaultIngressClass: a new Ingress naming no class gets the default
+//     IngressClass (ingressclass.go).
 //   - PodSecurity: the Pod Security Standards per namespace labels
 //     pod-security.kubernetes.io/{enforce,audit,warn}; by default enforce
 //     baseline and warn restricted, kube-system exempt (podsecurity.go,
@@ -120,6 +122,13 @@ func (c *Chain) Admit(ctx context.Context, a *Attributes) error {
 	}
 	if a.Kind.Resource == "services" && a.Kind.GVK.Group == "" {
 		return c.allocateService(ctx, a)
+	}
+	if a.Kind.Resource == "ingresses" && a.Operation == Create {
+		snap, err := c.reader.Read(ctx, false, 0)
+		if err != nil {
+			return err
+		}
+		return c.defaultIngressClass(snap, a)
 	}
 	if a.Kind.Resource != "pods" || a.Operation != Create {
 		return nil

@@ -21,6 +21,10 @@ type NodeObjects interface {
 	// PodsOnNode calls fn for each pod of namespace bound to node until fn
 	// returns false. The pods are shared and must not be modified.
 	PodsOnNode(node, namespace string, fn func(*corev1.Pod) bool)
+	// IngressTLSSecret reports whether an Ingress served by the built-in
+	// ingress controller (nettools/ingress) names the secret
+	// namespace/name in spec.tls.
+	IngressTLSSecret(namespace, name string) bool
 }
 
 // WithNodeObjects enables the node rules (users system:node:<name> in
@@ -44,6 +48,10 @@ func (a *Authorizer) WithNodeObjects(o NodeObjects) *Authorizer {
 //     (NodeRestriction checks the body: a mirror pod bound to it);
 //   - events: create, update, patch;
 //   - configmaps and secrets: get, only those a pod bound to it refers to;
+//     secrets also when an Ingress of the built-in controller's classes
+//     names them in spec.tls (every node runs that controller);
+//   - ingresses and ingressclasses: get, list, watch (the built-in
+//     ingress controller);
 //   - serviceaccounts/token: create, for the service account of a pod
 //     bound to it (the API server checks that the token is bound to such
 //     a pod, as NodeRestriction does);
@@ -92,7 +100,11 @@ func (a *Authorizer) authorizeNode(u *User, attrs Attributes) bool {
 	case (attrs.Group == "" || attrs.Group == "events.k8s.io") && attrs.Resource == "events":
 		return sub == "" && (v == "create" || v == "update" || v == "patch")
 	case attrs.Group == "" && (attrs.Resource == "configmaps" || attrs.Resource == "secrets"):
-		return sub == "" && v == "get" && a.referencedByNode(node, attrs.Resource, attrs.Namespace, attrs.Name)
+		if sub != "" || v != "get" {
+			return false
+		}
+		return a.referencedByNode(node, attrs.Resource, attrs.Namespace, attrs.Name) ||
+			(attrs.Resource == "secrets" && a.nodes != nil && attrs.Name != "" && a.nodes.IngressTLSSecret(attrs.Namespace, attrs.Name))
 	case attrs.Group == "" && attrs.Resource == "serviceaccounts":
 		// TokenRequest for the service account of a pod on this node; the
 		// API server checks that the token is bound to such a pod.
@@ -105,7 +117,8 @@ func (a *Authorizer) authorizeNode(u *User, attrs Attributes) bool {
 		// Its certificate requests (admission keeps them to its own name).
 		return sub == "" && (v == "create" || v == "get" || v == "list" || v == "watch")
 	case attrs.Group == "" && attrs.Resource == "namespaces",
-		attrs.Group == "networking.k8s.io" && attrs.Resource == "networkpolicies":
+		attrs.Group == "networking.k8s.io" && attrs.Resource == "networkpolicies",
+		attrs.Group == "networking.k8s.io" && (attrs.Resource == "ingresses" || attrs.Resource == "ingressclasses"):
 		return sub == "" && (v == "get" || v == "list" || v == "watch")
 	}
 	return false

@@ -7,7 +7,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-type fakeNodeObjects struct{ pods []*corev1.Pod }
+type fakeNodeObjects struct {
+	pods []*corev1.Pod
+	// ingressSecrets are namespace/name of the Secrets Ingresses of the
+	// built-in classes name in spec.tls.
+	ingressSecrets []string
+}
 
 func (f fakeNodeObjects) PodNode(ns, name string) (string, bool) {
 	for _, p := range f.pods {
@@ -16,6 +21,15 @@ func (f fakeNodeObjects) PodNode(ns, name string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+func (f fakeNodeObjects) IngressTLSSecret(namespace, name string) bool {
+	for _, s := range f.ingressSecrets {
+		if s == namespace+"/"+name {
+			return true
+		}
+	}
+	return false
 }
 
 func (f fakeNodeObjects) PodsOnNode(node, ns string, fn func(*corev1.Pod) bool) {
@@ -41,7 +55,7 @@ func TestNodeAuthorizer(t *testing.T) {
 		NodeName: "n2", ServiceAccountName: "builder",
 		Volumes: []corev1.Volume{{Name: "s", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "other-secret"}}}},
 	}}
-	authz := NewAuthorizer().WithNodeObjects(fakeNodeObjects{pods: []*corev1.Pod{mine, theirs}})
+	authz := NewAuthorizer().WithNodeObjects(fakeNodeObjects{pods: []*corev1.Pod{mine, theirs}, ingressSecrets: []string{"app/site-tls"}})
 	n1 := &User{Name: "system:node:n1", Groups: []string{"system:nodes", "system:authenticated"}}
 	impostor := &User{Name: "system:node:n1", Groups: []string{"system:authenticated"}}
 	res := func(verb, resource, sub, ns, name string) Attributes {
@@ -92,6 +106,14 @@ func TestNodeAuthorizer(t *testing.T) {
 		{"get secret of another node's pod", n1, res("get", "secrets", "", "app", "other-secret"), false},
 		{"get unreferenced configmap", n1, res("get", "configmaps", "", "app", "random"), false},
 		{"list secrets", n1, res("list", "secrets", "", "app", ""), false},
+		{"get an Ingress's TLS secret", n1, res("get", "secrets", "", "app", "site-tls"), true},
+		{"Ingress's TLS secret name, other namespace", n1, res("get", "secrets", "", "other", "site-tls"), false},
+		{"watch an Ingress's TLS secret", n1, res("watch", "secrets", "", "app", "site-tls"), false},
+		{"configmap of an Ingress's TLS secret name", n1, res("get", "configmaps", "", "app", "site-tls"), false},
+		{"list ingresses", n1, Attributes{Verb: "list", Group: "networking.k8s.io", Resource: "ingresses"}, true},
+		{"watch ingressclasses", n1, Attributes{Verb: "watch", Group: "networking.k8s.io", Resource: "ingressclasses"}, true},
+		{"update ingress status", n1, Attributes{Verb: "update", Group: "networking.k8s.io", Resource: "ingresses", Subresource: "status", Namespace: "app", Name: "x"}, false},
+		{"create ingress", n1, Attributes{Verb: "create", Group: "networking.k8s.io", Resource: "ingresses", Namespace: "app"}, false},
 		{"same name, other namespace", n1, res("get", "configmaps", "", "other", "cm-vol"), false},
 		{"token for own pod's account", n1, res("create", "serviceaccounts", "token", "app", "robot"), true},
 		{"token for another node's pod's account", n1, res("create", "serviceaccounts", "token", "app", "builder"), false},

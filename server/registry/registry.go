@@ -103,6 +103,8 @@ func New() *Registry {
 		replicationControllerKind(),
 		priorityClassKind(),
 		networkPolicyKind(),
+		ingressKind(),
+		ingressClassKind(),
 		certificateSigningRequestKind(),
 		selfSubjectAccessReviewKind(),
 		subjectAccessReviewKind(),

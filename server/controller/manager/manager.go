@@ -33,6 +33,7 @@ import (
 	"github.com/skiff-io/skiff/server/controller/resourcequota"
 	"github.com/skiff-io/skiff/server/controller/rootcacertpublisher"
 	"github.com/skiff-io/skiff/server/controller/serviceaccount"
+	"github.com/skiff-io/skiff/server/controller/servicelb"
 	"github.com/skiff-io/skiff/server/controller/statefulset"
 	"github.com/skiff-io/skiff/server/controller/ttlafterfinished"
 )
@@ -58,6 +59,8 @@ type Options struct {
 	// TerminatedPodGCThreshold: terminated pods beyond this many are
 	// deleted, oldest first (default 12500; negative disables).
 	TerminatedPodGCThreshold int
+	// DisableServiceLB: --disable servicelb (package servicelb).
+	DisableServiceLB bool
 	// JobBackoffBase and JobBackoffMax bound the delay before a failed
 	// job pod is replaced (default 10s doubling up to 6m).
 	JobBackoffBase time.Duration
@@ -213,6 +216,7 @@ func build(cc *controller.Context, o Options) ([]runner, error) {
 		{"daemonset", func(ctx context.Context) { ds.Run(ctx, w) }},
 		{"statefulset", func(ctx context.Context) { sts.Run(ctx, w) }},
 		{"nodelifecycle", func(ctx context.Context) { nodes.Run(ctx, w) }},
+		{"servicelb", servicelb.New(cc, servicelb.Options{DisableServiceLB: o.DisableServiceLB}).Run},
 	}
 	if len(o.RootCA) > 0 {
 		pub := rootcacertpublisher.New(cc, o.RootCA)

@@ -1,0 +1,182 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/skiff-io/skiff/e2e/testutil"
+	"github.com/skiff-io/skiff/nettools"
+	rtestutil "github.com/skiff-io/skiff/runtime/testutil"
+)
+
+// BenchmarkIngress (issue 17): HTTP requests per second and their p99
+// latency through the node's built-in ingress controller to a pod, against
+// the same requests straight to the pod, in one run. The server is the
+// test's (net/http listening inside the pod's network namespace, a 2-byte
+// answer); the clients are 8 concurrent ones in the node's host namespace,
+// for SKIFF_BENCH_DURATION (3 s) each way.
+func BenchmarkIngress(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("real pods need root")
+	}
+	if ok, why := testutil.HaveNetns(); !ok {
+		b.Skip(why)
+	}
+	if _, err := exec.LookPath("nsenter"); err != nil {
+		b.Skip("nsenter is not installed")
+	}
+	rtestutil.Busybox(b)
+	img, err := rtestutil.BusyboxImage(rtestutil.BusyboxPath, v1.Config{Cmd: []string{"sh"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	archive := filepath.Join(b.TempDir(), "busybox.tar")
+	if err := rtestutil.WriteDockerArchive(archive, benchImage, img); err != nil {
+		b.Fatal(err)
+	}
+	dur := envDuration("SKIFF_BENCH_DURATION", 3*time.Second)
+	c := testutil.NewNetCluster(b, testutil.NetClusterOptions{Nodes: 1, ImageArchives: []string{archive}})
+	grace := int64(1)
+	pod := c.RunPod(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Labels: map[string]string{"app": "web"}},
+		Spec: corev1.PodSpec{NodeName: c.NodeName(0), TerminationGracePeriodSeconds: &grace,
+			Containers: []corev1.Container{{Name: "main", Image: benchImage, ImagePullPolicy: corev1.PullNever, Command: []string{"sleep", "3600"}}}}})
+	var l net.Listener
+	if err := c.InPod(pod, func() (err error) {
+		l, err = net.Listen("tcp4", net.JoinHostPort(pod.Status.PodIP, "0"))
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") })}
+	go func() { _ = srv.Serve(l) }()
+	b.Cleanup(func() { srv.Close() })
+	port := l.Addr().(*net.TCPAddr).Port
+	ctx := context.Background()
+	if _, err := c.CS.CoreV1().Services("default").Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"},
+			Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(int32(port))}}}}, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	prefix := networkingv1.PathTypePrefix
+	if _, err := c.CS.NetworkingV1().Ingresses("default").Create(ctx, &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: networkingv1.IngressSpec{Rules: []networkingv1.IngressRule{{Host: "web.example.com", IngressRuleValue: networkingv1.IngressRuleValue{
+			HTTP: &networkingv1.HTTPIngressRuleValue{Paths: []networkingv1.HTTPIngressPath{{Path: "/", PathType: &prefix,
+				Backend: networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{Name: "web",
+					Port: networkingv1.ServiceBackendPort{Number: 80}}}}}}}}}}}, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	nodeNS := c.NodeNetns(0)
+	direct := "http://" + net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(port)) + "/"
+	viaIngress := "http://" + c.NodeIP(0) + "/"
+	testutil.WaitFor(b, 60*time.Second, "the ingress answers", func() error {
+		_, err := load(nodeNS, viaIngress, 1, 10*time.Millisecond, false)
+		return err
+	})
+	// keepalive: 8 clients on persistent connections (the proxy's own
+	// cost); new-conn: a new TCP connection per request, as curl or wget
+	// in a loop (the proxy keeps its pooled connections to the pod).
+	for _, mode := range []string{"keepalive", "new-conn"} {
+		b.Run(mode, func(b *testing.B) {
+			fresh := mode == "new-conn"
+			for range b.N {
+				d, err := load(nodeNS, direct, 8, dur, fresh)
+				if err != nil {
+					b.Fatal(err)
+				}
+				in, err := load(nodeNS, viaIngress, 8, dur, fresh)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(d.rps, "direct-req/s")
+				b.ReportMetric(float64(d.p99.Microseconds()), "direct-p99-µs")
+				b.ReportMetric(in.rps, "ingress-req/s")
+				b.ReportMetric(float64(in.p99.Microseconds()), "ingress-p99-µs")
+				b.ReportMetric(in.rps/d.rps, "ingress/direct")
+			}
+		})
+	}
+}
+
+type loadResult struct {
+	rps float64
+	p99 time.Duration
+}
+
+// load runs n clients against url (Host web.example.com) for dur,
+// dialling from the network namespace ns, on keep-alive connections or
+// (fresh) a new connection per request; any failed request fails the run.
+func load(ns, url string, n int, dur time.Duration, fresh bool) (loadResult, error) {
+	tr := &http.Transport{MaxIdleConnsPerHost: n, DisableKeepAlives: fresh, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var conn net.Conn
+		err := nettools.Do(ns, func() (err error) {
+			conn, err = (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp4", addr)
+			return err
+		})
+		return conn, err
+	}}
+	defer tr.CloseIdleConnections()
+	cl := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	var (
+		mu   sync.Mutex
+		lats []time.Duration
+		ferr error
+		wg   sync.WaitGroup
+	)
+	end := time.Now().Add(dur)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			for time.Now().Before(end) {
+				req, _ := http.NewRequest("GET", url, nil)
+				req.Host = "web.example.com"
+				t0 := time.Now()
+				resp, err := cl.Do(req)
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if err == nil && resp.StatusCode != http.StatusOK {
+						err = fmt.Errorf("status %s", resp.Status)
+					}
+				}
+				if err != nil {
+					mu.Lock()
+					ferr = err
+					mu.Unlock()
+					return
+				}
+				mine = append(mine, time.Since(t0))
+			}
+			mu.Lock()
+			lats = append(lats, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if ferr != nil {
+		return loadResult{}, ferr
+	}
+	if len(lats) == 0 {
+		return loadResult{}, fmt.Errorf("no request completed")
+	}
+	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
+	return loadResult{rps: float64(len(lats)) / dur.Seconds(), p99: lats[len(lats)*99/100]}, nil
+}
