@@ -117,6 +117,9 @@ func (s *Server) establishLeadership(ctx context.Context) error {
 	if _, err := s.ensureEncryptionKey(ctx); err != nil {
 		return fmt.Errorf("encryption key: %w", err)
 	}
+	if err := s.ensureDefaultStorageClass(ctx); err != nil {
+		return fmt.Errorf("default storage class: %w", err)
+	}
 	return s.ensureDefaultRBAC(ctx)
 }
 

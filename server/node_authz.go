@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/skiff-io/skiff/fsm/state"
+	"github.com/skiff-io/skiff/server/controller/volume"
 )
 
 // nodeObjects lets the authorizer's node rules look at pods in the local
@@ -43,4 +44,26 @@ func (n nodeObjects) PodsOnNode(node, namespace string, fn func(*corev1.Pod) boo
 		}
 		return fn(&p)
 	})
+}
+
+// LocalPathVolumeNode returns the node of a volume the local-path
+// provisioner made (auth.NodeVolumes).
+func (n nodeObjects) LocalPathVolumeNode(name string) (string, bool) {
+	o := n.s.fsm.Read().Get(state.Key{Resource: "persistentvolumes", Name: name})
+	if o == nil {
+		return "", false
+	}
+	var pv struct {
+		Metadata struct {
+			Annotations map[string]string `json:"annotations"`
+		} `json:"metadata"`
+	}
+	if err := json.Unmarshal(o.Data, &pv); err != nil {
+		return "", false
+	}
+	if pv.Metadata.Annotations[volume.AnnProvisionedBy] != volume.LocalPathProvisioner {
+		return "", false
+	}
+	node, ok := pv.Metadata.Annotations[volume.AnnSelectedNode]
+	return node, ok
 }

@@ -116,6 +116,7 @@ runs the scheduler (unless --disable-scheduler) and the controllers.`,
 	f.StringVar(&tokenFile, "token-file", "", "file holding the join token")
 	f.BoolVar(&cfg.DisableAgent, "disable-agent", false, "do not run the embedded agent (the kubelet for this master's own node)")
 	f.BoolVar(&cfg.DisableScheduler, "disable-scheduler", false, "do not run the scheduler on the leader (pods stay unbound until another scheduler binds them)")
+	f.BoolVar(&cfg.DisableLocalStorage, "disable-local-storage", false, "do not create the default local-path StorageClass (docs/storage.md)")
 	f.StringVar(&cfg.ClusterCIDR, "cluster-cidr", server.DefaultClusterCIDR, "pod address range; each node gets a /24 of it as its podCIDR")
 	f.StringVar(&cfg.ServiceCIDR, "service-cidr", servicealloc.DefaultServiceCIDR, "Service cluster IP range (IPv4); the kubernetes Service takes its first address")
 	f.StringVar(&cfg.NodePortRange, "service-node-port-range", server.DefaultNodePortRange, "port range of NodePort Services")

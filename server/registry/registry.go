@@ -21,6 +21,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -54,6 +55,7 @@ func New() *Registry {
 		authenticationv1.AddToScheme,
 		schedulingv1.AddToScheme,
 		networkingv1.AddToScheme,
+		storagev1.AddToScheme,
 		metav1.AddMetaToScheme,
 	} {
 		if err := add(scheme); err != nil {
@@ -100,6 +102,9 @@ func New() *Registry {
 		priorityClassKind(),
 		networkPolicyKind(),
 		certificateSigningRequestKind(),
+		persistentVolumeKind(),
+		persistentVolumeClaimKind(),
+		storageClassKind(),
 	} {
 		r.register(k)
 	}
