@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -88,6 +89,11 @@ func (v VolumeBinding) PreFilter(_ context.Context, state *CycleState, pod *PodI
 			continue
 		}
 		class, err := v.classes.Get(volume.ClaimClass(pvc))
+		if pvc.Spec.StorageClassName == nil && volume.ClaimClass(pvc) == "" {
+			// The PV controller is about to give it the default class.
+			all, _ := v.classes.List(labels.Everything())
+			class, err = volume.DefaultClass(all), nil
+		}
 		if err != nil || !volume.WaitForFirstConsumer(class) {
 			return NewStatus(UnschedulableAndUnresolvable, ErrReasonUnboundImmediate)
 		}
@@ -176,13 +182,16 @@ func preBindVolumes(ctx context.Context, client kubernetes.Interface, claims cor
 			continue
 		}
 		if pvc.Annotations[volume.AnnSelectedNode] != node {
-			p := pvc.DeepCopy()
-			if p.Annotations == nil {
-				p.Annotations = map[string]string{}
+			// A merge patch: the PV controller may be changing the claim
+			// (its finalizer, its class) at the same time.
+			patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
+				"annotations": map[string]string{volume.AnnSelectedNode: node}}})
+			if err != nil {
+				return err
 			}
-			p.Annotations[volume.AnnSelectedNode] = node
-			if _, err := client.CoreV1().PersistentVolumeClaims(p.Namespace).Update(ctx, p, metav1.UpdateOptions{}); err != nil {
-				return fmt.Errorf("select node %s for claim %s: %w", node, pvc.Name, err)
+			if _, err := client.CoreV1().PersistentVolumeClaims(pvc.Namespace).Patch(ctx, pvc.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+				// Not an API status: the pod is retried, not dropped.
+				return fmt.Errorf("select node %s for claim %s: %s", node, pvc.Name, err.Error())
 			}
 		}
 		waiting = append(waiting, types.NamespacedName{Namespace: pvc.Namespace, Name: pvc.Name})
@@ -192,7 +201,7 @@ func preBindVolumes(ctx context.Context, client kubernetes.Interface, claims cor
 		for {
 			pvc, err := client.CoreV1().PersistentVolumeClaims(w.Namespace).Get(ctx, w.Name, metav1.GetOptions{})
 			if err != nil {
-				return err
+				return fmt.Errorf("claim %s: %s", w.Name, err.Error())
 			}
 			if pvc.Spec.VolumeName != "" {
 				break

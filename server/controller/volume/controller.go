@@ -106,7 +106,7 @@ func New(cc *controller.Context) *Controller {
 			}
 		}
 	}
-	controller.AddHandler(podInf, cache.ResourceEventHandlerFuncs{DeleteFunc: onPod,
+	controller.AddHandler(podInf, cache.ResourceEventHandlerFuncs{AddFunc: onPod, DeleteFunc: onPod,
 		UpdateFunc: func(_, obj any) { onPod(obj) }}, c.log)
 	return c
 }
@@ -195,6 +195,11 @@ func (c *Controller) bindClaim(ctx context.Context, pvc *corev1.PersistentVolume
 	var node *corev1.Node
 	if WaitForFirstConsumer(class) {
 		sel := pvc.Annotations[AnnSelectedNode]
+		if sel == "" {
+			// A pod bound to a node without the scheduler (spec.nodeName
+			// set by its author) is the first consumer too.
+			sel = c.nodeOfConsumer(pvc)
+		}
 		if sel == "" {
 			c.event(pvc, corev1.EventTypeNormal, "WaitForFirstConsumer", "waiting for first consumer to be created before binding")
 			return c.claimPhase(ctx, pvc, corev1.ClaimPending)
@@ -417,6 +422,21 @@ func LocalPathVolume(pvc *corev1.PersistentVolumeClaim, class *storagev1.Storage
 				Name: pvc.Name, UID: pvc.UID},
 		},
 	}, nil
+}
+
+// nodeOfConsumer returns the node of a pod already bound to one that uses
+// the claim, or "".
+func (c *Controller) nodeOfConsumer(pvc *corev1.PersistentVolumeClaim) string {
+	pods, err := c.pods.Pods(pvc.Namespace).List(labels.Everything())
+	if err != nil {
+		return ""
+	}
+	for _, p := range pods {
+		if p.Spec.NodeName != "" && ClaimInUse([]*corev1.Pod{p}, pvc) {
+			return p.Spec.NodeName
+		}
+	}
+	return ""
 }
 
 func firstReady(nodes []*corev1.Node) *corev1.Node {
