@@ -38,7 +38,7 @@ func TestVolumeBinding(t *testing.T) {
 	localPV := func(name, class, nodeName string) *corev1.PersistentVolume {
 		return &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.PersistentVolumeSpec{
 			StorageClassName: class, AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-			Capacity:         corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
+			Capacity: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
 			NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
 				MatchExpressions: []corev1.NodeSelectorRequirement{{Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{nodeName}}}}}}}},
 			Status: corev1.PersistentVolumeStatus{Phase: corev1.VolumeAvailable}}
@@ -67,7 +67,9 @@ func TestVolumeBinding(t *testing.T) {
 	}
 	vb := VolumeBinding{claims: corelisters.NewPersistentVolumeClaimLister(pvcIdx), volumes: corelisters.NewPersistentVolumeLister(pvIdx),
 		classes: storagelisters.NewStorageClassLister(scIdx)}
-	withDir := func(n *corev1.Node) { n.Annotations = map[string]string{volume.AnnLocalPathDir: "/var/lib/skiff/storage"} }
+	withDir := func(n *corev1.Node) {
+		n.Annotations = map[string]string{volume.AnnLocalPathDir: "/var/lib/skiff/storage"}
+	}
 	snap := NewSnapshot(nodeInfo(node("a", withDir)), nodeInfo(node("b", withDir)), nodeInfo(node("no-agent-dir")))
 
 	for _, tc := range []struct {
