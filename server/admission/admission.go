@@ -24,6 +24,8 @@
 //     labels (noderestriction.go).
 //   - RBAC escalation: Roles and bindings may grant only what the writer
 //     holds, or has "escalate"/"bind" for (rbac.go).
+//   - DefaultStorageClass, StorageObjectInUseProtection and
+//     PersistentVolumeClaimResize for claims (storage.go).
 //   - PodSecurity: the Pod Security Standards per namespace labels
 //     pod-security.kubernetes.io/{enforce,audit,warn}; by default enforce
 //     baseline and warn restricted, kube-system exempt (podsecurity.go,
@@ -116,6 +118,9 @@ func (c *Chain) Admit(ctx context.Context, a *Attributes) error {
 	if a.Kind.Resource == "services" && a.Kind.GVK.Group == "" {
 		return c.allocateService(ctx, a)
 	}
+	if a.Kind.Resource == "persistentvolumeclaims" && a.Kind.GVK.Group == "" {
+		return c.admitClaim(ctx, a) // storage.go
+	}
 	if a.Kind.Resource != "pods" || a.Operation != Create {
 		return nil
 	}
@@ -138,6 +143,9 @@ func (c *Chain) Admit(ctx context.Context, a *Attributes) error {
 // charges) must be proposed atomically with the object's write.
 func (c *Chain) Validate(ctx context.Context, a *Attributes) ([]fsm.Mutation, error) {
 	if err := c.checkPodSecurity(ctx, a); err != nil {
+		return nil, err
+	}
+	if err := c.validateClaimResize(ctx, a); err != nil {
 		return nil, err
 	}
 	var reservations []fsm.Mutation

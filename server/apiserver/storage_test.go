@@ -131,3 +131,66 @@ func TestStorageValidation(t *testing.T) {
 		t.Fatalf("want 422, got %v", err)
 	}
 }
+
+// TestStorageAdmission: a new claim gets the default class and the
+// pvc-protection finalizer; it may grow only when bound and its class
+// allows expansion (403 otherwise).
+func TestStorageAdmission(t *testing.T) {
+	e := newEnv(t, apiservertest.Options{Admission: true})
+	if _, err := e.cs.CoreV1().ServiceAccounts("default").Create(e.ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	scs := e.cs.StorageV1().StorageClasses()
+	for name, expand := range map[string]bool{"std": false, "grow": true} {
+		sc := &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: name}, Provisioner: "skiff.io/local-path", AllowVolumeExpansion: &expand}
+		if name == "std" {
+			sc.Annotations = map[string]string{"storageclass.kubernetes.io/is-default-class": "true"}
+		}
+		if _, err := scs.Create(e.ctx, sc, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pvcs := e.cs.CoreV1().PersistentVolumeClaims("default")
+	c, err := pvcs.Create(e.ctx, claim("plain", "1Gi", corev1.ReadWriteOnce), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Spec.StorageClassName == nil || *c.Spec.StorageClassName != "std" || len(c.Finalizers) != 1 || c.Finalizers[0] != "kubernetes.io/pvc-protection" {
+		t.Fatalf("class %v finalizers %v", c.Spec.StorageClassName, c.Finalizers)
+	}
+	grow := func(c *corev1.PersistentVolumeClaim) error {
+		c.Spec.Resources.Requests[corev1.ResourceStorage] = resource.MustParse("2Gi")
+		_, err := pvcs.Update(e.ctx, c, metav1.UpdateOptions{})
+		return err
+	}
+	bind := func(c *corev1.PersistentVolumeClaim) *corev1.PersistentVolumeClaim {
+		c.Spec.VolumeName = "pv-" + c.Name
+		c, err := pvcs.Update(e.ctx, c, metav1.UpdateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Status.Phase = corev1.ClaimBound
+		c.Status.Capacity = corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}
+		if c, err = pvcs.UpdateStatus(e.ctx, c, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if err := grow(c.DeepCopy()); !apierrors.IsInvalid(err) {
+		t.Fatalf("grow an unbound claim (its spec is immutable): %v", err)
+	}
+	c = bind(c)
+	if err := grow(c.DeepCopy()); !apierrors.IsForbidden(err) {
+		t.Fatalf("grow a claim whose class does not allow expansion: %v", err)
+	}
+	g := claim("growing", "1Gi", corev1.ReadWriteOnce)
+	g.Spec.StorageClassName = ptrTo("grow")
+	if g, err = pvcs.Create(e.ctx, g, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := grow(bind(g)); err != nil {
+		t.Fatalf("grow a bound claim of an expandable class: %v", err)
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }
