@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
@@ -42,11 +43,13 @@ func (localVolumePlugin) SetUp(_ context.Context, _ *corev1.Pod, pv *corev1.Pers
 		if h.Type != nil && *h.Type == corev1.HostPathDirectoryOrCreate {
 			// World-writable as local-path-provisioner makes them, so that
 			// pods running as any user can write.
-			if err := os.MkdirAll(h.Path, 0o777); err != nil {
-				return "", err
-			}
-			if err := os.Chmod(h.Path, 0o777); err != nil {
-				return "", err
+			if _, err := os.Stat(h.Path); errors.Is(err, fs.ErrNotExist) {
+				if err := os.MkdirAll(h.Path, 0o777); err != nil {
+					return "", err
+				}
+				if err := os.Chmod(h.Path, 0o777); err != nil { // past the umask
+					return "", err
+				}
 			}
 		}
 		if err := setupHostPath(h); err != nil {
@@ -69,8 +72,16 @@ func (localVolumePlugin) SetUp(_ context.Context, _ *corev1.Pod, pv *corev1.Pers
 // mount.
 func (m *volumeManager) setupClaim(ctx context.Context, pod *corev1.Pod, v *corev1.Volume) error {
 	name := v.PersistentVolumeClaim.ClaimName
+	record := filepath.Join(m.volumeDir(pod.UID, v), "path")
 	pvc, err := m.a.cfg.Client.CoreV1().PersistentVolumeClaims(pod.Namespace).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
+		if dir, ok := recordedClaimDir(record); ok && !apierrors.IsNotFound(err) && !apierrors.IsForbidden(err) {
+			// The API is out of reach (node autonomy): the directory set
+			// up before the agent restarted is used again.
+			m.a.log.Info("persistent volume from the local record: the API is out of reach", "pod", pod.Namespace+"/"+pod.Name, "volume", v.Name, "err", err)
+			m.recordClaimDir(pod.UID, v.Name, dir)
+			return nil
+		}
 		return fmt.Errorf("get persistentvolumeclaim %q: %w", name, err)
 	}
 	if pvc.DeletionTimestamp != nil {
@@ -105,13 +116,37 @@ func (m *volumeManager) setupClaim(ctx context.Context, pod *corev1.Pod, v *core
 			return fmt.Errorf("fsGroup %d on %s: %w", *fsg, dir, err)
 		}
 	}
-	m.mu.Lock()
-	if m.claimDirs[pod.UID] == nil {
-		m.claimDirs[pod.UID] = map[string]string{}
+	if err := os.MkdirAll(filepath.Dir(record), 0o700); err != nil {
+		return err
 	}
-	m.claimDirs[pod.UID][v.Name] = dir
-	m.mu.Unlock()
+	if err := os.WriteFile(record, []byte(dir), 0o600); err != nil {
+		return err
+	}
+	m.recordClaimDir(pod.UID, v.Name, dir)
 	return nil
+}
+
+func (m *volumeManager) recordClaimDir(uid types.UID, volume, dir string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.claimDirs[uid] == nil {
+		m.claimDirs[uid] = map[string]string{}
+	}
+	m.claimDirs[uid][volume] = dir
+}
+
+// recordedClaimDir reads the directory a claim volume had, if it still
+// exists.
+func recordedClaimDir(record string) (string, bool) {
+	b, err := os.ReadFile(record)
+	if err != nil {
+		return "", false
+	}
+	dir := string(b)
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return "", false
+	}
+	return dir, true
 }
 
 // claimDir returns the host directory recorded for a pod's claim volume.

@@ -61,6 +61,8 @@ func volumePlugin(v *corev1.Volume) string {
 		return "downward-api"
 	case v.Projected != nil:
 		return "projected"
+	case v.PersistentVolumeClaim != nil:
+		return "persistent-volume-claim"
 	}
 	return "other"
 }

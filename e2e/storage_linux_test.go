@@ -292,6 +292,31 @@ data:
 		if _, err := os.Stat(dirs["web-0"]); err != nil {
 			t.Fatalf("the other claim's directory: %v", err)
 		}
+
+		// Expansion: the default class allows it; the volume and the
+		// claim's capacity follow.
+		if out, err := n.kubectl("patch", "pvc", "data-web-0", "-p", `{"spec":{"resources":{"requests":{"storage":"32Mi"}}}}`); err != nil {
+			t.Fatalf("kubectl patch pvc: %v: %s", err, out)
+		}
+		testutil.WaitFor(t, 30*time.Second, "data-web-0 expanded", func() error {
+			c, err := n.claim("data-web-0")
+			if err != nil {
+				return err
+			}
+			pv, err := n.cs.CoreV1().PersistentVolumes().Get(ctx, c.Spec.VolumeName, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			got, pvCap := c.Status.Capacity[corev1.ResourceStorage], pv.Spec.Capacity[corev1.ResourceStorage]
+			if got.String() != "32Mi" || pvCap.String() != "32Mi" {
+				return fmt.Errorf("claim %s, volume %s", got.String(), pvCap.String())
+			}
+			return nil
+		})
+		out, err = n.kubectl("get", "pv")
+		if err != nil || !strings.Contains(out, "RECLAIM POLICY") || !strings.Contains(out, "default/data-web-0") || !strings.Contains(out, "32Mi") {
+			t.Fatalf("kubectl get pv: %v\n%s", err, out)
+		}
 	})
 
 	t.Run("RetainKeepsDirectory", func(t *testing.T) {
