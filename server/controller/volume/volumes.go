@@ -49,7 +49,15 @@ func (c *Controller) syncVolume(ctx context.Context, name string) error {
 		}
 		return nil // binding in progress: the claim's sync finishes it
 	}
-	// The claim is gone: the volume is released.
+	// The claim is gone from the cache: ask the API before releasing (a
+	// released Delete volume loses its data).
+	live, err := c.cc.Client.CoreV1().PersistentVolumeClaims(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+	switch {
+	case err == nil && live.UID == ref.UID:
+		return fmt.Errorf("claim %s/%s of volume %s exists but is not in the cache yet", ref.Namespace, ref.Name, pv.Name)
+	case err != nil && !apierrors.IsNotFound(err):
+		return err
+	}
 	if pv.Status.Phase != corev1.VolumeReleased && pv.Status.Phase != corev1.VolumeFailed {
 		if err := c.volumePhase(ctx, pv, corev1.VolumeReleased, ""); err != nil {
 			return err
