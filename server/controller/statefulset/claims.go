@@ -71,3 +71,28 @@ func (c *Controller) ensureClaims(ctx context.Context, set *appsv1.StatefulSet, 
 	}
 	return nil
 }
+
+// deleteScaledClaims deletes the claims of a pod removed by a scale-down
+// when persistentVolumeClaimRetentionPolicy.whenScaled is Delete (the
+// pvc-protection finalizer keeps them until the pod is gone).
+func (c *Controller) deleteScaledClaims(ctx context.Context, set *appsv1.StatefulSet, p *corev1.Pod) error {
+	rp := set.Spec.PersistentVolumeClaimRetentionPolicy
+	if rp == nil || rp.WhenScaled != appsv1.DeletePersistentVolumeClaimRetentionPolicyType {
+		return nil
+	}
+	ord, ok := ordinalOf(set, p)
+	if !ok {
+		return nil
+	}
+	for i := range set.Spec.VolumeClaimTemplates {
+		name := claimName(set, &set.Spec.VolumeClaimTemplates[i], ord)
+		err := c.cc.Client.CoreV1().PersistentVolumeClaims(set.Namespace).Delete(ctx, name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+		if err == nil {
+			c.recorder.Eventf(set, corev1.EventTypeNormal, "SuccessfulDelete", "delete Claim %s in StatefulSet %s successful", name, set.Name)
+		}
+	}
+	return nil
+}

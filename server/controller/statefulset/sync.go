@@ -209,6 +209,9 @@ func (c *Controller) manage(ctx context.Context, set *appsv1.StatefulSet, pods [
 				}
 			}
 		}
+		if err := c.deleteScaledClaims(ctx, set, p); err != nil {
+			return err
+		}
 		if err := c.deletePod(ctx, set, p); err != nil {
 			return err
 		}
