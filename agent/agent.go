@@ -21,6 +21,8 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/skiff-io/skiff/agent/localpath"
 )
 
 // Agent is one node's kubelet.
@@ -192,6 +194,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.goRun(ctx, a.relistLoop)
 	a.goRun(ctx, a.housekeepingLoop)
 	a.goRun(ctx, a.volumes.refreshLoop)
+	if a.cfg.Pods == nil {
+		lp := &localpath.Reclaimer{Client: a.cfg.Client, Node: a.cfg.NodeName, Log: a.log}
+		a.goRun(ctx, lp.Run)
+	}
 	<-ctx.Done()
 	// The kubelet server's goroutine is in a.wg: shut it down before
 	// waiting, or the wait never ends (the agent would hang on SIGTERM).

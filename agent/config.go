@@ -77,6 +77,10 @@ type Config struct {
 	ManifestDir string
 	// MaxPods is the pods capacity (110).
 	MaxPods int
+	// LocalPathDir is where the built-in local-path storage makes volume
+	// directories on this node (<data-dir>/storage), published in the
+	// Node's skiff.io/local-path-dir annotation (agent/localpath).
+	LocalPathDir string
 
 	// Timing; zero values take the defaults.
 	LeaseDuration       time.Duration // 20s, renewed every quarter of it
@@ -116,6 +120,12 @@ func (c *Config) setDefaults() error {
 		c.ManifestDir = filepath.Join(c.DataDir, "agent", "manifests")
 	}
 	if c.ManifestDir, err = filepath.Abs(c.ManifestDir); err != nil {
+		return err
+	}
+	if c.LocalPathDir == "" {
+		c.LocalPathDir = filepath.Join(c.DataDir, "storage")
+	}
+	if c.LocalPathDir, err = filepath.Abs(c.LocalPathDir); err != nil {
 		return err
 	}
 	if c.Client == nil || c.Runtime == nil || c.Images == nil {

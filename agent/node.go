@@ -16,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/skiff-io/skiff/agent/localpath"
 )
 
 // Eviction-style thresholds for the node's pressure conditions.
@@ -41,7 +43,7 @@ func (a *Agent) nodeObject() *corev1.Node {
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        a.cfg.NodeName,
 			Labels:      labels,
-			Annotations: map[string]string{"node.alpha.kubernetes.io/ttl": "0"},
+			Annotations: map[string]string{"node.alpha.kubernetes.io/ttl": "0", localpath.AnnDir: a.cfg.LocalPathDir},
 		},
 		Status: a.nodeStatus(nil),
 	}
@@ -186,8 +188,15 @@ func (a *Agent) tryRegister(ctx context.Context) error {
 			missing[k] = v
 		}
 	}
+	meta := map[string]any{}
 	if len(missing) > 0 {
-		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": missing}})
+		meta["labels"] = missing
+	}
+	if cur.Annotations[localpath.AnnDir] != a.cfg.LocalPathDir {
+		meta["annotations"] = map[string]string{localpath.AnnDir: a.cfg.LocalPathDir}
+	}
+	if len(meta) > 0 {
+		patch, _ := json.Marshal(map[string]any{"metadata": meta})
 		if _, err := nodes.Patch(ctx, a.cfg.NodeName, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 			return err
 		}

@@ -37,10 +37,15 @@ type volumeManager struct {
 	ready map[types.UID]bool
 	// tokens of projected serviceAccountToken sources (satoken.go).
 	tokens *tokenManager
+	// plugins set up persistent volumes (pvc.go); claimDirs holds the
+	// host directory of each pod's persistentVolumeClaim volumes.
+	plugins   []PersistentVolumePlugin
+	claimDirs map[types.UID]map[string]string
 }
 
 func newVolumeManager(a *Agent) *volumeManager {
-	return &volumeManager{a: a, ready: map[types.UID]bool{}, tokens: newTokenManager(a)}
+	return &volumeManager{a: a, ready: map[types.UID]bool{}, tokens: newTokenManager(a),
+		plugins: []PersistentVolumePlugin{localVolumePlugin{}}, claimDirs: map[types.UID]map[string]string{}}
 }
 
 // volumePlugin names the directory of a volume's kind.
@@ -56,6 +61,8 @@ func volumePlugin(v *corev1.Volume) string {
 		return "downward-api"
 	case v.Projected != nil:
 		return "projected"
+	case v.PersistentVolumeClaim != nil:
+		return "persistent-volume-claim"
 	}
 	return "other"
 }
@@ -123,7 +130,10 @@ func (m *volumeManager) setupVolume(ctx context.Context, pod *corev1.Pod, v *cor
 		}
 		return writeAtomic(dir, files, mode)
 	case v.PersistentVolumeClaim != nil:
-		return errors.New("persistentVolumeClaim volumes are not supported yet")
+		if refresh {
+			return nil
+		}
+		return m.setupClaim(ctx, pod, v)
 	}
 	return nil
 }
@@ -473,6 +483,13 @@ func (m *volumeManager) containerMounts(pod *corev1.Pod, c *corev1.Container) ([
 		if v.HostPath != nil {
 			src = v.HostPath.Path
 		}
+		if v.PersistentVolumeClaim != nil {
+			dir, ok := m.claimDir(pod.UID, v.Name)
+			if !ok {
+				return nil, fmt.Errorf("volume %q: persistentVolumeClaim %q is not set up", v.Name, v.PersistentVolumeClaim.ClaimName)
+			}
+			src = dir
+		}
 		sub := vm.SubPath
 		if vm.SubPathExpr != "" {
 			vars := map[string]string{}
@@ -522,6 +539,9 @@ func (m *volumeManager) containerMounts(pod *corev1.Pod, c *corev1.Container) ([
 		if v.ConfigMap != nil || v.Secret != nil || v.DownwardAPI != nil || v.Projected != nil {
 			mnt.Readonly = true
 		}
+		if v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.ReadOnly {
+			mnt.Readonly = true
+		}
 		out = append(out, mnt)
 	}
 	return out, nil
@@ -538,6 +558,7 @@ func (m *volumeManager) teardown(uid types.UID) error {
 	}
 	m.mu.Lock()
 	delete(m.ready, uid)
+	delete(m.claimDirs, uid)
 	m.mu.Unlock()
 	m.tokens.forget(uid)
 	return nil

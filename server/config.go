@@ -50,6 +50,9 @@ type Config struct {
 	// DisableScheduler: the leader runs no scheduler (another scheduler
 	// binds the pods).
 	DisableScheduler bool
+	// DisableLocalStorage: the leader does not create the default
+	// local-path StorageClass (docs/storage.md).
+	DisableLocalStorage bool
 	// ClusterCIDR is the pod address range; the leader gives each Node a
 	// /24 of it as spec.podCIDR.
 	ClusterCIDR string

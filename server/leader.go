@@ -120,6 +120,9 @@ func (s *Server) establishLeadership(ctx context.Context) error {
 	if err := s.ensureDefaultIngressClass(ctx); err != nil {
 		return err
 	}
+	if err := s.ensureDefaultStorageClass(ctx); err != nil {
+		return fmt.Errorf("default storage class: %w", err)
+	}
 	return s.ensureDefaultRBAC(ctx)
 }
 

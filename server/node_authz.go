@@ -9,6 +9,7 @@ import (
 
 	"github.com/skiff-io/skiff/fsm/state"
 	"github.com/skiff-io/skiff/nettools/ingress"
+	"github.com/skiff-io/skiff/server/controller/volume"
 )
 
 // nodeObjects lets the authorizer's node rules look at pods in the local
@@ -77,4 +78,26 @@ func (n nodeObjects) IngressTLSSecret(namespace, name string) bool {
 		return !found
 	})
 	return found
+}
+
+// LocalPathVolumeNode returns the node of a volume the local-path
+// provisioner made (auth.NodeVolumes).
+func (n nodeObjects) LocalPathVolumeNode(name string) (string, bool) {
+	o := n.s.fsm.Read().Get(state.Key{Resource: "persistentvolumes", Name: name})
+	if o == nil {
+		return "", false
+	}
+	var pv struct {
+		Metadata struct {
+			Annotations map[string]string `json:"annotations"`
+		} `json:"metadata"`
+	}
+	if err := json.Unmarshal(o.Data, &pv); err != nil {
+		return "", false
+	}
+	if pv.Metadata.Annotations[volume.AnnProvisionedBy] != volume.LocalPathProvisioner {
+		return "", false
+	}
+	node, ok := pv.Metadata.Annotations[volume.AnnSelectedNode]
+	return node, ok
 }

@@ -53,6 +53,9 @@ still works for nodes, but keep it off them: it joins masters.`,
 			if opts.Server == "" {
 				return errors.New("--server is required: a master's URL, https://HOST:6443")
 			}
+			if err := opts.checkDisable("ingress"); err != nil {
+				return err
+			}
 			u, err := masterURL("--server", opts.Server)
 			if err != nil {
 				return err

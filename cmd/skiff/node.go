@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"slices"
 	"strings"
 	"time"
 
@@ -289,6 +290,17 @@ func startProxy(ctx context.Context, o nodeOptions, cs kubernetes.Interface, dat
 	return func() { cancel(); <-done }, nil
 }
 
+// checkDisable refuses a --disable value that names no part of the
+// command (a typo would otherwise leave the part running).
+func (o nodeOptions) checkDisable(parts ...string) error {
+	for _, d := range o.Disable {
+		if !slices.Contains(parts, d) {
+			return fmt.Errorf("--disable %q: not a built-in part here; one of %s", d, strings.Join(parts, ", "))
+		}
+	}
+	return nil
+}
+
 // disabled reports whether --disable names part.
 func (o nodeOptions) disabled(part string) bool {
 	for _, d := range o.Disable {
@@ -354,7 +366,7 @@ func startIngress(ctx context.Context, o nodeOptions, cs kubernetes.Interface) (
 // addProxyFlags adds the service proxy's flags (agent and server), and
 // the ingress controller's.
 func addProxyFlags(f *pflag.FlagSet, o *nodeOptions) {
-	f.StringSliceVar(&o.Disable, "disable", nil, "built-in parts to turn off: ingress (the node's ingress controller); on a server also servicelb (LoadBalancer Service addresses)")
+	f.StringSliceVar(&o.Disable, "disable", nil, "built-in parts to turn off: ingress (the node's ingress controller); on a server also servicelb (LoadBalancer Service addresses) and local-storage (the default local-path StorageClass)")
 	f.IntVar(&o.IngressHTTPPort, "ingress-http-port", 80, "HTTP port of the ingress controller")
 	f.IntVar(&o.IngressHTTPSPort, "ingress-https-port", 443, "HTTPS port of the ingress controller")
 	_ = f.MarkHidden("ingress-http-port")

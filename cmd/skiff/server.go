@@ -96,7 +96,11 @@ runs the scheduler (unless --disable-scheduler) and the controllers.`,
 				debug.SetGCPercent(200)
 			}
 			node.Runtime, node.KubeletPort = agentRuntime, kubeletPort
+			if err := node.checkDisable("ingress", "servicelb", "local-storage"); err != nil {
+				return err
+			}
 			cfg.Controllers.DisableServiceLB = node.disabled("servicelb")
+			cfg.DisableLocalStorage = node.disabled("local-storage")
 			cfg.KubeletPort = kubeletPort
 			// The embedded agent shares the data dir: this lock covers it.
 			mode, unlock, parent, err := startProcess(cfg.DataDir, "server", supervise)

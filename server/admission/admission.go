@@ -28,6 +28,8 @@
 //     holds, or has "escalate"/"bind" for (rbac.go).
 //   - DefaultIngressClass: a new Ingress naming no class gets the default
 //     IngressClass (ingressclass.go).
+//   - DefaultStorageClass, StorageObjectInUseProtection and
+//     PersistentVolumeClaimResize for claims (storage.go).
 //   - PodSecurity: the Pod Security Standards per namespace labels
 //     pod-security.kubernetes.io/{enforce,audit,warn}; by default enforce
 //     baseline and warn restricted, kube-system exempt (podsecurity.go,
@@ -130,6 +132,9 @@ func (c *Chain) Admit(ctx context.Context, a *Attributes) error {
 		}
 		return c.defaultIngressClass(snap, a)
 	}
+	if a.Kind.Resource == "persistentvolumeclaims" && a.Kind.GVK.Group == "" {
+		return c.admitClaim(ctx, a) // storage.go
+	}
 	if a.Kind.Resource != "pods" || a.Operation != Create {
 		return nil
 	}
@@ -155,6 +160,9 @@ func (c *Chain) Admit(ctx context.Context, a *Attributes) error {
 // charges) must be proposed atomically with the object's write.
 func (c *Chain) Validate(ctx context.Context, a *Attributes) ([]fsm.Mutation, error) {
 	if err := c.checkPodSecurity(ctx, a); err != nil {
+		return nil, err
+	}
+	if err := c.validateClaimResize(ctx, a); err != nil {
 		return nil, err
 	}
 	var reservations []fsm.Mutation

@@ -98,6 +98,15 @@ func DefaultClusterRoles() []*rbacv1.ClusterRole {
 		{ObjectMeta: defaultMeta("system:public-info-viewer"), Rules: []rbacv1.PolicyRule{
 			urls([]string{"get"}, "/healthz", "/livez", "/readyz", "/version", "/version/"),
 		}},
+		// For an external provisioner's service account (not bound by
+		// default), as Kubernetes has it.
+		{ObjectMeta: defaultMeta("system:persistent-volume-provisioner"), Rules: []rbacv1.PolicyRule{
+			rule([]string{"create", "delete", "get", "list", "watch"}, "", "persistentvolumes"),
+			rule([]string{"get", "list", "update", "watch"}, "", "persistentvolumeclaims"),
+			rule(readVerbs, "storage.k8s.io", "storageclasses"),
+			rule([]string{"create", "list", "patch", "update", "watch"}, "", "events"),
+			rule([]string{"create", "list", "patch", "update", "watch"}, "events.k8s.io", "events"),
+		}},
 		{ObjectMeta: defaultMeta("system:service-account-issuer-discovery"), Rules: []rbacv1.PolicyRule{
 			urls([]string{"get"}, "/.well-known/openid-configuration", "/.well-known/openid-configuration/", "/openid/v1/jwks", "/openid/v1/jwks/"),
 		}},

@@ -59,7 +59,8 @@ func (a *Authorizer) WithNodeObjects(o NodeObjects) *Authorizer {
 //   - namespaces and networkpolicies: get, list, watch (the agent
 //     enforces NetworkPolicies, whose peers select namespaces by label);
 //   - certificatesigningrequests: create, get, list, watch (renewal of
-//     its certificates; admission keeps the requests to its own name).
+//     its certificates; admission keeps the requests to its own name);
+//   - persistentvolumeclaims and persistentvolumes: node_storage.go.
 func (a *Authorizer) authorizeNode(u *User, attrs Attributes) bool {
 	node, ok := strings.CutPrefix(u.Name, NodeUserPrefix)
 	if !ok || node == "" || !u.InGroup(GroupNodes) || attrs.Path != "" {
@@ -105,6 +106,8 @@ func (a *Authorizer) authorizeNode(u *User, attrs Attributes) bool {
 		}
 		return a.referencedByNode(node, attrs.Resource, attrs.Namespace, attrs.Name) ||
 			(attrs.Resource == "secrets" && a.nodes != nil && attrs.Name != "" && a.nodes.IngressTLSSecret(attrs.Namespace, attrs.Name))
+	case attrs.Group == "" && (attrs.Resource == "persistentvolumeclaims" || attrs.Resource == "persistentvolumes"):
+		return a.authorizeNodeStorage(node, attrs)
 	case attrs.Group == "" && attrs.Resource == "serviceaccounts":
 		// TokenRequest for the service account of a pod on this node; the
 		// API server checks that the token is bound to such a pod.

@@ -23,6 +23,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -58,6 +59,7 @@ func New() *Registry {
 		nodev1.AddToScheme,
 		schedulingv1.AddToScheme,
 		networkingv1.AddToScheme,
+		storagev1.AddToScheme,
 		metav1.AddMetaToScheme,
 	} {
 		if err := add(scheme); err != nil {
@@ -115,6 +117,9 @@ func New() *Registry {
 		runtimeClassKind(),
 		podTemplateKind(),
 		componentStatusKind(),
+		persistentVolumeKind(),
+		persistentVolumeClaimKind(),
+		storageClassKind(),
 	} {
 		r.register(k)
 	}

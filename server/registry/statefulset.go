@@ -96,7 +96,13 @@ func defaultStatefulSet(s *appsv1.StatefulSet) {
 func validateStatefulSet(s *appsv1.StatefulSet) field.ErrorList {
 	sp := field.NewPath("spec")
 	errs := validateReplicas(s.Spec.Replicas, sp.Child("replicas"))
-	errs = append(errs, validateSelectorAndTemplate(s.Spec.Selector, &s.Spec.Template, "statefulset")...)
+	// The pods get a volume per claim template: mounts may name them.
+	tmpl := s.Spec.Template.DeepCopy()
+	for _, c := range s.Spec.VolumeClaimTemplates {
+		tmpl.Spec.Volumes = append(tmpl.Spec.Volumes, corev1.Volume{Name: c.Name, VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: c.Name}}})
+	}
+	errs = append(errs, validateSelectorAndTemplate(s.Spec.Selector, tmpl, "statefulset")...)
 	policies := []string{string(appsv1.OrderedReadyPodManagement), string(appsv1.ParallelPodManagement)}
 	if !contains(policies, string(s.Spec.PodManagementPolicy)) {
 		errs = append(errs, field.NotSupported(sp.Child("podManagementPolicy"), s.Spec.PodManagementPolicy, policies))
@@ -122,6 +128,7 @@ func validateStatefulSet(s *appsv1.StatefulSet) field.ErrorList {
 		if c.Name == "" {
 			errs = append(errs, field.Required(sp.Child("volumeClaimTemplates").Index(i).Child("metadata", "name"), ""))
 		}
+		errs = append(errs, validatePVCSpec(&c.Spec, sp.Child("volumeClaimTemplates").Index(i).Child("spec"))...)
 	}
 	return errs
 }

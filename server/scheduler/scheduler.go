@@ -112,6 +112,7 @@ type Scheduler struct {
 	replicaSet appslisters.ReplicaSetLister
 	statefulSt appslisters.StatefulSetLister
 	classes    *priorityClasses
+	claims     corelisters.PersistentVolumeClaimLister
 	synced     []cache.InformerSynced
 
 	events  *eventRecorder
@@ -184,7 +185,19 @@ func New(cfg Config) (*Scheduler, error) {
 	}); err != nil {
 		return nil, err
 	}
-	s.synced = []cache.InformerSynced{podInf.Informer().HasSynced, nodeInf.Informer().HasSynced, nsInf.Informer().HasSynced,
+	// Storage changes may make pods with claims schedulable
+	// (plugin_volumebinding.go).
+	pvcInf, pvInf, scInf := s.factory.Core().V1().PersistentVolumeClaims(), s.factory.Core().V1().PersistentVolumes(), s.factory.Storage().V1().StorageClasses()
+	s.claims = pvcInf.Lister()
+	s.fwk.add(VolumeBinding{claims: s.claims, volumes: pvInf.Lister(), classes: scInf.Lister()})
+	storageChanged := func(any) { s.queue.MoveAll(eventForceFlush) }
+	for _, inf := range []cache.SharedIndexInformer{pvcInf.Informer(), pvInf.Informer(), scInf.Informer()} {
+		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: storageChanged,
+			UpdateFunc: func(_, o any) { storageChanged(o) }}); err != nil {
+			return nil, err
+		}
+	}
+	s.synced = []cache.InformerSynced{pvcInf.Informer().HasSynced, pvInf.Informer().HasSynced, scInf.Informer().HasSynced, podInf.Informer().HasSynced, nodeInf.Informer().HasSynced, nsInf.Informer().HasSynced,
 		svcInf.Informer().HasSynced, rsInf.Informer().HasSynced, ssInf.Informer().HasSynced, pcInf.Informer().HasSynced}
 	s.podFactory = podFactory
 	return s, nil
@@ -520,9 +533,12 @@ func (s *Scheduler) bindAsync(ctx context.Context, qp *queuedPod, info *PodInfo,
 			ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID},
 			Target:     corev1.ObjectReference{Kind: "Node", Name: node},
 		}
-		bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := s.client.CoreV1().Pods(pod.Namespace).Bind(bctx, b, metav1.CreateOptions{})
-		cancel()
+		err := preBindVolumes(ctx, s.client, s.claims, pod, node)
+		if err == nil {
+			bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err = s.client.CoreV1().Pods(pod.Namespace).Bind(bctx, b, metav1.CreateOptions{})
+			cancel()
+		}
 		if err == nil {
 			s.cache.FinishBinding(pod.UID)
 			s.stats.bound.Add(1)

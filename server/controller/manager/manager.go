@@ -36,6 +36,7 @@ import (
 	"github.com/skiff-io/skiff/server/controller/servicelb"
 	"github.com/skiff-io/skiff/server/controller/statefulset"
 	"github.com/skiff-io/skiff/server/controller/ttlafterfinished"
+	"github.com/skiff-io/skiff/server/controller/volume"
 )
 
 // Options tune the controllers. The zero value takes Kubernetes' defaults.
@@ -191,6 +192,7 @@ func build(cc *controller.Context, o Options) ([]runner, error) {
 	pdb := disruption.New(cc)
 	ds := daemonset.New(cc)
 	sts := statefulset.New(cc)
+	pvs := volume.New(cc)
 	pgc := podgc.New(cc, podgc.Options{TerminatedThreshold: o.TerminatedPodGCThreshold})
 	nodes := nodelifecycle.New(cc, nodelifecycle.Options{
 		GracePeriod: o.NodeMonitorGracePeriod, StartupGracePeriod: o.NodeStartupGracePeriod,
@@ -215,6 +217,7 @@ func build(cc *controller.Context, o Options) ([]runner, error) {
 		{"podgc", pgc.Run},
 		{"daemonset", func(ctx context.Context) { ds.Run(ctx, w) }},
 		{"statefulset", func(ctx context.Context) { sts.Run(ctx, w) }},
+		{"persistentvolume", func(ctx context.Context) { pvs.Run(ctx, w) }},
 		{"nodelifecycle", func(ctx context.Context) { nodes.Run(ctx, w) }},
 		{"servicelb", servicelb.New(cc, servicelb.Options{DisableServiceLB: o.DisableServiceLB}).Run},
 	}

@@ -7,6 +7,8 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -121,4 +123,65 @@ func TestOrderedStatefulSet(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestVolumeClaimTemplates: each pod gets its claims
+// <template>-<set>-<ordinal> before it is created; they outlive the pods,
+// and whenScaled: Delete removes the claims of the ordinals scaled away.
+func TestVolumeClaimTemplates(t *testing.T) {
+	e := controllertest.NewEnv(t, controllertest.Options{})
+	e.RunKubelet("n1")
+	c := statefulset.New(e.CC)
+	e.Start(func(ctx context.Context) { c.Run(ctx, 2) })
+	set := &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "db"},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas: ptr(int32(2)), ServiceName: "db", PodManagementPolicy: appsv1.ParallelPodManagement,
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "db"}},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "v1",
+					VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}}}}},
+			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{ObjectMeta: metav1.ObjectMeta{Name: "data"},
+				Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+					Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}}}},
+			PersistentVolumeClaimRetentionPolicy: &appsv1.StatefulSetPersistentVolumeClaimRetentionPolicy{
+				WhenDeleted: appsv1.RetainPersistentVolumeClaimRetentionPolicyType, WhenScaled: appsv1.DeletePersistentVolumeClaimRetentionPolicyType},
+		},
+	}
+	if _, err := e.Client.AppsV1().StatefulSets("default").Create(e.Ctx, set, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, ord := range []string{"0", "1"} {
+		e.WaitFor(10*time.Second, "db-"+ord+" with its claim", func() error {
+			p, err := e.Client.CoreV1().Pods("default").Get(e.Ctx, "db-"+ord, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if len(p.Spec.Volumes) == 0 || p.Spec.Volumes[0].PersistentVolumeClaim == nil || p.Spec.Volumes[0].PersistentVolumeClaim.ClaimName != "data-db-"+ord {
+				return controllertest.Errorf("volumes %+v", p.Spec.Volumes)
+			}
+			c, err := e.Client.CoreV1().PersistentVolumeClaims("default").Get(e.Ctx, "data-db-"+ord, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if c.Labels["app"] != "db" || len(c.OwnerReferences) != 0 {
+				return controllertest.Errorf("claim labels %v owners %v", c.Labels, c.OwnerReferences)
+			}
+			return nil
+		})
+	}
+	p := []byte(`{"spec":{"replicas":1}}`)
+	if _, err := e.Client.AppsV1().StatefulSets("default").Patch(e.Ctx, "db", types.MergePatchType, p, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.WaitFor(10*time.Second, "data-db-1 deleted", func() error {
+		_, err := e.Client.CoreV1().PersistentVolumeClaims("default").Get(e.Ctx, "data-db-1", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return controllertest.Errorf("data-db-1: %v", err)
+	})
+	if _, err := e.Client.CoreV1().PersistentVolumeClaims("default").Get(e.Ctx, "data-db-0", metav1.GetOptions{}); err != nil {
+		t.Fatalf("data-db-0: %v", err)
+	}
 }

@@ -209,6 +209,9 @@ func (c *Controller) manage(ctx context.Context, set *appsv1.StatefulSet, pods [
 				}
 			}
 		}
+		if err := c.deleteScaledClaims(ctx, set, p); err != nil {
+			return err
+		}
 		if err := c.deletePod(ctx, set, p); err != nil {
 			return err
 		}
@@ -253,6 +256,9 @@ func (c *Controller) createPod(ctx context.Context, set *appsv1.StatefulSet, rev
 	p.Labels[podIndexLabel] = strconv.Itoa(ord)
 	p.Spec.Hostname = p.Name
 	p.Spec.Subdomain = set.Spec.ServiceName
+	if err := c.ensureClaims(ctx, set, p, ord); err != nil {
+		return err
+	}
 	_, err = c.cc.Client.CoreV1().Pods(set.Namespace).Create(ctx, p, metav1.CreateOptions{})
 	switch {
 	case apierrors.IsAlreadyExists(err):
