@@ -149,6 +149,15 @@ func TestServerSideApply(t *testing.T) {
 		t.Fatalf("forced %v: %s", err, r.body)
 	}
 
+	// A write through /scale is recorded as an Update of spec.replicas.
+	if r := e.do("PATCH", deploymentPath+"/scale?fieldManager=scaler", "application/merge-patch+json", []byte(`{"spec":{"replicas":4}}`)); r.code != 200 {
+		t.Fatalf("scale: %d %s", r.code, r.body)
+	}
+	r = e.do("GET", deploymentPath, "", nil)
+	if m := managers(t, r.body); !owns(m["scaler/Update/scale"], `"f:replicas"`) || owns(m["bob/Apply"], `"f:replicas"`) {
+		t.Fatalf("managedFields after scale: %s", r.body)
+	}
+
 	// force on a non-apply patch, an apply of another kind, the wrong
 	// name: kube-apiserver's errors.
 	e.do("PATCH", deploymentPath+"?force=true", "application/merge-patch+json", []byte(`{}`)).status(t, 422, metav1.StatusReasonInvalid)
