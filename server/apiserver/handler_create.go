@@ -121,6 +121,8 @@ func (s *APIServer) createOnce(ctx context.Context, kind *registry.Kind, in runt
 		return nil, err
 	}
 	kind.PrepareForCreate(obj)
+	obj = s.recordCreate(ctx, kind, obj) // managedfields.go
+	m = mustAccessor(obj)
 	if errs := kind.Validate(obj); len(errs) > 0 {
 		return nil, apierrors.NewInvalid(kind.GVK.GroupKind(), m.GetName(), errs)
 	}

@@ -29,6 +29,10 @@ func (s *APIServer) handlePatch(req *request) {
 		s.writeError(req.w, req.r, unsupportedMediaType(ct))
 		return
 	}
+	if isApply(req) {
+		s.handleApply(req, body) // apply.go
+		return
+	}
 	p, err := s.newPatcher(req, pt, body, req.kind.New())
 	if err != nil {
 		s.writeError(req.w, req.r, err)

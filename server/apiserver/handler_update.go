@@ -176,6 +176,7 @@ func (s *APIServer) guaranteedUpdate(ctx context.Context, u *update) (runtime.Ob
 				return nil, false, apierrors.NewInvalid(kind.GVK.GroupKind(), u.name, errs)
 			}
 		}
+		final = s.recordUpdate(ctx, kind, final, obj, old) // managedfields.go
 		if !u.status && !u.ephemeral {
 			if extra, err = s.validateAdmission(ctx, admission.Update, kind, final, old, u.dry); err != nil {
 				return nil, false, err

@@ -215,8 +215,10 @@ func TestPatchLimitsAndApply(t *testing.T) {
 	}
 	big := []byte("[" + strings.Join(ops, ",") + "]")
 	e.do("PATCH", "/api/v1/namespaces/default/configmaps/p", "application/json-patch+json", big).status(t, 413, metav1.StatusReasonRequestEntityTooLarge)
+	// Server-side apply is served (apply_test.go); without a fieldManager
+	// it is kube-apiserver's 422.
 	e.do("PATCH", "/api/v1/namespaces/default/configmaps/p", "application/apply-patch+yaml", []byte("data: {a: b}")).
-		status(t, http.StatusUnsupportedMediaType, metav1.StatusReasonUnsupportedMediaType)
+		status(t, http.StatusUnprocessableEntity, metav1.StatusReasonInvalid)
 }
 
 func TestDeleteAccepted(t *testing.T) {

@@ -109,6 +109,8 @@ type APIServer struct {
 	pods decodedPods
 	// limits holds the in-flight seats and counts watches (limits.go).
 	limits *limiter
+	// fields holds the field managers of managedFields and apply.
+	fields fieldManagers
 }
 
 // New returns an APIServer.
@@ -256,6 +258,9 @@ func (s *APIServer) route(req *request) {
 		return
 	}
 	req.kind = kind
+	if !s.trackFields(req) { // managedfields.go
+		return
+	}
 	switch {
 	case kind.Namespaced && info.Namespace == "" && info.Name != "",
 		!kind.Namespaced && info.Namespace != "" && info.Resource != "namespaces":

@@ -1,0 +1,221 @@
+package apiserver
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"unicode"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/managedfields"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/client-go/applyconfigurations"
+
+	"github.com/skiff-io/skiff/server/registry"
+)
+
+// managedFields are recorded on every write as kube-apiserver records
+// them: apimachinery's field manager (k8s.io/apimachinery/pkg/util/
+// managedfields) compares the object before and after a create, update or
+// patch and records the fields the request's manager changed (operation
+// Update), and merges server-side apply patches (operation Apply), with
+// the client-side-apply upgrade, the cap on Update managers and the
+// version checks of NewDefaultFieldManager.
+//
+// The type converter of the built-in kinds is the structured schema of the
+// k8s.io/api types that client-go ships at the same release
+// (applyconfigurations.NewTypeConverter): the one kube-apiserver derives
+// from the same types' generated OpenAPI, with every list type, map key
+// (containers by name, ports by containerPort and protocol) and key
+// default. Kinds not in it (custom resources) bring their own converter
+// through SetTypeConverter.
+
+// fieldWrite is what the field manager needs of a write request: its
+// manager and subresource, and whether the object's managedFields were
+// already computed (an apply).
+type fieldWrite struct {
+	manager     string
+	subresource string
+	applied     bool
+}
+
+type fieldWriteKey struct{}
+
+func withFieldWrite(ctx context.Context, fw fieldWrite) context.Context {
+	return context.WithValue(ctx, fieldWriteKey{}, fw)
+}
+
+func fieldWriteFrom(ctx context.Context) (fieldWrite, bool) {
+	fw, ok := ctx.Value(fieldWriteKey{}).(fieldWrite)
+	return fw, ok
+}
+
+// fieldManagers holds one field manager per kind and subresource, made on
+// first use.
+type fieldManagers struct {
+	mu         sync.Mutex
+	builtin    managedfields.TypeConverter
+	converters map[schema.GroupVersionKind]managedfields.TypeConverter
+	managers   map[fieldManagerKey]*managedfields.FieldManager
+}
+
+type fieldManagerKey struct {
+	gvk         schema.GroupVersionKind
+	subresource string
+}
+
+// SetTypeConverter makes the field manager of kind gvk use tc (custom
+// resources: managedfields.NewTypeConverter of the CRD's OpenAPI schema),
+// instead of the built-in kinds' schema.
+func (s *APIServer) SetTypeConverter(gvk schema.GroupVersionKind, tc managedfields.TypeConverter) {
+	f := &s.fields
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.converters == nil {
+		f.converters = map[schema.GroupVersionKind]managedfields.TypeConverter{}
+	}
+	f.converters[gvk] = tc
+	for k := range f.managers {
+		if k.gvk == gvk {
+			delete(f.managers, k)
+		}
+	}
+}
+
+// fieldManager returns the field manager of kind for writes of the given
+// subresource ("" for the object itself).
+func (s *APIServer) fieldManager(kind *registry.Kind, subresource string) (*managedfields.FieldManager, error) {
+	f := &s.fields
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	key := fieldManagerKey{gvk: kind.GVK, subresource: subresource}
+	if fm := f.managers[key]; fm != nil {
+		return fm, nil
+	}
+	tc := f.converters[kind.GVK]
+	if tc == nil {
+		if f.builtin == nil {
+			f.builtin = applyconfigurations.NewTypeConverter(s.reg.Scheme())
+		}
+		tc = f.builtin
+	}
+	scheme := s.reg.Scheme()
+	fm, err := managedfields.NewDefaultFieldManager(tc, runtime.UnsafeObjectConvertor(scheme), scheme, scheme,
+		kind.GVK, kind.GVK.GroupVersion(), subresource, nil)
+	if err != nil {
+		return nil, fmt.Errorf("field manager of %s: %w", kind.GVK, err)
+	}
+	if f.managers == nil {
+		f.managers = map[fieldManagerKey]*managedfields.FieldManager{}
+	}
+	f.managers[key] = fm
+	return fm, nil
+}
+
+// trackFields validates a write's fieldManager and puts the request's
+// manager and subresource in its context, for recordFields. It answers the
+// request (false) when the options are invalid, with kube-apiserver's 422.
+func (s *APIServer) trackFields(req *request) bool {
+	info := req.info
+	q := req.r.URL.Query()
+	manager := q.Get("fieldManager")
+	var errs field.ErrorList
+	var optsKind string
+	switch info.Verb {
+	case "create":
+		optsKind = "CreateOptions"
+		errs = metav1validation.ValidateCreateOptions(&metav1.CreateOptions{FieldManager: manager})
+	case "update":
+		optsKind = "UpdateOptions"
+		errs = metav1validation.ValidateUpdateOptions(&metav1.UpdateOptions{FieldManager: manager})
+	case "patch":
+		optsKind = "PatchOptions"
+		opts := &metav1.PatchOptions{FieldManager: manager}
+		if q.Has("force") {
+			force := q.Get("force") == "true"
+			opts.Force = &force
+		}
+		errs = metav1validation.ValidatePatchOptions(opts, patchTypeOf(req))
+	default:
+		return true
+	}
+	if len(errs) > 0 {
+		s.writeError(req.w, req.r, apierrors.NewInvalid(schema.GroupKind{Group: metav1.GroupName, Kind: optsKind}, "", errs))
+		return false
+	}
+	if manager == "" {
+		manager = managerFromUserAgent(req.r.UserAgent())
+	}
+	ctx := withFieldWrite(req.r.Context(), fieldWrite{manager: manager, subresource: info.Subresource})
+	req.r = req.r.WithContext(ctx)
+	return true
+}
+
+// managerFromUserAgent is the manager of a write without fieldManager, as
+// kube-apiserver derives it: the user agent up to its first "/", without
+// unprintable characters, at most 128 characters ("kubectl/v1.33.1 (…)"
+// → "kubectl").
+func managerFromUserAgent(ua string) string {
+	first, _, _ := strings.Cut(ua, "/")
+	var b strings.Builder
+	for _, r := range first {
+		if !unicode.IsPrint(r) {
+			continue
+		}
+		if b.Len() >= 128 {
+			break
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// recordCreate records the fields of a new object as its manager's
+// (operation Update), unless an apply recorded them already.
+func (s *APIServer) recordCreate(ctx context.Context, kind *registry.Kind, obj runtime.Object) runtime.Object {
+	fw, ok := fieldWriteFrom(ctx)
+	if !ok || fw.applied {
+		return obj
+	}
+	fm, err := s.fieldManager(kind, "")
+	if err != nil {
+		s.log.Error("managedFields not recorded", "kind", kind.GVK, "err", err)
+		return obj
+	}
+	live := kind.New()
+	live.GetObjectKind().SetGroupVersionKind(kind.GVK)
+	obj.GetObjectKind().SetGroupVersionKind(kind.GVK)
+	return fm.UpdateNoErrors(live, obj, fw.manager)
+}
+
+// recordUpdate records the fields an update of old to obj (the kind's
+// update rules applied to the request's object req) changed as its
+// manager's, with the request's subresource. For an apply, whose
+// managedFields the field manager computed, it keeps those of req: a
+// status or ephemeral containers update starts from old.
+func (s *APIServer) recordUpdate(ctx context.Context, kind *registry.Kind, obj, req, old runtime.Object) runtime.Object {
+	fw, ok := fieldWriteFrom(ctx)
+	if !ok {
+		return obj
+	}
+	if fw.applied {
+		if obj != req {
+			mustAccessor(obj).SetManagedFields(mustAccessor(req).GetManagedFields())
+		}
+		return obj
+	}
+	fm, err := s.fieldManager(kind, fw.subresource)
+	if err != nil {
+		s.log.Error("managedFields not recorded", "kind", kind.GVK, "err", err)
+		return obj
+	}
+	old = old.DeepCopyObject()
+	old.GetObjectKind().SetGroupVersionKind(kind.GVK)
+	obj.GetObjectKind().SetGroupVersionKind(kind.GVK)
+	return fm.UpdateNoErrors(old, obj, fw.manager)
+}
