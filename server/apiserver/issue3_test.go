@@ -283,7 +283,7 @@ func TestOpenAPIDocuments(t *testing.T) {
 		t.Fatal(err)
 	}
 	apps, ok := index.Paths["apis/apps/v1"]
-	if !ok || len(index.Paths) != 11 {
+	if !ok || len(index.Paths) != 12 {
 		t.Fatalf("v3 index: %+v", index)
 	}
 	r = e.do("GET", apps.ServerRelativeURL, "", nil)

@@ -107,6 +107,8 @@ type APIServer struct {
 	pods decodedPods
 	// limits holds the in-flight seats and counts watches (limits.go).
 	limits *limiter
+	// crds keeps the served custom resources current (crd.go).
+	crds crdSync
 }
 
 // New returns an APIServer.
@@ -236,6 +238,7 @@ func (s *APIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // route sends a request to its handler.
 func (s *APIServer) route(req *request) {
 	info := req.info
+	s.syncCRDs(req.r.Context(), false)
 	if !info.IsResource {
 		s.serveNonResource(req)
 		return
@@ -245,6 +248,12 @@ func (s *APIServer) route(req *request) {
 		return
 	}
 	kind, ok := s.reg.Lookup(info.Group, info.Version, info.Resource)
+	if !ok && info.Group != "" {
+		// Perhaps a custom resource whose CRD this master has not
+		// applied yet.
+		s.syncCRDs(req.r.Context(), true)
+		kind, ok = s.reg.Lookup(info.Group, info.Version, info.Resource)
+	}
 	if !ok {
 		s.writeError(req.w, req.r, notFoundPath())
 		return

@@ -34,6 +34,10 @@ func Build(reg *registry.Registry, version string) *Documents {
 		defs := newDefinitions(reg.Scheme())
 		sw := newSwagger(version)
 		for _, k := range reg.KindsIn(gv) {
+			if k.Custom() {
+				// Custom resources have no Go type to reflect over.
+				continue
+			}
 			addKindPaths(sw.Paths, defs, k)
 			addKindPaths(v2.Paths, all, k)
 		}
