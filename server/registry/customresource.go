@@ -105,16 +105,17 @@ func customKinds(crd *apiextensionsv1.CustomResourceDefinition) ([]*Kind, *Kind,
 	var kinds []*Kind
 	var storage *Kind
 	for _, v := range versions {
-		var iv *apiextensions.CustomResourceDefinitionVersion
-		for i := range in.Spec.Versions {
-			if in.Spec.Versions[i].Name == v.Name {
-				iv = &in.Spec.Versions[i]
-			}
+		// The internal form keeps a schema (and subresources) all
+		// versions share at the top: ask the library's helpers.
+		sv, err := apiextensions.GetSchemaForVersion(in, v.Name)
+		if err != nil {
+			return nil, nil, fmt.Errorf("version %s: %w", v.Name, err)
 		}
-		if iv == nil {
-			return nil, nil, fmt.Errorf("version %s lost in conversion", v.Name)
+		subs, err := apiextensions.GetSubresourcesForVersion(in, v.Name)
+		if err != nil {
+			return nil, nil, fmt.Errorf("version %s: %w", v.Name, err)
 		}
-		k, err := customKind(crd, v, iv)
+		k, err := customKind(crd, v, sv, subs)
 		if err != nil {
 			return nil, nil, fmt.Errorf("version %s: %w", v.Name, err)
 		}
@@ -131,12 +132,13 @@ func customKinds(crd *apiextensionsv1.CustomResourceDefinition) ([]*Kind, *Kind,
 
 // customKind is the Kind of one version of a CRD: unstructured objects,
 // pruned, defaulted and validated by the version's structural schema.
-func customKind(crd *apiextensionsv1.CustomResourceDefinition, v apiextensionsv1.CustomResourceDefinitionVersion, iv *apiextensions.CustomResourceDefinitionVersion) (*Kind, error) {
+func customKind(crd *apiextensionsv1.CustomResourceDefinition, v apiextensionsv1.CustomResourceDefinitionVersion,
+	sv *apiextensions.CustomResourceValidation, subs *apiextensions.CustomResourceSubresources) (*Kind, error) {
 	names := crd.Status.AcceptedNames
 	if names.Plural == "" {
 		names = crd.Spec.Names
 	}
-	cs, err := newCustomSchema(iv.Schema)
+	cs, err := newCustomSchema(sv)
 	if err != nil {
 		return nil, err
 	}
@@ -177,7 +179,9 @@ func customKind(crd *apiextensionsv1.CustomResourceDefinition, v apiextensionsv1
 		k.HasStatus = sub.Status != nil
 		if sub.Scale != nil {
 			k.Scale = customScale(sub.Scale)
-			scale = iv.Subresources.Scale
+			if subs != nil {
+				scale = subs.Scale
+			}
 		}
 	}
 	k.prepareForCreate = func(obj runtime.Object) {
