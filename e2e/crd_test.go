@@ -129,6 +129,10 @@ spec: {unknown: dropped}
 	if out := run(m2, "get", "all", "-n", "default"); !strings.Contains(out, "widget.example.com/one") {
 		t.Fatalf("kubectl get all lacks the widgets:\n%s", out)
 	}
+	// OpenAPI: kubectl explain reads the CRD's schema.
+	if out := run(m3, "explain", "widgets.spec.size"); !strings.Contains(out, "Widget") || !strings.Contains(out, "size") || !strings.Contains(out, "<string>") {
+		t.Fatalf("kubectl explain:\n%s", out)
+	}
 
 	// Schema violations and the CEL rule: 422 naming the field.
 	fail(m1, []string{"spec.size", "Unsupported value"}, "patch", "widget", "one", "-n", "default", "--type=merge", "-p", `{"spec":{"size":"huge"}}`)

@@ -180,6 +180,20 @@ func TestCustomResourceDefinitionServesCustomObjects(t *testing.T) {
 		t.Fatalf("group discovery: %s", r.body)
 	}
 
+	// OpenAPI v2 and v3 describe the custom resource.
+	r = e.do(http.MethodGet, "/openapi/v3", "", nil)
+	if !strings.Contains(string(r.body), `"apis/example.com/v1"`) || !strings.Contains(string(r.body), `"apis/example.com/v1beta1"`) {
+		t.Fatalf("openapi v3 index: %s", r.body)
+	}
+	r = e.do(http.MethodGet, "/openapi/v3/apis/example.com/v1", "", nil)
+	if r.code != http.StatusOK || !strings.Contains(string(r.body), `"com.example.v1.Widget"`) || !strings.Contains(string(r.body), `"at most 10 replicas"`) {
+		t.Fatalf("openapi v3 document: %d %.400s", r.code, r.body)
+	}
+	r = e.do(http.MethodGet, "/openapi/v2", "", nil, "Accept", "application/json")
+	if r.code != http.StatusOK || !strings.Contains(string(r.body), `"com.example.v1.Widget"`) || !strings.Contains(string(r.body), `"io.k8s.api.core.v1.Pod"`) {
+		t.Fatalf("openapi v2 document: %d", r.code)
+	}
+
 	if err := w.Delete(e.ctx, "one", metav1.DeleteOptions{}); err != nil {
 		t.Fatalf("delete: %v", err)
 	}

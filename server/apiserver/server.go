@@ -97,8 +97,9 @@ type APIServer struct {
 	now    func() time.Time
 	cfg    Config
 	decode *decoder
-	// openapi holds the OpenAPI documents, built on first use.
-	openapi openAPIDocs
+	// openapi holds the OpenAPI documents, built on first use and again
+	// when the custom resources change (openapi_crd.go).
+	openapi openAPIState
 	// nsCache spares creates a decode of their namespace.
 	nsCache namespaceCache
 	// events shares watch event objects among watches.

@@ -35,6 +35,8 @@ type customSet struct {
 	kinds     []*Kind
 	byGVR     map[schema.GroupVersionResource]*Kind
 	byStorage map[string]*Kind
+	// gen counts the sets: it changes whenever the set does.
+	gen uint64
 }
 
 var emptyCustomSet = &customSet{}
@@ -52,7 +54,8 @@ func (r *Registry) customSet() *customSet {
 // serves) is left out and named in the returned error; the others are
 // served.
 func (r *Registry) SetCustomResourceDefinitions(crds []*apiextensionsv1.CustomResourceDefinition) error {
-	set := &customSet{byGVR: map[schema.GroupVersionResource]*Kind{}, byStorage: map[string]*Kind{}}
+	set := &customSet{byGVR: map[schema.GroupVersionResource]*Kind{}, byStorage: map[string]*Kind{},
+		gen: r.customSet().gen + 1}
 	var errs []error
 	sorted := append([]*apiextensionsv1.CustomResourceDefinition(nil), crds...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
@@ -84,6 +87,9 @@ func (r *Registry) SetCustomResourceDefinitions(crds []*apiextensionsv1.CustomRe
 	r.custom.Store(set)
 	return errors.Join(errs...)
 }
+
+// CustomGeneration changes whenever the served custom resources do.
+func (r *Registry) CustomGeneration() uint64 { return r.customSet().gen }
 
 // CustomResourceDefinitions lists the CRDs whose resources are served.
 func (r *Registry) CustomResourceDefinitions() []*apiextensionsv1.CustomResourceDefinition {
