@@ -115,6 +115,12 @@ kind: Widget
 metadata: {name: two, namespace: default}
 spec: {unknown: dropped}
 `))
+	// kubectl's default validation asks the server to refuse it.
+	fail(m1, []string{`unknown field "spec.unknown"`}, "apply", "-f", file("three.yaml", `apiVersion: example.com/v1
+kind: Widget
+metadata: {name: three, namespace: default}
+spec: {unknown: refused}
+`))
 	if out := run(m3, "get", "widget", "two", "-n", "default", "-o", "jsonpath={.spec.size}/{.spec.replicas}/{.spec.unknown}"); out != "small/1/" {
 		t.Fatalf("defaults and pruning: %q", out)
 	}

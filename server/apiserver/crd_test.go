@@ -27,6 +27,7 @@ const widgetCRD = `{
   "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": ["wd"], "categories": ["all"]},
   "versions": [
    {"name": "v1", "served": true, "storage": true,
+    "selectableFields": [{"jsonPath": ".spec.size"}],
     "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"}},
     "additionalPrinterColumns": [
      {"name": "Size", "type": "string", "jsonPath": ".spec.size"},
@@ -99,6 +100,21 @@ func TestCustomResourceDefinitionServesCustomObjects(t *testing.T) {
 		t.Fatalf("metadata: %v", got.Object["metadata"])
 	}
 
+	// Unknown fields: 400 under fieldValidation=Strict, a warning under Warn.
+	r = e.do(http.MethodPost, "/apis/example.com/v1/namespaces/default/widgets?fieldValidation=Strict", "application/json",
+		[]byte(`{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"strict"},"spec":{"replicaz":1}}`))
+	if st := r.status(t, http.StatusBadRequest, metav1.StatusReasonBadRequest); !strings.Contains(st.Message, `unknown field "spec.replicaz"`) {
+		t.Fatalf("strict: %s", r.body)
+	}
+	r = e.do(http.MethodPost, "/apis/example.com/v1/namespaces/default/widgets", "application/json",
+		[]byte(`{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"warned"},"spec":{"replicaz":1}}`))
+	if r.code != http.StatusCreated || !strings.Contains(r.header.Get("Warning"), `unknown field \"spec.replicaz\"`) {
+		t.Fatalf("warn: %d %v %s", r.code, r.header, r.body)
+	}
+	if err := w.Delete(e.ctx, "warned", metav1.DeleteOptions{}); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+
 	// Schema violations: 422 naming the field.
 	bad := obj.DeepCopy()
 	bad.SetName("bad")
@@ -126,6 +142,16 @@ func TestCustomResourceDefinitionServesCustomObjects(t *testing.T) {
 	list, err = w.List(e.ctx, metav1.ListOptions{FieldSelector: "metadata.name=none"})
 	if err != nil || len(list.Items) != 0 {
 		t.Fatalf("field-selected list: %v %+v", err, list)
+	}
+
+	// selectableFields are field selectors.
+	list, err = w.List(e.ctx, metav1.ListOptions{FieldSelector: "spec.size=small"})
+	if err != nil || len(list.Items) != 1 {
+		t.Fatalf("spec.size=small: %v %+v", err, list)
+	}
+	list, err = w.List(e.ctx, metav1.ListOptions{FieldSelector: "spec.size=large"})
+	if err != nil || len(list.Items) != 0 {
+		t.Fatalf("spec.size=large: %v %+v", err, list)
 	}
 
 	// Merge patch bumps the generation; strategic merge is refused.

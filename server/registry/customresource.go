@@ -21,6 +21,7 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -169,6 +170,7 @@ func customKind(crd *apiextensionsv1.CustomResourceDefinition, v apiextensionsv1
 		Categories:    names.Categories,
 		HasGeneration: true,
 		custom:        true,
+		schema:        cs,
 		newObject:     func() runtime.Object { return &unstructured.Unstructured{Object: map[string]any{}} },
 		newList:       func() runtime.Object { return &unstructured.UnstructuredList{Object: map[string]any{}} },
 		columns:       head.ColumnDefinitions,
@@ -179,6 +181,27 @@ func customKind(crd *apiextensionsv1.CustomResourceDefinition, v apiextensionsv1
 			}
 			return t.Rows[0].Cells
 		},
+	}
+	// selectableFields (spec.versions[].selectableFields) are field
+	// selectors besides metadata.name and metadata.namespace.
+	for _, sf := range v.SelectableFields {
+		k.fieldNames = append(k.fieldNames, strings.TrimPrefix(sf.JSONPath, "."))
+	}
+	if len(k.fieldNames) > 0 {
+		k.fields = func(obj runtime.Object) fields.Set {
+			u := obj.(*unstructured.Unstructured)
+			set := fields.Set{}
+			for _, name := range k.fieldNames {
+				v, ok, _ := unstructured.NestedFieldNoCopy(u.Object, strings.Split(name, ".")...)
+				switch v.(type) {
+				case string, bool, int64, float64:
+					if ok {
+						set[name] = fmt.Sprint(v)
+					}
+				}
+			}
+			return set
+		}
 	}
 	var scale *apiextensions.CustomResourceSubresourceScale
 	if sub := v.Subresources; sub != nil {
@@ -324,6 +347,18 @@ func customScale(sc *apiextensionsv1.CustomResourceSubresourceScale) *ScaleRules
 
 // splitPath turns ".spec.replicas" into [spec replicas].
 func splitPath(p string) []string { return strings.Split(strings.TrimPrefix(p, "."), ".") }
+
+// UnknownFields lists the paths of obj's fields a custom resource's schema
+// does not know ("spec.replicaz"): pruned on write, refused under
+// fieldValidation=Strict and warned about under Warn. obj is not changed.
+func (k *Kind) UnknownFields(obj runtime.Object) []string {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok || k.schema == nil {
+		return nil
+	}
+	return structuralpruning.PruneWithOptions(runtime.DeepCopyJSON(u.Object), k.schema.structural, true,
+		structuralschema.UnknownFieldPathOptions{TrackUnknownFieldPaths: true})
+}
 
 // Custom reports whether the kind is a custom resource (unstructured
 // objects, defined by a CRD).

@@ -77,8 +77,10 @@ type Kind struct {
 	gracefulDelete func(obj runtime.Object, opts *metav1.DeleteOptions) (int64, bool)
 
 	supportedFields map[string]bool
-	// custom: a custom resource's kind (customresource.go).
+	// custom: a custom resource's kind (customresource.go), with its
+	// schema (nil: none).
 	custom bool
+	schema *customSchema
 }
 
 func (k *Kind) init() {
