@@ -17,7 +17,8 @@ const gadgetCRD = `{"metadata": {"name": "gadgets.example.com"},
   "versions": [{"name": "v1", "served": true, "storage": true,
    "schema": {"openAPIV3Schema": {"type": "object", "properties": {
     "spec": {"type": "object",
-     "x-kubernetes-validations": [{"rule": "self.min <= self.max", "message": "min must not exceed max"}],
+     "x-kubernetes-validations": [{"rule": "self.min <= self.max", "message": "min must not exceed max"},
+      {"rule": "self.max >= oldSelf.max", "message": "max may not shrink"}],
      "properties": {
       "min": {"type": "integer", "default": 0},
       "max": {"type": "integer", "default": 10},
@@ -98,5 +99,16 @@ func TestCustomResourceSchemaPrunesDefaultsAndValidates(t *testing.T) {
 	k.PrepareForUpdate(upd, old)
 	if upd.GetGeneration() != 2 {
 		t.Fatalf("spec change: generation %d", upd.GetGeneration())
+	}
+
+	// A transition rule (oldSelf) is checked on update only.
+	upd.SetResourceVersion("7")
+	smaller := upd.DeepCopy()
+	smaller.Object["spec"].(map[string]any)["max"] = int64(5)
+	if errs := k.Validate(smaller); len(errs) != 0 {
+		t.Fatalf("create-time validation ran a transition rule: %v", errs)
+	}
+	if errs := k.ValidateUpdate(smaller, upd); len(errs) != 1 || !strings.Contains(errs[0].Error(), "max may not shrink") {
+		t.Fatalf("transition rule: %v", errs)
 	}
 }
