@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,6 +21,8 @@ import (
 // request; the CRD table is read again only when the state has changed
 // since, and the registry rebuilt only when a CRD has.
 type crdSync struct {
+	// seen is the last state index looked at, read without the lock.
+	seen        atomic.Uint64
 	mu          sync.Mutex
 	index       uint64
 	fingerprint string
@@ -35,12 +38,16 @@ func (s *APIServer) syncCRDs(ctx context.Context, linearizable bool) {
 		return
 	}
 	c := &s.crds
+	if snap.Index() <= c.seen.Load() {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if snap.Index() <= c.index {
 		return
 	}
 	c.index = snap.Index()
+	defer c.seen.Store(c.index)
 	kind, ok := s.reg.Lookup(apiextensionsv1.GroupName, "v1", "customresourcedefinitions")
 	if !ok {
 		return
