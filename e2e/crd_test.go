@@ -90,6 +90,11 @@ func TestKubectlCustomResources(t *testing.T) {
 		}
 	}
 
+	// A namespace deleted before the CRD exists fills the namespace
+	// controller's discovery cache.
+	run(m1, "create", "namespace", "warmup")
+	run(m1, "delete", "namespace", "warmup", "--timeout=60s")
+
 	// Bad CRDs: 422 naming the field.
 	nonStructural := strings.Replace(widgetCRDYAML, "          status:\n            type: object\n", "          status:\n", 1)
 	// (A schema all versions share is reported at spec.validation, as
@@ -173,6 +178,18 @@ spec: {unknown: refused}
 	run(m2, "patch", "widget", "one", "-n", "default", "--subresource=status", "--type=merge", "-p", `{"status":{"phase":"Ready"}}`)
 	if out := run(m3, "get", "widget", "one", "-n", "default", "-o", "jsonpath={.status.phase}/{.metadata.generation}"); out != "Ready/2" {
 		t.Fatalf("status: %q", out)
+	}
+
+	// Deleting a namespace deletes its custom objects.
+	run(m1, "create", "namespace", "crdns")
+	run(m1, "apply", "-f", file("inns.yaml", `apiVersion: example.com/v1
+kind: Widget
+metadata: {name: inns, namespace: crdns}
+spec: {size: small}
+`))
+	run(m2, "delete", "namespace", "crdns", "--timeout=60s")
+	if out := run(m3, "get", "widgets", "-A", "-o", "name"); strings.Contains(out, "inns") {
+		t.Fatalf("a custom object outlived its namespace:\n%s", out)
 	}
 
 	// Deleting the CRD deletes its objects: a new CRD of the same name
