@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -90,4 +91,12 @@ func unstructuredMeta(u *unstructured.Unstructured) metav1.ObjectMeta {
 		}
 	}
 	return om
+}
+
+// terminatingCRD is kube-apiserver's answer to a create of a custom
+// resource whose CRD is being deleted.
+func terminatingCRD(req *request) error {
+	err := apierrors.NewMethodNotSupported(req.kind.GroupResource(), "create")
+	err.ErrStatus.Message = "create not allowed while custom resource definition is terminating"
+	return err
 }

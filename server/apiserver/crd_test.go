@@ -220,6 +220,21 @@ func TestCustomResourceDefinitionServesCustomObjects(t *testing.T) {
 		t.Fatalf("openapi v2 document: %d", r.code)
 	}
 
+	// A deleted CRD waits for the leader's cleanup (not running here):
+	// its objects are still served, but no new ones are created.
+	r = e.do(http.MethodDelete, crdPath+"/widgets.example.com", "", nil)
+	if r.code != http.StatusOK {
+		t.Fatalf("delete CRD: %d %s", r.code, r.body)
+	}
+	if _, err := w.Get(e.ctx, "one", metav1.GetOptions{}); err != nil {
+		t.Fatalf("get while terminating: %v", err)
+	}
+	fresh := obj.DeepCopy()
+	fresh.SetName("late")
+	_, err = w.Create(e.ctx, fresh, metav1.CreateOptions{})
+	if err == nil || !strings.Contains(err.Error(), "terminating") {
+		t.Fatalf("create while terminating: %v", err)
+	}
 	if err := w.Delete(e.ctx, "one", metav1.DeleteOptions{}); err != nil {
 		t.Fatalf("delete: %v", err)
 	}

@@ -270,6 +270,9 @@ func (s *APIServer) route(req *request) {
 	case kind.Namespaced && info.Namespace == "" && (info.Verb == "create" || info.Verb == "deletecollection"):
 		s.writeError(req.w, req.r, methodNotSupported(req))
 		return
+	case kind.Terminating() && info.Verb == "create":
+		s.writeError(req.w, req.r, terminatingCRD(req)) // crd.go
+		return
 	}
 	switch sub := info.Subresource; {
 	case sub == "":

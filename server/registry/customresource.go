@@ -171,6 +171,7 @@ func customKind(crd *apiextensionsv1.CustomResourceDefinition, v apiextensionsv1
 		HasGeneration: true,
 		custom:        true,
 		schema:        cs,
+		terminating:   crd.DeletionTimestamp != nil,
 		newObject:     func() runtime.Object { return &unstructured.Unstructured{Object: map[string]any{}} },
 		newList:       func() runtime.Object { return &unstructured.UnstructuredList{Object: map[string]any{}} },
 		columns:       head.ColumnDefinitions,
@@ -359,6 +360,10 @@ func (k *Kind) UnknownFields(obj runtime.Object) []string {
 	return structuralpruning.PruneWithOptions(runtime.DeepCopyJSON(u.Object), k.schema.structural, true,
 		structuralschema.UnknownFieldPathOptions{TrackUnknownFieldPaths: true})
 }
+
+// Terminating reports whether the kind is a custom resource whose CRD is
+// being deleted: its objects are read and deleted, but no more created.
+func (k *Kind) Terminating() bool { return k.terminating }
 
 // Custom reports whether the kind is a custom resource (unstructured
 // objects, defined by a CRD).

@@ -79,8 +79,9 @@ type Kind struct {
 	supportedFields map[string]bool
 	// custom: a custom resource's kind (customresource.go), with its
 	// schema (nil: none).
-	custom bool
-	schema *customSchema
+	custom      bool
+	schema      *customSchema
+	terminating bool
 }
 
 func (k *Kind) init() {
