@@ -180,6 +180,24 @@ spec: {unknown: refused}
 		t.Fatalf("status: %q", out)
 	}
 
+	// The garbage collector follows an owner reference to a custom object.
+	uid := run(m1, "get", "widget", "two", "-n", "default", "-o", "jsonpath={.metadata.uid}")
+	run(m1, "apply", "-f", file("owned.yaml", fmt.Sprintf(`apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: owned
+  namespace: default
+  ownerReferences: [{apiVersion: example.com/v1, kind: Widget, name: two, uid: %s}]
+`, uid)))
+	run(m2, "delete", "widget", "two", "-n", "default")
+	testutil.WaitFor(t, 90*time.Second, "the garbage collector to delete the widget's ConfigMap", func() error {
+		out, err := kubectl(ctx, m3.Kubeconfig(), "get", "configmap", "owned", "-n", "default")
+		if err == nil || !strings.Contains(out, "NotFound") {
+			return fmt.Errorf("configmap still there: %v %s", err, out)
+		}
+		return nil
+	})
+
 	// Deleting a namespace deletes its custom objects.
 	run(m1, "create", "namespace", "crdns")
 	run(m1, "apply", "-f", file("inns.yaml", `apiVersion: example.com/v1
