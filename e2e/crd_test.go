@@ -180,6 +180,16 @@ spec: {unknown: refused}
 		t.Fatalf("status: %q", out)
 	}
 
+	// kubectl apply again: client-side apply's merge patch.
+	run(m2, "apply", "-f", file("one.yaml", `apiVersion: example.com/v1
+kind: Widget
+metadata: {name: one, namespace: default}
+spec: {size: large, replicas: 4}
+`))
+	if out := run(m3, "get", "widget", "one", "-n", "default", "-o", "jsonpath={.spec.replicas}"); out != "4" {
+		t.Fatalf("re-apply: replicas %q", out)
+	}
+
 	// The garbage collector follows an owner reference to a custom object.
 	uid := run(m1, "get", "widget", "two", "-n", "default", "-o", "jsonpath={.metadata.uid}")
 	run(m1, "apply", "-f", file("owned.yaml", fmt.Sprintf(`apiVersion: v1

@@ -185,6 +185,21 @@ func TestCustomResourceDefinitionServesCustomObjects(t *testing.T) {
 		t.Fatalf("scale: %d %s", r.code, r.body)
 	}
 
+	r = e.do(http.MethodPatch, "/apis/example.com/v1/namespaces/default/widgets/one/scale", "application/merge-patch+json", []byte(`{"spec":{"replicas":5}}`))
+	if r.code != http.StatusOK {
+		t.Fatalf("scale patch: %d %s", r.code, r.body)
+	}
+	if got, err := w.Get(e.ctx, "one", metav1.GetOptions{}); err != nil || got.Object["spec"].(map[string]any)["replicas"] != int64(5) {
+		t.Fatalf("after scale: %v %v", err, got)
+	}
+	r = e.do(http.MethodPatch, "/apis/example.com/v1/namespaces/default/widgets/one/scale", "application/merge-patch+json", []byte(`{"spec":{"replicas":12}}`))
+	if r.code != http.StatusUnprocessableEntity || !strings.Contains(string(r.body), "at most 10 replicas") {
+		t.Fatalf("scale beyond the CEL rule: %d %s", r.code, r.body)
+	}
+	if _, err := w.Patch(e.ctx, "one", types.MergePatchType, []byte(`{"spec":{"replicas":3}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
 	// Table with the printer columns.
 	r = e.do(http.MethodGet, "/apis/example.com/v1/namespaces/default/widgets", "", nil, "Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
 	var table metav1.Table
