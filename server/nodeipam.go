@@ -44,6 +44,11 @@ func (s *Server) startLeaderWork(ctx context.Context) *sync.WaitGroup {
 		defer wg.Done()
 		s.snapshotScheduleLoop(ctx)
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.crdCleanupLoop(ctx) // crdcleanup.go
+	}()
 	// The scheduler and the controllers share one informer factory that
 	// reads the state in process; without it each falls back to informers
 	// of its own over the loopback API.

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"sigs.k8s.io/yaml"
 
 	"github.com/skiff-io/skiff/server/registry"
@@ -151,7 +152,13 @@ func (s *APIServer) handleApply(req *request, body []byte) {
 // typed conversion.
 func decodeApplyPatch(req *request, body []byte, validation string) (*unstructured.Unstructured, []string, error) {
 	patch := &unstructured.Unstructured{Object: map[string]any{}}
-	if err := yaml.Unmarshal(body, &patch.Object); err != nil {
+	// Whole numbers as int64 (apimachinery's json), as in any other
+	// decoded object: a custom object is validated as it is.
+	j, err := yaml.YAMLToJSON(body)
+	if err == nil {
+		err = utiljson.Unmarshal(j, &patch.Object)
+	}
+	if err != nil {
 		return nil, nil, badRequest("error decoding patch: %v", err)
 	}
 	if patch.Object == nil {

@@ -144,6 +144,17 @@ func (d *decoder) decodeAs(mt, validation string, body []byte, kind *registry.Ki
 		return nil, nil, badRequest("the kind in the data (%s) does not match the expected kind (%s)", got, kind.GVK.Kind)
 	}
 	obj.GetObjectKind().SetGroupVersionKind(kind.GVK)
+	if kind.Custom() && validation != fieldValidationIgnore {
+		// What the schema does not know is pruned on write; say so, as
+		// kube-apiserver does.
+		for _, p := range kind.UnknownFields(obj) {
+			if validation == fieldValidationStrict {
+				return nil, nil, badRequest("%s in version %q cannot be handled as a %s: strict decoding error: unknown field %q",
+					kind.GVK.Kind, kind.GVK.Version, kind.GVK.Kind, p)
+			}
+			warnings = append(warnings, fmt.Sprintf("unknown field %q", p))
+		}
+	}
 	return obj, warnings, nil
 }
 

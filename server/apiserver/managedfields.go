@@ -7,8 +7,11 @@ import (
 	"sync"
 	"unicode"
 
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apiextensionsac "k8s.io/apiextensions-apiserver/pkg/client/applyconfiguration"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -58,10 +61,12 @@ func fieldWriteFrom(ctx context.Context) (fieldWrite, bool) {
 // fieldManagers holds one field manager per kind and subresource, made on
 // first use.
 type fieldManagers struct {
-	mu         sync.Mutex
-	builtin    managedfields.TypeConverter
-	converters map[schema.GroupVersionKind]managedfields.TypeConverter
-	managers   map[fieldManagerKey]*managedfields.FieldManager
+	mu      sync.Mutex
+	builtin managedfields.TypeConverter
+	// apiextensions: the schema of CustomResourceDefinitions themselves.
+	apiextensions managedfields.TypeConverter
+	converters    map[schema.GroupVersionKind]managedfields.TypeConverter
+	managers      map[fieldManagerKey]*managedfields.FieldManager
 }
 
 type fieldManagerKey struct {
@@ -97,16 +102,39 @@ func (s *APIServer) fieldManager(kind *registry.Kind, subresource string) (*mana
 	if fm := f.managers[key]; fm != nil {
 		return fm, nil
 	}
-	tc := f.converters[kind.GVK]
-	if tc == nil {
-		if f.builtin == nil {
-			f.builtin = applyconfigurations.NewTypeConverter(s.reg.Scheme())
-		}
-		tc = f.builtin
-	}
 	scheme := s.reg.Scheme()
-	fm, err := managedfields.NewDefaultFieldManager(tc, runtime.UnsafeObjectConvertor(scheme), scheme, scheme,
-		kind.GVK, kind.GVK.GroupVersion(), subresource, nil)
+	tc := f.converters[kind.GVK]
+	var (
+		fm  *managedfields.FieldManager
+		err error
+	)
+	switch {
+	case kind.Custom():
+		// Custom objects (unstructured): the CRD field manager; without a
+		// converter from the CRD's schema (SetTypeConverter), a deduced
+		// one, as kube-apiserver uses for schemaless custom resources:
+		// maps merge by key, lists are atomic.
+		if tc == nil {
+			tc = managedfields.NewDeducedTypeConverter()
+		}
+		fm, err = managedfields.NewDefaultCRDFieldManager(tc, customConverter{}, customConverter{}, customConverter{},
+			kind.GVK, kind.GVK.GroupVersion(), subresource, nil)
+	default:
+		if tc == nil {
+			if f.builtin == nil {
+				f.builtin = applyconfigurations.NewTypeConverter(scheme)
+			}
+			tc = f.builtin
+			if kind.GVK.Group == apiextensionsv1.GroupName {
+				if f.apiextensions == nil {
+					f.apiextensions = apiextensionsac.NewTypeConverter(scheme)
+				}
+				tc = f.apiextensions
+			}
+		}
+		fm, err = managedfields.NewDefaultFieldManager(tc, runtime.UnsafeObjectConvertor(scheme), scheme, scheme,
+			kind.GVK, kind.GVK.GroupVersion(), subresource, nil)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("field manager of %s: %w", kind.GVK, err)
 	}
@@ -218,4 +246,40 @@ func (s *APIServer) recordUpdate(ctx context.Context, kind *registry.Kind, obj, 
 	old.GetObjectKind().SetGroupVersionKind(kind.GVK)
 	obj.GetObjectKind().SetGroupVersionKind(kind.GVK)
 	return fm.UpdateNoErrors(old, obj, fw.manager)
+}
+
+// customConverter is the object converter, defaulter and creater of the
+// CRD field manager for custom objects: one stored form served in every
+// version (conversion None), so converting sets the apiVersion only;
+// defaults are applied by the schema before (registry).
+type customConverter struct{}
+
+func (customConverter) Convert(in, out, context any) error {
+	return fmt.Errorf("custom objects convert only with ConvertToVersion")
+}
+
+func (customConverter) ConvertToVersion(in runtime.Object, gv runtime.GroupVersioner) (runtime.Object, error) {
+	u, ok := in.(*unstructured.Unstructured)
+	if !ok {
+		return nil, fmt.Errorf("custom object of type %T", in)
+	}
+	target, ok := gv.KindForGroupVersionKinds([]schema.GroupVersionKind{u.GroupVersionKind()})
+	if !ok {
+		return nil, fmt.Errorf("%s cannot be converted to %v", u.GroupVersionKind(), gv)
+	}
+	out := u.DeepCopy()
+	out.SetGroupVersionKind(target)
+	return out, nil
+}
+
+func (customConverter) ConvertFieldLabel(gvk schema.GroupVersionKind, label, value string) (string, string, error) {
+	return label, value, nil
+}
+
+func (customConverter) Default(runtime.Object) {}
+
+func (customConverter) New(gvk schema.GroupVersionKind) (runtime.Object, error) {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(gvk)
+	return u, nil
 }

@@ -46,9 +46,12 @@ type openAPIDocs struct {
 }
 
 func (s *APIServer) openAPI() (*openAPIDocs, error) {
-	d := &s.openapi
+	d := s.openAPICurrent() // openapi_crd.go
 	d.once.Do(func() {
-		docs := openapi.Build(s.reg, GitVersion)
+		docs, err := openapi.Build(s.reg, GitVersion)
+		if err != nil {
+			s.log.Warn("custom resources left out of OpenAPI", "err", err)
+		}
 		d.built = s.now()
 		b, err := json.Marshal(docs.V2)
 		if err != nil {

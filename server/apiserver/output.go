@@ -9,6 +9,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
@@ -152,7 +153,11 @@ func (s *APIServer) typedList(req *request, items []runtime.Object, lm metav1.Li
 	la.SetResourceVersion(lm.ResourceVersion)
 	la.SetContinue(lm.Continue)
 	la.SetRemainingItemCount(lm.RemainingItemCount)
-	// Items inside a typed list carry no apiVersion/kind (as kube).
+	// Items inside a typed list carry no apiVersion/kind (as kube); those
+	// of a custom resource list keep theirs.
+	if req.kind.Custom() {
+		return list, nil
+	}
 	if err := meta.EachListItem(list, func(o runtime.Object) error {
 		o.GetObjectKind().SetGroupVersionKind(schema.GroupVersionKind{})
 		return nil
@@ -165,6 +170,10 @@ func (s *APIServer) typedList(req *request, items []runtime.Object, lm metav1.Li
 // partialMetadata returns obj's metadata as a PartialObjectMetadata.
 func partialMetadata(obj runtime.Object, version string) *metav1.PartialObjectMetadata {
 	pom := &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{Kind: "PartialObjectMetadata", APIVersion: "meta.k8s.io/" + version}}
+	if u, ok := obj.(*unstructured.Unstructured); ok {
+		pom.ObjectMeta = unstructuredMeta(u)
+		return pom
+	}
 	if a, ok := obj.(metav1.ObjectMetaAccessor); ok {
 		if om, ok := a.GetObjectMeta().(*metav1.ObjectMeta); ok {
 			pom.ObjectMeta = *om.DeepCopy()

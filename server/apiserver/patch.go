@@ -93,6 +93,10 @@ func (s *APIServer) newPatcher(req *request, contentType string, body []byte, sc
 			"server-side apply is not supported yet: use client-side apply (kubectl apply without --server-side), or a strategic merge, merge or JSON patch", 0, false)
 	}
 	p, err := checkPatch(pt, body)
+	if err == nil && pt == types.StrategicMergePatchType && req.kind.Custom() {
+		// As kube-apiserver: custom resources have no patch strategy.
+		err = errUnknownPatchType
+	}
 	if errors.Is(err, errUnknownPatchType) {
 		return nil, apierrors.NewGenericServerResponse(http.StatusUnsupportedMediaType, "patch", req.kind.GroupResource(), req.info.Name,
 			"the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json", 0, false)

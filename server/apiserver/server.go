@@ -99,8 +99,9 @@ type APIServer struct {
 	now    func() time.Time
 	cfg    Config
 	decode *decoder
-	// openapi holds the OpenAPI documents, built on first use.
-	openapi openAPIDocs
+	// openapi holds the OpenAPI documents, built on first use and again
+	// when the custom resources change (openapi_crd.go).
+	openapi openAPIState
 	// nsCache spares creates a decode of their namespace.
 	nsCache namespaceCache
 	// events shares watch event objects among watches.
@@ -111,6 +112,8 @@ type APIServer struct {
 	limits *limiter
 	// fields holds the field managers of managedFields and apply.
 	fields fieldManagers
+	// crds keeps the served custom resources current (crd.go).
+	crds crdSync
 }
 
 // New returns an APIServer.
@@ -244,6 +247,7 @@ func (s *APIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // route sends a request to its handler.
 func (s *APIServer) route(req *request) {
 	info := req.info
+	s.syncCRDs(req.r.Context(), false)
 	if !info.IsResource {
 		s.serveNonResource(req)
 		return
@@ -253,6 +257,12 @@ func (s *APIServer) route(req *request) {
 		return
 	}
 	kind, ok := s.reg.Lookup(info.Group, info.Version, info.Resource)
+	if !ok && info.Group != "" {
+		// Perhaps a custom resource whose CRD this master has not
+		// applied yet.
+		s.syncCRDs(req.r.Context(), true)
+		kind, ok = s.reg.Lookup(info.Group, info.Version, info.Resource)
+	}
 	if !ok {
 		s.writeError(req.w, req.r, notFoundPath())
 		return
@@ -273,6 +283,9 @@ func (s *APIServer) route(req *request) {
 		return
 	case kind.Virtual:
 		s.serveVirtual(req) // handler_review.go
+		return
+	case kind.Terminating() && info.Verb == "create":
+		s.writeError(req.w, req.r, terminatingCRD(req)) // crd.go
 		return
 	}
 	switch sub := info.Subresource; {

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -82,6 +83,11 @@ type Kind struct {
 	gracefulDelete func(obj runtime.Object, opts *metav1.DeleteOptions) (int64, bool)
 
 	supportedFields map[string]bool
+	// custom: a custom resource's kind (customresource.go), with its
+	// schema (nil: none).
+	custom      bool
+	schema      *customSchema
+	terminating bool
 }
 
 func (k *Kind) init() {
@@ -347,6 +353,12 @@ func structField(obj runtime.Object, name string) (reflect.Value, bool) {
 
 // copyField sets dst.name to a deep copy of src.name.
 func copyField(dst, src runtime.Object, name string) {
+	if du, ok := dst.(*unstructured.Unstructured); ok {
+		if su, ok := src.(*unstructured.Unstructured); ok {
+			copyUnstructuredField(du, su, name)
+		}
+		return
+	}
 	d, ok := structField(dst, name)
 	s, ok2 := structField(src, name)
 	if !ok || !ok2 || d.Type() != s.Type() {
@@ -359,6 +371,11 @@ func copyField(dst, src runtime.Object, name string) {
 
 // fieldEqual compares a.name and b.name semantically.
 func fieldEqual(a, b runtime.Object, name string) bool {
+	if au, ok := a.(*unstructured.Unstructured); ok && name == "Spec" {
+		if bu, ok := b.(*unstructured.Unstructured); ok {
+			return unstructuredSpecEqual(au, bu)
+		}
+	}
 	x, ok := structField(a, name)
 	y, ok2 := structField(b, name)
 	if !ok || !ok2 {

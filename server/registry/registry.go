@@ -7,6 +7,7 @@ package registry
 import (
 	"fmt"
 	"sort"
+	"sync/atomic"
 
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -24,6 +25,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
 	storagev1 "k8s.io/api/storage/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -38,6 +40,8 @@ type Registry struct {
 	byGVR  map[schema.GroupVersionResource]*Kind
 	// byStorage maps the store's resource ("configmaps", "apps/deployments").
 	byStorage map[string]*Kind
+	// custom holds the custom resources served now (customresource.go).
+	custom atomic.Pointer[customSet]
 }
 
 // New returns the registry of Skiff's built-in kinds.
@@ -60,6 +64,7 @@ func New() *Registry {
 		schedulingv1.AddToScheme,
 		networkingv1.AddToScheme,
 		storagev1.AddToScheme,
+		apiextensionsv1.AddToScheme,
 		metav1.AddMetaToScheme,
 	} {
 		if err := add(scheme); err != nil {
@@ -120,6 +125,7 @@ func New() *Registry {
 		persistentVolumeKind(),
 		persistentVolumeClaimKind(),
 		storageClassKind(),
+		customResourceDefinitionKind(r),
 	} {
 		r.register(k)
 	}
@@ -146,26 +152,35 @@ func (r *Registry) Codecs() serializer.CodecFactory { return r.codecs }
 
 // Lookup returns the kind served at group/version/resource.
 func (r *Registry) Lookup(group, version, resource string) (*Kind, bool) {
-	k, ok := r.byGVR[schema.GroupVersionResource{Group: group, Version: version, Resource: resource}]
+	gvr := schema.GroupVersionResource{Group: group, Version: version, Resource: resource}
+	if k, ok := r.byGVR[gvr]; ok {
+		return k, true
+	}
+	k, ok := r.customSet().byGVR[gvr]
 	return k, ok
 }
 
 // ByStorageResource returns the kind stored under the state.Key resource
 // res ("configmaps", "apps/deployments").
 func (r *Registry) ByStorageResource(res string) (*Kind, bool) {
-	k, ok := r.byStorage[res]
+	if k, ok := r.byStorage[res]; ok {
+		return k, true
+	}
+	k, ok := r.customSet().byStorage[res]
 	return k, ok
 }
 
 // Kinds lists every kind in registration order.
-func (r *Registry) Kinds() []*Kind { return append([]*Kind(nil), r.kinds...) }
+func (r *Registry) Kinds() []*Kind {
+	return append(append([]*Kind(nil), r.kinds...), r.customSet().kinds...)
+}
 
 // GroupVersions lists the served group versions, the core group first and
 // the others sorted by group name.
 func (r *Registry) GroupVersions() []schema.GroupVersion {
 	seen := map[schema.GroupVersion]bool{}
 	var out []schema.GroupVersion
-	for _, k := range r.kinds {
+	for _, k := range r.Kinds() {
 		gv := k.GVK.GroupVersion()
 		if !seen[gv] {
 			seen[gv] = true
@@ -184,7 +199,7 @@ func (r *Registry) GroupVersions() []schema.GroupVersion {
 // KindsIn lists the kinds served in gv, sorted by resource.
 func (r *Registry) KindsIn(gv schema.GroupVersion) []*Kind {
 	var out []*Kind
-	for _, k := range r.kinds {
+	for _, k := range r.Kinds() {
 		if k.GVK.GroupVersion() == gv {
 			out = append(out, k)
 		}

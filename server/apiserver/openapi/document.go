@@ -25,24 +25,35 @@ type Documents struct {
 }
 
 // Build builds the documents of every kind in reg. version is the
-// server's version (info.version).
-func Build(reg *registry.Registry, version string) *Documents {
+// server's version (info.version). The error names custom resources left
+// out (custom.go); the documents are complete otherwise.
+func Build(reg *registry.Registry, version string) (*Documents, error) {
 	all := newDefinitions(reg.Scheme())
 	docs := &Documents{V3: map[string]*spec3.OpenAPI{}}
 	v2 := newSwagger(version)
 	for _, gv := range reg.GroupVersions() {
 		defs := newDefinitions(reg.Scheme())
 		sw := newSwagger(version)
+		builtin := false
 		for _, k := range reg.KindsIn(gv) {
+			if k.Custom() {
+				// Custom resources have no Go type to reflect over
+				// (custom.go adds them).
+				continue
+			}
+			builtin = true
 			addKindPaths(sw.Paths, defs, k)
 			addKindPaths(v2.Paths, all, k)
+		}
+		if !builtin {
+			continue
 		}
 		sw.Definitions = defs.defs
 		docs.V3[gvPath(gv)] = openapiconv.ConvertV2ToV3(sw)
 	}
 	v2.Definitions = all.defs
 	docs.V2 = v2
-	return docs
+	return docs, addCustomResources(docs, reg)
 }
 
 func gvPath(gv schema.GroupVersion) string {

@@ -12,7 +12,10 @@ import (
 )
 
 func TestBuildParsesAndResolves(t *testing.T) {
-	d := Build(registry.New(), "v1.33.0")
+	d, err := Build(registry.New(), "v1.33.0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	b, err := json.Marshal(d.V2)
 	if err != nil {
 		t.Fatal(err)

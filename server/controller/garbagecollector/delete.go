@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -148,12 +149,35 @@ func (c *Controller) verifyVirtual(ctx context.Context, id ident) error {
 		return err
 	}
 	if err == nil && o.UID == id.uid {
-		return nil // exists: its informer reports it
+		// Exists: its informer reports it, once there is one (a new
+		// CRD's resource is watched after the next rediscovery). Until
+		// then look again, or an owner deleted meanwhile is missed.
+		if !c.watches(gvr) {
+			c.attempt.AddAfter(string(id.uid), unwatchedOwnerRecheck)
+		}
+		return nil
 	}
 	for _, d := range c.graph.removeVirtual(id.uid) {
 		c.attempt.Add(string(d))
 	}
 	return nil
+}
+
+// unwatchedOwnerRecheck is how often an owner that exists but whose
+// resource has no informer yet is looked at again.
+const unwatchedOwnerRecheck = 10 * time.Second
+
+// watches reports whether gvr's resource (in any version) has an
+// informer feeding the graph.
+func (c *Controller) watches(gvr schema.GroupVersionResource) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for w := range c.watching {
+		if w.GroupResource() == gvr.GroupResource() {
+			return true
+		}
+	}
+	return false
 }
 
 // processDeletingDependents: an owner deleting in the foreground loses

@@ -81,7 +81,9 @@ func (c *Controller) sync(ctx context.Context, name string) error {
 	if ns.DeletionTimestamp == nil || !slices.Contains(ns.Spec.Finalizers, corev1.FinalizerKubernetes) {
 		return nil
 	}
-	gvrs, err := c.resources(ctx)
+	// Discovery from before the deletion may lack a resource (a CRD's)
+	// made since; the timestamp has whole seconds.
+	gvrs, err := c.resources(ctx, ns.DeletionTimestamp.Add(time.Second))
 	if err != nil {
 		c.setConditions(ctx, ns, "NamespaceDeletionDiscoveryFailure", err.Error(), "", "")
 		return err
@@ -109,11 +111,12 @@ func (c *Controller) sync(ctx context.Context, name string) error {
 }
 
 // resources lists the namespaced resources that can be listed and
-// deleted (discovery, cached for a minute).
-func (c *Controller) resources(ctx context.Context) ([]schema.GroupVersionResource, error) {
+// deleted (discovery, cached for a minute, and fetched again when older
+// than notBefore).
+func (c *Controller) resources(ctx context.Context, notBefore time.Time) ([]schema.GroupVersionResource, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.gvrs != nil && time.Since(c.gvrsAt) < discoveryTTL {
+	if c.gvrs != nil && time.Since(c.gvrsAt) < discoveryTTL && c.gvrsAt.After(notBefore) {
 		return c.gvrs, nil
 	}
 	lists, err := c.cc.Client.Discovery().ServerPreferredNamespacedResources()
