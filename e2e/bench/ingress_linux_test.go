@@ -28,10 +28,14 @@ import (
 
 // BenchmarkIngress (issue 17): HTTP requests per second and their p99
 // latency through the node's built-in ingress controller to a pod, against
-// the same requests straight to the pod, in one run. The server is the
-// test's (net/http listening inside the pod's network namespace, a 2-byte
-// answer); the clients are 8 concurrent ones in the node's host namespace,
-// for SKIFF_BENCH_DURATION (3 s) each way.
+// the same requests straight to the pod and through nginx (the peer a
+// user would pick instead: a plain reverse proxy as ingress-nginx
+// configures it, on the node's address in the node's namespace, see
+// startNginx), in one run. The server is the test's (net/http listening
+// inside the pod's network namespace, a 2-byte answer); the clients are 8
+// concurrent ones in the node's host namespace, for SKIFF_BENCH_DURATION
+// (3 s) each way. Without nginx installed the nginx figures are skipped
+// (logged), the others still run.
 func BenchmarkIngress(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("real pods need root")
@@ -89,6 +93,15 @@ func BenchmarkIngress(b *testing.B) {
 		_, err := load(nodeNS, viaIngress, 1, 10*time.Millisecond, false)
 		return err
 	})
+	viaNginx := ""
+	if bin := nginxBinary(); bin != "" {
+		viaNginx = startNginx(b, bin, nodeNS, c.NodeIP(0), net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(port)))
+		if _, err := load(nodeNS, viaNginx, 1, 10*time.Millisecond, false); err != nil {
+			b.Fatalf("through nginx: %v", err)
+		}
+	} else {
+		b.Logf("skipping the nginx figures: %s", noNginx)
+	}
 	// keepalive: 8 clients on persistent connections (the proxy's own
 	// cost); new-conn: a new TCP connection per request, as curl or wget
 	// in a loop (the proxy keeps its pooled connections to the pod).
@@ -109,6 +122,17 @@ func BenchmarkIngress(b *testing.B) {
 				b.ReportMetric(in.rps, "ingress-req/s")
 				b.ReportMetric(float64(in.p99.Microseconds()), "ingress-p99-µs")
 				b.ReportMetric(in.rps/d.rps, "ingress/direct")
+				if viaNginx == "" {
+					continue
+				}
+				ng, err := load(nodeNS, viaNginx, 8, dur, fresh)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(ng.rps, "nginx-req/s")
+				b.ReportMetric(float64(ng.p99.Microseconds()), "nginx-p99-µs")
+				b.ReportMetric(ng.rps/d.rps, "nginx/direct")
+				b.ReportMetric(in.rps/ng.rps, "ingress/nginx")
 			}
 		})
 	}
