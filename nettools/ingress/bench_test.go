@@ -26,8 +26,8 @@ func BenchmarkServeHTTP(b *testing.B) {
 		b.Fatal(err)
 	}
 	tbl := BuildTable([]*networkingv1.Ingress{ing("web", time.Hour, "", map[string][]p{"web.example.com": {{"/", networkingv1.PathTypePrefix, "web"}}})})
-	c.state.Store(&snapshot{table: tbl, ports: map[string][]proxy.ServicePort{"default/web": {{Namespace: "default", Service: "web",
-		Protocol: "TCP", Port: 80, Endpoints: []proxy.Endpoint{{IP: ap.Addr(), Port: ap.Port()}}}}}})
+	c.state.Store(&snapshot{table: tbl, ports: byService([]proxy.ServicePort{{Namespace: "default", Service: "web",
+		Protocol: "TCP", Port: 80, Endpoints: []proxy.Endpoint{{IP: ap.Addr(), Port: ap.Port()}}}})})
 	front := httptest.NewServer(c)
 	defer front.Close()
 	cl := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8, DialContext: (&net.Dialer{}).DialContext}}
