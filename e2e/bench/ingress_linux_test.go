@@ -34,8 +34,8 @@ import (
 // startNginx), in one run. The server is the test's (net/http listening
 // inside the pod's network namespace, a 2-byte answer); the clients are 8
 // concurrent ones in the node's host namespace, for SKIFF_BENCH_DURATION
-// (3 s) each way. Without nginx installed the nginx figures are skipped
-// (logged), the others still run.
+// (3 s) per target, the targets taking turns of 500 ms. Without nginx
+// installed the nginx figures are skipped (logged), the others still run.
 func BenchmarkIngress(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("real pods need root")
@@ -102,40 +102,57 @@ func BenchmarkIngress(b *testing.B) {
 	} else {
 		b.Logf("skipping the nginx figures: %s", noNginx)
 	}
+	urls, names := []string{direct, viaIngress}, []string{"direct", "ingress"}
+	if viaNginx != "" {
+		urls, names = append(urls, viaNginx), append(names, "nginx")
+	}
 	// keepalive: 8 clients on persistent connections (the proxy's own
 	// cost); new-conn: a new TCP connection per request, as curl or wget
-	// in a loop (the proxy keeps its pooled connections to the pod).
+	// in a loop (the proxy keeps its pooled connections to the pod). The
+	// targets take turns in slices of 500 ms (the order rotating), so
+	// that the other work on shared CPUs weighs on each alike.
 	for _, mode := range []string{"keepalive", "new-conn"} {
 		b.Run(mode, func(b *testing.B) {
 			fresh := mode == "new-conn"
 			for range b.N {
-				d, err := load(nodeNS, direct, 8, dur, fresh)
+				res, err := interleaved(nodeNS, urls, 8, dur, 500*time.Millisecond, fresh)
 				if err != nil {
 					b.Fatal(err)
 				}
-				in, err := load(nodeNS, viaIngress, 8, dur, fresh)
-				if err != nil {
-					b.Fatal(err)
+				for i, r := range res {
+					b.ReportMetric(r.rps, names[i]+"-req/s")
+					b.ReportMetric(float64(r.p99.Microseconds()), names[i]+"-p99-µs")
 				}
-				b.ReportMetric(d.rps, "direct-req/s")
-				b.ReportMetric(float64(d.p99.Microseconds()), "direct-p99-µs")
-				b.ReportMetric(in.rps, "ingress-req/s")
-				b.ReportMetric(float64(in.p99.Microseconds()), "ingress-p99-µs")
-				b.ReportMetric(in.rps/d.rps, "ingress/direct")
-				if viaNginx == "" {
-					continue
+				b.ReportMetric(res[1].rps/res[0].rps, "ingress/direct")
+				if len(res) > 2 {
+					b.ReportMetric(res[2].rps/res[0].rps, "nginx/direct")
+					b.ReportMetric(res[1].rps/res[2].rps, "ingress/nginx")
 				}
-				ng, err := load(nodeNS, viaNginx, 8, dur, fresh)
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.ReportMetric(ng.rps, "nginx-req/s")
-				b.ReportMetric(float64(ng.p99.Microseconds()), "nginx-p99-µs")
-				b.ReportMetric(ng.rps/d.rps, "nginx/direct")
-				b.ReportMetric(in.rps/ng.rps, "ingress/nginx")
 			}
 		})
 	}
+}
+
+// interleaved loads each of urls for dur in all, in turns of slice, and
+// returns their results in the order of urls.
+func interleaved(ns string, urls []string, n int, dur, slice time.Duration, fresh bool) ([]loadResult, error) {
+	lats := make([][]time.Duration, len(urls))
+	rounds := max(1, int(dur/slice))
+	for round := range rounds {
+		for k := range urls {
+			i := (round + k) % len(urls)
+			l, err := run(ns, urls[i], n, dur/time.Duration(rounds), fresh)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", urls[i], err)
+			}
+			lats[i] = append(lats[i], l...)
+		}
+	}
+	out := make([]loadResult, len(urls))
+	for i, l := range lats {
+		out[i] = summarize(l, dur)
+	}
+	return out, nil
 }
 
 type loadResult struct {
@@ -147,6 +164,21 @@ type loadResult struct {
 // dialling from the network namespace ns, on keep-alive connections or
 // (fresh) a new connection per request; any failed request fails the run.
 func load(ns, url string, n int, dur time.Duration, fresh bool) (loadResult, error) {
+	lats, err := run(ns, url, n, dur, fresh)
+	if err != nil {
+		return loadResult{}, err
+	}
+	return summarize(lats, dur), nil
+}
+
+// summarize gives the rate and p99 of lats, requests done in dur.
+func summarize(lats []time.Duration, dur time.Duration) loadResult {
+	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
+	return loadResult{rps: float64(len(lats)) / dur.Seconds(), p99: lats[len(lats)*99/100]}
+}
+
+// run is load's part that returns every request's latency.
+func run(ns, url string, n int, dur time.Duration, fresh bool) ([]time.Duration, error) {
 	tr := &http.Transport{MaxIdleConnsPerHost: n, DisableKeepAlives: fresh, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var conn net.Conn
 		err := nettools.Do(ns, func() (err error) {
@@ -196,11 +228,10 @@ func load(ns, url string, n int, dur time.Duration, fresh bool) (loadResult, err
 	}
 	wg.Wait()
 	if ferr != nil {
-		return loadResult{}, ferr
+		return nil, ferr
 	}
 	if len(lats) == 0 {
-		return loadResult{}, fmt.Errorf("no request completed")
+		return nil, fmt.Errorf("no request completed")
 	}
-	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
-	return loadResult{rps: float64(len(lats)) / dur.Seconds(), p99: lats[len(lats)*99/100]}, nil
+	return lats, nil
 }
