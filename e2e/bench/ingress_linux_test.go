@@ -93,9 +93,9 @@ func BenchmarkIngress(b *testing.B) {
 		_, err := load(nodeNS, viaIngress, 1, 10*time.Millisecond, false)
 		return err
 	})
-	viaNginx := ""
+	viaNginx, nginxPids := "", []int(nil)
 	if bin := nginxBinary(); bin != "" {
-		viaNginx = startNginx(b, bin, nodeNS, c.NodeIP(0), net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(port)))
+		viaNginx, nginxPids = startNginx(b, bin, nodeNS, c.NodeIP(0), net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(port)))
 		if _, err := load(nodeNS, viaNginx, 1, 10*time.Millisecond, false); err != nil {
 			b.Fatalf("through nginx: %v", err)
 		}
@@ -103,8 +103,14 @@ func BenchmarkIngress(b *testing.B) {
 		b.Logf("skipping the nginx figures: %s", noNginx)
 	}
 	urls, names := []string{direct, viaIngress}, []string{"direct", "ingress"}
+	// The CPU each proxy's processes use per request it serves: node 0's
+	// skiff (the controller runs in it) and nginx's master and workers,
+	// with their descendants, less what they use while the clients go
+	// straight to the pod.
+	procs := [][]int{{c.Master.Pid()}}
 	if viaNginx != "" {
 		urls, names = append(urls, viaNginx), append(names, "nginx")
+		procs = append(procs, nginxPids)
 	}
 	// keepalive: 8 clients on persistent connections (the proxy's own
 	// cost); new-conn: a new TCP connection per request, as curl or wget
@@ -115,9 +121,14 @@ func BenchmarkIngress(b *testing.B) {
 		b.Run(mode, func(b *testing.B) {
 			fresh := mode == "new-conn"
 			for range b.N {
-				res, err := interleaved(nodeNS, urls, 8, dur, 500*time.Millisecond, fresh)
+				res, cpu, err := interleaved(nodeNS, urls, procs, 8, dur, 500*time.Millisecond, fresh)
 				if err != nil {
 					b.Fatal(err)
+				}
+				for i, p := range cpu {
+					// procs[i] is the proxy of urls[i+1]; urls[0] is direct.
+					busy := (p[i+1] - p[0]).Seconds()
+					b.ReportMetric(busy*1e6/(res[i+1].rps*dur.Seconds()), names[i+1]+"-cpu-µs/req")
 				}
 				for i, r := range res {
 					b.ReportMetric(r.rps, names[i]+"-req/s")
@@ -134,16 +145,28 @@ func BenchmarkIngress(b *testing.B) {
 }
 
 // interleaved loads each of urls for dur in all, in turns of slice, and
-// returns their results in the order of urls.
-func interleaved(ns string, urls []string, n int, dur, slice time.Duration, fresh bool) ([]loadResult, error) {
+// returns their results in the order of urls, and the CPU time each
+// group of procs used while each url was loaded (cpu[g][i]).
+func interleaved(ns string, urls []string, procs [][]int, n int, dur, slice time.Duration, fresh bool) ([]loadResult, [][]time.Duration, error) {
 	lats := make([][]time.Duration, len(urls))
+	cpu := make([][]time.Duration, len(procs))
+	for g := range cpu {
+		cpu[g] = make([]time.Duration, len(urls))
+	}
 	rounds := max(1, int(dur/slice))
 	for round := range rounds {
 		for k := range urls {
 			i := (round + k) % len(urls)
+			before := make([]time.Duration, len(procs))
+			for g, pids := range procs {
+				before[g] = cpuTime(pids)
+			}
 			l, err := run(ns, urls[i], n, dur/time.Duration(rounds), fresh)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", urls[i], err)
+				return nil, nil, fmt.Errorf("%s: %w", urls[i], err)
+			}
+			for g, pids := range procs {
+				cpu[g][i] += cpuTime(pids) - before[g]
 			}
 			lats[i] = append(lats[i], l...)
 		}
@@ -152,7 +175,7 @@ func interleaved(ns string, urls []string, n int, dur, slice time.Duration, fres
 	for i, l := range lats {
 		out[i] = summarize(l, dur)
 	}
-	return out, nil
+	return out, cpu, nil
 }
 
 type loadResult struct {

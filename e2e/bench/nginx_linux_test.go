@@ -1,10 +1,12 @@
 package bench
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -72,9 +74,9 @@ func nginxBinary() string {
 
 // startNginx runs nginx in the network namespace ns as a reverse proxy
 // from ip (a free port) to backend, with its config, pid file, logs and
-// temp files in a temp dir, and returns its URL. b.Cleanup stops the
-// process group it started (the master and its workers) and only that.
-func startNginx(b *testing.B, bin, ns, ip, backend string) string {
+// temp files in a temp dir, and returns its URL and its master's PID. b.Cleanup stops the process group it started (the
+// master and its workers) and only that.
+func startNginx(b *testing.B, bin, ns, ip, backend string) (string, []int) {
 	b.Helper()
 	dir := b.TempDir()
 	var port int
@@ -139,7 +141,68 @@ func startNginx(b *testing.B, bin, ns, ip, backend string) string {
 		elog, _ := os.ReadFile(filepath.Join(dir, "error.log"))
 		b.Fatalf("nginx does not listen on %s (exited: %v, %v): %s%s", listen, exited, err, out, elog)
 	}
-	return "http://" + listen + "/"
+	// The workers (one per CPU with worker_processes auto), which the
+	// master forks once it has its sockets.
+	var workers []int
+	if err := testutil.Poll(10*time.Second, func() error {
+		children, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pgid, pgid))
+		if err != nil {
+			return err
+		}
+		workers = workers[:0]
+		for _, f := range strings.Fields(string(children)) {
+			pid, err := strconv.Atoi(f)
+			if err != nil {
+				return err
+			}
+			workers = append(workers, pid)
+		}
+		if len(workers) < runtime.NumCPU() {
+			return fmt.Errorf("%d workers", len(workers))
+		}
+		return nil
+	}); err != nil {
+		b.Fatalf("nginx's workers: %v", err)
+	}
+	b.Logf("nginx %s: %d worker processes (worker_processes auto) on %d CPUs", listen, len(workers), runtime.NumCPU())
+	return "http://" + listen + "/", []int{pgid}
+}
+
+// cpuTime is the user and system CPU time the processes pids and their
+// descendants have used (all threads; /proc/<pid>/stat, in clock ticks
+// of 10 ms). Descendants, because skiff server runs its node's work in a
+// child process of its own.
+func cpuTime(pids []int) time.Duration {
+	var total time.Duration
+	for _, pid := range pids {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue // gone: counts nothing more
+		}
+		// Fields after the command, which is in parentheses and may hold spaces.
+		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		for _, k := range []int{11, 12} { // utime, stime (fields 14 and 15)
+			ticks, _ := strconv.ParseInt(f[k], 10, 64)
+			total += time.Duration(ticks) * 10 * time.Millisecond
+		}
+		total += cpuTime(children(pid))
+	}
+	return total
+}
+
+// children are the PIDs of pid's child processes (of all its threads).
+func children(pid int) []int {
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	var out []int
+	for _, t := range tasks {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, t.Name()))
+		for _, f := range strings.Fields(string(b)) {
+			if c, err := strconv.Atoi(f); err == nil {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
 }
 
 const noNginx = "nginx is not installed (`make bench` installs it with .ci/deps bench; as root: apt-get install nginx)"
