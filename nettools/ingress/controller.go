@@ -76,12 +76,50 @@ type Controller struct {
 // of every service port, and the certificates by host.
 type snapshot struct {
 	table   *Table
-	ports   map[string][]proxy.ServicePort // namespace/service → ports
-	certs   map[string]*tls.Certificate    // exact host, or "*.foo.com"
+	ports   map[serviceKey][]servicePort
+	certs   map[string]*tls.Certificate // exact host, or "*.foo.com"
 	defCert *tls.Certificate
 }
 
-type backendKey struct{}
+type serviceKey struct{ namespace, name string }
+
+// servicePort is a service port with the URL of each ready endpoint,
+// made once per sync rather than once per request.
+type servicePort struct {
+	proxy.ServicePort
+	targets []*url.URL // targets[i] is Endpoints[i]
+}
+
+// byService groups the service ports by service.
+func byService(ports []proxy.ServicePort) map[serviceKey][]servicePort {
+	m := map[serviceKey][]servicePort{}
+	for _, p := range ports {
+		sp := servicePort{ServicePort: p, targets: make([]*url.URL, len(p.Endpoints))}
+		for i, e := range p.Endpoints {
+			sp.targets[i] = &url.URL{Scheme: "http", Host: netip.AddrPortFrom(e.IP, e.Port).String()}
+		}
+		k := serviceKey{p.Namespace, p.Service}
+		m[k] = append(m[k], sp)
+	}
+	return m
+}
+
+// targetKey is the context key of the endpoint URL ServeHTTP picked.
+type targetKey struct{}
+
+// bufferPool lends ReverseProxy its 32 KiB copy buffers: without one it
+// allocates (and the runtime zeroes) a new buffer for every response,
+// 70% of the bytes a proxied request allocated.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if buf, ok := b.p.Get().(*[]byte); ok {
+		return *buf
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
 
 // New makes a controller; Listen opens its ports.
 func New(cfg Config) (*Controller, error) {
@@ -118,11 +156,12 @@ func New(cfg Config) (*Controller, error) {
 	}
 	c.proxy = &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
-			r.SetURL(r.In.Context().Value(backendKey{}).(*urlTarget).url())
+			r.SetURL(r.In.Context().Value(targetKey{}).(*url.URL))
 			r.Out.Host = r.In.Host
 			r.SetXForwarded()
 		},
-		Transport: tr,
+		Transport:  tr,
+		BufferPool: &bufferPool{},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			c.log.Debug("backend error", "host", r.Host, "path", r.URL.Path, "err", err)
 			http.Error(w, "502 bad gateway", http.StatusBadGateway)
@@ -264,12 +303,8 @@ func IsOurs(in *networkingv1.Ingress, mine map[string]bool, def bool) bool {
 // the Secrets the Ingresses name.
 func (c *Controller) sync(ctx context.Context, ings []*networkingv1.Ingress, svcs []*corev1.Service, slices []*discoveryv1.EndpointSlice) {
 	m := proxy.Build(svcs, slices, proxy.Node{Name: c.cfg.NodeName})
-	s := &snapshot{table: BuildTable(ings), ports: map[string][]proxy.ServicePort{}, certs: map[string]*tls.Certificate{},
+	s := &snapshot{table: BuildTable(ings), ports: byService(m.Ports), certs: map[string]*tls.Certificate{},
 		defCert: c.state.Load().defCert}
-	for _, p := range m.Ports {
-		k := p.Namespace + "/" + p.Service
-		s.ports[k] = append(s.ports[k], p)
-	}
 	// Older Ingresses first: the first certificate for a host wins.
 	sorted := append([]*networkingv1.Ingress(nil), ings...)
 	sortOlder(sorted)
@@ -396,9 +431,6 @@ func (c *Controller) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 	return s.defCert, nil
 }
 
-// urlTarget is the endpoint a request goes to.
-type urlTarget struct{ addr netip.AddrPort }
-
 // ServeHTTP routes a request and proxies it to a ready endpoint (round
 // robin); 404 without a matching rule, 503 without a ready endpoint.
 func (c *Controller) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -408,24 +440,24 @@ func (c *Controller) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "404 page not found", http.StatusNotFound)
 		return
 	}
-	eps := s.endpoints(b)
-	if len(eps) == 0 {
+	targets := s.targets(b)
+	if len(targets) == 0 {
 		http.Error(w, "503 service unavailable: no ready endpoints", http.StatusServiceUnavailable)
 		return
 	}
-	e := eps[c.rr.Add(1)%uint64(len(eps))]
-	t := &urlTarget{addr: netip.AddrPortFrom(e.IP, e.Port)}
-	c.proxy.ServeHTTP(w, r.WithContext(contextWith(r.Context(), t)))
+	t := targets[c.rr.Add(1)%uint64(len(targets))]
+	c.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey{}, t)))
 }
 
-// endpoints are the ready endpoints of the backend's service port.
-func (s *snapshot) endpoints(b Backend) []proxy.Endpoint {
-	for _, p := range s.ports[b.Namespace+"/"+b.Service] {
+// targets are the URLs of the ready endpoints of the backend's service
+// port.
+func (s *snapshot) targets(b Backend) []*url.URL {
+	for _, p := range s.ports[serviceKey{b.Namespace, b.Service}] {
 		if p.Protocol != corev1.ProtocolTCP {
 			continue
 		}
 		if (b.Port.Name != "" && p.PortName == b.Port.Name) || (b.Port.Number != 0 && int32(p.Port) == b.Port.Number) {
-			return p.Endpoints
+			return p.targets
 		}
 	}
 	return nil
@@ -464,5 +496,3 @@ func PublishNode(ctx context.Context, cs kubernetes.Interface, node string, on b
 		}
 	}
 }
-
-func (t *urlTarget) url() *url.URL { return &url.URL{Scheme: "http", Host: t.addr.String()} }

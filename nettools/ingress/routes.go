@@ -137,10 +137,14 @@ func (t *Table) Match(host, path string) (Backend, bool) {
 	return Backend{}, false
 }
 
-// hostOnly lower-cases host and drops a port.
+// hostOnly lower-cases host and drops a port. Without a colon after the
+// last "]" there is no port (SplitHostPort would fail, allocating its
+// error on every request).
 func hostOnly(host string) string {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
+	if strings.LastIndexByte(host, ':') > strings.LastIndexByte(host, ']') {
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
 	}
 	return strings.ToLower(strings.TrimSuffix(host, "."))
 }
@@ -158,7 +162,7 @@ func matchPath(rs []route, path string) (Backend, bool) {
 		}
 		// Prefix: element-wise, /foo matches /foo, /foo/ and /foo/bar,
 		// not /foobar; "/" (trimmed to "") matches every path.
-		if r.path == "" || path == r.path || strings.HasPrefix(path, r.path+"/") {
+		if r.path == "" || path == r.path || (len(path) > len(r.path) && path[len(r.path)] == '/' && strings.HasPrefix(path, r.path)) {
 			return r.backend, true
 		}
 	}

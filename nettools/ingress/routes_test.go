@@ -83,3 +83,30 @@ func TestMatch(t *testing.T) {
 		t.Error("empty table matched")
 	}
 }
+
+// TestHostOnly: ports and brackets are dropped only where there is a
+// port; names are lower-cased without a trailing dot.
+func TestHostOnly(t *testing.T) {
+	for in, want := range map[string]string{
+		"Web.Example.com": "web.example.com", "web.example.com.:8080": "web.example.com", "[::1]:80": "::1",
+		"[::1]": "[::1]", "10.0.0.1": "10.0.0.1", "10.0.0.1:443": "10.0.0.1", "::1": "::1", "": "",
+	} {
+		if got := hostOnly(in); got != want {
+			t.Errorf("hostOnly(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestMatchAllocs: routing a request allocates nothing (it runs for
+// every request the controller serves).
+func TestMatchAllocs(t *testing.T) {
+	pre := networkingv1.PathTypePrefix
+	tbl := BuildTable([]*networkingv1.Ingress{ing("web", time.Hour, "", map[string][]p{
+		"web.example.com": {{"/a-rather-long-prefix-of-forty-bytes/v1", pre, "long"}, {"/", pre, "root"}},
+	})})
+	for _, path := range []string{"/", "/a-rather-long-prefix-of-forty-bytes/v1/x"} {
+		if n := testing.AllocsPerRun(100, func() { tbl.Match("web.example.com", path) }); n != 0 {
+			t.Errorf("Match(%q) allocates %.0f times per request", path, n)
+		}
+	}
+}

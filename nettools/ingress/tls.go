@@ -1,7 +1,6 @@
 package ingress
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -55,8 +54,4 @@ func cutLabel(host string) (string, string, bool) { return strings.Cut(host, "."
 
 func sortOlder(ings []*networkingv1.Ingress) {
 	sort.SliceStable(ings, func(i, j int) bool { return older(ings[i], ings[j]) })
-}
-
-func contextWith(ctx context.Context, t *urlTarget) context.Context {
-	return context.WithValue(ctx, backendKey{}, t)
 }
