@@ -191,22 +191,9 @@ func TestAccessReviews(t *testing.T) {
 // componentstatuses answer, and kubectl api-resources lists them with the
 // reviews.
 func TestDiscoveryGaps(t *testing.T) {
-	if _, err := os.Stat("/usr/bin/kubectl"); err != nil {
-		t.Skip("kubectl not installed at /usr/bin/kubectl")
-	}
-	m := testutil.NewMaster(t, testutil.MasterOptions{Name: "m1"})
-	m.Start()
-	m.WaitReady(30 * time.Second)
+	m, kc := kubectlMaster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	kc := func(args ...string) string {
-		t.Helper()
-		out, err := kubectl(ctx, m.Kubeconfig(), args...)
-		if err != nil {
-			t.Fatalf("kubectl %v: %v\n%s", args, err, out)
-		}
-		return out
-	}
 	res := kc("api-resources", "--no-headers")
 	for _, want := range []string{"runtimeclasses", "podtemplates", "componentstatuses", "selfsubjectaccessreviews", "subjectaccessreviews",
 		"localsubjectaccessreviews", "selfsubjectrulesreviews", "tokenreviews", "selfsubjectreviews", "certificatesigningrequests"} {

@@ -58,3 +58,27 @@ func TestKubectlConfigMaps(t *testing.T) {
 		t.Fatalf("get after delete: %v\n%s", err, out)
 	}
 }
+
+// kubectlMaster starts one master for a test of the stock kubectl (which
+// it skips when /usr/bin/kubectl is missing) and returns it with kc: that
+// kubectl with the master's admin kubeconfig, each run bounded to 30 s,
+// failing the test on an error.
+func kubectlMaster(t *testing.T) (*testutil.Master, func(args ...string) string) {
+	t.Helper()
+	if _, err := os.Stat("/usr/bin/kubectl"); err != nil {
+		t.Skip("kubectl not installed at /usr/bin/kubectl")
+	}
+	m := testutil.NewMaster(t, testutil.MasterOptions{Name: "m1"})
+	m.Start()
+	m.WaitReady(30 * time.Second)
+	return m, func(args ...string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		out, err := kubectl(ctx, m.Kubeconfig(), args...)
+		if err != nil {
+			t.Fatalf("kubectl %v: %v: %s", args, err, out)
+		}
+		return out
+	}
+}

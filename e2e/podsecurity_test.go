@@ -38,22 +38,9 @@ func podManifest(t *testing.T, name string, mutate func(*corev1.Pod)) string {
 // a pod that is baseline but not restricted, and may create all of them
 // once an administrator labels the namespace privileged.
 func TestPodSecurityAdmission(t *testing.T) {
-	if _, err := os.Stat("/usr/bin/kubectl"); err != nil {
-		t.Skip("kubectl not installed at /usr/bin/kubectl")
-	}
-	m := testutil.NewMaster(t, testutil.MasterOptions{Name: "m1"})
-	m.Start()
-	m.WaitReady(30 * time.Second)
+	m, admin := kubectlMaster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	admin := func(args ...string) string {
-		t.Helper()
-		out, err := kubectl(ctx, m.Kubeconfig(), args...)
-		if err != nil {
-			t.Fatalf("kubectl %v: %v: %s", args, err, out)
-		}
-		return out
-	}
 	admin("create", "namespace", "team")
 	admin("create", "serviceaccount", "dev", "-n", "team")
 	admin("create", "rolebinding", "dev-edit", "-n", "team", "--clusterrole", "edit", "--serviceaccount", "team:dev")

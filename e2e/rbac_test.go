@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -21,23 +20,8 @@ import (
 // a RoleBinding gives it, in that namespace only, and loses it with the
 // binding.
 func TestRBAC(t *testing.T) {
-	if _, err := os.Stat("/usr/bin/kubectl"); err != nil {
-		t.Skip("kubectl not installed at /usr/bin/kubectl")
-	}
-	m := testutil.NewMaster(t, testutil.MasterOptions{Name: "m1"})
-	m.Start()
-	m.WaitReady(30 * time.Second)
+	m, kc := kubectlMaster(t)
 	ctx := context.Background()
-	kc := func(args ...string) string {
-		t.Helper()
-		c, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		out, err := exec.CommandContext(c, "/usr/bin/kubectl", append([]string{"--kubeconfig", m.Kubeconfig()}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("kubectl %v: %v: %s", args, err, out)
-		}
-		return string(out)
-	}
 	testutil.WaitFor(t, 30*time.Second, "default cluster roles", func() error {
 		out, err := exec.Command("/usr/bin/kubectl", "--kubeconfig", m.Kubeconfig(), "get", "clusterroles", "-o", "name").CombinedOutput()
 		if err != nil {
