@@ -34,6 +34,9 @@
 //     pod-security.kubernetes.io/{enforce,audit,warn}; by default enforce
 //     baseline and warn restricted, kube-system exempt (podsecurity.go,
 //     with k8s.io/pod-security-admission).
+//   - MutatingAdmissionWebhook (first) and ValidatingAdmissionWebhook
+//     (last): the webhooks of the stored webhook configurations
+//     (server/admission/webhook).
 //
 // NamespaceLifecycle (no new objects in a terminating namespace) lives in
 // the API server itself.
@@ -43,10 +46,12 @@ import (
 	"context"
 	"log/slog"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/skiff-io/skiff/fsm"
 	"github.com/skiff-io/skiff/fsm/state"
+	"github.com/skiff-io/skiff/server/admission/webhook"
 	"github.com/skiff-io/skiff/server/auth"
 	"github.com/skiff-io/skiff/server/registry"
 	"github.com/skiff-io/skiff/server/servicealloc"
@@ -92,6 +97,8 @@ type Chain struct {
 	rbac RBACResolver
 	// podSecurity is the PodSecurity plugin (podsecurity.go).
 	podSecurity *podSecurity
+	// webhooks calls the admission webhooks.
+	webhooks *webhook.Dispatcher
 }
 
 // New returns the admission chain over the state read by r.
@@ -103,7 +110,8 @@ func New(r Reader, reg *registry.Registry, log *slog.Logger) *Chain {
 	if err != nil {
 		panic(err) // the defaults are valid
 	}
-	c := &Chain{reader: r, reg: reg, log: log.With("component", "admission"), services: services}
+	c := &Chain{reader: r, reg: reg, log: log.With("component", "admission"), services: services,
+		webhooks: webhook.New(reg, log)}
 	if c.podSecurity, err = c.newPodSecurity(DefaultPodSecurityConfig()); err != nil {
 		panic(err) // the defaults are valid
 	}
@@ -112,6 +120,9 @@ func New(r Reader, reg *registry.Registry, log *slog.Logger) *Chain {
 
 // Admit runs the mutating plugins on a create or update.
 func (c *Chain) Admit(ctx context.Context, a *Attributes) error {
+	if err := c.callWebhooks(ctx, a, true); err != nil {
+		return err
+	}
 	if err := c.rbacEscalation(ctx, a); err != nil {
 		return err
 	}
@@ -159,6 +170,9 @@ func (c *Chain) Admit(ctx context.Context, a *Attributes) error {
 // Validate runs the validating plugins; the mutations it returns (quota
 // charges) must be proposed atomically with the object's write.
 func (c *Chain) Validate(ctx context.Context, a *Attributes) ([]fsm.Mutation, error) {
+	if err := c.callWebhooks(ctx, a, false); err != nil {
+		return nil, err
+	}
 	if err := c.checkPodSecurity(ctx, a); err != nil {
 		return nil, err
 	}
@@ -193,4 +207,24 @@ func (c *Chain) validate(ctx context.Context, a *Attributes) ([]fsm.Mutation, er
 		}
 	}
 	return c.quota(snap, a)
+}
+
+// callWebhooks runs the mutating (mutate) or validating admission webhooks
+// that match a.
+func (c *Chain) callWebhooks(ctx context.Context, a *Attributes, mutate bool) error {
+	snap, err := c.reader.Read(ctx, false, 0)
+	if err != nil {
+		return err
+	}
+	u, _ := auth.UserFrom(ctx)
+	wa := &webhook.Attributes{
+		Operation: admissionregistrationv1.OperationType(a.Operation), Kind: a.Kind,
+		Namespace: a.Namespace, Name: a.Name, Subresource: a.Subresource,
+		Object: a.Object, OldObject: a.OldObject, DryRun: a.DryRun, User: u,
+	}
+	add := func(msg string) { warn(ctx, msg) }
+	if mutate {
+		return c.webhooks.Mutate(ctx, snap, wa, add)
+	}
+	return c.webhooks.Validate(ctx, snap, wa, add)
 }

@@ -285,7 +285,7 @@ func TestOpenAPIDocuments(t *testing.T) {
 		t.Fatal(err)
 	}
 	apps, ok := index.Paths["apis/apps/v1"]
-	if !ok || len(index.Paths) != 16 {
+	if !ok || len(index.Paths) != 17 {
 		t.Fatalf("v3 index: %+v", index)
 	}
 	r = e.do("GET", apps.ServerRelativeURL, "", nil)

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"sync/atomic"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -49,6 +50,7 @@ func New() *Registry {
 	scheme := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{
 		corev1.AddToScheme,
+		admissionregistrationv1.AddToScheme,
 		appsv1.AddToScheme,
 		coordinationv1.AddToScheme,
 		batchv1.AddToScheme,
@@ -126,6 +128,8 @@ func New() *Registry {
 		persistentVolumeClaimKind(),
 		storageClassKind(),
 		customResourceDefinitionKind(r),
+		mutatingWebhookConfigurationKind(),
+		validatingWebhookConfigurationKind(),
 	} {
 		r.register(k)
 	}

@@ -1,0 +1,282 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"reflect"
+	"sync"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/uuid"
+
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
+)
+
+// maxResponseBytes bounds a webhook's answer, as kube-apiserver does (3 MiB
+// of object plus its envelope).
+const maxResponseBytes = 10 << 20
+
+// errDryRunUnsupported is the refusal of a dry-run request for a webhook
+// with side effects.
+func errDryRunUnsupported(name string) error {
+	return apierrors.NewBadRequest(fmt.Sprintf("admission webhook %q does not support dry run", name))
+}
+
+// callMutating calls one mutating webhook and applies its patch; changed
+// reports whether the object changed.
+func (d *Dispatcher) callMutating(ctx context.Context, a *Attributes, h *mutatingHook, warn func(string)) (bool, error) {
+	if a.DryRun && !noSideEffects(h.SideEffects) {
+		return false, errDryRunUnsupported(h.Name)
+	}
+	resp, body, err := d.call(ctx, a, h.Name, h.ClientConfig, h.TimeoutSeconds)
+	if err != nil {
+		return false, d.failed(h.Name, h.FailurePolicy, err)
+	}
+	addWarnings(warn, resp.Warnings)
+	if !resp.Allowed {
+		return false, denied(h.Name, resp.Result)
+	}
+	if len(resp.Patch) == 0 {
+		return false, nil
+	}
+	if resp.PatchType == nil || *resp.PatchType != admissionv1.PatchTypeJSONPatch {
+		return false, d.failed(h.Name, h.FailurePolicy, fmt.Errorf("unsupported patch type %v", resp.PatchType))
+	}
+	patch, err := jsonpatch.DecodePatch(resp.Patch)
+	if err != nil {
+		return false, apierrors.NewInternalError(fmt.Errorf("admission webhook %q returned an invalid patch: %w", h.Name, err))
+	}
+	patched, err := patch.Apply(body)
+	if err != nil {
+		return false, apierrors.NewInternalError(fmt.Errorf("admission webhook %q returned a patch that does not apply: %w", h.Name, err))
+	}
+	if bytes.Equal(patched, body) {
+		return false, nil
+	}
+	obj := a.Kind.NewObject()
+	if err := json.Unmarshal(patched, obj); err != nil {
+		return false, apierrors.NewInternalError(fmt.Errorf("admission webhook %q returned a patch that does not decode: %w", h.Name, err))
+	}
+	if obj.GetObjectKind().GroupVersionKind() != a.Kind.GVK {
+		return false, apierrors.NewInternalError(fmt.Errorf("admission webhook %q changed the object's kind", h.Name))
+	}
+	// Change the caller's object in place: it holds a pointer to it.
+	dst, src := reflect.ValueOf(a.Object), reflect.ValueOf(obj)
+	if dst.Kind() != reflect.Pointer || dst.Type() != src.Type() {
+		return false, apierrors.NewInternalError(fmt.Errorf("admission webhook %q: cannot patch %T", h.Name, a.Object))
+	}
+	dst.Elem().Set(src.Elem())
+	return true, nil
+}
+
+func (d *Dispatcher) callValidating(ctx context.Context, a *Attributes, h *admissionregistrationv1.ValidatingWebhook, warn func(string)) error {
+	if a.DryRun && !noSideEffects(h.SideEffects) {
+		return errDryRunUnsupported(h.Name)
+	}
+	resp, _, err := d.call(ctx, a, h.Name, h.ClientConfig, h.TimeoutSeconds)
+	if err != nil {
+		return d.failed(h.Name, h.FailurePolicy, err)
+	}
+	addWarnings(warn, resp.Warnings)
+	if !resp.Allowed {
+		return denied(h.Name, resp.Result)
+	}
+	return nil
+}
+
+func noSideEffects(s *admissionregistrationv1.SideEffectClass) bool {
+	return s != nil && (*s == admissionregistrationv1.SideEffectClassNone || *s == admissionregistrationv1.SideEffectClassNoneOnDryRun)
+}
+
+func addWarnings(warn func(string), ws []string) {
+	if warn == nil {
+		return
+	}
+	for _, w := range ws {
+		warn(w)
+	}
+}
+
+// denied is kube-apiserver's error for a refusal: the webhook's status with
+// its message prefixed by the webhook's name; 400 when it gave no code.
+func denied(name string, result *metav1.Status) error {
+	st := metav1.Status{Status: metav1.StatusFailure, Code: http.StatusBadRequest, Reason: metav1.StatusReasonBadRequest}
+	if result != nil {
+		if result.Code != 0 {
+			st.Code = result.Code
+		}
+		if result.Reason != "" {
+			st.Reason = result.Reason
+		}
+		st.Details = result.Details
+		st.Message = result.Message
+	}
+	if st.Message == "" {
+		st.Message = fmt.Sprintf("admission webhook %q denied the request without explanation", name)
+	} else {
+		st.Message = fmt.Sprintf("admission webhook %q denied the request: %s", name, st.Message)
+	}
+	return &apierrors.StatusError{ErrStatus: st}
+}
+
+// review builds the AdmissionReview v1 for a; body is the object as sent
+// (the patch's base).
+func review(a *Attributes) (*admissionv1.AdmissionReview, []byte, error) {
+	gvk := a.Kind.GVK
+	gvr := gvk.GroupVersion().WithResource(a.Kind.Resource)
+	req := &admissionv1.AdmissionRequest{
+		UID:             uuid.NewUUID(),
+		Kind:            metav1.GroupVersionKind{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind},
+		Resource:        metav1.GroupVersionResource{Group: gvr.Group, Version: gvr.Version, Resource: gvr.Resource},
+		SubResource:     a.Subresource,
+		Name:            a.Name,
+		Namespace:       a.Namespace,
+		Operation:       admissionv1.Operation(a.Operation),
+		DryRun:          &a.DryRun,
+		RequestKind:     &metav1.GroupVersionKind{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind},
+		RequestResource: &metav1.GroupVersionResource{Group: gvr.Group, Version: gvr.Version, Resource: gvr.Resource},
+	}
+	if a.Subresource != "" {
+		req.RequestSubResource = a.Subresource
+	}
+	if u := a.User; u != nil {
+		req.UserInfo = authenticationv1.UserInfo{Username: u.Name, UID: u.UID, Groups: u.Groups}
+	}
+	var body []byte
+	var err error
+	if a.Object != nil {
+		if body, err = encode(a.Object, gvk); err != nil {
+			return nil, nil, err
+		}
+		req.Object = runtime.RawExtension{Raw: body}
+	}
+	if a.OldObject != nil {
+		old, err := encode(a.OldObject, gvk)
+		if err != nil {
+			return nil, nil, err
+		}
+		req.OldObject = runtime.RawExtension{Raw: old}
+	}
+	if a.Options != nil {
+		opts, err := json.Marshal(a.Options)
+		if err != nil {
+			return nil, nil, err
+		}
+		req.Options = runtime.RawExtension{Raw: opts}
+	}
+	return &admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "AdmissionReview"},
+		Request:  req,
+	}, body, nil
+}
+
+// encode is obj as JSON with its apiVersion and kind.
+func encode(obj runtime.Object, gvk schema.GroupVersionKind) ([]byte, error) {
+	cp := obj.DeepCopyObject()
+	cp.GetObjectKind().SetGroupVersionKind(gvk)
+	return json.Marshal(cp)
+}
+
+// call sends the review to the webhook and returns its response.
+func (d *Dispatcher) call(ctx context.Context, a *Attributes, name string, cc admissionregistrationv1.WebhookClientConfig, timeoutSeconds *int32) (*admissionv1.AdmissionResponse, []byte, error) {
+	if cc.URL == nil {
+		return nil, nil, errors.New("clientConfig.service is not supported by Skiff yet: use clientConfig.url")
+	}
+	rev, body, err := review(a)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode AdmissionReview: %w", err)
+	}
+	data, err := json.Marshal(rev)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode AdmissionReview: %w", err)
+	}
+	timeout := 10 * time.Second
+	if timeoutSeconds != nil {
+		timeout = time.Duration(*timeoutSeconds) * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	client, err := d.clients.get(cc.CABundle)
+	if err != nil {
+		return nil, nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, *cc.URL, bytes.NewReader(data))
+	if err != nil {
+		return nil, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	res, err := client.Do(req)
+	if err != nil {
+		return nil, nil, fmt.Errorf("failed to call webhook: %w", err)
+	}
+	defer res.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(res.Body, maxResponseBytes))
+	if err != nil {
+		return nil, nil, fmt.Errorf("failed to call webhook: %w", err)
+	}
+	if res.StatusCode != http.StatusOK {
+		return nil, nil, fmt.Errorf("webhook answered %s: %.200s", res.Status, out)
+	}
+	var ans admissionv1.AdmissionReview
+	if err := json.Unmarshal(out, &ans); err != nil {
+		return nil, nil, fmt.Errorf("decode AdmissionReview: %w", err)
+	}
+	if ans.Response == nil {
+		return nil, nil, errors.New("webhook response was absent")
+	}
+	if ans.Response.UID != rev.Request.UID {
+		return nil, nil, fmt.Errorf("expected response.uid=%q, got %q", rev.Request.UID, ans.Response.UID)
+	}
+	return ans.Response, body, nil
+}
+
+// clientCache keeps one HTTP client per CA bundle, so that connections to a
+// webhook are reused.
+type clientCache struct {
+	mu      sync.Mutex
+	clients map[[32]byte]*http.Client
+}
+
+func newClientCache() *clientCache { return &clientCache{clients: map[[32]byte]*http.Client{}} }
+
+func (c *clientCache) get(caBundle []byte) (*http.Client, error) {
+	key := sha256.Sum256(caBundle)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cl, ok := c.clients[key]; ok {
+		return cl, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if len(caBundle) > 0 {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(caBundle) {
+			return nil, errors.New("clientConfig.caBundle holds no PEM certificate")
+		}
+		cfg.RootCAs = pool
+	}
+	cl := &http.Client{Transport: &http.Transport{
+		TLSClientConfig:     cfg,
+		Proxy:               nil,
+		MaxIdleConnsPerHost: 16,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: 10 * time.Second,
+	}}
+	c.clients[key] = cl
+	return cl, nil
+}

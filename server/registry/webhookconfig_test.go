@@ -1,0 +1,66 @@
+package registry
+
+import (
+	"sort"
+	"strings"
+	"testing"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func TestWebhookConfigurationValidation(t *testing.T) {
+	reg := New()
+	kind, ok := reg.Lookup(admissionregistrationv1.GroupName, "v1", "validatingwebhookconfigurations")
+	if !ok {
+		t.Fatal("validatingwebhookconfigurations not served")
+	}
+	url, plain := "https://127.0.0.1:8443/validate", "http://127.0.0.1/x"
+	none := admissionregistrationv1.SideEffectClassNone
+	good := admissionregistrationv1.ValidatingWebhook{
+		Name:                    "a.example.com",
+		ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url},
+		Rules:                   []admissionregistrationv1.RuleWithOperations{{Operations: []admissionregistrationv1.OperationType{"CREATE"}, Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods/status"}}}},
+		SideEffects:             &none,
+		AdmissionReviewVersions: []string{"v1"},
+	}
+	c := &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "c"}, Webhooks: []admissionregistrationv1.ValidatingWebhook{good}}
+	kind.Default(c)
+	if errs := kind.Validate(c); len(errs) != 0 {
+		t.Fatalf("valid configuration refused: %v", errs)
+	}
+	if w := c.Webhooks[0]; *w.TimeoutSeconds != 10 || *w.FailurePolicy != admissionregistrationv1.Fail || *w.Rules[0].Scope != admissionregistrationv1.AllScopes {
+		t.Fatalf("defaults not applied: %+v", w)
+	}
+	dup := good
+	bad := good
+	bad.Name = "b.example.com"
+	bad.SideEffects = nil
+	bad.AdmissionReviewVersions = nil
+	bad.ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &plain}
+	bad.Rules = []admissionregistrationv1.RuleWithOperations{{Operations: []admissionregistrationv1.OperationType{"PATCH"}, Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}}}}
+	both := good
+	both.Name = "c.example.com"
+	both.ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url, Service: &admissionregistrationv1.ServiceReference{Namespace: "ns", Name: "svc"}}
+	timeout := int32(31)
+	both.TimeoutSeconds = &timeout
+	c.Webhooks = []admissionregistrationv1.ValidatingWebhook{good, dup, bad, both}
+	var got []string
+	for _, e := range kind.Validate(c) {
+		got = append(got, e.Field)
+	}
+	sort.Strings(got)
+	want := []string{
+		"webhooks[1].name",
+		"webhooks[2].admissionReviewVersions",
+		"webhooks[2].clientConfig.url",
+		"webhooks[2].rules[0].operations[0]",
+		"webhooks[2].rules[0].resources",
+		"webhooks[2].sideEffects",
+		"webhooks[3].clientConfig",
+		"webhooks[3].timeoutSeconds",
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("error fields:\n got %v\nwant %v", got, want)
+	}
+}
