@@ -45,25 +45,32 @@ func webhookServer(t *testing.T) (string, []byte) {
 		t.Fatal(err)
 	}
 	stop := make(chan struct{})
-	review := func(w http.ResponseWriter, r *http.Request, decide func(cm *corev1.ConfigMap) *admissionv1.AdmissionResponse) {
+	review := func(w http.ResponseWriter, r *http.Request, decide func(op admissionv1.Operation, cm *corev1.ConfigMap) *admissionv1.AdmissionResponse) {
 		var rev admissionv1.AdmissionReview
 		if err := json.NewDecoder(r.Body).Decode(&rev); err != nil || rev.Request == nil {
 			http.Error(w, "bad review", http.StatusBadRequest)
 			return
 		}
+		raw := rev.Request.Object.Raw
+		if rev.Request.Operation == admissionv1.Delete {
+			raw = rev.Request.OldObject.Raw
+		}
 		var cm corev1.ConfigMap
-		if err := json.Unmarshal(rev.Request.Object.Raw, &cm); err != nil {
+		if err := json.Unmarshal(raw, &cm); err != nil {
 			http.Error(w, "bad object", http.StatusBadRequest)
 			return
 		}
-		resp := decide(&cm)
+		resp := decide(rev.Request.Operation, &cm)
 		resp.UID = rev.Request.UID
 		rev.Request, rev.Response = nil, resp
 		_ = json.NewEncoder(w).Encode(&rev)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/deny", func(w http.ResponseWriter, r *http.Request) {
-		review(w, r, func(cm *corev1.ConfigMap) *admissionv1.AdmissionResponse {
+		review(w, r, func(op admissionv1.Operation, cm *corev1.ConfigMap) *admissionv1.AdmissionResponse {
+			if _, keep := cm.Labels["protected"]; keep && op == admissionv1.Delete {
+				return &admissionv1.AdmissionResponse{Result: &metav1.Status{Message: "protected ConfigMaps may not be deleted"}}
+			}
 			if _, bad := cm.Labels["forbidden"]; bad {
 				return &admissionv1.AdmissionResponse{Result: &metav1.Status{Message: "the label forbidden is not allowed"}}
 			}
@@ -71,7 +78,10 @@ func webhookServer(t *testing.T) (string, []byte) {
 		})
 	})
 	mux.HandleFunc("/mutate", func(w http.ResponseWriter, r *http.Request) {
-		review(w, r, func(cm *corev1.ConfigMap) *admissionv1.AdmissionResponse {
+		review(w, r, func(op admissionv1.Operation, cm *corev1.ConfigMap) *admissionv1.AdmissionResponse {
+			if op == admissionv1.Delete {
+				return &admissionv1.AdmissionResponse{Allowed: true}
+			}
 			patch := `[{"op":"add","path":"/metadata/labels/mutated","value":"yes"}]`
 			if cm.Labels == nil {
 				patch = `[{"op":"add","path":"/metadata/labels","value":{"mutated":"yes"}}]`
@@ -97,7 +107,8 @@ func webhookServer(t *testing.T) (string, []byte) {
 
 // TestAdmissionWebhooks: webhooks reached by URL with their CA bundle. A
 // validating webhook refuses a labelled ConfigMap (kubectl shows its
-// message) except in a namespace its namespaceSelector excludes; a mutating
+// message) except in a namespace its namespaceSelector excludes, and the
+// delete of a protected one; a mutating
 // webhook labels ConfigMaps; a webhook that hangs lets the request pass
 // after its timeout with failurePolicy Ignore and refuses it with Fail,
 // while other requests go through meanwhile.
@@ -131,7 +142,7 @@ func TestAdmissionWebhooks(t *testing.T) {
     url: ` + base + path + `
     caBundle: ` + ca + `
   rules:
-  - operations: ["CREATE", "UPDATE"]
+  - operations: ["CREATE", "UPDATE", "DELETE"]
     apiGroups: [""]
     apiVersions: ["v1"]
     resources: ["configmaps"]
@@ -178,6 +189,14 @@ webhooks:
 	if got := run("get", "configmap", "plain", "-o", "jsonpath={.metadata.labels.mutated}/{.metadata.labels.app}"); got != "yes/x" {
 		t.Fatalf("mutated labels %q, want yes/x", got)
 	}
+
+	// DELETE: the validating webhook sees the old object.
+	mustApply("protected", configMap("protected", "default", "protected: x"))
+	if out, err := kubectl(context.Background(), m.Kubeconfig(), "delete", "configmap", "protected"); err == nil ||
+		!strings.Contains(out, `admission webhook "deny.skiff.test" denied the request: protected ConfigMaps may not be deleted`) {
+		t.Fatalf("delete of a protected ConfigMap: %v\n%s", err, out)
+	}
+	run("delete", "configmap", "plain")
 
 	mustApply("hang", `apiVersion: admissionregistration.k8s.io/v1
 kind: ValidatingWebhookConfiguration

@@ -63,6 +63,7 @@ type Operation string
 const (
 	Create Operation = "CREATE"
 	Update Operation = "UPDATE"
+	Delete Operation = "DELETE"
 )
 
 // Attributes describe one admission request.
@@ -79,6 +80,8 @@ type Attributes struct {
 	// OldObject is the stored object (updates).
 	OldObject runtime.Object
 	DryRun    bool
+	// Options is the request's DeleteOptions (deletes only).
+	Options runtime.Object
 }
 
 // Reader reads the local state (admission decisions are made on it, and
@@ -209,6 +212,16 @@ func (c *Chain) validate(ctx context.Context, a *Attributes) ([]fsm.Mutation, er
 	return c.quota(snap, a)
 }
 
+// AdmitDelete runs the admission webhooks that match a delete (a.OldObject
+// is the object deleted): the mutating ones (their patches have no object
+// to apply to), then the validating ones.
+func (c *Chain) AdmitDelete(ctx context.Context, a *Attributes) error {
+	if err := c.callWebhooks(ctx, a, true); err != nil {
+		return err
+	}
+	return c.callWebhooks(ctx, a, false)
+}
+
 // callWebhooks runs the mutating (mutate) or validating admission webhooks
 // that match a.
 func (c *Chain) callWebhooks(ctx context.Context, a *Attributes, mutate bool) error {
@@ -220,7 +233,7 @@ func (c *Chain) callWebhooks(ctx context.Context, a *Attributes, mutate bool) er
 	wa := &webhook.Attributes{
 		Operation: admissionregistrationv1.OperationType(a.Operation), Kind: a.Kind,
 		Namespace: a.Namespace, Name: a.Name, Subresource: a.Subresource,
-		Object: a.Object, OldObject: a.OldObject, DryRun: a.DryRun, User: u,
+		Object: a.Object, OldObject: a.OldObject, DryRun: a.DryRun, User: u, Options: a.Options,
 	}
 	add := func(msg string) { warn(ctx, msg) }
 	if mutate {

@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/skiff-io/skiff/fsm"
@@ -81,6 +82,25 @@ func (s *APIServer) admitSubresource(ctx context.Context, kind *registry.Kind, s
 	}
 	muts, err := s.cfg.Admission.Validate(ctx, a)
 	return muts, admissionError(err)
+}
+
+// DeleteAdmitter is an optional part of Admission: the admission of a
+// delete (the admission webhooks that match DELETE).
+type DeleteAdmitter interface {
+	AdmitDelete(ctx context.Context, a *admission.Attributes) error
+}
+
+// admitDelete runs the delete admission on obj, the object deleted.
+func (s *APIServer) admitDelete(ctx context.Context, kind *registry.Kind, obj runtime.Object, opts *metav1.DeleteOptions, dry bool) error {
+	d, ok := s.cfg.Admission.(DeleteAdmitter)
+	if !ok {
+		return nil
+	}
+	a := admissionAttrs(admission.Delete, kind, obj, nil, dry)
+	o := opts.DeepCopy()
+	o.TypeMeta = metav1.TypeMeta{APIVersion: "meta.k8s.io/v1", Kind: "DeleteOptions"}
+	a.Object, a.OldObject, a.Options = nil, obj, o
+	return admissionError(d.AdmitDelete(ctx, a))
 }
 
 // admissionError passes API errors through and makes others a 500.

@@ -123,6 +123,9 @@ func checkDeletePreconditions(kind *registry.Kind, cur *state.Object, opts *meta
 // with everything in it.
 func (s *APIServer) deleteObject(ctx context.Context, snap *state.Snapshot, kind *registry.Kind, cur *state.Object, obj runtime.Object, opts *metav1.DeleteOptions) (runtime.Object, bool, error) {
 	dry := len(opts.DryRun) > 0
+	if err := s.admitDelete(ctx, kind, obj, opts, dry); err != nil {
+		return nil, false, err
+	}
 	m := mustAccessor(obj)
 	pre := &fsm.Preconditions{UID: cur.UID, ResourceVersion: cur.ModifyIndex}
 	grace, graceful := kind.GracefulDelete(obj, opts)

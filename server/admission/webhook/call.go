@@ -51,7 +51,7 @@ func (d *Dispatcher) callMutating(ctx context.Context, a *Attributes, h *mutatin
 	if !resp.Allowed {
 		return false, denied(h.Name, resp.Result)
 	}
-	if len(resp.Patch) == 0 {
+	if len(resp.Patch) == 0 || a.Object == nil {
 		return false, nil
 	}
 	if resp.PatchType == nil || *resp.PatchType != admissionv1.PatchTypeJSONPatch {
