@@ -25,6 +25,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/uuid"
 
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
+
+	"github.com/skiff-io/skiff/fsm/state"
 )
 
 // maxResponseBytes bounds a webhook's answer, as kube-apiserver does (3 MiB
@@ -39,11 +41,11 @@ func errDryRunUnsupported(name string) error {
 
 // callMutating calls one mutating webhook and applies its patch; changed
 // reports whether the object changed.
-func (d *Dispatcher) callMutating(ctx context.Context, a *Attributes, h *mutatingHook, warn func(string)) (bool, error) {
+func (d *Dispatcher) callMutating(ctx context.Context, snap *state.Snapshot, a *Attributes, h *mutatingHook, warn func(string)) (bool, error) {
 	if a.DryRun && !noSideEffects(h.SideEffects) {
 		return false, errDryRunUnsupported(h.Name)
 	}
-	resp, body, err := d.call(ctx, a, h.Name, h.ClientConfig, h.TimeoutSeconds)
+	resp, body, err := d.call(ctx, snap, a, h.ClientConfig, h.TimeoutSeconds)
 	if err != nil {
 		return false, d.failed(h.Name, h.FailurePolicy, err)
 	}
@@ -84,11 +86,11 @@ func (d *Dispatcher) callMutating(ctx context.Context, a *Attributes, h *mutatin
 	return true, nil
 }
 
-func (d *Dispatcher) callValidating(ctx context.Context, a *Attributes, h *admissionregistrationv1.ValidatingWebhook, warn func(string)) error {
+func (d *Dispatcher) callValidating(ctx context.Context, snap *state.Snapshot, a *Attributes, h *admissionregistrationv1.ValidatingWebhook, warn func(string)) error {
 	if a.DryRun && !noSideEffects(h.SideEffects) {
 		return errDryRunUnsupported(h.Name)
 	}
-	resp, _, err := d.call(ctx, a, h.Name, h.ClientConfig, h.TimeoutSeconds)
+	resp, _, err := d.call(ctx, snap, a, h.ClientConfig, h.TimeoutSeconds)
 	if err != nil {
 		return d.failed(h.Name, h.FailurePolicy, err)
 	}
@@ -193,9 +195,22 @@ func encode(obj runtime.Object, gvk schema.GroupVersionKind) ([]byte, error) {
 }
 
 // call sends the review to the webhook and returns its response.
-func (d *Dispatcher) call(ctx context.Context, a *Attributes, name string, cc admissionregistrationv1.WebhookClientConfig, timeoutSeconds *int32) (*admissionv1.AdmissionResponse, []byte, error) {
-	if cc.URL == nil {
-		return nil, nil, errors.New("clientConfig.service is not supported by Skiff yet: use clientConfig.url")
+func (d *Dispatcher) call(ctx context.Context, snap *state.Snapshot, a *Attributes, cc admissionregistrationv1.WebhookClientConfig, timeoutSeconds *int32) (*admissionv1.AdmissionResponse, []byte, error) {
+	var (
+		target     string
+		serverName string
+	)
+	switch {
+	case cc.URL != nil:
+		target = *cc.URL
+	case cc.Service != nil:
+		u, name, err := d.serviceURL(snap, cc.Service)
+		if err != nil {
+			return nil, nil, fmt.Errorf("resolve clientConfig.service: %w", err)
+		}
+		target, serverName = u.String(), name
+	default:
+		return nil, nil, errors.New("clientConfig has neither url nor service")
 	}
 	rev, body, err := review(a)
 	if err != nil {
@@ -211,11 +226,11 @@ func (d *Dispatcher) call(ctx context.Context, a *Attributes, name string, cc ad
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	client, err := d.clients.get(cc.CABundle)
+	client, err := d.clients.get(cc.CABundle, serverName)
 	if err != nil {
 		return nil, nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, *cc.URL, bytes.NewReader(data))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(data))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -246,23 +261,31 @@ func (d *Dispatcher) call(ctx context.Context, a *Attributes, name string, cc ad
 	return ans.Response, body, nil
 }
 
-// clientCache keeps one HTTP client per CA bundle, so that connections to a
-// webhook are reused.
+// clientCache keeps one HTTP client per CA bundle and TLS server name, so
+// that connections to a webhook are reused.
 type clientCache struct {
 	mu      sync.Mutex
-	clients map[[32]byte]*http.Client
+	clients map[clientKey]*http.Client
 }
 
-func newClientCache() *clientCache { return &clientCache{clients: map[[32]byte]*http.Client{}} }
+type clientKey struct {
+	ca         [32]byte
+	serverName string
+}
 
-func (c *clientCache) get(caBundle []byte) (*http.Client, error) {
-	key := sha256.Sum256(caBundle)
+func newClientCache() *clientCache { return &clientCache{clients: map[clientKey]*http.Client{}} }
+
+// get returns the client that verifies servers with caBundle (the system
+// roots if empty) and, if serverName is set, verifies that name rather
+// than the dialed address (a Service's endpoint).
+func (c *clientCache) get(caBundle []byte, serverName string) (*http.Client, error) {
+	key := clientKey{sha256.Sum256(caBundle), serverName}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if cl, ok := c.clients[key]; ok {
 		return cl, nil
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
 	if len(caBundle) > 0 {
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(caBundle) {

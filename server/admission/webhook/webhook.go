@@ -6,9 +6,9 @@
 // the object; validating webhooks in parallel. Matching is by rules,
 // namespaceSelector and objectSelector (match.go); the call is an
 // AdmissionReview v1 over HTTPS to clientConfig.url, verified with the
-// caBundle (call.go). matchConditions and clientConfig.service are not
-// supported yet: a webhook with matchConditions is called as if it had
-// none; one reached through a Service fails its call (failurePolicy decides).
+// caBundle, or to a ready endpoint of clientConfig.service verified as
+// <service>.<namespace>.svc (call.go, service.go). matchConditions are not
+// supported yet: a webhook with matchConditions is called as if it had none.
 package webhook
 
 import (
@@ -144,7 +144,7 @@ func (d *Dispatcher) Mutate(ctx context.Context, snap *state.Snapshot, a *Attrib
 		if !matched {
 			continue
 		}
-		changed, err := d.callMutating(ctx, a, h, warn)
+		changed, err := d.callMutating(ctx, snap, a, h, warn)
 		if err != nil {
 			return err
 		}
@@ -162,7 +162,7 @@ func (d *Dispatcher) Mutate(ctx context.Context, snap *state.Snapshot, a *Attrib
 		if !ran || at == changes || h.ReinvocationPolicy == nil || *h.ReinvocationPolicy != admissionregistrationv1.IfNeededReinvocationPolicy {
 			continue
 		}
-		if _, err := d.callMutating(ctx, a, h, warn); err != nil {
+		if _, err := d.callMutating(ctx, snap, a, h, warn); err != nil {
 			return err
 		}
 	}
@@ -200,7 +200,7 @@ func (d *Dispatcher) Validate(ctx context.Context, snap *state.Snapshot, a *Attr
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = d.callValidating(ctx, a, h, warn)
+			errs[i] = d.callValidating(ctx, snap, a, h, warn)
 		}()
 	}
 	wg.Wait()

@@ -327,7 +327,7 @@ func TestDryRunNeedsNoSideEffects(t *testing.T) {
 	// older version) is refused for dry runs whatever its failurePolicy.
 	h := c.Webhooks[0]
 	h.SideEffects = ptr(admissionregistrationv1.SideEffectClassUnknown)
-	if err := e.d.callValidating(context.Background(), a, &h, nil); !apierrors.IsBadRequest(err) {
+	if err := e.d.callValidating(context.Background(), e.snap(), a, &h, nil); !apierrors.IsBadRequest(err) {
 		t.Fatalf("dry run, sideEffects Unknown: %v, want 400", err)
 	}
 }
