@@ -107,7 +107,8 @@ func webhookServer(t *testing.T) (string, []byte) {
 
 // TestAdmissionWebhooks: webhooks reached by URL with their CA bundle. A
 // validating webhook refuses a labelled ConfigMap (kubectl shows its
-// message) except in a namespace its namespaceSelector excludes, and the
+// message) except in a namespace its namespaceSelector excludes or when its
+// matchConditions (CEL) are false, and the
 // delete of a protected one; a mutating
 // webhook labels ConfigMaps; a webhook that hangs lets the request pass
 // after its timeout with failurePolicy Ignore and refuses it with Fail,
@@ -173,6 +174,9 @@ metadata: {name: deny}
 webhooks:
 `+hook("deny", "/deny", `  namespaceSelector:
     matchExpressions: [{key: webhooks, operator: NotIn, values: ["off"]}]
+  matchConditions:
+  - name: not-exempt
+    expression: "request.name != 'exempt'"
 `))
 	mustApply("mutate", `apiVersion: admissionregistration.k8s.io/v1
 kind: MutatingWebhookConfiguration
@@ -185,6 +189,7 @@ webhooks:
 		t.Fatalf("labelled ConfigMap: %v\n%s", err, out)
 	}
 	mustApply("free", configMap("forbidden", "free", "forbidden: x"))
+	mustApply("exempt", configMap("exempt", "default", "forbidden: x")) // matchConditions false
 	mustApply("plain", configMap("plain", "default", "app: x"))
 	if got := run("get", "configmap", "plain", "-o", "jsonpath={.metadata.labels.mutated}/{.metadata.labels.app}"); got != "yes/x" {
 		t.Fatalf("mutated labels %q, want yes/x", got)

@@ -43,6 +43,7 @@ func mutatingWebhookConfigurationKind() *Kind {
 				p := field.NewPath("webhooks").Index(i)
 				errs = append(errs, validateWebhook(p, names, w.Name, w.Rules, w.FailurePolicy, w.MatchPolicy, w.SideEffects,
 					w.TimeoutSeconds, w.AdmissionReviewVersions, w.ClientConfig, w.NamespaceSelector, w.ObjectSelector)...)
+				errs = append(errs, validateMatchConditions(p.Child("matchConditions"), w.MatchConditions)...)
 				if r := w.ReinvocationPolicy; r != nil && *r != admissionregistrationv1.NeverReinvocationPolicy && *r != admissionregistrationv1.IfNeededReinvocationPolicy {
 					errs = append(errs, field.NotSupported(p.Child("reinvocationPolicy"), *r, []string{"IfNeeded", "Never"}))
 				}
@@ -82,6 +83,7 @@ func validatingWebhookConfigurationKind() *Kind {
 				p := field.NewPath("webhooks").Index(i)
 				errs = append(errs, validateWebhook(p, names, w.Name, w.Rules, w.FailurePolicy, w.MatchPolicy, w.SideEffects,
 					w.TimeoutSeconds, w.AdmissionReviewVersions, w.ClientConfig, w.NamespaceSelector, w.ObjectSelector)...)
+				errs = append(errs, validateMatchConditions(p.Child("matchConditions"), w.MatchConditions)...)
 			}
 			return errs
 		},
@@ -290,6 +292,35 @@ func validateClientConfig(p *field.Path, cc admissionregistrationv1.WebhookClien
 		}
 		if s.Port != nil && (*s.Port < 1 || *s.Port > 65535) {
 			errs = append(errs, field.Invalid(sp.Child("port"), *s.Port, "port is not valid: must be between 1 and 65535"))
+		}
+	}
+	return errs
+}
+
+// validateMatchConditions: at most 64, names unique qualified names,
+// expressions set. Whether an expression compiles is checked when the
+// webhook is called (its failurePolicy decides), not here.
+func validateMatchConditions(p *field.Path, conds []admissionregistrationv1.MatchCondition) field.ErrorList {
+	var errs field.ErrorList
+	if len(conds) > 64 {
+		errs = append(errs, field.TooMany(p, len(conds), 64))
+	}
+	names := sets.New[string]()
+	for i, c := range conds {
+		np := p.Index(i).Child("name")
+		if c.Name == "" {
+			errs = append(errs, field.Required(np, ""))
+		} else {
+			for _, msg := range validation.IsQualifiedName(c.Name) {
+				errs = append(errs, field.Invalid(np, c.Name, msg))
+			}
+		}
+		if names.Has(c.Name) {
+			errs = append(errs, field.Duplicate(np, c.Name))
+		}
+		names.Insert(c.Name)
+		if strings.TrimSpace(c.Expression) == "" {
+			errs = append(errs, field.Required(p.Index(i).Child("expression"), ""))
 		}
 	}
 	return errs

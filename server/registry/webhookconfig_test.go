@@ -44,6 +44,7 @@ func TestWebhookConfigurationValidation(t *testing.T) {
 	both.ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url, Service: &admissionregistrationv1.ServiceReference{Namespace: "ns", Name: "svc"}}
 	timeout := int32(31)
 	both.TimeoutSeconds = &timeout
+	both.MatchConditions = []admissionregistrationv1.MatchCondition{{Name: "a", Expression: "true"}, {Name: "a"}}
 	c.Webhooks = []admissionregistrationv1.ValidatingWebhook{good, dup, bad, both}
 	var got []string
 	for _, e := range kind.Validate(c) {
@@ -58,6 +59,8 @@ func TestWebhookConfigurationValidation(t *testing.T) {
 		"webhooks[2].rules[0].resources",
 		"webhooks[2].sideEffects",
 		"webhooks[3].clientConfig",
+		"webhooks[3].matchConditions[1].expression",
+		"webhooks[3].matchConditions[1].name",
 		"webhooks[3].timeoutSeconds",
 	}
 	if strings.Join(got, " ") != strings.Join(want, " ") {

@@ -4,11 +4,11 @@
 // webhooks in name order, their JSONPatch responses applied, those with
 // reinvocationPolicy IfNeeded called once more when a later webhook changed
 // the object; validating webhooks in parallel. Matching is by rules,
-// namespaceSelector and objectSelector (match.go); the call is an
+// namespaceSelector and objectSelector (match.go) and matchConditions; the call is an
 // AdmissionReview v1 over HTTPS to clientConfig.url, verified with the
 // caBundle, or to a ready endpoint of clientConfig.service verified as
-// <service>.<namespace>.svc (call.go, service.go). matchConditions are not
-// supported yet: a webhook with matchConditions is called as if it had none.
+// <service>.<namespace>.svc (call.go, service.go). matchConditions are
+// evaluated with k8s.io/apiserver's CEL matcher (conditions.go).
 package webhook
 
 import (
@@ -49,6 +49,8 @@ type Dispatcher struct {
 	reg     *registry.Registry
 	log     *slog.Logger
 	clients *clientCache
+	// conditions evaluates matchConditions (conditions.go).
+	conditions *conditions
 }
 
 // New returns a dispatcher over the configurations in reg's kinds.
@@ -56,7 +58,7 @@ func New(reg *registry.Registry, log *slog.Logger) *Dispatcher {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Dispatcher{reg: reg, log: log.With("component", "admission-webhook"), clients: newClientCache()}
+	return &Dispatcher{reg: reg, log: log.With("component", "admission-webhook"), clients: newClientCache(), conditions: newConditions()}
 }
 
 // mutatingHook is one webhook of a MutatingWebhookConfiguration.
@@ -141,6 +143,12 @@ func (d *Dispatcher) Mutate(ctx context.Context, snap *state.Snapshot, a *Attrib
 		if err != nil {
 			return err
 		}
+		if matched {
+			matched, err = d.conditionsMatch(ctx, a, h.Name, h.MatchConditions, h.FailurePolicy, true)
+			if err != nil {
+				return err
+			}
+		}
 		if !matched {
 			continue
 		}
@@ -185,6 +193,11 @@ func (d *Dispatcher) Validate(ctx context.Context, snap *state.Snapshot, a *Attr
 		ok, err := d.matches(snap, a, h.Rules, h.NamespaceSelector, h.ObjectSelector)
 		if err != nil {
 			return err
+		}
+		if ok {
+			if ok, err = d.conditionsMatch(ctx, a, h.Name, h.MatchConditions, h.FailurePolicy, false); err != nil {
+				return err
+			}
 		}
 		if ok {
 			matched = append(matched, h)

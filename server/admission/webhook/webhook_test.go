@@ -331,3 +331,39 @@ func TestDryRunNeedsNoSideEffects(t *testing.T) {
 		t.Fatalf("dry run, sideEffects Unknown: %v, want 400", err)
 	}
 }
+
+func TestMatchConditions(t *testing.T) {
+	e := newEnv(t)
+	var calls atomic.Int32
+	url, ca := hookServer(t, func(*admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+		calls.Add(1)
+		return &admissionv1.AdmissionResponse{Allowed: false, Result: &metav1.Status{Message: "called"}}
+	})
+	c := validating("cel", url, ca, admissionregistrationv1.Fail, 5)
+	c.Webhooks[0].MatchConditions = []admissionregistrationv1.MatchCondition{
+		{Name: "not-skipped", Expression: `!has(object.metadata.labels) || !('skip' in object.metadata.labels)`},
+		{Name: "create-only", Expression: `request.operation == 'CREATE'`},
+	}
+	e.create("validatingwebhookconfigurations", admissionregistrationv1.GroupName, c)
+	ctx := context.Background()
+	if err := e.d.Validate(ctx, e.snap(), e.attrs("default", map[string]string{"skip": "1"}), nil); err != nil || calls.Load() != 0 {
+		t.Fatalf("condition false: %v, %d calls", err, calls.Load())
+	}
+	if err := e.d.Validate(ctx, e.snap(), e.attrs("default", map[string]string{"other": "1"}), nil); err == nil || calls.Load() != 1 {
+		t.Fatalf("conditions true: %v, %d calls", err, calls.Load())
+	}
+
+	// An expression that does not compile: Fail refuses, Ignore skips.
+	for _, fp := range []admissionregistrationv1.FailurePolicyType{admissionregistrationv1.Fail, admissionregistrationv1.Ignore} {
+		h := c.Webhooks[0]
+		h.FailurePolicy = &fp
+		h.MatchConditions = []admissionregistrationv1.MatchCondition{{Name: "broken", Expression: `object.metadata.nosuchfield ==`}}
+		ok, err := e.d.conditionsMatch(ctx, e.attrs("default", nil), h.Name, h.MatchConditions, h.FailurePolicy, false)
+		if fp == admissionregistrationv1.Fail && (err == nil || !apierrors.IsInternalError(err)) {
+			t.Fatalf("broken condition, Fail: %v %v", ok, err)
+		}
+		if fp == admissionregistrationv1.Ignore && (err != nil || ok) {
+			t.Fatalf("broken condition, Ignore: %v %v", ok, err)
+		}
+	}
+}
