@@ -222,6 +222,12 @@ func (c *Chain) AdmitDelete(ctx context.Context, a *Attributes) error {
 	return c.callWebhooks(ctx, a, false)
 }
 
+// StatusWebhooks runs the mutating (mutate) or validating admission
+// webhooks that match a status update (a.Subresource "status").
+func (c *Chain) StatusWebhooks(ctx context.Context, a *Attributes, mutate bool) error {
+	return c.callWebhooks(ctx, a, mutate)
+}
+
 // callWebhooks runs the mutating (mutate) or validating admission webhooks
 // that match a.
 func (c *Chain) callWebhooks(ctx context.Context, a *Attributes, mutate bool) error {

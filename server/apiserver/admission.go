@@ -103,6 +103,24 @@ func (s *APIServer) admitDelete(ctx context.Context, kind *registry.Kind, obj ru
 	return admissionError(d.AdmitDelete(ctx, a))
 }
 
+// StatusWebhooks is an optional part of Admission: the admission webhooks
+// of a status update (the built-in plugins do not look at status).
+type StatusWebhooks interface {
+	StatusWebhooks(ctx context.Context, a *admission.Attributes, mutate bool) error
+}
+
+// statusWebhooks runs the mutating (mutate) or validating webhooks that
+// match an update of kind's status subresource.
+func (s *APIServer) statusWebhooks(ctx context.Context, kind *registry.Kind, obj, old runtime.Object, dry, mutate bool) error {
+	w, ok := s.cfg.Admission.(StatusWebhooks)
+	if !ok {
+		return nil
+	}
+	a := admissionAttrs(admission.Update, kind, obj, old, dry)
+	a.Subresource = "status"
+	return admissionError(w.StatusWebhooks(ctx, a, mutate))
+}
+
 // admissionError passes API errors through and makes others a 500.
 func admissionError(err error) error {
 	if err == nil {

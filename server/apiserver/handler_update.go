@@ -162,9 +162,15 @@ func (s *APIServer) guaranteedUpdate(ctx context.Context, u *update) (runtime.Ob
 				return nil, false, err
 			}
 		case u.status:
+			if err := s.statusWebhooks(ctx, kind, obj, old, u.dry, true); err != nil {
+				return nil, false, err
+			}
 			final = kind.PrepareForStatusUpdate(obj, old)
 			if errs := kind.ValidateStatusUpdate(final, old); len(errs) > 0 {
 				return nil, false, apierrors.NewInvalid(kind.GVK.GroupKind(), u.name, errs)
+			}
+			if err := s.statusWebhooks(ctx, kind, final, old, u.dry, false); err != nil {
+				return nil, false, err
 			}
 		default:
 			if err := s.admit(ctx, admission.Update, kind, obj, old, u.dry); err != nil {
