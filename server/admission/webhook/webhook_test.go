@@ -27,13 +27,13 @@ import (
 
 // env is a store with webhook configurations and a dispatcher over it.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	reg   *registry.Registry
 	store *fsmtest.FakeRaftStore
 	d     *Dispatcher
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	reg := registry.New()
 	log := slog.New(slog.DiscardHandler)
 	return &env{t: t, reg: reg, store: fsmtest.NewFakeRaftStore(fsm.Options{Logger: log}), d: New(reg, log)}
@@ -73,7 +73,7 @@ func (e *env) snap() *state.Snapshot {
 
 // hookServer serves admission reviews with fn over TLS; it returns the
 // server's URL and CA bundle.
-func hookServer(t *testing.T, fn func(*admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse) (string, []byte) {
+func hookServer(t testing.TB, fn func(*admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse) (string, []byte) {
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var rev admissionv1.AdmissionReview
 		if err := json.NewDecoder(r.Body).Decode(&rev); err != nil || rev.Request == nil {
