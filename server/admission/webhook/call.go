@@ -19,6 +19,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -76,6 +77,9 @@ func (d *Dispatcher) callMutating(ctx context.Context, snap *state.Snapshot, a *
 	}
 	if obj.GetObjectKind().GroupVersionKind() != a.Kind.GVK {
 		return false, apierrors.NewInternalError(fmt.Errorf("admission webhook %q changed the object's kind", h.Name))
+	}
+	if m, err := meta.Accessor(obj); err != nil || m.GetName() != a.Name || m.GetNamespace() != a.Namespace {
+		return false, apierrors.NewInternalError(fmt.Errorf("admission webhook %q changed the object's name or namespace", h.Name))
 	}
 	// Change the caller's object in place: it holds a pointer to it.
 	dst, src := reflect.ValueOf(a.Object), reflect.ValueOf(obj)

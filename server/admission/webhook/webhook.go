@@ -156,10 +156,11 @@ func (d *Dispatcher) Mutate(ctx context.Context, snap *state.Snapshot, a *Attrib
 		if err != nil {
 			return err
 		}
-		invokedAt[i] = changes
 		if changed {
 			changes++
 		}
+		// Its own change does not call for a second call.
+		invokedAt[i] = changes
 	}
 	if changes == 0 {
 		return nil

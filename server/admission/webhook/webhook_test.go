@@ -367,3 +367,33 @@ func TestMatchConditions(t *testing.T) {
 		}
 	}
 }
+
+func TestReinvocationNotForOwnChange(t *testing.T) {
+	e := newEnv(t)
+	var calls atomic.Int32
+	url, ca := hookServer(t, func(r *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+		calls.Add(1)
+		return &admissionv1.AdmissionResponse{Allowed: true, PatchType: ptr(admissionv1.PatchTypeJSONPatch),
+			Patch: []byte(`[{"op":"add","path":"/metadata/labels","value":{"only":"me"}}]`)}
+	})
+	e.create("mutatingwebhookconfigurations", admissionregistrationv1.GroupName, mutating("only", url, ca, admissionregistrationv1.IfNeededReinvocationPolicy))
+	if err := e.d.Mutate(context.Background(), e.snap(), e.attrs("default", nil), nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("called %d times; its own change must not reinvoke it", n)
+	}
+}
+
+func TestPatchMayNotRename(t *testing.T) {
+	e := newEnv(t)
+	url, ca := hookServer(t, func(*admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+		return &admissionv1.AdmissionResponse{Allowed: true, PatchType: ptr(admissionv1.PatchTypeJSONPatch),
+			Patch: []byte(`[{"op":"replace","path":"/metadata/name","value":"other"}]`)}
+	})
+	e.create("mutatingwebhookconfigurations", admissionregistrationv1.GroupName, mutating("rename", url, ca, admissionregistrationv1.NeverReinvocationPolicy))
+	a := e.attrs("default", nil)
+	if err := e.d.Mutate(context.Background(), e.snap(), a, nil); !apierrors.IsInternalError(err) || a.Object.(*corev1.ConfigMap).Name != "cm" {
+		t.Fatalf("rename: %v, name %s", err, a.Object.(*corev1.ConfigMap).Name)
+	}
+}
