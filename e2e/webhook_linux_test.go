@@ -23,8 +23,10 @@ import (
 
 // TestServiceWebhookPod: admission webhooks served by a pod of the cluster
 // and reached through clientConfig.service, their certificate (for
-// hook.default.svc) verified with the caBundle: the validating one refuses
-// a labelled ConfigMap, the mutating one labels the others.
+// hook.default.svc) verified with the caBundle by the pod's kubelet, through
+// whose pod proxy the master reaches it: the validating one refuses a
+// labelled ConfigMap, the mutating one labels the others, and one with
+// another CA's bundle fails.
 func TestServiceWebhookPod(t *testing.T) {
 	needRealContainers(t)
 	dir := t.TempDir()
@@ -131,4 +133,23 @@ webhooks:
 	if err != nil || got != "pod" {
 		t.Fatalf("label from the mutating webhook: %q %v", got, err)
 	}
+
+	// The master reaches the pod through its node's kubelet (/podproxy),
+	// which verifies the pod's certificate with the caBundle: a bundle of
+	// another CA is refused there.
+	other, err := pki.GenerateCA("another-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := strings.ReplaceAll(hook("ValidatingWebhookConfiguration", "wrong-ca", "/validate"), caB64, base64.StdEncoding.EncodeToString(other.CertPEM))
+	wrong = strings.Replace(wrong, "  sideEffects: None", "  objectSelector: {matchLabels: {wrong-ca: \"yes\"}}\n  sideEffects: None", 1)
+	if out, err := apply("wrong", wrong); err != nil {
+		t.Fatalf("apply wrong-ca: %v\n%s", err, out)
+	}
+	out, err = apply("wrongcm", cm("wrongcm", `wrong-ca: "yes"`))
+	if err == nil || !strings.Contains(out, `failed calling webhook "wrong-ca.skiff.test"`) ||
+		!strings.Contains(out, "error trying to reach pod") || !strings.Contains(out, "certificate") {
+		t.Fatalf("webhook with another CA's bundle: %v\n%s", err, out)
+	}
+	t.Logf("another CA's bundle: %s", out)
 }

@@ -188,12 +188,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.Shutdown()
 		return nil, err
 	}
+	chain := s.admissionChain(authz)
+	chain.SetKubeletTransport(kubelets) // webhooks served by pods
 	apiCfg := apiserver.Config{
 		KubeletTransport: kubelets,
 		Store:            raftStore{s},
 		Authenticator:    s.authn,
 		Authorizer:       authz,
-		Admission:        s.admissionChain(authz),
+		Admission:        chain,
 		// ServiceAccountTokens signs TokenRequests.
 		ServiceAccountTokens:        s.saTokens,
 		Sealer:                      sealer{s},

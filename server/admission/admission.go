@@ -45,6 +45,7 @@ package admission
 import (
 	"context"
 	"log/slog"
+	"net/http"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -227,6 +228,10 @@ func (c *Chain) AdmitDelete(ctx context.Context, a *Attributes) error {
 func (c *Chain) StatusWebhooks(ctx context.Context, a *Attributes, mutate bool) error {
 	return c.callWebhooks(ctx, a, mutate)
 }
+
+// SetKubeletTransport lets the admission webhooks served by pods be reached
+// through their node's kubelet (call before serving).
+func (c *Chain) SetKubeletTransport(rt http.RoundTripper) { c.webhooks.SetKubeletTransport(rt) }
 
 // callWebhooks runs the mutating (mutate) or validating admission webhooks
 // that match a.

@@ -6,12 +6,16 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"reflect"
+	"strconv"
 	"sync"
 	"time"
 
@@ -203,16 +207,27 @@ func (d *Dispatcher) call(ctx context.Context, snap *state.Snapshot, a *Attribut
 	var (
 		target     string
 		serverName string
+		viaKubelet bool
 	)
 	switch {
 	case cc.URL != nil:
 		target = *cc.URL
 	case cc.Service != nil:
-		u, name, err := d.serviceURL(snap, cc.Service)
+		ep, err := d.serviceEndpoint(snap, cc.Service)
 		if err != nil {
 			return nil, nil, fmt.Errorf("resolve clientConfig.service: %w", err)
 		}
-		target, serverName = u.String(), name
+		serverName = ep.serverName
+		u := &url.URL{Scheme: "https", Host: net.JoinHostPort(ep.ip, strconv.Itoa(ep.port)), Path: ep.path}
+		if ep.node != "" && d.kubelets != nil {
+			// Through the pod's kubelet, which verifies the certificate
+			// with the caBundle and the service name.
+			if u, err = d.kubeletPodURL(snap, ep); err != nil {
+				return nil, nil, fmt.Errorf("resolve clientConfig.service: %w", err)
+			}
+			viaKubelet = true
+		}
+		target = u.String()
 	default:
 		return nil, nil, errors.New("clientConfig has neither url nor service")
 	}
@@ -230,21 +245,31 @@ func (d *Dispatcher) call(ctx context.Context, snap *state.Snapshot, a *Attribut
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	client, err := d.clients.get(cc.CABundle, serverName)
-	if err != nil {
-		return nil, nil, err
-	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(data))
 	if err != nil {
 		return nil, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
+	var client *http.Client
+	if viaKubelet {
+		if len(cc.CABundle) == 0 {
+			return nil, nil, errors.New("a webhook reached through the kubelet needs clientConfig.caBundle")
+		}
+		client = &http.Client{Transport: d.kubelets}
+		req.Header.Set(podProxyCAHeader, base64.StdEncoding.EncodeToString(cc.CABundle))
+		req.Header.Set(podProxyServerNameHeader, serverName)
+	} else if client, err = d.clients.get(cc.CABundle, serverName); err != nil {
+		return nil, nil, err
+	}
 	res, err := client.Do(req)
 	if err != nil {
 		return nil, nil, fmt.Errorf("failed to call webhook: %w", err)
 	}
 	defer res.Body.Close()
+	if viaKubelet && res.StatusCode == http.StatusOK && res.Header.Get(podProxyVerifiedHeader) != "true" {
+		return nil, nil, errors.New("the kubelet's pod proxy did not verify the webhook's certificate (an older agent?)")
+	}
 	out, err := io.ReadAll(io.LimitReader(res.Body, maxResponseBytes))
 	if err != nil {
 		return nil, nil, fmt.Errorf("failed to call webhook: %w", err)
@@ -307,3 +332,10 @@ func (c *clientCache) get(caBundle []byte, serverName string) (*http.Client, err
 	c.clients[key] = cl
 	return cl, nil
 }
+
+// The pod proxy's verification headers (agent/podproxy.go).
+const (
+	podProxyCAHeader         = "X-Skiff-Pod-Proxy-Ca"
+	podProxyServerNameHeader = "X-Skiff-Pod-Proxy-Server-Name"
+	podProxyVerifiedHeader   = "X-Skiff-Pod-Proxy-Verified"
+)

@@ -15,6 +15,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sort"
 	"sync"
 
@@ -51,7 +52,14 @@ type Dispatcher struct {
 	clients *clientCache
 	// conditions evaluates matchConditions (conditions.go).
 	conditions *conditions
+	// kubelets reaches the agents' kubelet servers (nil: a Service's
+	// endpoint is dialed directly).
+	kubelets http.RoundTripper
 }
+
+// SetKubeletTransport makes the dispatcher reach webhooks served by pods
+// through their node's kubelet pod proxy (call before serving).
+func (d *Dispatcher) SetKubeletTransport(rt http.RoundTripper) { d.kubelets = rt }
 
 // New returns a dispatcher over the configurations in reg's kinds.
 func New(reg *registry.Registry, log *slog.Logger) *Dispatcher {
