@@ -90,7 +90,7 @@ test-node: deps
 	$(GO_BUILD_ENV) $(GO) test -race -tags $(GO_TAGS) -timeout 20m $(PKGS_NODE)
 
 test-e2e:
-	SKIFF_BIN=$(CURDIR)/$(BIN) $(GO) test -timeout 25m ./e2e/...
+	SKIFF_BIN=$(CURDIR)/$(BIN) $(GO) test -timeout 35m ./e2e/...
 
 # nginx is BenchmarkIngress's peer: installed when missing (as root on
 # Debian); without it the benchmark logs why and skips only its figures.
