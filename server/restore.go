@@ -49,16 +49,20 @@ func ClusterResetRestore(cfg Config, path string) (*ResetReport, error) {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) && snapshotNameRE.MatchString(path) {
 		// A snapshot's name: this master's file of it, else its copy in
 		// --snapshot-copy-dir or the S3 bucket.
-		targets, err := cfg.snapshotTargets()
-		targets = append([]snapshot.Target{snapshot.DirTarget{Dir: cfg.snapshotDir()}}, targets...)
-		if err != nil {
-			return nil, err
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
-		path, err = fetchSnapshotCopy(ctx, targets, path, cfg.snapshotDir())
-		cancel()
-		if err != nil {
-			return nil, err
+		local := filepath.Join(cfg.snapshotDir(), path+snapshotExt)
+		if _, err := os.Stat(local); err == nil {
+			path = local
+		} else {
+			targets, err := cfg.snapshotTargets()
+			if err != nil {
+				return nil, err
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+			path, err = fetchSnapshotCopy(ctx, targets, path, cfg.snapshotDir())
+			cancel()
+			if err != nil {
+				return nil, err
+			}
 		}
 	}
 	f, err := os.Open(path)

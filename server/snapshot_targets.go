@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -151,54 +150,26 @@ func (s *Server) deleteFromTargets(ctx context.Context, name string) int {
 }
 
 // fetchSnapshotCopy copies snapshot name from the first target that
-// holds it into dir, for a restore; it returns the file's path.
+// holds it into dir (through DirTarget's synced temporary file), for a
+// restore; it returns the file's path.
 func fetchSnapshotCopy(ctx context.Context, targets []snapshot.Target, name, dir string) (string, error) {
+	if len(targets) == 0 {
+		return "", fmt.Errorf("%s: no such file or snapshot (give --snapshot-copy-dir or --snapshot-s3-* to restore a copy kept there)", name)
+	}
 	var errs []error
 	for _, t := range targets {
-		if d, ok := t.(snapshot.DirTarget); ok && d.Dir == dir {
-			if _, err := os.Stat(filepath.Join(dir, name+snapshotExt)); err == nil {
-				return filepath.Join(dir, name+snapshotExt), nil
-			}
-			continue
-		}
 		rc, err := t.Open(ctx, name)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		path, err := func() (string, error) {
-			defer rc.Close()
-			if err := os.MkdirAll(dir, 0o700); err != nil {
-				return "", err
-			}
-			f, err := os.CreateTemp(dir, "."+name+"-*.tmp")
-			if err != nil {
-				return "", err
-			}
-			_, err = io.Copy(f, rc)
-			if err == nil {
-				err = f.Sync()
-			}
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			path := filepath.Join(dir, name+snapshotExt)
-			if err == nil {
-				err = os.Rename(f.Name(), path)
-			}
-			if err != nil {
-				os.Remove(f.Name())
-				return "", err
-			}
-			return path, nil
-		}()
+		local := snapshot.DirTarget{Dir: dir}
+		err = local.Put(ctx, name, rc, -1)
+		rc.Close()
 		if err != nil {
 			return "", fmt.Errorf("fetch %s from %s: %w", name, t, err)
 		}
-		return path, nil
-	}
-	if len(targets) <= 1 {
-		return "", fmt.Errorf("%s: no such file or snapshot (give --snapshot-copy-dir or --snapshot-s3-* to restore a copy kept there)", name)
+		return filepath.Join(dir, name+snapshotExt), nil
 	}
 	return "", fmt.Errorf("snapshot %s is in none of the copies: %w", name, errors.Join(errs...))
 }
