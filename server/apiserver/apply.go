@@ -55,7 +55,7 @@ func (s *APIServer) handleApply(req *request, body []byte) {
 		s.writeError(req.w, req.r, err)
 		return
 	}
-	patch, warnings, err := decodeApplyPatch(req, body, validation)
+	patch, warnings, err := decodeApplyPatch(req, body, validation, req.kind.GVK.Kind)
 	if err != nil {
 		s.writeError(req.w, req.r, err)
 		return
@@ -150,7 +150,7 @@ func (s *APIServer) handleApply(req *request, body []byte) {
 // ones it leaves out. Duplicate fields fail it under fieldValidation=Strict
 // and are warnings under Warn; unknown fields fail the field manager's
 // typed conversion.
-func decodeApplyPatch(req *request, body []byte, validation string) (*unstructured.Unstructured, []string, error) {
+func decodeApplyPatch(req *request, body []byte, validation, wantKind string) (*unstructured.Unstructured, []string, error) {
 	patch := &unstructured.Unstructured{Object: map[string]any{}}
 	// Whole numbers as int64 (apimachinery's json), as in any other
 	// decoded object: a custom object is validated as it is.
@@ -174,8 +174,8 @@ func decodeApplyPatch(req *request, body []byte, validation string) (*unstructur
 		}
 	}
 	kind := req.kind
-	if k := patch.GetKind(); k != kind.GVK.Kind {
-		return nil, nil, badRequest("the kind of the applied object (%q) does not match the kind of the URL (%q)", k, kind.GVK.Kind)
+	if k := patch.GetKind(); k != wantKind {
+		return nil, nil, badRequest("the kind of the applied object (%q) does not match the kind of the URL (%q)", k, wantKind)
 	}
 	switch n := patch.GetName(); n {
 	case "":

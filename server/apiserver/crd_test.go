@@ -196,6 +196,25 @@ func TestCustomResourceDefinitionServesCustomObjects(t *testing.T) {
 	if r.code != http.StatusUnprocessableEntity || !strings.Contains(string(r.body), "at most 10 replicas") {
 		t.Fatalf("scale beyond the CEL rule: %d %s", r.code, r.body)
 	}
+	// A server-side apply of the Scale: the replicas and their owner
+	// (with the scale subresource) land on the custom object; force, as
+	// the merge patches above made their client the owner.
+	r = e.do(http.MethodPatch, "/apis/example.com/v1/namespaces/default/widgets/one/scale?fieldManager=scaler&force=true", "application/apply-patch+yaml",
+		[]byte(`{"apiVersion":"autoscaling/v1","kind":"Scale","spec":{"replicas":4}}`))
+	if r.code != http.StatusOK {
+		t.Fatalf("scale apply: %d %s", r.code, r.body)
+	}
+	got, err = w.Get(e.ctx, "one", metav1.GetOptions{})
+	if err != nil || got.Object["spec"].(map[string]any)["replicas"] != int64(4) {
+		t.Fatalf("after scale apply: %v %v", err, got)
+	}
+	scaler := false
+	for _, m := range got.GetManagedFields() {
+		scaler = scaler || m.Manager == "scaler" && m.Subresource == "scale" && m.APIVersion == "example.com/v1" && strings.Contains(string(m.FieldsV1.Raw), `"f:replicas"`)
+	}
+	if !scaler {
+		t.Fatalf("managedFields after the scale apply: %+v", got.GetManagedFields())
+	}
 	if _, err := w.Patch(e.ctx, "one", types.MergePatchType, []byte(`{"spec":{"replicas":3}}`), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}

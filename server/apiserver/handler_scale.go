@@ -2,15 +2,20 @@ package apiserver
 
 import (
 	"encoding/json"
+	"fmt"
 	"mime"
 	"net/http"
 
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/managedfields"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 
 	"github.com/skiff-io/skiff/server/registry"
 )
@@ -151,6 +156,10 @@ func (s *APIServer) handleScalePatch(req *request) {
 		s.writeError(req.w, req.r, err)
 		return
 	}
+	if isApply(req) {
+		s.handleScaleApply(req, body)
+		return
+	}
 	ct := req.r.Header.Get("Content-Type")
 	pt, _, err := mime.ParseMediaType(ct)
 	if err != nil {
@@ -183,14 +192,100 @@ func (s *APIServer) handleScalePatch(req *request) {
 	})
 }
 
+// handleScaleApply serves a server-side apply of a Scale: the Scale's
+// field manager merges the applied replicas into the current Scale, whose
+// managedFields are the object's owners of its replicas field, and the
+// result goes back to the object's managedFields (apimachinery's
+// ScaleHandler), as kube-apiserver does for every scale subresource.
+func (s *APIServer) handleScaleApply(req *request, body []byte) {
+	if patchTypeOf(req) == types.ApplyCBORPatchType {
+		s.writeError(req.w, req.r, unsupportedMediaType(string(types.ApplyCBORPatchType)))
+		return
+	}
+	validation, err := fieldValidation(req.r)
+	if err != nil {
+		s.writeError(req.w, req.r, err)
+		return
+	}
+	patch, warnings, err := decodeApplyPatch(req, body, validation, scaleGVK.Kind)
+	if err != nil {
+		s.writeError(req.w, req.r, err)
+		return
+	}
+	if patch.GetAPIVersion() == "" {
+		patch.SetAPIVersion(scaleGVK.GroupVersion().String())
+	}
+	force := req.r.URL.Query().Get("force") == "true"
+	addWarnings(req.w, warnings)
+	s.scaleWrite(req, func(fm *managedfields.FieldManager, cur *autoscalingv1.Scale, manager string) (*autoscalingv1.Scale, error) {
+		out, err := fm.Apply(cur, patch.DeepCopy(), manager, force)
+		if err != nil {
+			if _, ok := err.(apierrors.APIStatus); ok {
+				return nil, err
+			}
+			return nil, apierrors.NewInternalError(err)
+		}
+		return toScale(out)
+	})
+}
+
+// toScale returns obj (a field manager's result) as a typed Scale.
+func toScale(obj runtime.Object) (*autoscalingv1.Scale, error) {
+	switch o := obj.(type) {
+	case *autoscalingv1.Scale:
+		return o, nil
+	case *unstructured.Unstructured:
+		out := &autoscalingv1.Scale{}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, out); err != nil {
+			return nil, badRequest("%v", err)
+		}
+		return out, nil
+	default:
+		return nil, apierrors.NewInternalError(fmt.Errorf("scale field manager returned %T", obj))
+	}
+}
+
 // scaleTo runs the read-modify-write of a scale change: next returns the
-// wanted Scale from the current one.
+// wanted Scale from the current one; the request's manager then owns the
+// replicas (operation Update).
 func (s *APIServer) scaleTo(req *request, next func(cur *autoscalingv1.Scale) (*autoscalingv1.Scale, error)) {
+	s.scaleWrite(req, func(fm *managedfields.FieldManager, cur *autoscalingv1.Scale, manager string) (*autoscalingv1.Scale, error) {
+		want, err := next(cur.DeepCopy())
+		if err != nil {
+			return nil, err
+		}
+		want.TypeMeta = cur.TypeMeta
+		want.ManagedFields = cur.ManagedFields
+		out, err := fm.Update(cur, want, manager)
+		if err != nil {
+			return nil, apierrors.NewInternalError(err)
+		}
+		return toScale(out)
+	})
+}
+
+// scaleWrite runs the read-modify-write of a Scale: write returns the new
+// Scale from the current one (with the object's replicas owners as its
+// managedFields), and the new replicas and owners go back to the object.
+func (s *APIServer) scaleWrite(req *request, write func(fm *managedfields.FieldManager, cur *autoscalingv1.Scale, manager string) (*autoscalingv1.Scale, error)) {
 	dry, err := dryRun(req.r)
 	if err != nil {
 		s.writeError(req.w, req.r, err)
 		return
 	}
+	fm, err := s.scaleFieldManager()
+	if err != nil {
+		s.writeError(req.w, req.r, apierrors.NewInternalError(err))
+		return
+	}
+	fw, ok := fieldWriteFrom(req.r.Context())
+	if !ok || fw.manager == "" {
+		s.writeError(req.w, req.r, apierrors.NewInternalError(fmt.Errorf("scale write without a field manager")))
+		return
+	}
+	// The object's managedFields are set here, from the Scale's.
+	fw.applied = true
+	ctx := withFieldWrite(req.r.Context(), fw)
 	kind := req.kind
 	u := &update{
 		kind:      kind,
@@ -198,7 +293,15 @@ func (s *APIServer) scaleTo(req *request, next func(cur *autoscalingv1.Scale) (*
 		name:      req.info.Name,
 		dry:       dry,
 		tryUpdate: func(old runtime.Object) (runtime.Object, uint64, error) {
-			want, err := next(scaleOf(kind, old))
+			m := mustAccessor(old)
+			handler := managedfields.NewScaleHandler(m.GetManagedFields(), kind.GVK.GroupVersion(), replicasPaths(kind, m.GetManagedFields()))
+			cur := scaleOf(kind, old)
+			entries, err := handler.ToSubresource()
+			if err != nil {
+				return nil, 0, apierrors.NewInternalError(err)
+			}
+			cur.ManagedFields = entries
+			want, err := write(fm, cur, fw.manager)
 			if err != nil {
 				return nil, 0, err
 			}
@@ -206,22 +309,63 @@ func (s *APIServer) scaleTo(req *request, next func(cur *autoscalingv1.Scale) (*
 				return nil, 0, apierrors.NewInvalid(schema.GroupKind{Group: autoscalingv1.GroupName, Kind: "Scale"}, req.info.Name,
 					field.ErrorList{field.Invalid(field.NewPath("spec", "replicas"), want.Spec.Replicas, "must be greater than or equal to 0")})
 			}
-			rv, err := parseRV(want.ResourceVersion)
-			if err != nil {
-				return nil, 0, err
+			var rv uint64
+			if want.ResourceVersion != cur.ResourceVersion {
+				if rv, err = parseRV(want.ResourceVersion); err != nil {
+					return nil, 0, err
+				}
 			}
-			m := mustAccessor(old)
 			if want.UID != "" && want.UID != m.GetUID() {
 				return nil, 0, apierrors.NewConflict(kind.GroupResource(), req.info.Name, errModified)
 			}
+			parent, err := handler.ToParent(want.ManagedFields)
+			if err != nil {
+				return nil, 0, apierrors.NewInternalError(err)
+			}
+			stampScaleTimes(parent, want.ManagedFields)
 			kind.Scale.Set(old, want.Spec.Replicas)
+			m.SetManagedFields(parent)
 			return old, rv, nil
 		},
 	}
-	out, _, err := s.guaranteedUpdate(req.r.Context(), u)
+	out, _, err := s.guaranteedUpdate(ctx, u)
 	if err != nil {
 		s.writeError(req.w, req.r, err)
 		return
 	}
 	writeJSON(req.w, http.StatusOK, scaleOf(kind, out))
+}
+
+// replicasPaths maps each API version of kind that its managedFields name
+// to its replicas path: a custom resource is one stored form served in
+// every version, so the path is the same in all of them.
+func replicasPaths(kind *registry.Kind, entries []metav1.ManagedFieldsEntry) managedfields.ResourcePathMappings {
+	parts := make([]any, len(kind.Scale.SpecReplicasPath))
+	for i, p := range kind.Scale.SpecReplicasPath {
+		parts[i] = p
+	}
+	path := fieldpath.MakePathOrDie(parts...)
+	out := managedfields.ResourcePathMappings{kind.GVK.GroupVersion().String(): path}
+	for _, e := range entries {
+		if gv, err := schema.ParseGroupVersion(e.APIVersion); err == nil && gv.Group == kind.GVK.Group {
+			out[e.APIVersion] = path
+		}
+	}
+	return out
+}
+
+// stampScaleTimes gives the entries ScaleHandler.ToParent made for
+// managers new to the object (it takes their time from the object's
+// entries, where they have none) the time of their Scale entry.
+func stampScaleTimes(parent, scale []metav1.ManagedFieldsEntry) {
+	for i := range parent {
+		if parent[i].Time != nil {
+			continue
+		}
+		for _, e := range scale {
+			if e.Manager == parent[i].Manager && e.Operation == parent[i].Operation && e.Subresource == parent[i].Subresource {
+				parent[i].Time = e.Time
+			}
+		}
+	}
 }

@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/managedfields"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/applyconfigurations"
+	"k8s.io/kube-openapi/pkg/validation/spec"
 
 	"github.com/skiff-io/skiff/server/registry"
 )
@@ -143,6 +144,66 @@ func (s *APIServer) fieldManager(kind *registry.Kind, subresource string) (*mana
 	}
 	f.managers[key] = fm
 	return fm, nil
+}
+
+// scaleFieldManager returns the field manager of autoscaling/v1 Scale
+// writes (the scale subresource of every kind that has one), as
+// kube-apiserver makes it for that subresource.
+func (s *APIServer) scaleFieldManager() (*managedfields.FieldManager, error) {
+	f := &s.fields
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	key := fieldManagerKey{gvk: scaleGVK, subresource: registry.SubScale}
+	if fm := f.managers[key]; fm != nil {
+		return fm, nil
+	}
+	scheme := s.reg.Scheme()
+	tc, err := managedfields.NewTypeConverter(scaleSchema(), false)
+	if err != nil {
+		return nil, fmt.Errorf("type converter of %s: %w", scaleGVK, err)
+	}
+	fm, err := managedfields.NewDefaultFieldManager(tc, runtime.UnsafeObjectConvertor(scheme), scheme, scheme,
+		scaleGVK, scaleGVK.GroupVersion(), registry.SubScale, nil)
+	if err != nil {
+		return nil, fmt.Errorf("field manager of %s: %w", scaleGVK, err)
+	}
+	if f.managers == nil {
+		f.managers = map[fieldManagerKey]*managedfields.FieldManager{}
+	}
+	f.managers[key] = fm
+	return fm, nil
+}
+
+// scaleSchema is the structural schema of autoscaling/v1 Scale, which
+// client-go's apply configurations (the built-in kinds' type converter)
+// do not include: the type converter of scale writes is made from it.
+// metadata keeps its fields (managedFields are taken out before).
+func scaleSchema() map[string]*spec.Schema {
+	obj := func(props map[string]spec.Schema) *spec.Schema {
+		return &spec.Schema{SchemaProps: spec.SchemaProps{Type: []string{"object"}, Properties: props}}
+	}
+	typ := func(t string) spec.Schema { return spec.Schema{SchemaProps: spec.SchemaProps{Type: []string{t}}} }
+	ref := func(name string) spec.Schema {
+		return spec.Schema{SchemaProps: spec.SchemaProps{Ref: spec.MustCreateRef(name)}}
+	}
+	scale := obj(map[string]spec.Schema{
+		"apiVersion": typ("string"),
+		"kind":       typ("string"),
+		"metadata":   ref("meta"),
+		"spec":       ref("io.k8s.api.autoscaling.v1.ScaleSpec"),
+		"status":     ref("io.k8s.api.autoscaling.v1.ScaleStatus"),
+	})
+	scale.Extensions = spec.Extensions{"x-kubernetes-group-version-kind": []any{
+		map[string]any{"group": scaleGVK.Group, "version": scaleGVK.Version, "kind": scaleGVK.Kind},
+	}}
+	meta := obj(nil)
+	meta.Extensions = spec.Extensions{"x-kubernetes-preserve-unknown-fields": true}
+	return map[string]*spec.Schema{
+		"io.k8s.api.autoscaling.v1.Scale":       scale,
+		"io.k8s.api.autoscaling.v1.ScaleSpec":   obj(map[string]spec.Schema{"replicas": typ("integer")}),
+		"io.k8s.api.autoscaling.v1.ScaleStatus": obj(map[string]spec.Schema{"replicas": typ("integer"), "selector": typ("string")}),
+		"meta":                                  meta,
+	}
 }
 
 // trackFields validates a write's fieldManager and puts the request's

@@ -343,6 +343,7 @@ func customScale(sc *apiextensionsv1.CustomResourceSubresourceScale) *ScaleRules
 			// on a map the object owns.
 			_ = unstructured.SetNestedField(u.Object, int64(replicas), splitPath(sc.SpecReplicasPath)...)
 		},
+		SpecReplicasPath: splitPath(sc.SpecReplicasPath),
 	}
 }
 

@@ -35,6 +35,7 @@ func replicationControllerKind() *Kind {
 			Set: func(obj runtime.Object, replicas int32) {
 				obj.(*corev1.ReplicationController).Spec.Replicas = &replicas
 			},
+			SpecReplicasPath: []string{"spec", "replicas"},
 		},
 		prepareForCreate: func(obj runtime.Object) {
 			obj.(*corev1.ReplicationController).Status = corev1.ReplicationControllerStatus{}

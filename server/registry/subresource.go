@@ -46,6 +46,10 @@ type ScaleRules struct {
 	Get func(obj runtime.Object) (spec, status int32, selector string)
 	// Set sets spec.replicas of obj.
 	Set func(obj runtime.Object, replicas int32)
+	// SpecReplicasPath is the path of the replicas field in the object
+	// ([spec replicas]): a write of the Scale moves its ownership in the
+	// object's managedFields.
+	SpecReplicasPath []string
 }
 
 var (
@@ -134,5 +138,6 @@ func replicaScale[T runtime.Object](spec func(T) **int32, status func(T) int32, 
 			r := replicas
 			*spec(obj.(T)) = &r
 		},
+		SpecReplicasPath: []string{"spec", "replicas"},
 	}
 }
