@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -47,7 +48,18 @@ func (s *APIServer) writeError(w http.ResponseWriter, r *http.Request, err error
 
 // writeJSON writes v as a JSON response.
 func writeJSON(w http.ResponseWriter, code int, v any) {
-	b, err := json.Marshal(v)
+	var (
+		b   []byte
+		err error
+	)
+	if m, ok := v.(json.Marshaler); ok {
+		// Custom objects and lists (unstructured) encode themselves;
+		// encoding/json would validate and compact their output again.
+		b, err = m.MarshalJSON()
+		b = bytes.TrimRight(b, "\n")
+	} else {
+		b, err = json.Marshal(v)
+	}
 	if err != nil {
 		code = http.StatusInternalServerError
 		b, _ = json.Marshal(apierrors.NewInternalError(err).Status())

@@ -165,7 +165,15 @@ func (k *Kind) NewList() runtime.Object {
 // is the stored ModifyIndex. The result is the caller's to change.
 func (k *Kind) Decode(o *state.Object) (runtime.Object, error) {
 	obj := k.newObject()
-	if err := json.Unmarshal(o.Data, obj); err != nil {
+	var err error
+	if u, ok := obj.(json.Unmarshaler); ok {
+		// Custom objects (unstructured): their own decoder, without
+		// encoding/json's validating pass over the stored bytes first.
+		err = u.UnmarshalJSON(o.Data)
+	} else {
+		err = json.Unmarshal(o.Data, obj)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("decode %s: %w", o.Key, err)
 	}
 	obj.GetObjectKind().SetGroupVersionKind(k.GVK)
