@@ -115,39 +115,11 @@ func (s *Server) saveClusterSnapshot(ctx context.Context, scheduled bool) (*Snap
 	return info, nil
 }
 
-// writeSnapshotFile writes name in the snapshot dir through a temporary
-// file, synced and renamed.
+// writeSnapshotFile writes name in the snapshot dir, whole or not at all.
 func (s *Server) writeSnapshotFile(name string, write func(io.Writer) error) (string, error) {
-	dir := s.cfg.snapshotDir()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", err
-	}
-	path := filepath.Join(dir, name+snapshotExt)
-	tmp, err := os.CreateTemp(dir, "."+name+"-*.tmp")
-	if err != nil {
-		return "", err
-	}
-	defer os.Remove(tmp.Name()) // a no-op after the rename
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	err = write(bw)
-	if err == nil {
-		err = bw.Flush()
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
+	path, err := snapshot.WriteFile(s.cfg.snapshotDir(), name, write)
 	if err != nil {
 		return "", fmt.Errorf("snapshot %s: %w", name, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
 	}
 	return path, nil
 }

@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -42,15 +43,34 @@ func (d DirTarget) path(name string) string { return filepath.Join(d.Dir, name+E
 // Put writes through a temporary file, synced and renamed, so a copy is
 // either whole or absent.
 func (d DirTarget) Put(_ context.Context, name string, r io.Reader, _ int64) error {
-	if err := os.MkdirAll(d.Dir, 0o700); err != nil {
+	_, err := WriteFile(d.Dir, name, func(w io.Writer) error {
+		_, err := io.Copy(w, r)
 		return err
-	}
-	tmp, err := os.CreateTemp(d.Dir, "."+name+"-*.tmp")
+	})
 	if err != nil {
-		return err
+		return fmt.Errorf("copy %s to %s: %w", name, d, err)
+	}
+	return nil
+}
+
+// WriteFile writes the snapshot file name (without Ext) in dir through a
+// temporary file, buffered, synced and renamed, then syncs dir: the file
+// is either whole or absent. It returns the file's path.
+func WriteFile(dir, name string, write func(io.Writer) error) (string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, name+Ext)
+	tmp, err := os.CreateTemp(dir, "."+name+"-*.tmp")
+	if err != nil {
+		return "", err
 	}
 	defer os.Remove(tmp.Name()) // a no-op after the rename
-	_, err = io.Copy(tmp, r)
+	bw := bufio.NewWriterSize(tmp, 1<<20)
+	err = write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -58,16 +78,16 @@ func (d DirTarget) Put(_ context.Context, name string, r io.Reader, _ int64) err
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp.Name(), d.path(name))
+		err = os.Rename(tmp.Name(), path)
 	}
 	if err != nil {
-		return fmt.Errorf("copy %s to %s: %w", name, d, err)
+		return "", err
 	}
-	if dir, err := os.Open(d.Dir); err == nil {
-		_ = dir.Sync()
-		dir.Close()
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
 	}
-	return nil
+	return path, nil
 }
 
 func (d DirTarget) Open(_ context.Context, name string) (io.ReadCloser, error) {
