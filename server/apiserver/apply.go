@@ -41,21 +41,12 @@ func isApply(req *request) bool {
 // result takes the update (or create) path: the kind's update rules,
 // admission, validation, dryRun.
 func (s *APIServer) handleApply(req *request, body []byte) {
-	if patchTypeOf(req) == types.ApplyCBORPatchType {
-		s.writeError(req.w, req.r, unsupportedMediaType(string(types.ApplyCBORPatchType)))
-		return
-	}
-	validation, err := fieldValidation(req.r)
-	if err != nil {
-		s.writeError(req.w, req.r, err)
-		return
-	}
 	dry, err := dryRun(req.r)
 	if err != nil {
 		s.writeError(req.w, req.r, err)
 		return
 	}
-	patch, warnings, err := decodeApplyPatch(req, body, validation, req.kind.GVK.Kind)
+	patch, warnings, err := decodeApplyPatch(req, body, req.kind.GVK.Kind)
 	if err != nil {
 		s.writeError(req.w, req.r, err)
 		return
@@ -145,12 +136,20 @@ func (s *APIServer) handleApply(req *request, body []byte) {
 	s.writeObject(req, code, out)
 }
 
-// decodeApplyPatch decodes an apply patch (YAML or JSON) as kube-apiserver
-// does, checks its kind, name and namespace against the URL and fills the
+// decodeApplyPatch decodes an apply patch (YAML or JSON; CBOR is 415) as
+// kube-apiserver does, checks its kind (wantKind), name and namespace
+// against the URL and fills the
 // ones it leaves out. Duplicate fields fail it under fieldValidation=Strict
 // and are warnings under Warn; unknown fields fail the field manager's
 // typed conversion.
-func decodeApplyPatch(req *request, body []byte, validation, wantKind string) (*unstructured.Unstructured, []string, error) {
+func decodeApplyPatch(req *request, body []byte, wantKind string) (*unstructured.Unstructured, []string, error) {
+	if patchTypeOf(req) == types.ApplyCBORPatchType {
+		return nil, nil, unsupportedMediaType(string(types.ApplyCBORPatchType))
+	}
+	validation, err := fieldValidation(req.r)
+	if err != nil {
+		return nil, nil, err
+	}
 	patch := &unstructured.Unstructured{Object: map[string]any{}}
 	// Whole numbers as int64 (apimachinery's json), as in any other
 	// decoded object: a custom object is validated as it is.

@@ -12,7 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/managedfields"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
@@ -198,16 +197,7 @@ func (s *APIServer) handleScalePatch(req *request) {
 // result goes back to the object's managedFields (apimachinery's
 // ScaleHandler), as kube-apiserver does for every scale subresource.
 func (s *APIServer) handleScaleApply(req *request, body []byte) {
-	if patchTypeOf(req) == types.ApplyCBORPatchType {
-		s.writeError(req.w, req.r, unsupportedMediaType(string(types.ApplyCBORPatchType)))
-		return
-	}
-	validation, err := fieldValidation(req.r)
-	if err != nil {
-		s.writeError(req.w, req.r, err)
-		return
-	}
-	patch, warnings, err := decodeApplyPatch(req, body, validation, scaleGVK.Kind)
+	patch, warnings, err := decodeApplyPatch(req, body, scaleGVK.Kind)
 	if err != nil {
 		s.writeError(req.w, req.r, err)
 		return
