@@ -94,8 +94,12 @@ func (s *statsSource) Targets(ctx context.Context) (stats.Targets, error) {
 				continue // gone meanwhile
 			}
 			name := c.GetMetadata().GetName()
+			image := specImage(pod, name)
+			if image == "" {
+				image = info.image
+			}
 			ct := stats.ContainerTarget{
-				Name: name, ID: c.Id, Image: info.image, StartTime: info.started, Restarts: info.restarts,
+				Name: name, ID: c.Id, Image: image, StartTime: info.started, Restarts: info.restarts,
 				Cgroup: info.cgroup, WritableLayer: info.writableLayer,
 				LogDir: filepath.Join(a.cfg.podLogDir(pod.Namespace, pod.Name, uid), name),
 			}
@@ -212,4 +216,25 @@ func (s *statsSource) volumes(pod *corev1.Pod) []stats.VolumeTarget {
 		out = append(out, vt)
 	}
 	return out
+}
+
+// specImage is the image the pod's spec names for container name (what
+// cAdvisor's image label shows), "" if none does.
+func specImage(pod *corev1.Pod, name string) string {
+	for _, c := range pod.Spec.Containers {
+		if c.Name == name {
+			return c.Image
+		}
+	}
+	for _, c := range pod.Spec.InitContainers {
+		if c.Name == name {
+			return c.Image
+		}
+	}
+	for _, c := range pod.Spec.EphemeralContainers {
+		if c.Name == name {
+			return c.Image
+		}
+	}
+	return ""
 }
