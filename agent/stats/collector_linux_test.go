@@ -218,3 +218,7 @@ func TestMain(m *testing.M) {
 	cgroups.TestMode = true
 	os.Exit(m.Run())
 }
+
+func testLoggerQuiet() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
