@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,8 +34,9 @@ type cgroupCollector struct {
 	proc procfs.FS
 	du   *duCache
 	log  *slog.Logger
-	// bootTime is read once.
+	// bootTime and pidMax are read once.
 	bootTime time.Time
+	pidMax   uint64
 	// mountCache is the mount table, read at most once a minute.
 	mountCache []*procfs.MountInfo
 	mountRead  time.Time
@@ -60,6 +64,9 @@ func NewCgroupCollector(cfg CgroupConfig) (Collector, error) {
 	if st, err := p.Stat(); err == nil {
 		c.bootTime = time.Unix(int64(st.BootTime), 0)
 	}
+	if b, err := os.ReadFile(filepath.Join(cfg.ProcRoot, "sys", "kernel", "pid_max")); err == nil {
+		c.pidMax, _ = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	}
 	c.log.Info("stats collector", "cgroup", c.cg.version(), "cgroupRoot", cfg.CgroupRoot)
 	return c, nil
 }
@@ -86,7 +93,7 @@ func (c *cgroupCollector) Collect(ctx context.Context, t Targets) (*Snapshot, er
 // node reads the machine-wide figures from /proc and the data dir's
 // filesystem.
 func (c *cgroupCollector) node(t Targets, now time.Time, n *NodeStats) error {
-	n.Name, n.BootTime, n.StartTime, n.NumCPUs = t.NodeName, c.bootTime, t.StartTime, runtime.NumCPU()
+	n.Name, n.BootTime, n.StartTime, n.NumCPUs, n.MaxPID = t.NodeName, c.bootTime, t.StartTime, runtime.NumCPU(), c.pidMax
 	st, err := c.proc.Stat()
 	if err != nil {
 		return fmt.Errorf("/proc/stat: %w", err)
