@@ -219,3 +219,92 @@ pglazyfreed 0
 thp_fault_alloc 0
 thp_collapse_alloc 0
 `
+
+// BenchmarkCollectHostCgroups is BenchmarkCollect100Containers on the
+// host's cgroupfs (root only): 150 empty cgroups made under every
+// hierarchy the collector reads, so the kernel formats each file as it
+// does for a container's, and removed afterwards.
+func BenchmarkCollectHostCgroups(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("making cgroups needs root")
+	}
+	c, err := NewCgroupCollector(CgroupConfig{Logger: testLoggerQuiet()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cc := c.(*cgroupCollector)
+	var dirs []string // hierarchy roots to make the cgroups under
+	if cc.cg.v2 {
+		dirs = []string{cc.cg.root}
+	} else {
+		for _, mnt := range cc.cg.v1Mounts {
+			dirs = append(dirs, mnt)
+		}
+	}
+	base := fmt.Sprintf("/skiff-stats-bench-%d", os.Getpid())
+	var made []string
+	b.Cleanup(func() {
+		for i := len(made) - 1; i >= 0; i-- {
+			if err := os.Remove(made[i]); err != nil {
+				b.Logf("cgroup left: %v", err)
+			}
+		}
+	})
+	mk := func(cg string) {
+		for _, d := range dirs {
+			p := filepath.Join(d, cg)
+			if err := os.Mkdir(p, 0o755); err != nil {
+				if os.IsExist(err) {
+					continue
+				}
+				b.Fatal(err)
+			}
+			made = append(made, p)
+		}
+	}
+	mk(base)
+	data := b.TempDir()
+	t := Targets{NodeName: "bench", DataDir: data, StartTime: time.Now()}
+	files := map[string][]byte{}
+	for i := 0; i < 20; i++ {
+		files[fmt.Sprintf("f%d", i)] = make([]byte, 4096)
+	}
+	write := func(dir string) string {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		for n, content := range files {
+			if err := os.WriteFile(filepath.Join(dir, n), content, 0o644); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return dir
+	}
+	for p := 0; p < 50; p++ {
+		pt := PodTarget{Namespace: "bench", Name: fmt.Sprintf("pod-%d", p), UID: fmt.Sprint(p), Cgroup: fmt.Sprintf("%s/pod%d", base, p), NetPID: os.Getpid()}
+		mk(pt.Cgroup)
+		for k := 0; k < 2; k++ {
+			ct := ContainerTarget{Name: ct0(k), ID: fmt.Sprintf("%d-%d", p, k), Cgroup: fmt.Sprintf("%s/c%d", pt.Cgroup, k),
+				WritableLayer: write(filepath.Join(data, "upper", fmt.Sprintf("%d-%d", p, k)))}
+			mk(ct.Cgroup)
+			pt.Containers = append(pt.Containers, ct)
+			pt.Volumes = append(pt.Volumes, VolumeTarget{Name: ct0(k), Dir: write(filepath.Join(data, "vol", fmt.Sprintf("%d-%d", p, k)))})
+		}
+		t.Pods = append(t.Pods, pt)
+	}
+	ctx := context.Background()
+	if snap, err := c.Collect(ctx, t); err != nil || snap.Errors != 0 {
+		b.Fatalf("collect: %v, %+v", err, snap)
+	}
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	for i := 0; i < b.N; i++ {
+		cc.du = newDUCache(0)
+		if _, err := c.Collect(ctx, t); err != nil {
+			b.Fatal(err)
+		}
+	}
+	perCycle := (cpuTime() - cpu0) / time.Duration(b.N)
+	b.ReportMetric(float64(perCycle.Microseconds())/1000, "cpu-ms/cycle")
+	b.ReportMetric(100*perCycle.Seconds()/10, "%core@10s")
+}
