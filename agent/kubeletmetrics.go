@@ -129,3 +129,13 @@ func (t *podStartTracker) forget(uid types.UID) {
 	delete(t.first, uid)
 	delete(t.done, uid)
 }
+
+// Stats is the node's resource stats for an in-process reader (a master
+// reading its embedded agent, a hollow-node process its nodes): nil when
+// this node collects none.
+func (a *Agent) Stats() stats.Provider {
+	if a.statsLoop == nil {
+		return nil
+	}
+	return a.statsLoop
+}
