@@ -23,6 +23,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/skiff-io/skiff/agent/localpath"
+	"github.com/skiff-io/skiff/agent/stats"
 )
 
 // Agent is one node's kubelet.
@@ -60,6 +61,12 @@ type Agent struct {
 
 	httpSrv *http.Server
 	ln      net.Listener
+
+	// Resource stats (statssource.go) and the kubelet's metrics
+	// (kubeletmetrics.go); statsLoop is nil when no collector works here.
+	statsSrc  *statsSource
+	statsLoop *stats.Loop
+	kmetrics  *kubeletMetrics
 
 	// static holds the static pods read from ManifestDir (staticpods.go).
 	static *staticPods
@@ -105,6 +112,20 @@ func New(cfg Config) (*Agent, error) {
 		a.podInformer = a.factory.Core().V1().Pods().Informer()
 		a.pods = a.factory.Core().V1().Pods().Lister()
 	}
+	a.statsSrc = newStatsSource(a)
+	collector := cfg.StatsCollector
+	if collector == nil {
+		c, err := stats.NewCgroupCollector(stats.CgroupConfig{FsInterval: cfg.StatsInterval, Logger: a.log})
+		if err != nil {
+			a.log.Warn("no resource stats on this node", "err", err)
+		} else {
+			collector = c
+		}
+	}
+	if collector != nil {
+		a.statsLoop = stats.NewLoop(a.statsSrc, collector, cfg.StatsInterval, a.log.With("component", "stats"))
+	}
+	a.kmetrics = newKubeletMetrics(a)
 	if cfg.ServingTLS != nil {
 		addr := net.JoinHostPort(cfg.BindAddress, strconv.Itoa(cfg.KubeletPort))
 		ln, err := net.Listen("tcp", addr)
@@ -194,6 +215,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.goRun(ctx, a.relistLoop)
 	a.goRun(ctx, a.housekeepingLoop)
 	a.goRun(ctx, a.volumes.refreshLoop)
+	if a.statsLoop != nil {
+		a.goRun(ctx, a.statsLoop.Run)
+	}
 	if a.cfg.Pods == nil {
 		lp := &localpath.Reclaimer{Client: a.cfg.Client, Node: a.cfg.NodeName, Log: a.log}
 		a.goRun(ctx, lp.Run)
@@ -235,6 +259,7 @@ func (a *Agent) onPod(obj any) {
 	if isMirrorPod(pod) {
 		return // the static pod from the file runs; its mirror only shows it
 	}
+	a.kmetrics.podStart.observe(pod)
 	a.workers.update(pod)
 	a.markCheckpointDirty()
 }
@@ -247,6 +272,7 @@ func (a *Agent) onPodDelete(obj any) {
 	if !ok || isMirrorPod(pod) {
 		return
 	}
+	a.kmetrics.podStart.forget(pod.UID)
 	a.workers.remove(pod)
 	a.markCheckpointDirty()
 }

@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/skiff-io/skiff/agent/stats"
 	"github.com/skiff-io/skiff/runtime"
 )
 
@@ -82,6 +83,10 @@ type Config struct {
 	// Node's skiff.io/local-path-dir annotation (agent/localpath).
 	LocalPathDir string
 
+	// StatsCollector measures the node's resource use (agent/stats); the
+	// cgroup and /proc collector when nil (hollow nodes pass a fake).
+	StatsCollector stats.Collector
+
 	// Timing; zero values take the defaults.
 	LeaseDuration       time.Duration // 20s, renewed every quarter of it
 	NodeStatusInterval  time.Duration // 10s
@@ -89,6 +94,7 @@ type Config struct {
 	ResyncInterval      time.Duration // 10s: every pod is synced at least this often
 	HousekeepingPeriod  time.Duration // 10s: orphans and garbage
 	VolumeRefreshPeriod time.Duration // 10s: configMap/secret volumes rewritten when changed
+	StatsInterval       time.Duration // 10s: resource stats collected (the kubelet's housekeeping interval)
 	// BackoffBase and BackoffMax bound the CrashLoopBackOff and image pull
 	// back-off (10s and 5m, as the kubelet).
 	BackoffBase time.Duration
@@ -163,6 +169,7 @@ func (c *Config) setDefaults() error {
 	def(&c.ResyncInterval, 10*time.Second)
 	def(&c.HousekeepingPeriod, 10*time.Second)
 	def(&c.VolumeRefreshPeriod, 10*time.Second)
+	def(&c.StatsInterval, 10*time.Second)
 	def(&c.BackoffBase, 10*time.Second)
 	def(&c.BackoffMax, 5*time.Minute)
 	def(&c.ProbeSecond, time.Second)

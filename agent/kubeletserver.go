@@ -44,6 +44,12 @@ func (a *Agent) newKubeletServer() *http.Server {
 	mux.HandleFunc("GET /containerLogs/{ns}/{pod}/{container}", auth(a.serveContainerLogs))
 	mux.HandleFunc("GET /pods", auth(a.servePods))
 	mux.HandleFunc("/podproxy/{ns}/{pod}/{scheme}/{port}/{path...}", auth(a.servePodProxy)) // podproxy.go
+	// Stats and metrics (kubeletmetrics.go), authorized as the kubelet's
+	// nodes/stats and nodes/metrics subresources.
+	mux.HandleFunc("GET /stats/summary", a.requireKubeletAPI("stats", a.serveStatsSummary))
+	mux.HandleFunc("GET /metrics", a.requireKubeletAPI("metrics", metricsHandler(a.kmetrics.own)))
+	mux.HandleFunc("GET /metrics/resource", a.requireKubeletAPI("metrics", metricsHandler(a.kmetrics.resource)))
+	mux.HandleFunc("GET /metrics/cadvisor", a.requireKubeletAPI("metrics", metricsHandler(a.kmetrics.cadvisor)))
 	for _, m := range []string{"GET", "POST"} {
 		mux.HandleFunc(m+" /exec/{ns}/{pod}/{container}", auth(a.serveExec(stream)))
 		mux.HandleFunc(m+" /exec/{ns}/{pod}/{uid}/{container}", auth(a.serveExec(stream)))
@@ -65,6 +71,13 @@ func (a *Agent) newKubeletServer() *http.Server {
 // requireAPIServer admits requests with a client certificate of the
 // cluster CA from a master or a cluster admin.
 func (a *Agent) requireAPIServer(h http.HandlerFunc) http.HandlerFunc {
+	return a.requireKubeletAPI("proxy", h)
+}
+
+// requireKubeletAPI is requireAPIServer for the paths the kubelet
+// authorizes as another nodes subresource (stats, metrics): the same
+// callers, and a refusal naming that subresource.
+func (a *Agent) requireKubeletAPI(subresource string, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
 			http.Error(w, "Unauthorized", http.StatusUnauthorized)
@@ -79,7 +92,7 @@ func (a *Agent) requireAPIServer(h http.HandlerFunc) http.HandlerFunc {
 				}
 			}
 		}
-		http.Error(w, fmt.Sprintf("Forbidden (user=%s, verb=%s, resource=nodes, subresource=proxy)", leaf.Subject.CommonName, strings.ToLower(r.Method)), http.StatusForbidden)
+		http.Error(w, fmt.Sprintf("Forbidden (user=%s, verb=%s, resource=nodes, subresource=%s)", leaf.Subject.CommonName, strings.ToLower(r.Method), subresource), http.StatusForbidden)
 	}
 }
 

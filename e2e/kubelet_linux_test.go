@@ -50,7 +50,9 @@ func needRealContainers(t *testing.T) {
 	rtestutil.Busybox(t)
 }
 
-func startRealNode(t *testing.T) *realNode {
+// startRealNode starts the master and the agent; extraArgs go to the
+// agent.
+func startRealNode(t *testing.T, extraArgs ...string) *realNode {
 	t.Helper()
 	needRealContainers(t)
 	tn := testutil.NewTestNet(t, 2)
@@ -59,7 +61,7 @@ func startRealNode(t *testing.T) *realNode {
 	m.Start()
 	m.WaitReady(30 * time.Second)
 	a := testutil.NewAgent(t, testutil.AgentOptions{Name: "real-1", Server: m.URL(), Token: m.AgentToken(), Runtime: "libcontainer",
-		IP: hosts[1].IP, Netns: hosts[1].Netns, Args: []string{"--restart-backoff", "1s"}})
+		IP: hosts[1].IP, Netns: hosts[1].Netns, Args: append([]string{"--restart-backoff", "1s"}, extraArgs...)})
 	img, err := rtestutil.BusyboxImage(rtestutil.BusyboxPath, v1.Config{Cmd: []string{"sh"}},
 		rtestutil.File{Path: "www", Dir: true}, rtestutil.File{Path: "www/index.html", Data: "hello from httpd\n"})
 	if err != nil {

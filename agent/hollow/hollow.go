@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/skiff-io/skiff/agent"
+	"github.com/skiff-io/skiff/agent/stats"
 	"github.com/skiff-io/skiff/runtime/fake"
 )
 
@@ -56,6 +57,8 @@ type Config struct {
 	LeaseDuration      time.Duration
 	NodeStatusInterval time.Duration
 	BackoffBase        time.Duration
+	// StatsInterval: how often each node's fake stats are made (10s).
+	StatsInterval time.Duration
 	// Gossip makes every node a gossip member of its own (node i on
 	// GossipPort+i, or a free port when GossipPort is 0), with
 	// GossipProfile and, if set, GossipKeys instead of the cluster's.
@@ -154,6 +157,7 @@ func Run(ctx context.Context, cfg Config) error {
 			Client: clients[i], Pods: disp.views[name], Capacity: cfg.Capacity, Labels: labels,
 			Runtime: fake.NewFakeRuntime(), Images: fake.NewFakeImageService(), Mounter: agent.DirMounter{},
 			LeaseDuration: cfg.LeaseDuration, NodeStatusInterval: cfg.NodeStatusInterval, BackoffBase: cfg.BackoffBase,
+			StatsCollector: stats.NewFakeCollector(), StatsInterval: cfg.StatsInterval,
 			Logger: nodeLog,
 		})
 		if err != nil {

@@ -124,6 +124,7 @@ func addAgentTuningFlags(f flagSet, opts *nodeOptions) {
 	for _, n := range []string{"node-lease-duration", "node-status-interval", "restart-backoff"} {
 		_ = f.MarkHidden(n)
 	}
+	f.DurationVar(&opts.StatsInterval, "stats-interval", 10*time.Second, "how often the kubelet collects container, pod and node resource stats (/stats/summary, /metrics/resource, /metrics/cadvisor)")
 }
 
 // flagSet is the part of *pflag.FlagSet addAgentTuningFlags uses.

@@ -67,7 +67,8 @@ func runHollowNodes(ctx context.Context, o nodeOptions, h hollowOptions) error {
 		Count: h.Count, NamePrefix: h.Prefix, DataDir: filepath.Join(dataDir, "hollow"), NodeIP: nodeIP,
 		Capacity: capacity, Zones: h.Zones, Logger: o.Logger,
 		LeaseDuration: o.LeaseDuration, NodeStatusInterval: o.StatusInterval, BackoffBase: o.BackoffBase,
-		Gossip: !o.NoGossip, GossipPort: o.GossipPort, GossipProfile: o.GossipProfile, GossipKeys: o.GossipKeys,
+		StatsInterval: o.StatsInterval,
+		Gossip:        !o.NoGossip, GossipPort: o.GossipPort, GossipProfile: o.GossipProfile, GossipKeys: o.GossipKeys,
 	}
 	if h.Kubeconfig != "" {
 		rc, err := clientcmd.BuildConfigFromFlags(o.Server, h.Kubeconfig)

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/skiff-io/skiff/agent"
+	"github.com/skiff-io/skiff/agent/stats"
 	"github.com/skiff-io/skiff/client"
 	"github.com/skiff-io/skiff/nettools/ingress"
 	"github.com/skiff-io/skiff/nettools/proxy"
@@ -52,6 +53,8 @@ type nodeOptions struct {
 	LeaseDuration  time.Duration
 	StatusInterval time.Duration
 	BackoffBase    time.Duration
+	// StatsInterval: how often the kubelet collects resource stats.
+	StatsInterval time.Duration
 
 	DNS dnsOptions
 
@@ -203,11 +206,14 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 		KubeletPort: o.KubeletPort, ServingTLS: servingTLS, Client: cs, EventClient: evCS, Labels: o.Labels,
 		Runtime: rt, Images: images, Logger: log, ManifestDir: o.ManifestDir,
 		LeaseDuration: o.LeaseDuration, NodeStatusInterval: o.StatusInterval, BackoffBase: o.BackoffBase,
-		ClusterDNS: o.DNS.clusterDNS(), ClusterDomain: o.DNS.ClusterDomain, ResolvConf: o.DNS.ResolvConf,
+		StatsInterval: o.StatsInterval,
+		ClusterDNS:    o.DNS.clusterDNS(), ClusterDomain: o.DNS.ClusterDomain, ResolvConf: o.DNS.ResolvConf,
 	}
 	if o.Runtime == "fake" {
-		// Simulated containers need no tmpfs for their volumes.
+		// Simulated containers need no tmpfs for their volumes, and
+		// have made-up resource use.
 		cfg.Mounter = agent.DirMounter{}
+		cfg.StatsCollector = stats.NewFakeCollector()
 	}
 	a, err := agent.New(cfg)
 	if err != nil {

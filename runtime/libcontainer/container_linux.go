@@ -453,7 +453,9 @@ func (r *Runtime) ContainerStatus(ctx context.Context, id string, verbose bool) 
 	}
 	resp := &runtimeapi.ContainerStatusResponse{Status: st}
 	if verbose {
-		resp.Info = map[string]string{"cgroup": c.CgroupPath, "dir": r.dirOf(c.ID)}
+		// writableLayer is the overlay upper dir (what the kubelet's
+		// stats measure as the container's rootfs use).
+		resp.Info = map[string]string{"cgroup": c.CgroupPath, "dir": r.dirOf(c.ID), "writableLayer": filepath.Join(r.dirOf(c.ID), "upper")}
 		if rs.started != nil {
 			resp.Info["pid"] = fmt.Sprint(rs.started.InitPid)
 			resp.Info["shimPid"] = fmt.Sprint(rs.started.ShimPid)
