@@ -217,6 +217,7 @@ func TestHollowNode(t *testing.T) {
 		}
 		return fmt.Errorf("still there: %v", err)
 	})
+	checkNodePodWrites(t, nodeCS, a2.NodeClientset(m.URL()))
 
 	// Restarted with the saved credentials (no token needed).
 	a1.Stop()

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"net/http"
@@ -9,6 +10,9 @@ import (
 	"time"
 
 	gwebsocket "github.com/gorilla/websocket"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -74,5 +78,27 @@ func checkLogsOverWebSocket(t *testing.T, m *testutil.Master, cs *kubernetes.Cli
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("logs over websocket (%s) = %q, want %q in it", proto, b.String(), want)
 		}
+	}
+}
+
+// checkNodePodWrites: a kubelet's delete of, and status patch for, a pod
+// that is gone (web) get 404, as from Kubernetes' node authorizer, which
+// leaves them to NodeRestriction; another node's kubelet may not delete
+// or patch the status of hollow-1's pod job (403).
+func checkNodePodWrites(t *testing.T, own, other *kubernetes.Clientset) {
+	t.Helper()
+	ctx := context.Background()
+	patch := []byte(`{"status":{"message":"x"}}`)
+	if err := own.CoreV1().Pods("default").Delete(ctx, "web", metav1.DeleteOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("node deleting a pod that is gone: %v, want NotFound", err)
+	}
+	if _, err := own.CoreV1().Pods("default").Patch(ctx, "web", types.MergePatchType, patch, metav1.PatchOptions{}, "status"); !apierrors.IsNotFound(err) {
+		t.Errorf("node patching the status of a pod that is gone: %v, want NotFound", err)
+	}
+	if err := other.CoreV1().Pods("default").Delete(ctx, "job", metav1.DeleteOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("node deleting another node's pod: %v, want Forbidden", err)
+	}
+	if _, err := other.CoreV1().Pods("default").Patch(ctx, "job", types.MergePatchType, patch, metav1.PatchOptions{}, "status"); !apierrors.IsForbidden(err) {
+		t.Errorf("node patching another node's pod status: %v, want Forbidden", err)
 	}
 }
