@@ -150,3 +150,39 @@ func TestServiceNodePortAllocation(t *testing.T) {
 		t.Fatalf("port not freed by delete: %v", err)
 	}
 }
+
+// A NodePort Service updated to ExternalName by a client that sends the
+// rest of the object back (conformance "should be able to change the type
+// from NodePort to ExternalName") is accepted, holds no cluster IP, and
+// its address and node port are free for others.
+func TestServiceNodePortToExternalName(t *testing.T) {
+	e := controllertest.NewEnv(t, controllertest.Options{Admission: true})
+	svcs := e.Client.CoreV1().Services("default")
+	a, err := svcs.Create(e.Ctx, service("a", corev1.ServiceTypeNodePort, "", 0), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip, np := a.Spec.ClusterIP, a.Spec.Ports[0].NodePort
+	a.Spec.Type = corev1.ServiceTypeExternalName
+	a.Spec.ExternalName = "foo.example.com"
+	a, err = svcs.Update(e.Ctx, a, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatalf("NodePort -> ExternalName: %v", err)
+	}
+	if a.Spec.ClusterIP != "" || len(a.Spec.ClusterIPs) != 0 || len(a.Spec.IPFamilies) != 0 || a.Spec.Ports[0].NodePort != 0 {
+		t.Fatalf("ExternalName keeps %+v", a.Spec)
+	}
+	b := service("b", corev1.ServiceTypeNodePort, ip, np)
+	if _, err := svcs.Create(e.Ctx, b, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("address %s and node port %d not freed: %v", ip, np, err)
+	}
+	// ClusterIP -> ExternalName with clusterIP "" (the older test's form).
+	c, err := svcs.Create(e.Ctx, service("c", "", "", 0), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Spec.Type, c.Spec.ExternalName, c.Spec.ClusterIP = corev1.ServiceTypeExternalName, "bar.example.com", ""
+	if c, err = svcs.Update(e.Ctx, c, metav1.UpdateOptions{}); err != nil || c.Spec.ClusterIP != "" || len(c.Spec.ClusterIPs) != 0 {
+		t.Fatalf("ClusterIP -> ExternalName: %v %+v", err, c.Spec)
+	}
+}

@@ -111,7 +111,8 @@ func defaultService(svc *corev1.Service) {
 func dropTypeDependentFields(svc, old *corev1.Service) {
 	s, o := &svc.Spec, &old.Spec
 	if needsClusterIP(o) && !needsClusterIP(s) {
-		if s.ClusterIP == o.ClusterIP && slices.Equal(s.ClusterIPs, o.ClusterIPs) {
+		// clusterIPs decide (an older client clears clusterIP only).
+		if slices.Equal(s.ClusterIPs, o.ClusterIPs) {
 			s.ClusterIP, s.ClusterIPs = "", nil
 		}
 		if slices.Equal(s.IPFamilies, o.IPFamilies) {
