@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/skiff-io/skiff/server/controller/controllertest"
 	"github.com/skiff-io/skiff/server/servicealloc"
@@ -184,5 +185,35 @@ func TestServiceNodePortToExternalName(t *testing.T) {
 	c.Spec.Type, c.Spec.ExternalName, c.Spec.ClusterIP = corev1.ServiceTypeExternalName, "bar.example.com", ""
 	if c, err = svcs.Update(e.Ctx, c, metav1.UpdateOptions{}); err != nil || c.Spec.ClusterIP != "" || len(c.Spec.ClusterIPs) != 0 {
 		t.Fatalf("ClusterIP -> ExternalName: %v %+v", err, c.Spec)
+	}
+}
+
+// The service status lifecycle of the conformance test: a merge PATCH of
+// /status with an annotation and a load balancer ingress keeps both, then
+// an UpdateStatus adds a condition; the spec stays.
+func TestServiceStatusLifecycle(t *testing.T) {
+	e := controllertest.NewEnv(t, controllertest.Options{Admission: true})
+	svcs := e.Client.CoreV1().Services("default")
+	if _, err := svcs.Create(e.Ctx, service("lb", corev1.ServiceTypeLoadBalancer, "", 0), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := svcs.Patch(e.Ctx, "lb", types.MergePatchType,
+		[]byte(`{"metadata":{"annotations":{"patchedstatus":"true"}},"status":{"loadBalancer":{"ingress":[{"ip":"203.0.113.1"}]}}}`),
+		metav1.PatchOptions{}, "status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Annotations["patchedstatus"] != "true" || len(s.Status.LoadBalancer.Ingress) != 1 {
+		t.Fatalf("after status patch: annotations %v status %+v", s.Annotations, s.Status)
+	}
+	s.Status.Conditions = append(s.Status.Conditions, metav1.Condition{Type: "StatusUpdate", Status: metav1.ConditionTrue,
+		Reason: "E2E", Message: "Set from e2e test", LastTransitionTime: metav1.Now()})
+	s.Spec.Type = corev1.ServiceTypeClusterIP // ignored by /status
+	s, err = svcs.UpdateStatus(e.Ctx, s, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Status.Conditions) != 1 || s.Annotations["patchedstatus"] != "true" || s.Spec.Type != corev1.ServiceTypeLoadBalancer {
+		t.Fatalf("after status update: %+v %v %s", s.Status.Conditions, s.Annotations, s.Spec.Type)
 	}
 }
