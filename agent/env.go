@@ -30,7 +30,7 @@ func (a *Agent) containerEnv(ctx context.Context, pod *corev1.Pod, c *corev1.Con
 		}
 		vals[k] = v
 	}
-	for _, kv := range a.masterServiceEnv(ctx) {
+	for _, kv := range a.serviceLinkEnv(ctx, pod) {
 		set(kv[0], kv[1])
 	}
 	for _, from := range c.EnvFrom {

@@ -160,6 +160,27 @@ func (lw *logWriter) add(l logLine) error {
 	return err
 }
 
+// finish writes what is left of an entry whose end never came (the
+// container's last output had no newline), without a newline.
+func (lw *logWriter) finish() error {
+	if len(lw.pending) == 0 {
+		return nil
+	}
+	var out []byte
+	if lw.opts.timestamps {
+		out = append(out, lw.pendTS.UTC().Format(time.RFC3339Nano)...)
+		out = append(out, ' ')
+	}
+	out = append(out, lw.pending...)
+	lw.pending = lw.pending[:0]
+	if lw.opts.limitBytes > 0 && lw.written+int64(len(out)) > lw.opts.limitBytes {
+		out = out[:lw.opts.limitBytes-lw.written]
+	}
+	n, err := lw.w.Write(out)
+	lw.written += int64(n)
+	return err
+}
+
 // readLogs writes the logs of a container instance to w; with follow, it
 // keeps writing until the instance exits (running reports whether it
 // still runs) or ctx ends.
@@ -188,6 +209,11 @@ func readLogs(ctx context.Context, w io.Writer, path string, opts logOptions, ru
 				cur = nil
 			}
 		}
+		if len(cur) > 0 {
+			// The last output had no newline (`echo -n DONE`, or a
+			// line still being written): it is the last entry.
+			entries = append(entries, cur)
+		}
 		if int64(len(entries)) > opts.tail {
 			entries = entries[int64(len(entries))-opts.tail:]
 		}
@@ -198,10 +224,12 @@ func readLogs(ctx context.Context, w io.Writer, path string, opts logOptions, ru
 				}
 			}
 		}
-		flush()
 		if !opts.follow {
-			return nil
+			err := lw.finish()
+			flush()
+			return err
 		}
+		flush()
 		// Follow from the current end of the newest file.
 		return followFile(ctx, lw, path, endOffset(path), running, flush)
 	}
@@ -220,8 +248,9 @@ func readLogs(ctx context.Context, w io.Writer, path string, opts logOptions, ru
 				return nilIfLimit(err)
 			}
 		}
+		err := lw.finish()
 		flush()
-		return nil
+		return err
 	}
 	return followFile(ctx, lw, path, 0, running, flush)
 }
@@ -326,7 +355,9 @@ func followFile(ctx context.Context, lw *logWriter, path string, offset int64, r
 		if !running() {
 			idle++
 			if idle > 2 {
-				return nil
+				err := lw.finish()
+				flush()
+				return err
 			}
 		}
 		select {

@@ -122,3 +122,23 @@ func waitUntil(t *testing.T, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A failed container's last output without a newline is its
+// FallbackToLogsOnError message as written (conformance "should report
+// termination message from log output if TerminationMessagePolicy
+// FallbackToLogsOnError is set": `echo -n DONE; false` gives "DONE").
+func TestTailLogMessageKeepsLastPartialLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "0.log")
+	writeLog(t, path,
+		"2024-01-01T00:00:01.000000000Z stdout F first",
+		"2024-01-01T00:00:02.000000000Z stdout P DONE")
+	if got := tailLogMessage(path, 80, 2048); got != "first\nDONE" {
+		t.Errorf("message = %q, want %q", got, "first\nDONE")
+	}
+	if got := tailLogMessage(path, 1, 2048); got != "DONE" {
+		t.Errorf("last line = %q, want %q", got, "DONE")
+	}
+	if got := tailLogMessage(path, 80, 3); got != "ONE" {
+		t.Errorf("2048-byte cap analogue = %q, want %q", got, "ONE")
+	}
+}

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -44,6 +45,42 @@ func (a *Agent) masterServiceEnv(ctx context.Context) [][2]string {
 	}
 	c.vars, c.at = serviceEnv(svc), time.Now()
 	return c.vars
+}
+
+// serviceLinkEnv returns the Service variables of a container of pod, as
+// the kubelet's getServiceEnvVarMap: those of the master Services in
+// `default` always, and, unless spec.enableServiceLinks is false, those
+// of every Service with a cluster IP in the pod's namespace (a Service
+// there of the same name as a master Service wins). While the namespace's
+// Services cannot be listed the container starts with the master's
+// variables only (a node that lost its masters keeps restarting pods).
+func (a *Agent) serviceLinkEnv(ctx context.Context, pod *corev1.Pod) [][2]string {
+	vars := a.masterServiceEnv(ctx)
+	if pod.Spec.EnableServiceLinks != nil && !*pod.Spec.EnableServiceLinks {
+		return vars
+	}
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	list, err := a.cfg.Client.CoreV1().Services(pod.Namespace).List(lctx, metav1.ListOptions{ResourceVersion: "0"})
+	if err != nil {
+		a.log.Warn("service environment variables: services not listed", "pod", pod.Namespace+"/"+pod.Name, "err", err)
+		return vars
+	}
+	out := vars
+	if pod.Namespace != metav1.NamespaceDefault {
+		for _, svc := range list.Items {
+			if svc.Name == "kubernetes" {
+				out = nil // the namespace's own `kubernetes` Service replaces the master's
+			}
+		}
+	} else {
+		out = nil // `default` is listed whole, the master Service with it
+	}
+	out = slices.Clone(out)
+	for i := range list.Items {
+		out = append(out, serviceEnv(&list.Items[i])...)
+	}
+	return out
 }
 
 // serviceEnv makes the Docker-link-style variables of a Service.

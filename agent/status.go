@@ -47,7 +47,10 @@ func (a *Agent) podStatus(pod *corev1.Pod, rt *podRuntime, st *podState) corev1.
 	for i := range pod.Spec.InitContainers {
 		c := &pod.Spec.InitContainers[i]
 		cs := a.containerStatus(pod, c, rt, st, old[c.Name], "PodInitializing")
-		if cs.State.Terminated == nil || cs.State.Terminated.ExitCode != 0 {
+		// An init container is ready once it exited with success (the
+		// kubelet's rule; its Initialized condition reads it).
+		cs.Ready = cs.State.Terminated != nil && cs.State.Terminated.ExitCode == 0
+		if !cs.Ready {
 			initDone = false
 		}
 		s.InitContainerStatuses = append(s.InitContainerStatuses, cs)
@@ -249,6 +252,9 @@ func (a *Agent) podConditions(pod *corev1.Pod, s *corev1.PodStatus, rt *podRunti
 	if terminal {
 		allReady = false
 		readyReason = "PodCompleted"
+		if s.Phase == corev1.PodFailed {
+			readyReason = "PodFailed"
+		}
 	}
 	gatesOK := true
 	for _, g := range pod.Spec.ReadinessGates {
@@ -260,13 +266,11 @@ func (a *Agent) podConditions(pod *corev1.Pod, s *corev1.PodStatus, rt *podRunti
 		}
 		gatesOK = gatesOK && found
 	}
-	initReason := "ContainersNotInitialized"
-	if terminal && initDone {
-		initReason = ""
-	}
+	initialized := initializedCondition(s, initDone)
+	initialized.LastTransitionTime = now
 	owned := []corev1.PodCondition{
 		cond(corev1.PodReadyToStartContainers, rt.ready != nil, ""),
-		cond(corev1.PodInitialized, initDone, initReason),
+		initialized,
 		cond(corev1.ContainersReady, allReady, readyReason),
 		cond(corev1.PodReady, allReady && gatesOK, readyReason),
 		cond(corev1.PodScheduled, true, ""),
@@ -299,6 +303,35 @@ func (a *Agent) podConditions(pod *corev1.Pod, s *corev1.PodStatus, rt *podRunti
 		out = append(out, c)
 	}
 	return out
+}
+
+// initializedCondition is the kubelet's Initialized condition: true once
+// every init container succeeded (reason PodCompleted in a Succeeded pod)
+// or a regular container has run; else false, naming the init
+// containers that have not succeeded.
+func initializedCondition(s *corev1.PodStatus, initDone bool) corev1.PodCondition {
+	c := corev1.PodCondition{Type: corev1.PodInitialized, Status: corev1.ConditionTrue}
+	if s.Phase == corev1.PodSucceeded {
+		c.Reason = "PodCompleted"
+		return c
+	}
+	for _, cs := range s.ContainerStatuses {
+		if cs.State.Running != nil || cs.State.Terminated != nil {
+			return c
+		}
+	}
+	var incomplete []string
+	for _, cs := range s.InitContainerStatuses {
+		if !cs.Ready {
+			incomplete = append(incomplete, cs.Name)
+		}
+	}
+	if initDone || len(incomplete) == 0 {
+		return c
+	}
+	c.Status, c.Reason = corev1.ConditionFalse, "ContainersNotInitialized"
+	c.Message = "containers with incomplete status: [" + strings.Join(incomplete, " ") + "]"
+	return c
 }
 
 // statusManager sends pod statuses to the API: the newest status of each

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -128,7 +129,22 @@ func (m *volumeManager) setupVolume(ctx context.Context, pod *corev1.Pod, v *cor
 				}
 			}
 		}
-		return writeAtomic(dir, files, mode)
+		fsGroup := fsGroupOf(pod)
+		if fsGroup != nil {
+			// Read-only volumes under fsGroup: every file readable by
+			// owner and group (the kubelet's SetVolumeOwnership).
+			for p, f := range files {
+				f.mode |= 0o440
+				files[p] = f
+			}
+		}
+		if err := writeAtomic(dir, files, mode); err != nil {
+			return err
+		}
+		if fsGroup != nil {
+			return ownReadOnlyVolume(dir, *fsGroup)
+		}
+		return nil
 	case v.PersistentVolumeClaim != nil:
 		if refresh {
 			return nil
@@ -439,6 +455,31 @@ func writeAtomic(dir string, files map[string]volumeFile, _ os.FileMode) error {
 		_ = os.RemoveAll(filepath.Join(dir, oldTarget))
 	}
 	return nil
+}
+
+// ownReadOnlyVolume gives a configMap, secret, downwardAPI or projected
+// volume to the pod's fsGroup as the kubelet's SetVolumeOwnership does
+// for read-only volumes: everything (symlinks too) gets the group;
+// directories get r-x for owner and group and the setgid bit; the files'
+// modes were widened by owner and group read before they were written.
+func ownReadOnlyVolume(dir string, gid int64) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := os.Lchown(p, -1, int(gid)); err != nil {
+			return fmt.Errorf("fsGroup %d on %s: %w", gid, p, err)
+		}
+		if !d.IsDir() {
+			return nil // files have their mode; a symlink's mode means nothing
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		mode := info.Mode()&(fs.ModePerm|fs.ModeSticky) | 0o550 | fs.ModeSetgid
+		return os.Chmod(p, mode)
+	})
 }
 
 // sameContent reports whether dir holds exactly files.

@@ -282,3 +282,50 @@ func TestWriteAtomic(t *testing.T) {
 		t.Errorf("path escaping the volume accepted")
 	}
 }
+
+// A secret volume of a pod with an fsGroup belongs to that group, as the
+// kubelet's SetVolumeOwnership makes it (conformance "Secrets should be
+// consumable from pods in volume as non-root with defaultMode and fsGroup
+// set"): a non-root user in the group reads a 0440 file.
+func TestSecretVolumeFSGroup(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: files are given to another group")
+	}
+	h := newHarness(t)
+	if _, err := h.cs.CoreV1().Secrets("default").Create(context.Background(), &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "sec"}, Data: map[string][]byte{"data-1": []byte("value-1"), "data-2": []byte("v2")},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	user, group, mode, itemMode := int64(1000), int64(1001), int32(0o440), int32(0o400)
+	p := pod("fsgroup", corev1.RestartPolicyAlways, ctr("c"))
+	p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: &user, FSGroup: &group}
+	p.Spec.Volumes = []corev1.Volume{
+		{Name: "s", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "sec", DefaultMode: &mode}}},
+		{Name: "m", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "sec",
+			Items: []corev1.KeyToPath{{Key: "data-1", Path: "new-path-data-1", Mode: &itemMode}}}}},
+	}
+	p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "s", MountPath: "/etc/secret-volume"}, {Name: "m", MountPath: "/etc/m"}}
+	h.createPod(p)
+	got := h.waitPod("fsgroup", "running", phaseIs(corev1.PodRunning))
+	for _, c := range []struct {
+		vol, file string
+		mode      os.FileMode
+	}{{"s", "data-1", 0o440}, {"m", "new-path-data-1", 0o440}} {
+		dir := h.a.volumes.volumeDir(got.UID, &p.Spec.Volumes[map[string]int{"s": 0, "m": 1}[c.vol]])
+		fi, err := os.Stat(filepath.Join(dir, c.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if gid := statGID(t, fi); fi.Mode().Perm() != c.mode || gid != uint32(group) {
+			t.Errorf("%s/%s: mode %v gid %d, want %v gid %d", c.vol, c.file, fi.Mode().Perm(), gid, c.mode, group)
+		}
+		di, err := os.Stat(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if statGID(t, di) != uint32(group) || di.Mode()&os.ModeSetgid == 0 || di.Mode().Perm()&0o050 != 0o050 {
+			t.Errorf("%s: volume dir mode %v gid %d", c.vol, di.Mode(), statGID(t, di))
+		}
+	}
+}

@@ -204,6 +204,7 @@ func TestHollowNode(t *testing.T) {
 	// Exec and attach over WebSocket v5 only (no SPDY fallback), as
 	// kubectl 1.30+ asks first.
 	checkWebSocketV5(t, m, cs)
+	checkLogsOverWebSocket(t, m, cs, "hello from web")
 
 	// Graceful deletion: the agent stops the pod and deletes it for good.
 	if err := cs.CoreV1().Pods("default").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
@@ -216,6 +217,7 @@ func TestHollowNode(t *testing.T) {
 		}
 		return fmt.Errorf("still there: %v", err)
 	})
+	checkNodePodWrites(t, nodeCS, a2.NodeClientset(m.URL()))
 
 	// Restarted with the saved credentials (no token needed).
 	a1.Stop()

@@ -154,7 +154,10 @@ func (l *CRILogger) CopyLines(stream string, r io.Reader, tty bool, tee func([]b
 					content = content[:len(content)-1]
 				}
 			}
-			partial := !full && errors.Is(err, bufio.ErrBufferFull)
+			// A piece without its newline is partial: a part of a long
+			// line, or the stream's last output (`echo -n DONE`), which
+			// readers must not end with a newline (as containerd logs).
+			partial := !full
 			if werr := l.Write(stream, content, partial); werr != nil {
 				return werr
 			}

@@ -38,7 +38,7 @@ func TestCRILoggerFormatPartialLinesAndRotation(t *testing.T) {
 		ts + " stdout F two",
 		ts + " stdout P " + long[:maxLogLine],
 		ts + " stdout F " + long[maxLogLine:],
-		ts + " stdout F last-no-newline",
+		ts + " stdout P last-no-newline",
 	}
 	// Rotation keeps 3 files: the first entries rotated out.
 	got := all[len(all)-3:]

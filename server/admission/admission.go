@@ -217,6 +217,11 @@ func (c *Chain) validate(ctx context.Context, a *Attributes) ([]fsm.Mutation, er
 // is the object deleted): the mutating ones (their patches have no object
 // to apply to), then the validating ones.
 func (c *Chain) AdmitDelete(ctx context.Context, a *Attributes) error {
+	if u, _ := auth.UserFrom(ctx); u != nil {
+		if err := nodeRestrictionPodWrite(u, a); err != nil {
+			return err
+		}
+	}
 	if err := c.callWebhooks(ctx, a, true); err != nil {
 		return err
 	}
@@ -226,6 +231,11 @@ func (c *Chain) AdmitDelete(ctx context.Context, a *Attributes) error {
 // StatusWebhooks runs the mutating (mutate) or validating admission
 // webhooks that match a status update (a.Subresource "status").
 func (c *Chain) StatusWebhooks(ctx context.Context, a *Attributes, mutate bool) error {
+	if u, _ := auth.UserFrom(ctx); u != nil && mutate {
+		if err := nodeRestrictionPodWrite(u, a); err != nil {
+			return err
+		}
+	}
 	return c.callWebhooks(ctx, a, mutate)
 }
 

@@ -63,6 +63,28 @@ func nodeRestriction(u *auth.User, a *Attributes) error {
 	return nil
 }
 
+// nodeRestrictionPodWrite is NodeRestriction for a kubelet's delete of a
+// pod and update of a pod's status: the stored pod (a.OldObject) must be
+// bound to its node. The node authorizer lets these through for a pod
+// that is gone (404), so this is where a pod of another node is refused.
+func nodeRestrictionPodWrite(u *auth.User, a *Attributes) error {
+	node, ok := nodeName(u)
+	if !ok {
+		return nil
+	}
+	old, ok := a.OldObject.(*corev1.Pod)
+	if !ok {
+		return nil
+	}
+	switch {
+	case a.Operation == Delete && old.Spec.NodeName != node:
+		return forbiddenNode(a, node, fmt.Sprintf("node %q can only delete pods with spec.nodeName set to itself", node))
+	case a.Subresource == "status" && old.Spec.NodeName != node:
+		return forbiddenNode(a, node, fmt.Sprintf("node %q can only update pod status for pods with spec.nodeName set to itself", node))
+	}
+	return nil
+}
+
 // nodeName returns the node a kubelet's user names.
 func nodeName(u *auth.User) (string, bool) {
 	if u == nil || !u.InGroup(auth.GroupNodes) {

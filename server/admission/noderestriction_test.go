@@ -79,3 +79,41 @@ func TestNodeRestriction(t *testing.T) {
 		}
 	}
 }
+
+// A kubelet deletes, and updates the status of, only pods bound to it
+// (the node authorizer lets a request for a pod that is gone through to
+// its 404).
+func TestNodeRestrictionPodWrites(t *testing.T) {
+	pods, ok := registry.New().Lookup("", "v1", "pods")
+	if !ok {
+		t.Fatal("registry lacks pods")
+	}
+	n1 := &auth.User{Name: "system:node:n1", Groups: []string{auth.GroupNodes, auth.GroupAuthenticated}}
+	admin := &auth.User{Name: "admin", Groups: []string{auth.GroupMasters}}
+	on := func(node string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "p"}, Spec: corev1.PodSpec{NodeName: node}}
+	}
+	for _, tc := range []struct {
+		name      string
+		user      *auth.User
+		op        Operation
+		sub       string
+		old       *corev1.Pod
+		forbidden bool
+	}{
+		{"delete own pod", n1, Delete, "", on("n1"), false},
+		{"delete another node's pod", n1, Delete, "", on("n2"), true},
+		{"status of own pod", n1, Update, "status", on("n1"), false},
+		{"status of another node's pod", n1, Update, "status", on("n2"), true},
+		{"admin deletes any pod", admin, Delete, "", on("n2"), false},
+	} {
+		a := &Attributes{Operation: tc.op, Kind: pods, Subresource: tc.sub, Name: "p", Namespace: "default", OldObject: tc.old}
+		if tc.op == Update {
+			a.Object = tc.old
+		}
+		err := nodeRestrictionPodWrite(tc.user, a)
+		if tc.forbidden != apierrors.IsForbidden(err) || (!tc.forbidden && err != nil) {
+			t.Errorf("%s: err %v, want forbidden %v", tc.name, err, tc.forbidden)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/skiff-io/skiff/server/controller/controllertest"
 	"github.com/skiff-io/skiff/server/servicealloc"
@@ -148,5 +149,71 @@ func TestServiceNodePortAllocation(t *testing.T) {
 	}
 	if _, err := svcs.Create(e.Ctx, service("d", corev1.ServiceTypeNodePort, "", np), metav1.CreateOptions{}); err != nil {
 		t.Fatalf("port not freed by delete: %v", err)
+	}
+}
+
+// A NodePort Service updated to ExternalName by a client that sends the
+// rest of the object back (conformance "should be able to change the type
+// from NodePort to ExternalName") is accepted, holds no cluster IP, and
+// its address and node port are free for others.
+func TestServiceNodePortToExternalName(t *testing.T) {
+	e := controllertest.NewEnv(t, controllertest.Options{Admission: true})
+	svcs := e.Client.CoreV1().Services("default")
+	a, err := svcs.Create(e.Ctx, service("a", corev1.ServiceTypeNodePort, "", 0), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip, np := a.Spec.ClusterIP, a.Spec.Ports[0].NodePort
+	a.Spec.Type = corev1.ServiceTypeExternalName
+	a.Spec.ExternalName = "foo.example.com"
+	a, err = svcs.Update(e.Ctx, a, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatalf("NodePort -> ExternalName: %v", err)
+	}
+	if a.Spec.ClusterIP != "" || len(a.Spec.ClusterIPs) != 0 || len(a.Spec.IPFamilies) != 0 || a.Spec.Ports[0].NodePort != 0 {
+		t.Fatalf("ExternalName keeps %+v", a.Spec)
+	}
+	b := service("b", corev1.ServiceTypeNodePort, ip, np)
+	if _, err := svcs.Create(e.Ctx, b, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("address %s and node port %d not freed: %v", ip, np, err)
+	}
+	// ClusterIP -> ExternalName with clusterIP "" (the older test's form).
+	c, err := svcs.Create(e.Ctx, service("c", "", "", 0), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Spec.Type, c.Spec.ExternalName, c.Spec.ClusterIP = corev1.ServiceTypeExternalName, "bar.example.com", ""
+	if c, err = svcs.Update(e.Ctx, c, metav1.UpdateOptions{}); err != nil || c.Spec.ClusterIP != "" || len(c.Spec.ClusterIPs) != 0 {
+		t.Fatalf("ClusterIP -> ExternalName: %v %+v", err, c.Spec)
+	}
+}
+
+// The service status lifecycle of the conformance test: a merge PATCH of
+// /status with an annotation and a load balancer ingress keeps both, then
+// an UpdateStatus adds a condition; the spec stays.
+func TestServiceStatusLifecycle(t *testing.T) {
+	e := controllertest.NewEnv(t, controllertest.Options{Admission: true})
+	svcs := e.Client.CoreV1().Services("default")
+	if _, err := svcs.Create(e.Ctx, service("lb", corev1.ServiceTypeLoadBalancer, "", 0), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := svcs.Patch(e.Ctx, "lb", types.MergePatchType,
+		[]byte(`{"metadata":{"annotations":{"patchedstatus":"true"}},"status":{"loadBalancer":{"ingress":[{"ip":"203.0.113.1"}]}}}`),
+		metav1.PatchOptions{}, "status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Annotations["patchedstatus"] != "true" || len(s.Status.LoadBalancer.Ingress) != 1 {
+		t.Fatalf("after status patch: annotations %v status %+v", s.Annotations, s.Status)
+	}
+	s.Status.Conditions = append(s.Status.Conditions, metav1.Condition{Type: "StatusUpdate", Status: metav1.ConditionTrue,
+		Reason: "E2E", Message: "Set from e2e test", LastTransitionTime: metav1.Now()})
+	s.Spec.Type = corev1.ServiceTypeClusterIP // ignored by /status
+	s, err = svcs.UpdateStatus(e.Ctx, s, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Status.Conditions) != 1 || s.Annotations["patchedstatus"] != "true" || s.Spec.Type != corev1.ServiceTypeLoadBalancer {
+		t.Fatalf("after status update: %+v %v %s", s.Status.Conditions, s.Annotations, s.Spec.Type)
 	}
 }

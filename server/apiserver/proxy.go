@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -11,6 +12,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/streaming/pkg/httpstream/wsstream"
 
 	"github.com/skiff-io/skiff/fsm/state"
 	"github.com/skiff-io/skiff/server/registry"
@@ -64,6 +66,10 @@ func (s *APIServer) proxyToKubelet(req *request, snap *state.Snapshot, pod *core
 	}
 	target.Path = path
 	target.RawQuery = q.Encode()
+	if sub == registry.SubLog && wsstream.IsWebSocketRequest(req.r) {
+		s.logOverWebSocket(req, target, pod)
+		return
+	}
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL = target
@@ -85,6 +91,54 @@ func (s *APIServer) proxyToKubelet(req *request, snap *state.Snapshot, pod *core
 		},
 	}
 	proxy.ServeHTTP(req.w, req.r)
+}
+
+// logOverWebSocket serves pods/log to a WebSocket client, as
+// kube-apiserver's log streamer does: the log is read from the kubelet
+// over plain HTTP and sent as binary messages (subprotocol binary.k8s.io,
+// or none) or base64 text ones (base64.binary.k8s.io); the socket closes
+// when the log ends (at once without follow).
+func (s *APIServer) logOverWebSocket(req *request, target *url.URL, pod *corev1.Pod) {
+	out, err := http.NewRequestWithContext(req.r.Context(), http.MethodGet, target.String(), nil)
+	if err != nil {
+		s.writeError(req.w, req.r, apierrors.NewInternalError(err))
+		return
+	}
+	resp, err := (&http.Client{Transport: s.cfg.KubeletTransport}).Do(out)
+	if err != nil {
+		s.log.Warn("kubelet proxy", "node", pod.Spec.NodeName, "pod", pod.Namespace+"/"+pod.Name, "subresource", registry.SubLog, "err", err)
+		s.writeError(req.w, req.r, apierrors.NewServiceUnavailable(fmt.Sprintf("error dialing the kubelet of node %s: %v", pod.Spec.NodeName, err)))
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		// The kubelet's refusal (a Status) goes back as it came.
+		for _, h := range []string{"Content-Type", "Content-Length"} {
+			if v := resp.Header.Get(h); v != "" {
+				req.w.Header().Set(h, v)
+			}
+		}
+		req.w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(req.w, resp.Body)
+		return
+	}
+	// x/net/websocket hijacks the connection itself: hand it the writer
+	// under the server's wrappers.
+	w := req.w
+	for {
+		if _, ok := w.(http.Hijacker); ok {
+			break
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			s.writeError(req.w, req.r, apierrors.NewInternalError(fmt.Errorf("the connection cannot be upgraded")))
+			return
+		}
+		w = u.Unwrap()
+	}
+	if err := wsstream.NewReader(resp.Body, true, wsstream.NewDefaultReaderProtocols()).Copy(w, req.r); err != nil {
+		s.log.Debug("pod log over websocket", "pod", pod.Namespace+"/"+pod.Name, "err", err)
+	}
 }
 
 // kubeletURL is the kubelet endpoint of node: its InternalIP (else

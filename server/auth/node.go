@@ -95,8 +95,13 @@ func (a *Authorizer) authorizeNode(u *User, attrs Attributes) bool {
 			// Mirror pods of its static pods; NodeRestriction checks the
 			// body (a mirror pod bound to this node, owned by its Node).
 			return true
-		case sub == "" && (v == "get" || v == "delete"), sub == "status" && (v == "get" || v == "update" || v == "patch"):
+		case sub == "" && v == "get", sub == "status" && v == "get":
 			return a.podOnNode(node, attrs.Namespace, attrs.Name)
+		case sub == "" && v == "delete", sub == "status" && (v == "update" || v == "patch"):
+			// As Kubernetes' node authorizer, which leaves these to
+			// NodeRestriction (the stored pod must be bound to the node):
+			// a pod that is gone gets its 404, not a 403.
+			return a.podOnNodeOrGone(node, attrs.Namespace, attrs.Name)
 		}
 	case (attrs.Group == "" || attrs.Group == "events.k8s.io") && attrs.Resource == "events":
 		return sub == "" && (v == "create" || v == "update" || v == "patch")
@@ -133,6 +138,16 @@ func (a *Authorizer) podOnNode(node, namespace, name string) bool {
 	}
 	n, ok := a.nodes.PodNode(namespace, name)
 	return ok && n == node
+}
+
+// podOnNodeOrGone reports whether the pod namespace/name is bound to node
+// or does not exist.
+func (a *Authorizer) podOnNodeOrGone(node, namespace, name string) bool {
+	if a.nodes == nil || name == "" {
+		return false
+	}
+	n, ok := a.nodes.PodNode(namespace, name)
+	return !ok || n == node
 }
 
 // serviceAccountOnNode reports whether a pod bound to node runs as the

@@ -93,6 +93,12 @@ func TestNodeAuthorizer(t *testing.T) {
 		{"patch other pod status", n1, res("patch", "pods", "status", "app", "theirs"), false},
 		{"delete own pod", n1, res("delete", "pods", "", "app", "mine"), true},
 		{"delete other pod", n1, res("delete", "pods", "", "app", "theirs"), false},
+		// A pod that is gone: the handler's 404, as Kubernetes answers
+		// (NodeRestriction checks the binding of a pod that exists).
+		{"delete gone pod", n1, res("delete", "pods", "", "app", "gone"), true},
+		{"patch gone pod status", n1, res("patch", "pods", "status", "app", "gone"), true},
+		{"update gone pod status", n1, res("update", "pods", "status", "app", "gone"), true},
+		{"get gone pod", n1, res("get", "pods", "", "app", "gone"), false},
 		{"create pod (a mirror pod: NodeRestriction checks the body)", n1, res("create", "pods", "", "app", ""), true},
 		{"update own pod spec", n1, res("update", "pods", "", "app", "mine"), false},
 		{"bind pod", n1, res("create", "pods", "binding", "app", "theirs"), false},

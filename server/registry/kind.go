@@ -3,6 +3,7 @@ package registry
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strconv"
@@ -251,10 +252,17 @@ func (k *Kind) PrepareForUpdate(obj, old runtime.Object) {
 }
 
 // PrepareForStatusUpdate returns the object a /status update stores: old
-// with the status of obj. Only status changes.
+// with the status of obj, and obj's labels and annotations (kube-apiserver's
+// status strategies reset the spec only: a status PATCH may annotate). A
+// Deployment's labels stay, as its status strategy keeps them.
 func (k *Kind) PrepareForStatusUpdate(obj, old runtime.Object) runtime.Object {
 	out := old.DeepCopyObject()
 	copyField(out, obj, "Status")
+	m, om := mustMeta(out), mustMeta(obj)
+	m.SetAnnotations(maps.Clone(om.GetAnnotations()))
+	if k.GVK.Kind != "Deployment" {
+		m.SetLabels(maps.Clone(om.GetLabels()))
+	}
 	return out
 }
 

@@ -202,3 +202,52 @@ func assertFields(t *testing.T, errs field.ErrorList, want ...string) {
 		}
 	}
 }
+
+// A NodePort Service turned ExternalName by a client that sends back the
+// rest of the object loses its cluster IPs, families and node ports, and
+// is valid (kube-apiserver's strategy; conformance "should be able to
+// change the type from NodePort to ExternalName").
+func TestServiceTypeChangeToExternalName(t *testing.T) {
+	k := mustKind(t, New(), "", "services")
+	single := corev1.IPFamilyPolicySingleStack
+	old := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default", UID: "u", ResourceVersion: "3"},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort, ClusterIP: "10.43.0.20", ClusterIPs: []string{"10.43.0.20"},
+			IPFamilies: []corev1.IPFamily{corev1.IPv4Protocol}, IPFamilyPolicy: &single,
+			Ports: []corev1.ServicePort{{Port: 80, NodePort: 30080}}}}
+	k.PrepareForCreate(old)
+	upd := old.DeepCopy()
+	upd.Spec.Type = corev1.ServiceTypeExternalName
+	upd.Spec.ExternalName = "foo.example.com"
+	k.PrepareForUpdate(upd, old)
+	if errs := k.ValidateUpdate(upd, old); len(errs) != 0 {
+		t.Fatalf("NodePort -> ExternalName refused: %v", errs)
+	}
+	s := upd.Spec
+	if s.ClusterIP != "" || s.ClusterIPs != nil || s.IPFamilies != nil || s.IPFamilyPolicy != nil ||
+		s.Ports[0].NodePort != 0 || s.ExternalTrafficPolicy != "" {
+		t.Fatalf("type-dependent fields kept: %+v", s)
+	}
+
+	// A client that asks for an ExternalName Service with a cluster IP is refused.
+	bad := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "ext", Namespace: "default"},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, ExternalName: "a.example.com", ClusterIP: "10.43.0.9"}}
+	k.PrepareForCreate(bad)
+	assertFields(t, k.Validate(bad), "spec.clusterIPs")
+}
+
+// A /status PATCH may change the annotations (conformance "should
+// complete a service status lifecycle" waits for one), not the spec.
+func TestStatusUpdateKeepsMetadataChanges(t *testing.T) {
+	k := mustKind(t, New(), "", "services")
+	old := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default", UID: "u", ResourceVersion: "3"},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Port: 80}}}}
+	st := old.DeepCopy()
+	st.Annotations = map[string]string{"patchedstatus": "true"}
+	st.Spec.Type = corev1.ServiceTypeClusterIP
+	st.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "203.0.113.1"}}
+	out := k.PrepareForStatusUpdate(st, old).(*corev1.Service)
+	if out.Annotations["patchedstatus"] != "true" || out.Spec.Type != corev1.ServiceTypeLoadBalancer ||
+		len(out.Status.LoadBalancer.Ingress) != 1 {
+		t.Fatalf("status update: annotations %v type %s status %+v", out.Annotations, out.Spec.Type, out.Status)
+	}
+}

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,8 +35,9 @@ func serviceKind() *Kind {
 		defaults: func(obj runtime.Object) { defaultService(obj.(*corev1.Service)) },
 		validate: func(obj runtime.Object) field.ErrorList { return validateService(obj.(*corev1.Service)) },
 		prepareForUpdate: func(obj, old runtime.Object) {
-			// A client that leaves the allocated cluster IP out keeps it.
 			svc, o := obj.(*corev1.Service), old.(*corev1.Service)
+			dropTypeDependentFields(svc, o)
+			// A client that leaves the allocated cluster IP out keeps it.
 			if svc.Spec.ClusterIP == "" && svc.Spec.Type != corev1.ServiceTypeExternalName {
 				svc.Spec.ClusterIP, svc.Spec.ClusterIPs = o.Spec.ClusterIP, o.Spec.ClusterIPs
 			}
@@ -101,6 +103,76 @@ func defaultService(svc *corev1.Service) {
 	}
 }
 
+// dropTypeDependentFields clears, on an update that changes the type, the
+// values the old type had and the new one has no use for, when the
+// client left them as they were (as kube-apiserver's Service strategy
+// does): a NodePort Service turned ExternalName loses its cluster IPs,
+// IP families and node ports, and the allocator frees them.
+func dropTypeDependentFields(svc, old *corev1.Service) {
+	s, o := &svc.Spec, &old.Spec
+	if needsClusterIP(o) && !needsClusterIP(s) {
+		// clusterIPs decide (an older client clears clusterIP only).
+		if slices.Equal(s.ClusterIPs, o.ClusterIPs) {
+			s.ClusterIP, s.ClusterIPs = "", nil
+		}
+		if slices.Equal(s.IPFamilies, o.IPFamilies) {
+			s.IPFamilies = nil
+		}
+		if ptrEqual(s.IPFamilyPolicy, o.IPFamilyPolicy) {
+			s.IPFamilyPolicy = nil
+		}
+	}
+	if needsNodePorts(o) && !needsNodePorts(s) && sameNodePorts(s, o) {
+		for i := range s.Ports {
+			s.Ports[i].NodePort = 0
+		}
+	}
+	if o.Type == corev1.ServiceTypeLoadBalancer && s.Type != corev1.ServiceTypeLoadBalancer {
+		if ptrEqual(s.AllocateLoadBalancerNodePorts, o.AllocateLoadBalancerNodePorts) {
+			s.AllocateLoadBalancerNodePorts = nil
+		}
+		if ptrEqual(s.LoadBalancerClass, o.LoadBalancerClass) {
+			s.LoadBalancerClass = nil
+		}
+		if s.HealthCheckNodePort == o.HealthCheckNodePort {
+			s.HealthCheckNodePort = 0
+		}
+	}
+	if externallyAccessible(o) && !externallyAccessible(s) && s.ExternalTrafficPolicy == o.ExternalTrafficPolicy {
+		s.ExternalTrafficPolicy = ""
+	}
+}
+
+func needsClusterIP(s *corev1.ServiceSpec) bool { return s.Type != corev1.ServiceTypeExternalName }
+
+func needsNodePorts(s *corev1.ServiceSpec) bool {
+	return s.Type == corev1.ServiceTypeNodePort || s.Type == corev1.ServiceTypeLoadBalancer
+}
+
+func externallyAccessible(s *corev1.ServiceSpec) bool {
+	return needsNodePorts(s) || (s.Type == corev1.ServiceTypeClusterIP && len(s.ExternalIPs) > 0)
+}
+
+// sameNodePorts reports whether every port of s that o also has (by
+// position, as the client sent it back) keeps its node port.
+func sameNodePorts(s, o *corev1.ServiceSpec) bool {
+	for i := range s.Ports {
+		if i >= len(o.Ports) || s.Ports[i].NodePort != o.Ports[i].NodePort {
+			if s.Ports[i].NodePort != 0 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func ptrEqual[T comparable](a, b *T) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
+
 func validateService(svc *corev1.Service) field.ErrorList {
 	var errs field.ErrorList
 	s, sp := &svc.Spec, field.NewPath("spec")
@@ -115,6 +187,16 @@ func validateService(svc *corev1.Service) field.ErrorList {
 	}
 	headless := s.ClusterIP == corev1.ClusterIPNone
 	if s.Type == corev1.ServiceTypeExternalName {
+		// An ExternalName Service is a DNS alias: it holds no cluster IP.
+		if s.ClusterIP != "" || len(s.ClusterIPs) > 0 {
+			errs = append(errs, field.Forbidden(sp.Child("clusterIPs"), "may not be set for ExternalName services"))
+		}
+		if len(s.IPFamilies) > 0 {
+			errs = append(errs, field.Forbidden(sp.Child("ipFamilies"), "may not be set for ExternalName services"))
+		}
+		if s.IPFamilyPolicy != nil {
+			errs = append(errs, field.Forbidden(sp.Child("ipFamilyPolicy"), "may not be set for ExternalName services"))
+		}
 		if s.ExternalName == "" {
 			errs = append(errs, field.Required(sp.Child("externalName"), ""))
 		} else {

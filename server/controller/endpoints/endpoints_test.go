@@ -101,3 +101,28 @@ func TestEndpointsAndSlices(t *testing.T) {
 		return nil
 	})
 }
+
+// A Service that selects no pods gets one placeholder slice with no
+// endpoints and no ports, as kube-controller-manager's reconciler makes.
+func TestPlaceholderSliceHasNoPorts(t *testing.T) {
+	e := controllertest.NewEnv(t, controllertest.Options{})
+	sl := endpointslice.New(e.CC)
+	e.Start(func(ctx context.Context) { sl.Run(ctx, 1) })
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "empty"}, Spec: corev1.ServiceSpec{
+		Selector: map[string]string{"app": "none"},
+		Ports:    []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(8080)}},
+	}}
+	if _, err := e.Client.CoreV1().Services("default").Create(e.Ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.WaitFor(10*time.Second, "placeholder slice", func() error {
+		l, err := e.Client.DiscoveryV1().EndpointSlices("default").List(e.Ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=empty"})
+		if err != nil {
+			return err
+		}
+		if len(l.Items) != 1 || len(l.Items[0].Endpoints) != 0 || l.Items[0].Ports != nil {
+			return controllertest.Errorf("slices %+v", l.Items)
+		}
+		return nil
+	})
+}

@@ -260,21 +260,10 @@ func (c *Controller) desired(svc *corev1.Service, pods []*corev1.Pod) []*discove
 		}
 	}
 	if len(out) == 0 {
-		// A service with no endpoints still has one (empty) slice, as in
-		// Kubernetes.
-		var ports []discoveryv1.EndpointPort
-		for i := range svc.Spec.Ports {
-			sp := svc.Spec.Ports[i]
-			if sp.TargetPort.IntVal != 0 || sp.TargetPort.StrVal == "" {
-				n := sp.TargetPort.IntVal
-				if n == 0 {
-					n = sp.Port
-				}
-				name, proto := sp.Name, sp.Protocol
-				ports = append(ports, discoveryv1.EndpointPort{Name: &name, Port: &n, Protocol: &proto, AppProtocol: sp.AppProtocol})
-			}
-		}
-		out = append(out, mk(ports, nil))
+		// A Service with no endpoints still has one slice, a placeholder
+		// without endpoints or ports, as kube-controller-manager's
+		// reconciler makes.
+		out = append(out, mk(nil, nil))
 	}
 	return out
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/skiff-io/skiff/server/controller/disruption"
 	"github.com/skiff-io/skiff/server/controller/endpoints"
 	"github.com/skiff-io/skiff/server/controller/endpointslice"
+	"github.com/skiff-io/skiff/server/controller/endpointslicemirroring"
 	"github.com/skiff-io/skiff/server/controller/garbagecollector"
 	"github.com/skiff-io/skiff/server/controller/job"
 	"github.com/skiff-io/skiff/server/controller/namespace"
@@ -188,6 +189,7 @@ func build(cc *controller.Context, o Options) ([]runner, error) {
 	gc := garbagecollector.New(cc)
 	eps := endpoints.New(cc)
 	slices := endpointslice.New(cc)
+	mirror := endpointslicemirroring.New(cc)
 	rq := resourcequota.New(cc)
 	pdb := disruption.New(cc)
 	ds := daemonset.New(cc)
@@ -212,6 +214,7 @@ func build(cc *controller.Context, o Options) ([]runner, error) {
 		{"garbagecollector", func(ctx context.Context) { gc.Run(ctx, 10) }},
 		{"endpoints", func(ctx context.Context) { eps.Run(ctx, w) }},
 		{"endpointslice", func(ctx context.Context) { slices.Run(ctx, w) }},
+		{"endpointslicemirroring", func(ctx context.Context) { mirror.Run(ctx, w) }},
 		{"resourcequota", func(ctx context.Context) { rq.Run(ctx, w) }},
 		{"disruption", func(ctx context.Context) { pdb.Run(ctx, w) }},
 		{"podgc", pgc.Run},
