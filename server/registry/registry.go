@@ -130,6 +130,8 @@ func New() *Registry {
 		customResourceDefinitionKind(r),
 		mutatingWebhookConfigurationKind(),
 		validatingWebhookConfigurationKind(),
+		validatingAdmissionPolicyKind(),
+		validatingAdmissionPolicyBindingKind(),
 	} {
 		r.register(k)
 	}
