@@ -11,6 +11,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
@@ -200,5 +203,102 @@ func TestValidatingAdmissionPolicyInvalid(t *testing.T) {
 	_, err = e.Client.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Create(e.Ctx, b, metav1.CreateOptions{})
 	if !apierrors.IsInvalid(err) {
 		t.Fatalf("Deny and Warn: %v", err)
+	}
+}
+
+// crd is a CustomResourceDefinition of kind in example.com/v1 whose spec
+// has an integer "size".
+func crd(plural, kind, scope string) *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+		"metadata": map[string]any{"name": plural + ".example.com"},
+		"spec": map[string]any{
+			"group": "example.com", "scope": scope,
+			"names": map[string]any{"plural": plural, "singular": strings.ToLower(kind), "kind": kind},
+			"versions": []any{map[string]any{"name": "v1", "served": true, "storage": true,
+				"schema": map[string]any{"openAPIV3Schema": map[string]any{"type": "object", "properties": map[string]any{
+					"spec": map[string]any{"type": "object", "properties": map[string]any{"size": map[string]any{"type": "integer"}}}}}}}},
+		},
+	}}
+}
+
+// Custom resources as a policy's target and as its params (a
+// cluster-scoped kind picked by a label selector).
+func TestValidatingAdmissionPolicyCustomResources(t *testing.T) {
+	e := controllertest.NewEnv(t, controllertest.Options{Admission: true})
+	dyn := dynamic.NewForConfigOrDie(e.API.RESTConfig())
+	crds := dyn.Resource(schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"})
+	for _, c := range []*unstructured.Unstructured{crd("widgets", "Widget", "Namespaced"), crd("limits", "Limit", "Cluster")} {
+		if _, err := crds.Create(e.Ctx, c, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	limits := dyn.Resource(schema.GroupVersionResource{Group: "example.com", Version: "v1", Resource: "limits"})
+	widgets := dyn.Resource(schema.GroupVersionResource{Group: "example.com", Version: "v1", Resource: "widgets"}).Namespace("default")
+	obj := func(kind, name string, size int64, labels map[string]any) *unstructured.Unstructured {
+		return &unstructured.Unstructured{Object: map[string]any{"apiVersion": "example.com/v1", "kind": kind,
+			"metadata": map[string]any{"name": name, "labels": labels}, "spec": map[string]any{"size": size}}}
+	}
+	for _, l := range []*unstructured.Unstructured{obj("Limit", "small", 3, map[string]any{"use": "yes"}), obj("Limit", "big", 100, map[string]any{"use": "no"})} {
+		if _, err := limits.Create(e.Ctx, l, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := &admissionregistrationv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "widget-size"},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			ParamKind: &admissionregistrationv1.ParamKind{APIVersion: "example.com/v1", Kind: "Limit"},
+			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.OperationAll},
+					Rule:       admissionregistrationv1.Rule{APIGroups: []string{"example.com"}, APIVersions: []string{"*"}, Resources: []string{"widgets"}},
+				},
+			}}},
+			MatchConditions: []admissionregistrationv1.MatchCondition{{Name: "not-delete", Expression: "request.operation != 'DELETE'"}},
+			Validations: []admissionregistrationv1.Validation{{
+				Expression: "object.spec.size <= params.spec.size", Message: "widget too big",
+				Reason: ptr.To(metav1.StatusReasonForbidden),
+			}},
+		},
+	}
+	ar := e.Client.AdmissionregistrationV1()
+	if _, err := ar.ValidatingAdmissionPolicies().Create(e.Ctx, p, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	b := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "widget-size"},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName: "widget-size",
+			ParamRef: &admissionregistrationv1.ParamRef{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"use": "yes"}},
+				ParameterNotFoundAction: ptr.To(admissionregistrationv1.AllowAction)},
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+		},
+	}
+	if _, err := ar.ValidatingAdmissionPolicyBindings().Create(e.Ctx, b, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The validation's reason is the status's: Forbidden, 403.
+	_, err := widgets.Create(e.Ctx, obj("Widget", "w", 5, nil), metav1.CreateOptions{})
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "ValidatingAdmissionPolicy 'widget-size' with binding 'widget-size' denied request: widget too big") {
+		t.Fatalf("widget of 5: %v", err)
+	}
+	if _, err := widgets.Create(e.Ctx, obj("Widget", "w", 2, nil), metav1.CreateOptions{}); err != nil {
+		t.Fatalf("widget of 2: %v", err)
+	}
+	// No param matches the selector: parameterNotFoundAction Allow.
+	l, err := limits.Get(e.Ctx, "small", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetLabels(nil)
+	if _, err := limits.Update(e.Ctx, l, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := widgets.Create(e.Ctx, obj("Widget", "w2", 50, nil), metav1.CreateOptions{}); err != nil {
+		t.Fatalf("no params, Allow: %v", err)
+	}
+	// Deletes pass the match condition.
+	if err := widgets.Delete(e.Ctx, "w2", metav1.DeleteOptions{}); err != nil {
+		t.Fatalf("delete: %v", err)
 	}
 }
