@@ -192,6 +192,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	reg := registry.New()
 	chain := s.admissionChain(authz, reg)
 	chain.SetKubeletTransport(kubelets) // webhooks served by pods
+	reg.SetCustomConverter(chain.CustomConverter())
 	apiCfg := apiserver.Config{
 		Registry:         reg,
 		KubeletTransport: kubelets,

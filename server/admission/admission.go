@@ -268,6 +268,12 @@ func (c *Chain) callPolicies(ctx context.Context, a *Attributes) error {
 // through their node's kubelet (call before serving).
 func (c *Chain) SetKubeletTransport(rt http.RoundTripper) { c.webhooks.SetKubeletTransport(rt) }
 
+// CustomConverter calls CRDs' conversion webhooks over the admission
+// webhooks' transport (registry.SetCustomConverter).
+func (c *Chain) CustomConverter() *webhook.Converter {
+	return c.webhooks.Converter(func(ctx context.Context) (*state.Snapshot, error) { return c.reader.Read(ctx, false, 0) })
+}
+
 // callWebhooks runs the mutating (mutate) or validating admission webhooks
 // that match a.
 func (c *Chain) callWebhooks(ctx context.Context, a *Attributes, mutate bool) error {

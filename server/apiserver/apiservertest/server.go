@@ -92,7 +92,9 @@ func NewServer(t testing.TB, opts Options) *Server {
 	var adm apiserver.Admission
 	reg := registry.New() // shared, so admission sees the custom resources
 	if opts.Admission {
-		adm = admission.New(store, reg, nil)
+		chain := admission.New(store, reg, nil)
+		reg.SetCustomConverter(chain.CustomConverter())
+		adm = chain
 	}
 	api, err := apiserver.New(apiserver.Config{
 		Registry:  reg,
