@@ -302,3 +302,55 @@ func TestValidatingAdmissionPolicyCustomResources(t *testing.T) {
 		t.Fatalf("delete: %v", err)
 	}
 }
+
+// A policy on DELETE sees the deleted object as oldObject; objectSelector
+// picks the objects.
+func TestValidatingAdmissionPolicyDelete(t *testing.T) {
+	e := controllertest.NewEnv(t, controllertest.Options{Admission: true})
+	ar := e.Client.AdmissionregistrationV1()
+	p := &admissionregistrationv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "keep"},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			MatchConstraints: &admissionregistrationv1.MatchResources{
+				ObjectSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"protected": "yes"}},
+				ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+					RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+						Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Delete},
+						Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"configmaps"}},
+					},
+				}}},
+			Validations: []admissionregistrationv1.Validation{{Expression: "has(oldObject.data) && oldObject.data.allowDelete == 'true'",
+				MessageExpression: "'configmap ' + oldObject.metadata.name + ' is protected'"}},
+		},
+	}
+	if _, err := ar.ValidatingAdmissionPolicies().Create(e.Ctx, p, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	b := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "keep"},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: "keep",
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}},
+	}
+	if _, err := ar.ValidatingAdmissionPolicyBindings().Create(e.Ctx, b, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cms := e.Client.CoreV1().ConfigMaps("default")
+	for _, cm := range []*corev1.ConfigMap{
+		{ObjectMeta: metav1.ObjectMeta{Name: "guarded", Labels: map[string]string{"protected": "yes"}}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "open", Labels: map[string]string{"protected": "yes"}}, Data: map[string]string{"allowDelete": "true"}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "plain"}},
+	} {
+		if _, err := cms.Create(e.Ctx, cm, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := cms.Delete(e.Ctx, "guarded", metav1.DeleteOptions{})
+	if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "ValidatingAdmissionPolicy 'keep' with binding 'keep' denied request: configmap guarded is protected") {
+		t.Fatalf("delete guarded: %v", err)
+	}
+	for _, name := range []string{"open", "plain"} {
+		if err := cms.Delete(e.Ctx, name, metav1.DeleteOptions{}); err != nil {
+			t.Fatalf("delete %s: %v", name, err)
+		}
+	}
+}
