@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -142,6 +143,20 @@ func TestKubectlValidatingAdmissionPolicy(t *testing.T) {
 	out = run("create", "deployment", "mid", "--image=registry.example/app", "--replicas=4")
 	if !strings.Contains(out, "Warning: Validation failed for ValidatingAdmissionPolicy 'few-replicas' with binding 'few-replicas-binding': more than 2 replicas") {
 		t.Fatalf("no warning:\n%s", out)
+	}
+
+	// The leader type-checks policies against the matched kinds' schemas:
+	// a field deployments lack is a warning in the status.
+	typo := strings.NewReplacer("few-replicas", "typo", "object.spec.replicas <= 2", "object.spec.replicaz <= 2").Replace(strings.SplitN(warnReplicasYAML, "---", 2)[0])
+	run("apply", "-f", file("typo.yaml", typo))
+	if err := testutil.Poll(30*time.Second, func() error {
+		out, err := kubectl(ctx, m.Kubeconfig(), "get", "validatingadmissionpolicy", "typo", "-o", "jsonpath={.status.typeChecking.expressionWarnings[0].fieldRef}: {.status.typeChecking.expressionWarnings[0].warning}")
+		if err != nil || !strings.Contains(out, "spec.validations[0].expression: apps/v1, Kind=Deployment: ERROR: <input>:1:12: undefined field 'replicaz'") {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("typeChecking: %v", err)
 	}
 
 	// A policy whose expression does not compile: 422 naming the field.
