@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apiserver/pkg/admission/plugin/policy/validating"
 	"k8s.io/apiserver/pkg/cel/openapi/resolver"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	admissionlisters "k8s.io/client-go/listers/admissionregistration/v1"
 	"k8s.io/client-go/restmapper"
@@ -34,6 +35,8 @@ type Controller struct {
 	queue    controller.Queue
 	log      *slog.Logger
 	checker  *validating.TypeChecker
+	// disc caches discovery and OpenAPI for one sync.
+	disc discovery.CachedDiscoveryInterface
 }
 
 // New returns the controller.
@@ -41,11 +44,10 @@ func New(cc *controller.Context) *Controller {
 	inf := cc.Informers.Admissionregistration().V1().ValidatingAdmissionPolicies()
 	disc := memory.NewMemCacheClient(cc.Client.Discovery())
 	c := &Controller{cc: cc, policies: inf.Lister(), inf: inf.Informer(), queue: controller.NewQueue(component, 0), log: cc.Log(component),
+		disc: disc,
 		checker: &validating.TypeChecker{
 			SchemaResolver: &resolver.ClientDiscoveryResolver{Discovery: disc},
-			// The checker resets the mapper when a kind is not found
-			// (a CRD created since).
-			RestMapper: restmapper.NewDeferredDiscoveryRESTMapper(disc),
+			RestMapper:     restmapper.NewDeferredDiscoveryRESTMapper(disc),
 		}}
 	add := func(obj any) {
 		if p, ok := obj.(*admissionregistrationv1.ValidatingAdmissionPolicy); ok && p.Generation != p.Status.ObservedGeneration {
@@ -77,6 +79,8 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	if p.Generation == p.Status.ObservedGeneration {
 		return nil
 	}
+	// Fresh schemas: a CRD's may have changed since the last sync.
+	c.disc.Invalidate()
 	warnings := c.checker.Check(p)
 	upd := p.DeepCopy()
 	upd.Status.ObservedGeneration = p.Generation
