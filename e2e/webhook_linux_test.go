@@ -21,13 +21,11 @@ import (
 	"github.com/skiff-io/skiff/server/pki"
 )
 
-// TestServiceWebhookPod: admission webhooks served by a pod of the cluster
-// and reached through clientConfig.service, their certificate (for
-// hook.default.svc) verified with the caBundle by the pod's kubelet, through
-// whose pod proxy the master reaches it: the validating one refuses a
-// labelled ConfigMap, the mutating one labels the others, and one with
-// another CA's bundle fails.
-func TestServiceWebhookPod(t *testing.T) {
+// webhookPodCluster starts a one-node cluster running the webhook server
+// (testdata/webhookserver) in pod default/hook behind Service hook, with a
+// certificate for hook.default.svc from the returned CA; dir is the
+// test's scratch directory.
+func webhookPodCluster(t *testing.T) (*testutil.NetCluster, *pki.CA, string) {
 	needRealContainers(t)
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "webhook")
@@ -77,6 +75,17 @@ func TestServiceWebhookPod(t *testing.T) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	return c, ca, dir
+}
+
+// TestServiceWebhookPod: admission webhooks served by a pod of the cluster
+// and reached through clientConfig.service, their certificate (for
+// hook.default.svc) verified with the caBundle by the pod's kubelet, through
+// whose pod proxy the master reaches it: the validating one refuses a
+// labelled ConfigMap, the mutating one labels the others, and one with
+// another CA's bundle fails.
+func TestServiceWebhookPod(t *testing.T) {
+	c, ca, dir := webhookPodCluster(t)
 	caB64 := base64.StdEncoding.EncodeToString(ca.CertPEM)
 	hook := func(kind, name, path string) string {
 		return `apiVersion: admissionregistration.k8s.io/v1
@@ -113,7 +122,10 @@ webhooks:
 	}
 	// The endpoint becomes ready and the server listens shortly after the
 	// pod runs: poll until the webhook answers.
-	var out string
+	var (
+		out string
+		err error
+	)
 	if err := testutil.Poll(60*time.Second, func() error {
 		out, err = apply("forbidden", cm("forbidden", "forbidden: x"))
 		if err == nil {

@@ -43,9 +43,10 @@ func (s *Server) startControllers(ctx context.Context, wg *sync.WaitGroup, cfg *
 }
 
 // admissionChain is the API server's admission (server/admission) over
-// the local state.
-func (s *Server) admissionChain(authz *auth.Authorizer) *admission.Chain {
-	c := admission.New(raftStore{s}, registry.New(), s.cfg.Logger).WithRBAC(authz)
+// the local state; reg is the API's registry (its custom resources are
+// admission policies' targets and params).
+func (s *Server) admissionChain(authz *auth.Authorizer, reg *registry.Registry) *admission.Chain {
+	c := admission.New(raftStore{s}, reg, s.cfg.Logger).WithRBAC(authz)
 	if s.cfg.PodSecurity != nil {
 		if err := c.SetPodSecurity(s.cfg.PodSecurity); err != nil {
 			panic(err) // setDefaults validated it

@@ -28,6 +28,7 @@ import (
 	"github.com/skiff-io/skiff/server/auditlog"
 	"github.com/skiff-io/skiff/server/auth"
 	"github.com/skiff-io/skiff/server/pki"
+	"github.com/skiff-io/skiff/server/registry"
 	"github.com/skiff-io/skiff/server/snapshot"
 )
 
@@ -188,9 +189,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.Shutdown()
 		return nil, err
 	}
-	chain := s.admissionChain(authz)
+	reg := registry.New()
+	chain := s.admissionChain(authz, reg)
 	chain.SetKubeletTransport(kubelets) // webhooks served by pods
+	reg.SetCustomConverter(chain.CustomConverter())
 	apiCfg := apiserver.Config{
+		Registry:         reg,
 		KubeletTransport: kubelets,
 		Store:            raftStore{s},
 		Authenticator:    s.authn,

@@ -37,6 +37,9 @@
 //   - MutatingAdmissionWebhook (first) and ValidatingAdmissionWebhook
 //     (last): the webhooks of the stored webhook configurations
 //     (server/admission/webhook).
+//   - ValidatingAdmissionPolicy (before the validating webhooks): the
+//     stored policies and bindings, CEL evaluated by k8s.io/apiserver
+//     (server/admission/policy).
 //
 // NamespaceLifecycle (no new objects in a terminating namespace) lives in
 // the API server itself.
@@ -49,9 +52,11 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	apiadmission "k8s.io/apiserver/pkg/admission"
 
 	"github.com/skiff-io/skiff/fsm"
 	"github.com/skiff-io/skiff/fsm/state"
+	"github.com/skiff-io/skiff/server/admission/policy"
 	"github.com/skiff-io/skiff/server/admission/webhook"
 	"github.com/skiff-io/skiff/server/auth"
 	"github.com/skiff-io/skiff/server/registry"
@@ -103,6 +108,8 @@ type Chain struct {
 	podSecurity *podSecurity
 	// webhooks calls the admission webhooks.
 	webhooks *webhook.Dispatcher
+	// policies evaluates the ValidatingAdmissionPolicies.
+	policies *policy.Evaluator
 }
 
 // New returns the admission chain over the state read by r.
@@ -115,7 +122,7 @@ func New(r Reader, reg *registry.Registry, log *slog.Logger) *Chain {
 		panic(err) // the defaults are valid
 	}
 	c := &Chain{reader: r, reg: reg, log: log.With("component", "admission"), services: services,
-		webhooks: webhook.New(reg, log)}
+		webhooks: webhook.New(reg, log), policies: policy.New(reg, nil, log)}
 	if c.podSecurity, err = c.newPodSecurity(DefaultPodSecurityConfig()); err != nil {
 		panic(err) // the defaults are valid
 	}
@@ -174,6 +181,9 @@ func (c *Chain) Admit(ctx context.Context, a *Attributes) error {
 // Validate runs the validating plugins; the mutations it returns (quota
 // charges) must be proposed atomically with the object's write.
 func (c *Chain) Validate(ctx context.Context, a *Attributes) ([]fsm.Mutation, error) {
+	if err := c.callPolicies(ctx, a); err != nil {
+		return nil, err
+	}
 	if err := c.callWebhooks(ctx, a, false); err != nil {
 		return nil, err
 	}
@@ -213,9 +223,10 @@ func (c *Chain) validate(ctx context.Context, a *Attributes) ([]fsm.Mutation, er
 	return c.quota(snap, a)
 }
 
-// AdmitDelete runs the admission webhooks that match a delete (a.OldObject
-// is the object deleted): the mutating ones (their patches have no object
-// to apply to), then the validating ones.
+// AdmitDelete runs the admission webhooks and policies that match a delete
+// (a.OldObject is the object deleted): the mutating webhooks (their
+// patches have no object to apply to), the validating admission policies,
+// then the validating webhooks.
 func (c *Chain) AdmitDelete(ctx context.Context, a *Attributes) error {
 	if u, _ := auth.UserFrom(ctx); u != nil {
 		if err := nodeRestrictionPodWrite(u, a); err != nil {
@@ -225,23 +236,53 @@ func (c *Chain) AdmitDelete(ctx context.Context, a *Attributes) error {
 	if err := c.callWebhooks(ctx, a, true); err != nil {
 		return err
 	}
+	if err := c.callPolicies(ctx, a); err != nil {
+		return err
+	}
 	return c.callWebhooks(ctx, a, false)
 }
 
 // StatusWebhooks runs the mutating (mutate) or validating admission
-// webhooks that match a status update (a.Subresource "status").
+// webhooks that match a status update (a.Subresource "status"); the
+// validating admission policies run before the validating webhooks.
 func (c *Chain) StatusWebhooks(ctx context.Context, a *Attributes, mutate bool) error {
 	if u, _ := auth.UserFrom(ctx); u != nil && mutate {
 		if err := nodeRestrictionPodWrite(u, a); err != nil {
 			return err
 		}
 	}
+	if !mutate {
+		if err := c.callPolicies(ctx, a); err != nil {
+			return err
+		}
+	}
 	return c.callWebhooks(ctx, a, mutate)
+}
+
+// callPolicies evaluates the validating admission policies bound to a.
+func (c *Chain) callPolicies(ctx context.Context, a *Attributes) error {
+	snap, err := c.reader.Read(ctx, false, 0)
+	if err != nil {
+		return err
+	}
+	u, _ := auth.UserFrom(ctx)
+	pa := &policy.Attributes{
+		Operation: apiadmission.Operation(a.Operation), Kind: a.Kind,
+		Namespace: a.Namespace, Name: a.Name, Subresource: a.Subresource,
+		Object: a.Object, OldObject: a.OldObject, DryRun: a.DryRun, User: u, Options: a.Options,
+	}
+	return c.policies.Validate(ctx, snap, pa, func(msg string) { warn(ctx, msg) })
 }
 
 // SetKubeletTransport lets the admission webhooks served by pods be reached
 // through their node's kubelet (call before serving).
 func (c *Chain) SetKubeletTransport(rt http.RoundTripper) { c.webhooks.SetKubeletTransport(rt) }
+
+// CustomConverter calls CRDs' conversion webhooks over the admission
+// webhooks' transport (registry.SetCustomConverter).
+func (c *Chain) CustomConverter() *webhook.Converter {
+	return c.webhooks.Converter(func(ctx context.Context) (*state.Snapshot, error) { return c.reader.Read(ctx, false, 0) })
+}
 
 // callWebhooks runs the mutating (mutate) or validating admission webhooks
 // that match a.

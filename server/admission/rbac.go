@@ -8,6 +8,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
+	"github.com/skiff-io/skiff/server/admission/policy"
 	"github.com/skiff-io/skiff/server/auth"
 )
 
@@ -26,6 +27,7 @@ type RBACResolver interface {
 // "bind" verb on that role). system:masters and masters are exempt.
 func (c *Chain) WithRBAC(r RBACResolver) *Chain {
 	c.rbac = r
+	c.policies = policy.New(c.reg, r, c.log) // policies' `authorizer` checks
 	return c
 }
 

@@ -61,7 +61,7 @@ func (r *Registry) SetCustomResourceDefinitions(crds []*apiextensionsv1.CustomRe
 	sorted := append([]*apiextensionsv1.CustomResourceDefinition(nil), crds...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
 	for _, crd := range sorted {
-		kinds, storage, err := customKinds(crd)
+		kinds, storage, err := customKinds(crd, r.converter)
 		if err == nil {
 			for _, k := range kinds {
 				gvr := k.GVK.GroupVersion().WithResource(k.Resource)
@@ -100,7 +100,7 @@ func (r *Registry) CustomResourceDefinitions() []*apiextensionsv1.CustomResource
 // customKinds builds one Kind per served version of crd, the versions in
 // kube's priority order (v2 before v1 before v1beta1), and returns the
 // storage version's Kind too.
-func customKinds(crd *apiextensionsv1.CustomResourceDefinition) ([]*Kind, *Kind, error) {
+func customKinds(crd *apiextensionsv1.CustomResourceDefinition, conv CustomConverter) ([]*Kind, *Kind, error) {
 	in, err := internalCRD(crd)
 	if err != nil {
 		return nil, nil, err
@@ -133,6 +133,12 @@ func customKinds(crd *apiextensionsv1.CustomResourceDefinition) ([]*Kind, *Kind,
 		if v.Served {
 			kinds = append(kinds, k)
 		}
+	}
+	if c := webhookConversion(crd, conv, storage); c != nil {
+		for _, k := range kinds {
+			k.conversion = c
+		}
+		storage.conversion = c
 	}
 	return kinds, storage, nil
 }

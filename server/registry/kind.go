@@ -86,8 +86,11 @@ type Kind struct {
 	supportedFields map[string]bool
 	// custom: a custom resource's kind (customresource.go), with its
 	// schema (nil: none).
-	custom      bool
-	schema      *customSchema
+	custom bool
+	schema *customSchema
+	// conversion: the CRD converts its versions with a webhook (nil:
+	// strategy None, a version is the stored object relabelled).
+	conversion  *customConversion
 	terminating bool
 }
 
@@ -177,6 +180,13 @@ func (k *Kind) Decode(o *state.Object) (runtime.Object, error) {
 	if err != nil {
 		return nil, fmt.Errorf("decode %s: %w", o.Key, err)
 	}
+	if u, ok := obj.(*unstructured.Unstructured); ok && k.conversion != nil && u.GetAPIVersion() != k.GVK.GroupVersion().String() {
+		c, err := k.conversion.decode(u, k.GVK.Version)
+		if err != nil {
+			return nil, fmt.Errorf("decode %s: %w", o.Key, err)
+		}
+		obj = c
+	}
 	obj.GetObjectKind().SetGroupVersionKind(k.GVK)
 	mustMeta(obj).SetResourceVersion(strconv.FormatUint(o.ModifyIndex, 10))
 	return obj, nil
@@ -185,6 +195,9 @@ func (k *Kind) Decode(o *state.Object) (runtime.Object, error) {
 // Encode returns the stored form of obj: JSON with apiVersion and kind set
 // and no resourceVersion. obj is not changed.
 func (k *Kind) Encode(obj runtime.Object) ([]byte, error) {
+	if u, ok := obj.(*unstructured.Unstructured); ok && k.conversion != nil && k.GVK != k.conversion.storage {
+		return k.conversion.encode(k, u)
+	}
 	m := mustMeta(obj)
 	rv := m.GetResourceVersion()
 	m.SetResourceVersion("")

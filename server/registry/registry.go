@@ -43,6 +43,9 @@ type Registry struct {
 	byStorage map[string]*Kind
 	// custom holds the custom resources served now (customresource.go).
 	custom atomic.Pointer[customSet]
+	// converter converts the objects of CRDs with the Webhook conversion
+	// strategy (customconversion.go).
+	converter CustomConverter
 }
 
 // New returns the registry of Skiff's built-in kinds.
@@ -130,6 +133,8 @@ func New() *Registry {
 		customResourceDefinitionKind(r),
 		mutatingWebhookConfigurationKind(),
 		validatingWebhookConfigurationKind(),
+		validatingAdmissionPolicyKind(),
+		validatingAdmissionPolicyBindingKind(),
 	} {
 		r.register(k)
 	}

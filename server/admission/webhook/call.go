@@ -204,33 +204,6 @@ func encode(obj runtime.Object, gvk schema.GroupVersionKind) ([]byte, error) {
 
 // call sends the review to the webhook and returns its response.
 func (d *Dispatcher) call(ctx context.Context, snap *state.Snapshot, a *Attributes, cc admissionregistrationv1.WebhookClientConfig, timeoutSeconds *int32) (*admissionv1.AdmissionResponse, []byte, error) {
-	var (
-		target     string
-		serverName string
-		viaKubelet bool
-	)
-	switch {
-	case cc.URL != nil:
-		target = *cc.URL
-	case cc.Service != nil:
-		ep, err := d.serviceEndpoint(snap, cc.Service)
-		if err != nil {
-			return nil, nil, fmt.Errorf("resolve clientConfig.service: %w", err)
-		}
-		serverName = ep.serverName
-		u := &url.URL{Scheme: "https", Host: net.JoinHostPort(ep.ip, strconv.Itoa(ep.port)), Path: ep.path}
-		if ep.node != "" && d.kubelets != nil {
-			// Through the pod's kubelet, which verifies the certificate
-			// with the caBundle and the service name.
-			if u, err = d.kubeletPodURL(snap, ep); err != nil {
-				return nil, nil, fmt.Errorf("resolve clientConfig.service: %w", err)
-			}
-			viaKubelet = true
-		}
-		target = u.String()
-	default:
-		return nil, nil, errors.New("clientConfig has neither url nor service")
-	}
 	rev, body, err := review(a)
 	if err != nil {
 		return nil, nil, fmt.Errorf("encode AdmissionReview: %w", err)
@@ -243,39 +216,9 @@ func (d *Dispatcher) call(ctx context.Context, snap *state.Snapshot, a *Attribut
 	if timeoutSeconds != nil {
 		timeout = time.Duration(*timeoutSeconds) * time.Second
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(data))
+	out, err := d.post(ctx, snap, cc, data, timeout)
 	if err != nil {
 		return nil, nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	var client *http.Client
-	if viaKubelet {
-		if len(cc.CABundle) == 0 {
-			return nil, nil, errors.New("a webhook reached through the kubelet needs clientConfig.caBundle")
-		}
-		client = &http.Client{Transport: d.kubelets}
-		req.Header.Set(podProxyCAHeader, base64.StdEncoding.EncodeToString(cc.CABundle))
-		req.Header.Set(podProxyServerNameHeader, serverName)
-	} else if client, err = d.clients.get(cc.CABundle, serverName); err != nil {
-		return nil, nil, err
-	}
-	res, err := client.Do(req)
-	if err != nil {
-		return nil, nil, fmt.Errorf("failed to call webhook: %w", err)
-	}
-	defer res.Body.Close()
-	if viaKubelet && res.StatusCode == http.StatusOK && res.Header.Get(podProxyVerifiedHeader) != "true" {
-		return nil, nil, errors.New("the kubelet's pod proxy did not verify the webhook's certificate (an older agent?)")
-	}
-	out, err := io.ReadAll(io.LimitReader(res.Body, maxResponseBytes))
-	if err != nil {
-		return nil, nil, fmt.Errorf("failed to call webhook: %w", err)
-	}
-	if res.StatusCode != http.StatusOK {
-		return nil, nil, fmt.Errorf("webhook answered %s: %.200s", res.Status, out)
 	}
 	var ans admissionv1.AdmissionReview
 	if err := json.Unmarshal(out, &ans); err != nil {
@@ -288,6 +231,74 @@ func (d *Dispatcher) call(ctx context.Context, snap *state.Snapshot, a *Attribut
 		return nil, nil, fmt.Errorf("expected response.uid=%q, got %q", rev.Request.UID, ans.Response.UID)
 	}
 	return ans.Response, body, nil
+}
+
+// post sends a JSON review to the webhook of cc (its url, or a ready
+// endpoint of its service: a pod's through the pod's kubelet) and returns
+// the answer of a 200 response.
+func (d *Dispatcher) post(ctx context.Context, snap *state.Snapshot, cc admissionregistrationv1.WebhookClientConfig, data []byte, timeout time.Duration) ([]byte, error) {
+	var (
+		target     string
+		serverName string
+		viaKubelet bool
+	)
+	switch {
+	case cc.URL != nil:
+		target = *cc.URL
+	case cc.Service != nil:
+		ep, err := d.serviceEndpoint(snap, cc.Service)
+		if err != nil {
+			return nil, fmt.Errorf("resolve clientConfig.service: %w", err)
+		}
+		serverName = ep.serverName
+		u := &url.URL{Scheme: "https", Host: net.JoinHostPort(ep.ip, strconv.Itoa(ep.port)), Path: ep.path}
+		if ep.node != "" && d.kubelets != nil {
+			// Through the pod's kubelet, which verifies the certificate
+			// with the caBundle and the service name.
+			if u, err = d.kubeletPodURL(snap, ep); err != nil {
+				return nil, fmt.Errorf("resolve clientConfig.service: %w", err)
+			}
+			viaKubelet = true
+		}
+		target = u.String()
+	default:
+		return nil, errors.New("clientConfig has neither url nor service")
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(data))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	var client *http.Client
+	if viaKubelet {
+		if len(cc.CABundle) == 0 {
+			return nil, errors.New("a webhook reached through the kubelet needs clientConfig.caBundle")
+		}
+		client = &http.Client{Transport: d.kubelets}
+		req.Header.Set(podProxyCAHeader, base64.StdEncoding.EncodeToString(cc.CABundle))
+		req.Header.Set(podProxyServerNameHeader, serverName)
+	} else if client, err = d.clients.get(cc.CABundle, serverName); err != nil {
+		return nil, err
+	}
+	res, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("failed to call webhook: %w", err)
+	}
+	defer res.Body.Close()
+	if viaKubelet && res.StatusCode == http.StatusOK && res.Header.Get(podProxyVerifiedHeader) != "true" {
+		return nil, errors.New("the kubelet's pod proxy did not verify the webhook's certificate (an older agent?)")
+	}
+	out, err := io.ReadAll(io.LimitReader(res.Body, maxResponseBytes))
+	if err != nil {
+		return nil, fmt.Errorf("failed to call webhook: %w", err)
+	}
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("webhook answered %s: %.200s", res.Status, out)
+	}
+	return out, nil
 }
 
 // clientCache keeps one HTTP client per CA bundle and TLS server name, so

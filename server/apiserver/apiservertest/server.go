@@ -90,10 +90,14 @@ func NewServer(t testing.TB, opts Options) *Server {
 		authn.User = *opts.User
 	}
 	var adm apiserver.Admission
+	reg := registry.New() // shared, so admission sees the custom resources
 	if opts.Admission {
-		adm = admission.New(store, registry.New(), nil)
+		chain := admission.New(store, reg, nil)
+		reg.SetCustomConverter(chain.CustomConverter())
+		adm = chain
 	}
 	api, err := apiserver.New(apiserver.Config{
+		Registry:  reg,
 		Admission: adm,
 		// TokenRequests are signed with a key of the test's own.
 		ServiceAccountTokens: tokens,

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/skiff-io/skiff/server/controller"
+	"github.com/skiff-io/skiff/server/controller/admissionpolicystatus"
 	"github.com/skiff-io/skiff/server/controller/certificates"
 	"github.com/skiff-io/skiff/server/controller/cronjob"
 	"github.com/skiff-io/skiff/server/controller/daemonset"
@@ -223,6 +224,7 @@ func build(cc *controller.Context, o Options) ([]runner, error) {
 		{"persistentvolume", func(ctx context.Context) { pvs.Run(ctx, w) }},
 		{"nodelifecycle", func(ctx context.Context) { nodes.Run(ctx, w) }},
 		{"servicelb", servicelb.New(cc, servicelb.Options{DisableServiceLB: o.DisableServiceLB}).Run},
+		{"validatingadmissionpolicy-status", func(ctx context.Context) { admissionpolicystatus.New(cc).Run(ctx, 1) }},
 	}
 	if len(o.RootCA) > 0 {
 		pub := rootcacertpublisher.New(cc, o.RootCA)
