@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -92,6 +93,8 @@ func defaultJobSpec(s *batchv1.JobSpec) {
 	defaultInt32(&s.Parallelism, 1)
 	if s.BackoffLimitPerIndex == nil {
 		defaultInt32(&s.BackoffLimit, 6)
+	} else {
+		defaultInt32(&s.BackoffLimit, math.MaxInt32)
 	}
 	if s.CompletionMode == nil {
 		m := batchv1.NonIndexedCompletion
@@ -101,9 +104,23 @@ func defaultJobSpec(s *batchv1.JobSpec) {
 		f := false
 		s.Suspend = &f
 	}
-	if s.PodReplacementPolicy == nil && s.PodFailurePolicy == nil {
+	if s.PodReplacementPolicy == nil {
+		// A pod failure policy looks at failed pods only: it implies
+		// replacing pods once they have failed.
 		p := batchv1.TerminatingOrFailed
+		if s.PodFailurePolicy != nil {
+			p = batchv1.Failed
+		}
 		s.PodReplacementPolicy = &p
+	}
+	if s.PodFailurePolicy != nil {
+		for i := range s.PodFailurePolicy.Rules {
+			for k := range s.PodFailurePolicy.Rules[i].OnPodConditions {
+				if pat := &s.PodFailurePolicy.Rules[i].OnPodConditions[k]; pat.Status == "" {
+					pat.Status = corev1.ConditionTrue
+				}
+			}
+		}
 	}
 	defaultPodSpec(&s.Template.Spec)
 }
