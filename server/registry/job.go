@@ -27,8 +27,11 @@ func jobKind() *Kind {
 		Categories:    []string{"all"},
 		HasStatus:     true,
 		HasGeneration: true,
-		newObject:     func() runtime.Object { return &batchv1.Job{} },
-		newList:       func() runtime.Object { return &batchv1.JobList{} },
+		// A /status update keeps metadata changes (kube-apiserver resets
+		// only the spec).
+		statusKeepsMetadata: true,
+		newObject:           func() runtime.Object { return &batchv1.Job{} },
+		newList:             func() runtime.Object { return &batchv1.JobList{} },
 		prepareForCreate: func(obj runtime.Object) {
 			j := obj.(*batchv1.Job)
 			j.Status = batchv1.JobStatus{}
