@@ -5,6 +5,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -55,5 +56,43 @@ func TestJobStatusPatchKeepsMetadata(t *testing.T) {
 	}
 	if cj.Annotations["patchedstatus"] != "true" || cj.Status.LastScheduleTime == nil || cj.Spec.Schedule != "* * * * *" {
 		t.Fatalf("cronjob after status patch: annotations %v status %+v schedule %q", cj.Annotations, cj.Status, cj.Spec.Schedule)
+	}
+}
+
+// TestEvictionMarksDisruptionTarget: an evicted pod gets the
+// DisruptionTarget condition (reason EvictionByEvictionAPI) before it is
+// deleted, as kube-apiserver's eviction, so that a Job's pod failure
+// policy can match it; a dry run changes nothing.
+func TestEvictionMarksDisruptionTarget(t *testing.T) {
+	e := newEnv(t, apiservertest.Options{})
+	pods := e.cs.CoreV1().Pods("default")
+	// A finalizer keeps the pod after the eviction's delete.
+	_, err := pods.Create(e.ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Finalizers: []string{"example.com/hold"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dry := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: "p"}, DeleteOptions: &metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}}}
+	if err := pods.EvictV1(e.ctx, dry); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := pods.Get(e.ctx, "p", metav1.GetOptions{}); err != nil || len(p.Status.Conditions) != 0 || p.DeletionTimestamp != nil {
+		t.Fatalf("dry-run eviction changed the pod: %v %+v", err, p)
+	}
+	if err := pods.EvictV1(e.ctx, &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: "p"}}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := pods.Get(e.ctx, "p", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cond *corev1.PodCondition
+	for i := range p.Status.Conditions {
+		if p.Status.Conditions[i].Type == corev1.DisruptionTarget {
+			cond = &p.Status.Conditions[i]
+		}
+	}
+	if p.DeletionTimestamp == nil || cond == nil || cond.Status != corev1.ConditionTrue || cond.Reason != "EvictionByEvictionAPI" {
+		t.Fatalf("evicted pod: deletionTimestamp %v conditions %+v", p.DeletionTimestamp, p.Status.Conditions)
 	}
 }
