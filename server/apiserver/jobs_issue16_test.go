@@ -1,11 +1,14 @@
 package apiserver_test
 
 import (
+	"errors"
+	"math"
 	"testing"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -95,4 +98,85 @@ func TestEvictionMarksDisruptionTarget(t *testing.T) {
 	if p.DeletionTimestamp == nil || cond == nil || cond.Status != corev1.ConditionTrue || cond.Reason != "EvictionByEvictionAPI" {
 		t.Fatalf("evicted pod: deletionTimestamp %v conditions %+v", p.DeletionTimestamp, p.Status.Conditions)
 	}
+}
+
+// TestJobPolicyValidationAndDefaults: kube-apiserver's defaults and rules
+// for podFailurePolicy, successPolicy, backoffLimitPerIndex and
+// maxFailedIndexes (422 naming the field).
+func TestJobPolicyValidationAndDefaults(t *testing.T) {
+	e := newEnv(t, apiservertest.Options{})
+	jobs := e.cs.BatchV1().Jobs("default")
+	indexed := batchv1.IndexedCompletion
+	newJob := func(name string) *batchv1.Job {
+		return &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: batchv1.JobSpec{
+			CompletionMode: &indexed, Completions: ptrTo(int32(4)),
+			Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever,
+				Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}}}
+	}
+	ok := newJob("ok")
+	ok.Spec.BackoffLimitPerIndex, ok.Spec.MaxFailedIndexes = ptrTo(int32(1)), ptrTo(int32(2))
+	ok.Spec.PodFailurePolicy = &batchv1.PodFailurePolicy{Rules: []batchv1.PodFailurePolicyRule{
+		{Action: batchv1.PodFailurePolicyActionFailIndex, OnExitCodes: &batchv1.PodFailurePolicyOnExitCodesRequirement{
+			ContainerName: ptrTo("c"), Operator: batchv1.PodFailurePolicyOnExitCodesOpIn, Values: []int32{1, 42}}},
+		{Action: batchv1.PodFailurePolicyActionIgnore, OnPodConditions: []batchv1.PodFailurePolicyOnPodConditionsPattern{{Type: corev1.DisruptionTarget}}},
+	}}
+	ok.Spec.SuccessPolicy = &batchv1.SuccessPolicy{Rules: []batchv1.SuccessPolicyRule{{SucceededIndexes: ptrTo("0,2-3"), SucceededCount: ptrTo(int32(2))}}}
+	got, err := jobs.Create(e.ctx, ok, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *got.Spec.BackoffLimit != math.MaxInt32 || got.Spec.PodReplacementPolicy == nil || *got.Spec.PodReplacementPolicy != batchv1.Failed ||
+		got.Spec.PodFailurePolicy.Rules[1].OnPodConditions[0].Status != corev1.ConditionTrue {
+		t.Fatalf("defaults: backoffLimit %d podReplacementPolicy %v pattern %+v", *got.Spec.BackoffLimit,
+			got.Spec.PodReplacementPolicy, got.Spec.PodFailurePolicy.Rules[1].OnPodConditions[0])
+	}
+	got.Spec.PodFailurePolicy.Rules = got.Spec.PodFailurePolicy.Rules[:1]
+	if _, err := jobs.Update(e.ctx, got, metav1.UpdateOptions{}); !apierrors.IsInvalid(err) || !hasCause(err, "spec.podFailurePolicy") {
+		t.Fatalf("podFailurePolicy changed: %v", err)
+	}
+
+	for field, mutate := range map[string]func(j *batchv1.Job){
+		"spec.podFailurePolicy.rules[0].action": func(j *batchv1.Job) {
+			j.Spec.PodFailurePolicy = &batchv1.PodFailurePolicy{Rules: []batchv1.PodFailurePolicyRule{{Action: batchv1.PodFailurePolicyActionFailIndex,
+				OnExitCodes: &batchv1.PodFailurePolicyOnExitCodesRequirement{Operator: batchv1.PodFailurePolicyOnExitCodesOpIn, Values: []int32{1}}}}}
+		},
+		"spec.template.spec.restartPolicy": func(j *batchv1.Job) {
+			j.Spec.Template.Spec.RestartPolicy = corev1.RestartPolicyOnFailure
+			j.Spec.PodFailurePolicy = &batchv1.PodFailurePolicy{Rules: []batchv1.PodFailurePolicyRule{{Action: batchv1.PodFailurePolicyActionFailJob,
+				OnExitCodes: &batchv1.PodFailurePolicyOnExitCodesRequirement{Operator: batchv1.PodFailurePolicyOnExitCodesOpIn, Values: []int32{1}}}}}
+		},
+		"spec.podFailurePolicy.rules[0].onExitCodes.values[0]": func(j *batchv1.Job) {
+			j.Spec.PodFailurePolicy = &batchv1.PodFailurePolicy{Rules: []batchv1.PodFailurePolicyRule{{Action: batchv1.PodFailurePolicyActionFailJob,
+				OnExitCodes: &batchv1.PodFailurePolicyOnExitCodesRequirement{Operator: batchv1.PodFailurePolicyOnExitCodesOpIn, Values: []int32{0}}}}}
+		},
+		"spec.completionMode": func(j *batchv1.Job) {
+			nonIndexed := batchv1.NonIndexedCompletion
+			j.Spec.CompletionMode = &nonIndexed
+			j.Spec.SuccessPolicy = &batchv1.SuccessPolicy{Rules: []batchv1.SuccessPolicyRule{{SucceededCount: ptrTo(int32(1))}}}
+		},
+		"spec.successPolicy.rules[0].succeededIndexes": func(j *batchv1.Job) {
+			j.Spec.SuccessPolicy = &batchv1.SuccessPolicy{Rules: []batchv1.SuccessPolicyRule{{SucceededIndexes: ptrTo("2-9")}}}
+		},
+		"spec.backoffLimitPerIndex": func(j *batchv1.Job) { j.Spec.MaxFailedIndexes = ptrTo(int32(1)) },
+	} {
+		j := newJob("bad")
+		mutate(j)
+		_, err := jobs.Create(e.ctx, j, metav1.CreateOptions{})
+		if !apierrors.IsInvalid(err) || !hasCause(err, field) {
+			t.Errorf("%s: want 422 naming it, got %v", field, err)
+		}
+	}
+}
+
+func hasCause(err error, field string) bool {
+	var st apierrors.APIStatus
+	if !errors.As(err, &st) || st.Status().Details == nil {
+		return false
+	}
+	for _, c := range st.Status().Details.Causes {
+		if c.Field == field {
+			return true
+		}
+	}
+	return false
 }

@@ -151,6 +151,7 @@ func validateJobSpec(s *batchv1.JobSpec, sp *field.Path) field.ErrorList {
 		}
 	}
 	errs = append(errs, validateSelectorAndTemplateAt(sp, s.Selector, &s.Template, "job", jobRestartPolicies)...)
+	errs = append(errs, validateJobPolicies(s, sp)...) // jobpolicy.go
 	return errs
 }
 
@@ -165,6 +166,7 @@ func validateJobSpecUpdate(s, old *batchv1.JobSpec, sp *field.Path) field.ErrorL
 	if s.CompletionMode == nil || *s.CompletionMode != batchv1.IndexedCompletion {
 		errs = append(errs, apivalidation.ValidateImmutableField(s.Completions, old.Completions, sp.Child("completions"))...)
 	}
+	errs = append(errs, validateJobPoliciesUpdate(s, old, sp)...)
 	return errs
 }
 
