@@ -94,6 +94,11 @@ func (a *Agent) syncPod(ctx context.Context, pod *corev1.Pod, gone bool, st *pod
 		return 0, false
 	}
 
+	deadline, past := a.failPastDeadline(pod, st) // deadline.go
+	if past {
+		a.status.set(pod, a.podStatus(pod, rt, st))
+		return 100 * time.Millisecond, false // kill the containers on the next pass
+	}
 	if msg, bad := forbiddenSysctl(pod); bad {
 		// The kubelet's admission: the pod fails without running.
 		st.terminal = true
@@ -145,6 +150,7 @@ func (a *Agent) syncPod(ctx context.Context, pod *corev1.Pod, gone bool, st *pod
 	if rt2, err := a.podRuntime(ctx, pod.UID); err == nil {
 		rt = rt2
 	}
+	requeue = minPositive(requeue, deadline)
 	status := a.podStatus(pod, rt, st)
 	a.probes.sync(pod, rt)
 	if isTerminal(status.Phase) {

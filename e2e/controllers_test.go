@@ -240,6 +240,10 @@ func TestControllers(t *testing.T) {
 				t.Fatalf("three failures in %v: no back-off", d)
 			}
 		})
+		t.Run("JobPolicies", func(t *testing.T) {
+			t.Parallel()
+			testJobPolicies(t, m, cs) // jobpolicy_test.go
+		})
 		t.Run("CronJobFires", func(t *testing.T) {
 			t.Parallel()
 			ns := "cron"

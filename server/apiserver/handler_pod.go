@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -239,6 +240,16 @@ func (s *APIServer) evict(ctx context.Context, req *request, opts *metav1.Delete
 				return err
 			}
 		}
+		if len(opts.DryRun) == 0 {
+			// The pod learns why it goes (DisruptionTarget), as
+			// kube-apiserver's eviction does: a Job's pod failure policy
+			// can match it.
+			if snap, cur, obj, err = s.markEvicted(ctx, req, snap, cur, pod); isConflict(err) {
+				continue
+			} else if err != nil {
+				return err
+			}
+		}
 		_, _, err = s.deleteObject(ctx, snap, req.kind, cur, obj, opts)
 		if isConflict(err) {
 			continue
@@ -246,6 +257,41 @@ func (s *APIServer) evict(ctx context.Context, req *request, opts *metav1.Delete
 		return err
 	}
 	return apierrors.NewConflict(req.kind.GroupResource(), req.info.Name, errModified)
+}
+
+// markEvicted gives the pod the DisruptionTarget condition (reason
+// EvictionByEvictionAPI) and returns it as stored, with the snapshot read.
+func (s *APIServer) markEvicted(ctx context.Context, req *request, snap *state.Snapshot, cur *state.Object, pod *corev1.Pod) (*state.Snapshot, *state.Object, runtime.Object, error) {
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.DisruptionTarget && c.Status == corev1.ConditionTrue && c.Reason == "EvictionByEvictionAPI" {
+			return snap, cur, pod, nil
+		}
+	}
+	cp := pod.DeepCopy()
+	cond := corev1.PodCondition{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue, Reason: "EvictionByEvictionAPI",
+		Message: "Eviction API: evicting", LastTransitionTime: metav1.NewTime(s.now().UTC().Truncate(time.Second))}
+	found := false
+	for i := range cp.Status.Conditions {
+		if cp.Status.Conditions[i].Type == corev1.DisruptionTarget {
+			cp.Status.Conditions[i], found = cond, true
+		}
+	}
+	if !found {
+		cp.Status.Conditions = append(cp.Status.Conditions, cond)
+	}
+	data, err := req.kind.Encode(cp)
+	if err != nil {
+		return nil, nil, nil, apierrors.NewInternalError(err)
+	}
+	if _, err := s.propose(ctx, fsm.Mutation{Op: fsm.OpUpdate, Key: cur.Key, Object: data,
+		Preconditions: &fsm.Preconditions{UID: cur.UID, ResourceVersion: cur.ModifyIndex}}); err != nil {
+		return nil, nil, nil, err
+	}
+	if snap, err = s.store.Read(ctx, true, 0); err != nil {
+		return nil, nil, nil, storeError(err)
+	}
+	cur, obj, err := getObject(snap, req.kind, req.namespace(), req.info.Name)
+	return snap, cur, obj, err
 }
 
 // canIgnorePDB: a pod that is terminal, pending or already being deleted

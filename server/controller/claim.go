@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -29,6 +30,10 @@ type Claimer struct {
 	Fresh func(ctx context.Context) (metav1.Object, error)
 	// Patch applies a strategic merge patch to namespace/name.
 	Patch func(ctx context.Context, namespace, name string, patch []byte) error
+	// Finalizers are added to an object adopted and removed from one
+	// released, in the same patch (the Job controller's tracking
+	// finalizer).
+	Finalizers []string
 
 	once     sync.Once
 	adoptErr error
@@ -93,10 +98,14 @@ func (c *Claimer) canAdopt(ctx context.Context) error {
 
 func (c *Claimer) adopt(ctx context.Context, o metav1.Object) error {
 	ref := OwnerRef(c.Owner, c.GVK)
-	p, err := json.Marshal(map[string]any{"metadata": map[string]any{
+	meta := map[string]any{
 		"ownerReferences": []metav1.OwnerReference{ref},
 		"uid":             o.GetUID(),
-	}})
+	}
+	if len(c.Finalizers) > 0 {
+		meta["finalizers"] = c.Finalizers
+	}
+	p, err := json.Marshal(map[string]any{"metadata": meta})
 	if err != nil {
 		return err
 	}
@@ -104,7 +113,13 @@ func (c *Claimer) adopt(ctx context.Context, o metav1.Object) error {
 }
 
 func (c *Claimer) release(ctx context.Context, o metav1.Object) error {
-	p, err := ReleasePatch(c.Owner.GetUID(), o.GetUID())
+	var fins []string
+	for _, f := range c.Finalizers {
+		if slices.Contains(o.GetFinalizers(), f) {
+			fins = append(fins, f)
+		}
+	}
+	p, err := ReleasePatch(c.Owner.GetUID(), o.GetUID(), fins...)
 	if err != nil {
 		return err
 	}
@@ -112,12 +127,17 @@ func (c *Claimer) release(ctx context.Context, o metav1.Object) error {
 }
 
 // ReleasePatch is the strategic merge patch that removes the owner
-// reference to owner from the object with UID uid.
-func ReleasePatch(owner, uid types.UID) ([]byte, error) {
-	return json.Marshal(map[string]any{"metadata": map[string]any{
+// reference to owner, and the given finalizers, from the object with UID
+// uid.
+func ReleasePatch(owner, uid types.UID, finalizers ...string) ([]byte, error) {
+	meta := map[string]any{
 		"ownerReferences": []map[string]any{{"$patch": "delete", "uid": owner}},
 		"uid":             uid,
-	}})
+	}
+	if len(finalizers) > 0 {
+		meta["$deleteFromPrimitiveList/finalizers"] = finalizers
+	}
+	return json.Marshal(map[string]any{"metadata": meta})
 }
 
 // Candidates returns the objects matching an owner's selector (matching)
@@ -138,14 +158,15 @@ func Candidates[T metav1.Object](matching []T, inf cache.SharedIndexInformer, ow
 // ClaimPods returns the pods owner controls after adopting the orphans in
 // its namespace that match sel and releasing its pods that no longer do;
 // keep filters the candidates (nil keeps all). podInf is the shared pod
-// informer; fresh returns the owner as the API has it now.
+// informer; fresh returns the owner as the API has it now; finalizers are
+// removed from the pods released.
 func (cc *Context) ClaimPods(ctx context.Context, podInf cache.SharedIndexInformer, owner metav1.Object, gvk schema.GroupVersionKind,
-	sel labels.Selector, fresh func(context.Context) (metav1.Object, error), keep func(*corev1.Pod) bool) ([]*corev1.Pod, error) {
+	sel labels.Selector, fresh func(context.Context) (metav1.Object, error), keep func(*corev1.Pod) bool, finalizers ...string) ([]*corev1.Pod, error) {
 	matching, err := corelisters.NewPodLister(podInf.GetIndexer()).Pods(owner.GetNamespace()).List(sel)
 	if err != nil {
 		return nil, err
 	}
-	cl := &Claimer{Owner: owner, GVK: gvk, Selector: sel, Fresh: fresh,
+	cl := &Claimer{Owner: owner, GVK: gvk, Selector: sel, Fresh: fresh, Finalizers: finalizers,
 		Patch: func(ctx context.Context, ns, name string, p []byte) error {
 			_, err := cc.Client.CoreV1().Pods(ns).Patch(ctx, name, types.StrategicMergePatchType, p, metav1.PatchOptions{})
 			return err

@@ -21,6 +21,9 @@ func cronJobKind() *Kind {
 		Categories:    []string{"all"},
 		HasStatus:     true,
 		HasGeneration: true,
+		// A /status update keeps metadata changes (kube-apiserver resets
+		// only the spec).
+		statusKeepsMetadata: true,
 		NameFn: func(name string, prefix bool) []string {
 			// The Job names derived from it add 11 characters.
 			msgs := apivalidation.NameIsDNSSubdomain(name, prefix)

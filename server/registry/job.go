@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -26,8 +27,11 @@ func jobKind() *Kind {
 		Categories:    []string{"all"},
 		HasStatus:     true,
 		HasGeneration: true,
-		newObject:     func() runtime.Object { return &batchv1.Job{} },
-		newList:       func() runtime.Object { return &batchv1.JobList{} },
+		// A /status update keeps metadata changes (kube-apiserver resets
+		// only the spec).
+		statusKeepsMetadata: true,
+		newObject:           func() runtime.Object { return &batchv1.Job{} },
+		newList:             func() runtime.Object { return &batchv1.JobList{} },
 		prepareForCreate: func(obj runtime.Object) {
 			j := obj.(*batchv1.Job)
 			j.Status = batchv1.JobStatus{}
@@ -92,6 +96,8 @@ func defaultJobSpec(s *batchv1.JobSpec) {
 	defaultInt32(&s.Parallelism, 1)
 	if s.BackoffLimitPerIndex == nil {
 		defaultInt32(&s.BackoffLimit, 6)
+	} else {
+		defaultInt32(&s.BackoffLimit, math.MaxInt32)
 	}
 	if s.CompletionMode == nil {
 		m := batchv1.NonIndexedCompletion
@@ -101,9 +107,23 @@ func defaultJobSpec(s *batchv1.JobSpec) {
 		f := false
 		s.Suspend = &f
 	}
-	if s.PodReplacementPolicy == nil && s.PodFailurePolicy == nil {
+	if s.PodReplacementPolicy == nil {
+		// A pod failure policy looks at failed pods only: it implies
+		// replacing pods once they have failed.
 		p := batchv1.TerminatingOrFailed
+		if s.PodFailurePolicy != nil {
+			p = batchv1.Failed
+		}
 		s.PodReplacementPolicy = &p
+	}
+	if s.PodFailurePolicy != nil {
+		for i := range s.PodFailurePolicy.Rules {
+			for k := range s.PodFailurePolicy.Rules[i].OnPodConditions {
+				if pat := &s.PodFailurePolicy.Rules[i].OnPodConditions[k]; pat.Status == "" {
+					pat.Status = corev1.ConditionTrue
+				}
+			}
+		}
 	}
 	defaultPodSpec(&s.Template.Spec)
 }
@@ -131,6 +151,7 @@ func validateJobSpec(s *batchv1.JobSpec, sp *field.Path) field.ErrorList {
 		}
 	}
 	errs = append(errs, validateSelectorAndTemplateAt(sp, s.Selector, &s.Template, "job", jobRestartPolicies)...)
+	errs = append(errs, validateJobPolicies(s, sp)...) // jobpolicy.go
 	return errs
 }
 
@@ -145,6 +166,7 @@ func validateJobSpecUpdate(s, old *batchv1.JobSpec, sp *field.Path) field.ErrorL
 	if s.CompletionMode == nil || *s.CompletionMode != batchv1.IndexedCompletion {
 		errs = append(errs, apivalidation.ValidateImmutableField(s.Completions, old.Completions, sp.Child("completions"))...)
 	}
+	errs = append(errs, validateJobPoliciesUpdate(s, old, sp)...)
 	return errs
 }
 

@@ -56,6 +56,10 @@ type Kind struct {
 	extraSubresources []Subresource
 	// validateStatus checks a /status update's result (nil: metadata only).
 	validateStatus func(obj runtime.Object) field.ErrorList
+	// statusKeepsMetadata: a /status update also stores the client's
+	// metadata changes (labels, annotations...), as kube-apiserver's status
+	// strategy for the kind, which resets only the spec (Job, CronJob).
+	statusKeepsMetadata bool
 
 	newObject func() runtime.Object
 	newList   func() runtime.Object
@@ -266,9 +270,19 @@ func (k *Kind) PrepareForUpdate(obj, old runtime.Object) {
 
 // PrepareForStatusUpdate returns the object a /status update stores: old
 // with the status of obj, and obj's labels and annotations (kube-apiserver's
-// status strategies reset the spec only: a status PATCH may annotate). A
-// Deployment's labels stay, as its status strategy keeps them.
+// status strategies reset the spec only: a status PATCH may annotate; a
+// Deployment's labels stay, as its status strategy keeps them); for kinds
+// whose status updates keep all metadata (Job, CronJob), obj with the spec
+// of old.
 func (k *Kind) PrepareForStatusUpdate(obj, old runtime.Object) runtime.Object {
+	if k.statusKeepsMetadata {
+		out := obj.DeepCopyObject()
+		copyField(out, old, "Spec")
+		m, om := mustMeta(out), mustMeta(old)
+		keepServerMeta(m, om)
+		m.SetGeneration(om.GetGeneration())
+		return out
+	}
 	out := old.DeepCopyObject()
 	copyField(out, obj, "Status")
 	m, om := mustMeta(out), mustMeta(obj)

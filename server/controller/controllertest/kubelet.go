@@ -3,6 +3,7 @@ package controllertest
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +22,10 @@ const (
 	AnnotationExit = "controllertest.skiff.io/exit"
 	// AnnotationNotReady: the pod runs but never becomes ready.
 	AnnotationNotReady = "controllertest.skiff.io/not-ready"
+	// AnnotationExitByIndex: "1=0,3=2" makes the pod of Job completion
+	// index 1 succeed and that of index 3 fail with code 2 (overriding
+	// AnnotationExit).
+	AnnotationExitByIndex = "controllertest.skiff.io/exit-by-index"
 )
 
 // FakeKubelet plays the scheduler and the kubelets of a set of nodes: it
@@ -118,6 +123,13 @@ func (k *FakeKubelet) start(ctx context.Context, p *corev1.Pod) {
 	cp.Status.PodIP, cp.Status.PodIPs, cp.Status.StartTime = ip, []corev1.PodIP{{IP: ip}}, &now
 	var statuses []corev1.ContainerStatus
 	code, exits := p.Annotations[AnnotationExit]
+	if idx, ok := p.Annotations["batch.kubernetes.io/job-completion-index"]; ok {
+		for _, kv := range strings.Split(p.Annotations[AnnotationExitByIndex], ",") {
+			if i, c, ok := strings.Cut(kv, "="); ok && i == idx {
+				code, exits = c, true
+			}
+		}
+	}
 	for _, c := range p.Spec.Containers {
 		cs := corev1.ContainerStatus{Name: c.Name, Image: c.Image, Started: ptr(true)}
 		if exits {

@@ -3,6 +3,7 @@ package deployment
 import (
 	"context"
 	"fmt"
+	"math"
 	"sort"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -206,35 +207,39 @@ func (c *Controller) scale(ctx context.Context, d *appsv1.Deployment, newRS *app
 		return nil
 	}
 	current := specSum(active)
-	allowed := want
+	allowed := int32(0)
 	if want > 0 {
-		allowed += maxSurge(d)
+		allowed = want + maxSurge(d)
 	}
 	toAdd := allowed - current
-	// Larger sets first when scaling up, smaller first when scaling down.
+	// Larger sets first; between sets of one size, newer first when
+	// scaling up and older first when scaling down.
 	sort.SliceStable(active, func(i, j int) bool {
-		if toAdd >= 0 {
-			return replicas(active[i]) > replicas(active[j])
+		a, b := active[i], active[j]
+		if replicas(a) != replicas(b) {
+			return replicas(a) > replicas(b)
 		}
-		return replicas(active[i]) < replicas(active[j])
+		if a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+			return a.Name < b.Name
+		}
+		if toAdd > 0 {
+			return b.CreationTimestamp.Before(&a.CreationTimestamp)
+		}
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
 	})
 	sizes := make([]int32, len(active))
 	var added int32
-	if toAdd != 0 {
-		for i, rs := range active {
-			sizes[i] = replicas(rs)
+	for i, rs := range active {
+		sizes[i] = replicas(rs)
+		if toAdd != 0 {
 			share := proportion(rs, d, toAdd, added)
 			sizes[i] += share
 			added += share
 		}
-		// The rounding leftover goes to the first (largest) set.
-		if left := toAdd - added; left != 0 {
-			sizes[0] = max(0, sizes[0]+left)
-		}
-	} else {
-		for i, rs := range active {
-			sizes[i] = replicas(rs)
-		}
+	}
+	// The rounding leftover goes to the largest set.
+	if left := toAdd - added; toAdd != 0 && left != 0 {
+		sizes[0] = max(0, sizes[0]+left)
 	}
 	for i, rs := range active {
 		if _, err := c.scaleReplicaSet(ctx, rs, sizes[i], d); err != nil {
@@ -244,20 +249,27 @@ func (c *Controller) scale(ctx context.Context, d *appsv1.Deployment, newRS *app
 	return nil
 }
 
-// proportion is rs's share of adding toAdd pods (already added so far).
+// proportion is rs's share of adding toAdd pods (added of them given to
+// other sets already): its size scaled by the deployment's new maximum
+// (replicas + maxSurge) over the maximum it was sized for (its max-replicas
+// annotation), at most what is left to add or remove.
 func proportion(rs *appsv1.ReplicaSet, d *appsv1.Deployment, toAdd, added int32) int32 {
-	if toAdd == 0 {
+	if replicas(rs) == 0 || toAdd == 0 || toAdd == added {
 		return 0
 	}
-	base, ok := desiredAnnotation(rs)
-	if !ok || base == 0 {
-		base = d.Status.Replicas
-	}
 	var frac int32
-	if base == 0 {
-		frac = 0
-	} else {
-		frac = int32(float64(replicas(rs))*float64(*d.Spec.Replicas)/float64(base)+0.5) - replicas(rs)
+	switch {
+	case *d.Spec.Replicas == 0:
+		frac = -replicas(rs)
+	default:
+		before, ok := maxReplicasAnnotation(rs)
+		if !ok || before == 0 {
+			before = d.Status.Replicas
+		}
+		if before != 0 {
+			newMax := *d.Spec.Replicas + maxSurge(d)
+			frac = int32(math.Round(float64(replicas(rs))*float64(newMax)/float64(before))) - replicas(rs)
+		}
 	}
 	if toAdd > 0 {
 		return min(frac, toAdd-added)

@@ -203,6 +203,14 @@ func setReplicasAnnotations(rs *appsv1.ReplicaSet, desired, maxTotal int32) bool
 	return true
 }
 
+func maxReplicasAnnotation(rs *appsv1.ReplicaSet) (int32, bool) {
+	v, err := strconv.ParseInt(rs.Annotations[MaxReplicasAnnotation], 10, 32)
+	if err != nil {
+		return 0, false
+	}
+	return int32(v), true
+}
+
 func desiredAnnotation(rs *appsv1.ReplicaSet) (int32, bool) {
 	v, err := strconv.ParseInt(rs.Annotations[DesiredReplicasAnnotation], 10, 32)
 	if err != nil {

@@ -82,6 +82,19 @@ func (c *Controller) syncAttempt(ctx context.Context, key string) error {
 	case waiting > 0 && id.hasDependents:
 		// An owner waits for this object, which has dependents of its own:
 		// delete it in the foreground too, so the owner waits for them.
+		// When one of those dependents waits for its own dependents too,
+		// the objects may wait for each other in a cycle: this object's
+		// references stop blocking its owners first, as Kubernetes' garbage
+		// collector does (the detection may see cycles that are not, which
+		// costs only the owners' wait for this object).
+		for _, d := range id.dependents {
+			if d.foreground {
+				if err := c.unblockOwnerRefs(ctx, id, latest.OwnerReferences); err != nil {
+					return err
+				}
+				break
+			}
+		}
 		return c.deleteObject(ctx, id, metav1.DeletePropagationForeground)
 	default:
 		policy := metav1.DeletePropagationBackground
@@ -244,6 +257,32 @@ func (c *Controller) removeOwnerRefs(ctx context.Context, gvr schema.GroupVersio
 	_, err = c.cc.Metadata.Resource(gvr).Namespace(ns).Patch(ctx, name, types.StrategicMergePatchType, p, metav1.PatchOptions{})
 	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
 		return nil
+	}
+	return err
+}
+
+// unblockOwnerRefs sets blockOwnerDeletion to false in the object's
+// blocking owner references (its UID a precondition).
+func (c *Controller) unblockOwnerRefs(ctx context.Context, id ident, refs []metav1.OwnerReference) error {
+	var set []map[string]any
+	for _, r := range refs {
+		if r.BlockOwnerDeletion != nil && *r.BlockOwnerDeletion {
+			set = append(set, map[string]any{"uid": r.UID, "blockOwnerDeletion": false})
+		}
+	}
+	if len(set) == 0 {
+		return nil
+	}
+	p, err := json.Marshal(map[string]any{"metadata": map[string]any{"ownerReferences": set, "uid": id.uid}})
+	if err != nil {
+		return err
+	}
+	_, err = c.cc.Metadata.Resource(id.gvr).Namespace(id.namespace).Patch(ctx, id.name, types.StrategicMergePatchType, p, metav1.PatchOptions{})
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil
+	}
+	if err == nil {
+		c.log.Info("owner references made non-blocking to break a possible cycle", "resource", id.gvr.Resource, "namespace", id.namespace, "name", id.name)
 	}
 	return err
 }

@@ -50,6 +50,9 @@ type depRef struct {
 	ns, name string
 	blocking bool
 	deleting bool
+	// foreground: the dependent is itself deleting in the foreground
+	// (waiting for its own dependents).
+	foreground bool
 }
 
 // graph is the ownership graph, kept from informer events.
@@ -141,12 +144,19 @@ func (g *graph) apply(c change) (attempt, orphan []types.UID) {
 		}
 	}
 	// A dependent of an owner that is being deleted in the foreground or
-	// that is virtual needs a look.
+	// that is virtual needs a look; so does the foreground owner, which
+	// this change may unblock (a reference made non-blocking).
+	look := false
 	for _, ref := range c.owners {
 		if o := g.nodes[ref.UID]; o != nil && (o.foreground || o.virtual) {
-			attempt = append(attempt, n.uid)
-			break
+			look = true
+			if o.foreground {
+				attempt = append(attempt, o.uid)
+			}
 		}
+	}
+	if look {
+		attempt = append(attempt, n.uid)
 	}
 	return attempt, orphan
 }
@@ -178,7 +188,7 @@ func (g *graph) get(uid types.UID) (ident, bool) {
 				blocking = true
 			}
 		}
-		id.dependents = append(id.dependents, depRef{uid: d.uid, gvr: d.gvr, ns: d.namespace, name: d.name, blocking: blocking, deleting: d.deleting})
+		id.dependents = append(id.dependents, depRef{uid: d.uid, gvr: d.gvr, ns: d.namespace, name: d.name, blocking: blocking, deleting: d.deleting, foreground: d.foreground})
 	}
 	for _, ref := range n.owners {
 		o := g.nodes[ref.UID]

@@ -133,7 +133,7 @@ func (c *Controller) enqueue(obj any) {
 // jobOf returns the job controlling pod, if it exists.
 func (c *Controller) jobOf(p *corev1.Pod) (*batchv1.Job, bool) {
 	ref := metav1.GetControllerOf(p)
-	if ref == nil || ref.Kind != jobGVK.Kind || ref.APIVersion != jobGVK.GroupVersion().String() {
+	if ref == nil || !isJobRef(ref) {
 		return nil, false
 	}
 	j, err := c.jobs.Jobs(p.Namespace).Get(ref.Name)
@@ -152,7 +152,9 @@ func (c *Controller) onPod(old, p *corev1.Pod) {
 	}
 	j, ok := c.jobOf(p)
 	if !ok {
-		if hasFinalizer(p) && metav1.GetControllerOf(p) != nil && (controller.IsPodTerminal(p) || p.DeletionTimestamp != nil) {
+		// Released, orphaned, or its job is gone: the tracking finalizer
+		// must go (pods of other controllers keep theirs).
+		if ref := metav1.GetControllerOf(p); hasFinalizer(p) && (ref == nil || isJobRef(ref)) {
 			c.orphans.Add(p.Namespace + "/" + p.Name)
 		}
 		if metav1.GetControllerOf(p) == nil && p.DeletionTimestamp == nil {
@@ -193,7 +195,13 @@ func (c *Controller) enqueueMatching(p *corev1.Pod) {
 	}
 }
 
-// syncOrphan removes the tracking finalizer of a pod whose job is gone.
+func isJobRef(ref *metav1.OwnerReference) bool {
+	return ref.Kind == jobGVK.Kind && ref.APIVersion == jobGVK.GroupVersion().String()
+}
+
+// syncOrphan removes the tracking finalizer of a pod that no job controls
+// (released or orphaned) or whose job is gone or finished, as Kubernetes'
+// orphan pod cleanup.
 func (c *Controller) syncOrphan(ctx context.Context, key string) error {
 	ns, name, err := cache.SplitMetaNamespaceKey(key)
 	if err != nil {
@@ -209,7 +217,11 @@ func (c *Controller) syncOrphan(ctx context.Context, key string) error {
 	if !hasFinalizer(p) {
 		return nil
 	}
-	if ref := metav1.GetControllerOf(p); ref != nil && ref.Kind == jobGVK.Kind {
+	ref := metav1.GetControllerOf(p)
+	if ref != nil && !isJobRef(ref) {
+		return nil // another controller's pod
+	}
+	if ref != nil {
 		j, err := c.cc.Client.BatchV1().Jobs(ns).Get(ctx, ref.Name, metav1.GetOptions{})
 		if err == nil && j.UID == ref.UID && j.DeletionTimestamp == nil {
 			if !isFinished(j) {

@@ -18,8 +18,11 @@ import (
 )
 
 // manage creates or deletes pods so that the job runs as many as it
-// wants now; it returns the active pods left.
-func (c *Controller) manage(ctx context.Context, key string, j *batchv1.Job, st *batchv1.JobStatus, all, active []*corev1.Pod, suspended bool, now time.Time) ([]*corev1.Pod, error) {
+// wants now; it returns the active pods left. Terminating pods are
+// replaced only when the job replaces any terminating pod
+// (podReplacementPolicy TerminatingOrFailed); the pods of failed indexes
+// are stopped and those indexes are not run again.
+func (c *Controller) manage(ctx context.Context, key string, j *batchv1.Job, st *batchv1.JobStatus, all, active, terminating []*corev1.Pod, failedIdx map[int]bool, suspended bool, now time.Time) ([]*corev1.Pod, error) {
 	if suspended {
 		return nil, c.deletePods(ctx, key, j, active)
 	}
@@ -30,7 +33,7 @@ func (c *Controller) manage(ctx context.Context, key string, j *batchv1.Job, st 
 	var want int32
 	switch {
 	case isIndexed(j):
-		want = min(parallelism, max(*j.Spec.Completions-int32(len(parseIndexes(st.CompletedIndexes))), 0))
+		want = min(parallelism, max(*j.Spec.Completions-int32(len(parseIndexes(st.CompletedIndexes)))-int32(len(failedIdx)), 0))
 	case j.Spec.Completions == nil:
 		want = parallelism
 		if st.Succeeded > 0 {
@@ -39,8 +42,8 @@ func (c *Controller) manage(ctx context.Context, key string, j *batchv1.Job, st 
 	default:
 		want = max(min(*j.Spec.Completions-st.Succeeded, parallelism), 0)
 	}
-	// Indexed: pods with an out-of-range, completed or duplicate index go
-	// first.
+	// Indexed: pods with an out-of-range, completed, failed or duplicate
+	// index go first.
 	var extra []*corev1.Pod
 	if isIndexed(j) {
 		done := parseIndexes(st.CompletedIndexes)
@@ -48,7 +51,7 @@ func (c *Controller) manage(ctx context.Context, key string, j *batchv1.Job, st 
 		var keep []*corev1.Pod
 		for _, p := range active {
 			i, ok := completionIndex(p, j)
-			if !ok || done[i] || seen[i] {
+			if !ok || done[i] || failedIdx[i] || seen[i] {
 				extra = append(extra, p)
 				continue
 			}
@@ -66,29 +69,52 @@ func (c *Controller) manage(ctx context.Context, key string, j *batchv1.Job, st 
 	if len(extra) > 0 {
 		return active, c.deletePods(ctx, key, j, extra)
 	}
-	n := want - int32(len(active))
-	if n <= 0 {
-		return active, nil
+	busy := active
+	if onlyReplaceFailed(j) {
+		busy = append(append([]*corev1.Pod(nil), active...), terminating...)
 	}
-	if wait := c.backoffLeft(j, all, now); wait > 0 {
-		c.queue.AddAfter(key, wait)
+	n := want - int32(len(busy))
+	if n <= 0 {
 		return active, nil
 	}
 	var indexes []int
 	if isIndexed(j) {
 		done := parseIndexes(st.CompletedIndexes)
-		busy := map[int]bool{}
-		for _, p := range active {
+		taken := map[int]bool{}
+		for _, p := range busy {
 			if i, ok := completionIndex(p, j); ok {
-				busy[i] = true
+				taken[i] = true
 			}
 		}
+		var wait time.Duration
 		for i := 0; i < int(*j.Spec.Completions) && len(indexes) < int(n); i++ {
-			if !done[i] && !busy[i] {
-				indexes = append(indexes, i)
+			if done[i] || taken[i] || failedIdx[i] {
+				continue
 			}
+			if hasBackoffLimitPerIndex(j) {
+				// Each index backs off by its own failures.
+				if w := c.backoffLeft(j, podsOfIndex(j, all, i), now, false); w > 0 {
+					if wait == 0 || w < wait {
+						wait = w
+					}
+					continue
+				}
+			}
+			indexes = append(indexes, i)
+		}
+		if wait > 0 {
+			c.queue.AddAfter(key, wait)
 		}
 		n = int32(len(indexes))
+		if n == 0 {
+			return active, nil
+		}
+	}
+	if !hasBackoffLimitPerIndex(j) {
+		if wait := c.backoffLeft(j, all, now, true); wait > 0 {
+			c.queue.AddAfter(key, wait)
+			return active, nil
+		}
 	}
 	c.exp.ExpectCreationsAndDeletions(key, int(n), nil)
 	ref := controller.OwnerRef(j, jobGVK)
@@ -97,6 +123,13 @@ func (c *Controller) manage(ctx context.Context, key string, j *batchv1.Job, st 
 		p.Finalizers = append(p.Finalizers, batchv1.JobTrackingFinalizer)
 		if isIndexed(j) {
 			setIndex(p, j, indexes[i])
+			if hasBackoffLimitPerIndex(j) {
+				counted, ignored := nextIndexFailureCounts(j, all, indexes[i])
+				p.Annotations[batchv1.JobIndexFailureCountAnnotation] = strconv.Itoa(int(counted))
+				if ignored > 0 {
+					p.Annotations[batchv1.JobIndexIgnoredFailureCountAnnotation] = strconv.Itoa(int(ignored))
+				}
+			}
 		}
 		return p
 	})
@@ -154,7 +187,7 @@ func (c *Controller) deletePods(ctx context.Context, key string, j *batchv1.Job,
 // backoffLeft is how long to wait before replacing failed pods: the base
 // doubled per failure since the last success, counted from the last
 // failure, at most the maximum.
-func (c *Controller) backoffLeft(j *batchv1.Job, pods []*corev1.Pod, now time.Time) time.Duration {
+func (c *Controller) backoffLeft(j *batchv1.Job, pods []*corev1.Pod, now time.Time, jobWide bool) time.Duration {
 	var lastSuccess, lastFailure time.Time
 	for _, p := range pods {
 		if p.Status.Phase == corev1.PodSucceeded {
@@ -165,7 +198,7 @@ func (c *Controller) backoffLeft(j *batchv1.Job, pods []*corev1.Pod, now time.Ti
 	}
 	failures := 0
 	for _, p := range pods {
-		if !podFailed(p) {
+		if !isPodFailed(p, j) {
 			continue
 		}
 		t := finishTime(p)
@@ -180,7 +213,7 @@ func (c *Controller) backoffLeft(j *batchv1.Job, pods []*corev1.Pod, now time.Ti
 	if failures == 0 {
 		return 0
 	}
-	if t, ok := c.failedAt.Load(j.UID); ok && t.(time.Time).After(lastFailure) {
+	if t, ok := c.failedAt.Load(j.UID); ok && jobWide && t.(time.Time).After(lastFailure) {
 		lastFailure = t.(time.Time)
 	}
 	d := c.opts.BackoffBase
@@ -212,6 +245,17 @@ func finishTime(p *corev1.Pod) time.Time {
 		t = p.CreationTimestamp.Time
 	}
 	return t
+}
+
+// podsOfIndex returns the pods of completion index i.
+func podsOfIndex(j *batchv1.Job, pods []*corev1.Pod, i int) []*corev1.Pod {
+	var out []*corev1.Pod
+	for _, p := range pods {
+		if k, ok := completionIndex(p, j); ok && k == i {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // completionIndex reads a pod's completion index (valid for the job).
@@ -282,7 +326,7 @@ func parseIndexes(s string) map[int]bool {
 	return out
 }
 
-// formatIndexes renders a set as Kubernetes does ("1,3-5").
+// formatIndexes renders a set as Kubernetes does ("1,3-5", "7,8").
 func formatIndexes(set map[int]bool) string {
 	idx := make([]int, 0, len(set))
 	for i := range set {
@@ -295,9 +339,12 @@ func formatIndexes(set map[int]bool) string {
 		for k+1 < len(idx) && idx[k+1] == idx[k]+1 {
 			k++
 		}
-		if start == k {
+		switch k - start {
+		case 0:
 			parts = append(parts, strconv.Itoa(idx[k]))
-		} else {
+		case 1: // two neighbours are listed, not a range
+			parts = append(parts, strconv.Itoa(idx[start]), strconv.Itoa(idx[k]))
+		default:
 			parts = append(parts, fmt.Sprintf("%d-%d", idx[start], idx[k]))
 		}
 		k++

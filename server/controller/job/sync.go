@@ -42,11 +42,27 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	if j, err = c.trackFinishedPods(ctx, j, pods); err != nil {
-		return err
-	}
 	now := c.cc.Now()
 	mt := controller.Now(c.cc.Now)
+	// The interim condition decided in an earlier sync, or a failure a
+	// FailJob rule of the pod failure policy calls for now (recorded before
+	// any finalizer goes, so that its message is not lost).
+	var target *batchv1.JobCondition
+	var failedIdx map[int]bool
+	if !isFinished(j) {
+		target = interimCondition(j)
+		if target == nil {
+			if msg := failJobMessage(j, pods); msg != "" {
+				target = newCondition(batchv1.JobFailureTarget, batchv1.JobReasonPodFailurePolicy, msg, mt)
+			}
+		}
+		if hasBackoffLimitPerIndex(j) {
+			failedIdx = failedIndexes(j, pods)
+		}
+	}
+	if j, err = c.trackFinishedPods(ctx, j, pods, target, failedIdx); err != nil {
+		return err
+	}
 	var active, terminating []*corev1.Pod
 	for _, p := range pods {
 		switch {
@@ -65,29 +81,30 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		if st.StartTime == nil && !suspended {
 			st.StartTime = &mt
 		}
-		var failReason, failMsg string
-		switch {
-		case pastBackoffLimit(j, st, active):
-			failReason, failMsg = batchv1.JobReasonBackoffLimitExceeded, "Job has reached the specified backoff limit"
-		case pastActiveDeadline(j, st, now):
-			failReason, failMsg = batchv1.JobReasonDeadlineExceeded, "Job was active longer than specified deadline"
+		if hasBackoffLimitPerIndex(j) {
+			st.FailedIndexes = ptr(formatIndexes(failedIdx))
 		}
-		switch {
-		case failReason != "":
-			manageErr = c.deletePods(ctx, key, j, active)
-			setCondition(st, batchv1.JobFailureTarget, corev1.ConditionTrue, failReason, failMsg, mt)
-			setCondition(st, batchv1.JobFailed, corev1.ConditionTrue, failReason, failMsg, mt)
-			c.recorder.Event(j, corev1.EventTypeWarning, failReason, failMsg)
+		if target == nil {
+			target = c.finishCondition(j, st, active, failedIdx, now, mt)
+		}
+		if target == nil && satisfied {
+			active, manageErr = c.manage(ctx, key, j, st, pods, active, terminating, failedIdx, suspended, now)
+		}
+		if target == nil && complete(j, st, active) {
+			target = newCondition(batchv1.JobSuccessCriteriaMet, batchv1.JobReasonCompletionsReached, "Reached expected number of succeeded pods", mt)
+		}
+		if target != nil {
+			// Stop what still runs; the job is Failed or Complete once no
+			// pod is left terminating or uncounted.
+			if err := c.deletePods(ctx, key, j, active); err != nil {
+				manageErr = err
+			}
+			terminating = append(terminating, active...)
 			active = nil
-		case complete(j, st, active):
-			manageErr = c.deletePods(ctx, key, j, active)
-			setCondition(st, batchv1.JobSuccessCriteriaMet, corev1.ConditionTrue, batchv1.JobReasonCompletionsReached, "Reached expected number of succeeded pods", mt)
-			setCondition(st, batchv1.JobComplete, corev1.ConditionTrue, batchv1.JobReasonCompletionsReached, "Reached expected number of succeeded pods", mt)
-			st.CompletionTime = &mt
-			c.recorder.Event(j, corev1.EventTypeNormal, "Completed", "Job completed")
-			active = nil
-		case satisfied:
-			active, manageErr = c.manage(ctx, key, j, st, pods, active, suspended, now)
+			if cur := condition(st, target.Type); cur == nil || cur.Status != corev1.ConditionTrue {
+				setCondition(st, target.Type, corev1.ConditionTrue, target.Reason, target.Message, mt)
+			}
+			c.finish(j, st, pods, terminating, target, mt)
 		}
 	}
 	st.Active = int32(len(active))
@@ -107,15 +124,84 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		}
 		c.written.Store(key, out.ResourceVersion)
 	}
-	if !isFinished(j) && j.Spec.ActiveDeadlineSeconds != nil && st.StartTime != nil {
+	if !isFinished(j) && target == nil && j.Spec.ActiveDeadlineSeconds != nil && st.StartTime != nil {
 		left := st.StartTime.Add(time.Duration(*j.Spec.ActiveDeadlineSeconds) * time.Second).Sub(now)
 		c.queue.AddAfter(key, max(left, 0)+100*time.Millisecond)
 	}
 	return manageErr
 }
 
+// finishCondition decides whether a running job has failed (back-off
+// limit, active deadline, failed indexes) or met its success policy; nil
+// when it goes on.
+func (c *Controller) finishCondition(j *batchv1.Job, st *batchv1.JobStatus, active []*corev1.Pod, failedIdx map[int]bool, now time.Time, mt metav1.Time) *batchv1.JobCondition {
+	switch {
+	case pastBackoffLimit(j, st, active):
+		return newCondition(batchv1.JobFailureTarget, batchv1.JobReasonBackoffLimitExceeded, "Job has reached the specified backoff limit", mt)
+	case pastActiveDeadline(j, st, now):
+		return newCondition(batchv1.JobFailureTarget, batchv1.JobReasonDeadlineExceeded, "Job was active longer than specified deadline", mt)
+	}
+	if !isIndexed(j) {
+		return nil
+	}
+	succeeded := parseIndexes(st.CompletedIndexes)
+	if hasBackoffLimitPerIndex(j) {
+		switch {
+		case j.Spec.MaxFailedIndexes != nil && len(failedIdx) > int(*j.Spec.MaxFailedIndexes):
+			return newCondition(batchv1.JobFailureTarget, batchv1.JobReasonMaxFailedIndexesExceeded, "Job has exceeded the specified maximal number of failed indexes", mt)
+		case len(failedIdx) > 0 && len(failedIdx)+len(succeeded) >= int(*j.Spec.Completions):
+			return newCondition(batchv1.JobFailureTarget, batchv1.JobReasonFailedIndexes, "Job has failed indexes", mt)
+		}
+	}
+	if msg, ok := matchSuccessPolicy(j, succeeded); ok {
+		return newCondition(batchv1.JobSuccessCriteriaMet, batchv1.JobReasonSuccessPolicy, msg, mt)
+	}
+	return nil
+}
+
+// finish adds the terminal condition that follows the interim one (Failed
+// after FailureTarget, Complete after SuccessCriteriaMet, with its reason
+// and message) once every pod is counted and none is terminating.
+func (c *Controller) finish(j *batchv1.Job, st *batchv1.JobStatus, pods, terminating []*corev1.Pod, target *batchv1.JobCondition, mt metav1.Time) {
+	if len(terminating) > 0 {
+		return
+	}
+	if u := st.UncountedTerminatedPods; u != nil && len(u.Succeeded)+len(u.Failed) > 0 {
+		return
+	}
+	for _, p := range pods {
+		if hasFinalizer(p) && !c.finalizerRemoved(p) {
+			return // the next sync counts it
+		}
+	}
+	if target.Type == batchv1.JobFailureTarget {
+		setCondition(st, batchv1.JobFailed, corev1.ConditionTrue, target.Reason, target.Message, mt)
+		c.recorder.Event(j, corev1.EventTypeWarning, target.Reason, target.Message)
+		return
+	}
+	setCondition(st, batchv1.JobComplete, corev1.ConditionTrue, target.Reason, target.Message, mt)
+	st.CompletionTime = &mt
+	c.recorder.Event(j, corev1.EventTypeNormal, "Completed", "Job completed")
+}
+
+// interimCondition returns the job's FailureTarget or SuccessCriteriaMet
+// condition when it is True.
+func interimCondition(j *batchv1.Job) *batchv1.JobCondition {
+	for _, t := range []batchv1.JobConditionType{batchv1.JobFailureTarget, batchv1.JobSuccessCriteriaMet} {
+		if cur := condition(&j.Status, t); cur != nil && cur.Status == corev1.ConditionTrue {
+			return cur.DeepCopy()
+		}
+	}
+	return nil
+}
+
+func newCondition(t batchv1.JobConditionType, reason, msg string, now metav1.Time) *batchv1.JobCondition {
+	return &batchv1.JobCondition{Type: t, Status: corev1.ConditionTrue, Reason: reason, Message: msg, LastProbeTime: now, LastTransitionTime: now}
+}
+
 // claimPods returns every pod of the job (active, terminating, finished)
-// after adoption and release.
+// after adoption and release: an adopted pod gets the tracking finalizer,
+// a released one loses it (as Kubernetes' pod controller-ref manager).
 func (c *Controller) claimPods(ctx context.Context, j *batchv1.Job) ([]*corev1.Pod, error) {
 	sel, err := metav1.LabelSelectorAsSelector(j.Spec.Selector)
 	if err != nil {
@@ -123,14 +209,19 @@ func (c *Controller) claimPods(ctx context.Context, j *batchv1.Job) ([]*corev1.P
 	}
 	return c.cc.ClaimPods(ctx, c.podInf, j, jobGVK, sel, func(ctx context.Context) (metav1.Object, error) {
 		return c.cc.Client.BatchV1().Jobs(j.Namespace).Get(ctx, j.Name, metav1.GetOptions{})
-	}, nil)
+	}, nil, batchv1.JobTrackingFinalizer)
 }
 
 // trackFinishedPods counts finished pods exactly once: their UIDs go to
-// status.uncountedTerminatedPods (persisted), then their finalizers are
-// removed, then the UIDs move to the succeeded and failed counters (and
+// status.uncountedTerminatedPods (persisted, with the failed indexes and
+// an interim FailureTarget condition), then their finalizers are removed,
+// then the UIDs move to the succeeded and failed counters (and
 // completedIndexes). A crash between the steps repeats only what is left.
-func (c *Controller) trackFinishedPods(ctx context.Context, j *batchv1.Job, pods []*corev1.Pod) (*batchv1.Job, error) {
+// target is the job's interim condition (FailureTarget or
+// SuccessCriteriaMet), nil while it runs: once set, every pod's finalizer
+// goes; after a failure every pod that did not succeed counts as failed.
+// Failures a pod failure policy ignores are not counted.
+func (c *Controller) trackFinishedPods(ctx context.Context, j *batchv1.Job, pods []*corev1.Pod, target *batchv1.JobCondition, failedIdx map[int]bool) (*batchv1.Job, error) {
 	unc := j.Status.UncountedTerminatedPods
 	if unc == nil {
 		unc = &batchv1.UncountedTerminatedPods{}
@@ -141,12 +232,12 @@ func (c *Controller) trackFinishedPods(ctx context.Context, j *batchv1.Job, pods
 		if !hasFinalizer(p) || c.finalizerRemoved(p) {
 			continue
 		}
-		succ, fail := p.Status.Phase == corev1.PodSucceeded, podFailed(p)
-		if !succ && !fail {
+		succ, fail, remove := classify(j, p, target)
+		if !remove {
 			continue
 		}
 		holding = append(holding, p)
-		if slices.Contains(unc.Succeeded, p.UID) || slices.Contains(unc.Failed, p.UID) {
+		if !succ && !fail || slices.Contains(unc.Succeeded, p.UID) || slices.Contains(unc.Failed, p.UID) {
 			continue
 		}
 		added = true
@@ -157,9 +248,23 @@ func (c *Controller) trackFinishedPods(ctx context.Context, j *batchv1.Job, pods
 			c.failedAt.Store(j.UID, c.cc.Now())
 		}
 	}
-	if added {
+	// What must be on record before a finalizer goes: the uncounted pods,
+	// the failed indexes and a FailJob rule's FailureTarget.
+	var fi *string
+	if hasBackoffLimitPerIndex(j) {
+		fi = ptr(formatIndexes(failedIdx))
+	}
+	needTarget := target != nil && target.Type == batchv1.JobFailureTarget && condition(&j.Status, target.Type) == nil
+	needIdx := fi != nil && (j.Status.FailedIndexes == nil || *j.Status.FailedIndexes != *fi)
+	if added || (len(holding) > 0 && (needTarget || needIdx)) {
 		cp := j.DeepCopy()
 		cp.Status.UncountedTerminatedPods = unc
+		if needIdx {
+			cp.Status.FailedIndexes = fi
+		}
+		if needTarget {
+			setCondition(&cp.Status, target.Type, corev1.ConditionTrue, target.Reason, target.Message, target.LastTransitionTime)
+		}
 		out, err := c.cc.Client.BatchV1().Jobs(j.Namespace).UpdateStatus(ctx, cp, metav1.UpdateOptions{})
 		if err != nil {
 			return nil, err
@@ -167,14 +272,17 @@ func (c *Controller) trackFinishedPods(ctx context.Context, j *batchv1.Job, pods
 		c.written.Store(j.Namespace+"/"+j.Name, out.ResourceVersion)
 		j = out
 		unc = j.Status.UncountedTerminatedPods
-	}
-	if len(unc.Succeeded)+len(unc.Failed) == 0 {
-		return j, nil
+		if unc == nil {
+			unc = &batchv1.UncountedTerminatedPods{}
+		}
 	}
 	for _, p := range holding {
 		if err := c.removeFinalizer(ctx, p); err != nil {
 			return nil, err
 		}
+	}
+	if len(unc.Succeeded)+len(unc.Failed) == 0 {
+		return j, nil
 	}
 	// Every uncounted pod has lost its finalizer (or is gone): count them.
 	cp := j.DeepCopy()
@@ -199,17 +307,41 @@ func (c *Controller) trackFinishedPods(ctx context.Context, j *batchv1.Job, pods
 	return out, nil
 }
 
+// classify says whether a pod that still has the tracking finalizer is
+// done with (remove: its finalizer may go) and how it counts: succeeded,
+// failed, or neither (a failure the pod failure policy ignores, or a pod
+// stopped because the job met its success criteria).
+func classify(j *batchv1.Job, p *corev1.Pod, target *batchv1.JobCondition) (succ, fail, remove bool) {
+	if p.Status.Phase == corev1.PodSucceeded {
+		return true, false, true
+	}
+	failed := isPodFailed(p, j)
+	switch {
+	case target == nil:
+	case target.Type == batchv1.JobFailureTarget:
+		failed = true
+	default:
+		// The job met its success criteria: the pods it stops now are
+		// not failures.
+		failed = p.Status.Phase == corev1.PodFailed
+	}
+	if failed {
+		if isIndexed(j) {
+			if _, ok := completionIndex(p, j); !ok {
+				return false, false, true
+			}
+		}
+		return false, countsAsFailure(j, p), true
+	}
+	return false, false, target != nil
+}
+
 // rvOlder reports whether resourceVersion a is older than b (both decimal
 // Raft indexes in Skiff; anything unparsable counts as not older).
 func rvOlder(a, b string) bool {
 	x, err1 := strconv.ParseUint(a, 10, 64)
 	y, err2 := strconv.ParseUint(b, 10, 64)
 	return err1 == nil && err2 == nil && x < y
-}
-
-// podFailed: the pod failed, or is being deleted before it succeeded.
-func podFailed(p *corev1.Pod) bool {
-	return p.Status.Phase == corev1.PodFailed || (p.DeletionTimestamp != nil && p.Status.Phase != corev1.PodSucceeded)
 }
 
 func isFinished(j *batchv1.Job) bool {

@@ -6,6 +6,7 @@ package podgc
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"sort"
 	"time"
@@ -14,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
@@ -145,6 +147,8 @@ func (c *Controller) gcOrphaned(ctx context.Context, pods []*corev1.Pod) {
 		for _, p := range pods {
 			if p.Spec.NodeName == node {
 				c.log.Info("deleting pod of a node that no longer exists", "pod", p.Namespace+"/"+p.Name, "node", node)
+				c.markFailed(ctx, p, &corev1.PodCondition{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue,
+					Reason: "DeletionByPodGC", Message: "PodGC: node no longer exists"})
 				c.forceDelete(ctx, p)
 			}
 		}
@@ -154,8 +158,34 @@ func (c *Controller) gcOrphaned(ctx context.Context, pods []*corev1.Pod) {
 func (c *Controller) gcUnscheduledTerminating(ctx context.Context, pods []*corev1.Pod) {
 	for _, p := range pods {
 		if p.DeletionTimestamp != nil && p.Spec.NodeName == "" {
+			c.markFailed(ctx, p, nil)
 			c.forceDelete(ctx, p)
 		}
+	}
+}
+
+// markFailed puts a pod that no kubelet will finish into the Failed phase
+// (with cond, if any) before it is deleted, as Kubernetes' pod GC: a pod
+// held by a finalizer (a Job's) must not stay Running forever, and a Job's
+// pod failure policy can match the condition.
+func (c *Controller) markFailed(ctx context.Context, p *corev1.Pod, cond *corev1.PodCondition) {
+	if controller.IsPodTerminal(p) {
+		return
+	}
+	st := map[string]any{"phase": corev1.PodFailed}
+	if cond != nil {
+		cp := *cond
+		cp.LastTransitionTime = controller.Now(c.cc.Now)
+		st["conditions"] = []corev1.PodCondition{cp}
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"uid": p.UID}, "status": st})
+	if err != nil {
+		c.log.Warn("pod gc: mark failed", "pod", p.Namespace+"/"+p.Name, "err", err)
+		return
+	}
+	_, err = c.cc.Client.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		c.log.Warn("pod gc: mark failed", "pod", p.Namespace+"/"+p.Name, "err", err)
 	}
 }
 

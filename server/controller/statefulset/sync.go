@@ -195,6 +195,21 @@ func (c *Controller) manage(ctx context.Context, set *appsv1.StatefulSet, pods [
 			}
 		}
 	}
+	// OrderedReady scales down one pod at a time, from the highest
+	// ordinal, and only while every pod below is healthy: an unhealthy
+	// condemned pod is deleted only when it is the first unhealthy pod (as
+	// Kubernetes; a scale-down halts on a broken pod).
+	var firstUnhealthy *corev1.Pod
+	for ord := first; ord < first+n && firstUnhealthy == nil; ord++ {
+		if q := byOrd[ord]; q != nil && !healthy(q) {
+			firstUnhealthy = q
+		}
+	}
+	for i := len(condemned) - 1; i >= 0 && firstUnhealthy == nil; i-- {
+		if !healthy(condemned[i]) {
+			firstUnhealthy = condemned[i]
+		}
+	}
 	for _, p := range condemned {
 		if p.DeletionTimestamp != nil {
 			if monotonic {
@@ -207,6 +222,10 @@ func (c *Controller) manage(ctx context.Context, set *appsv1.StatefulSet, pods [
 				if q := byOrd[ord]; q == nil || !healthy(q) {
 					return nil
 				}
+			}
+			if !healthy(p) && p != firstUnhealthy {
+				waitAvailable(p)
+				return nil
 			}
 		}
 		if err := c.deleteScaledClaims(ctx, set, p); err != nil {
