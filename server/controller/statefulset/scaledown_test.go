@@ -7,8 +7,10 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/skiff-io/skiff/server/controller/controllertest"
 	"github.com/skiff-io/skiff/server/controller/statefulset"
@@ -47,16 +49,27 @@ func TestOrderedScaleDownHaltsOnUnhealthyPod(t *testing.T) {
 	setReady := func(ready corev1.ConditionStatus) {
 		t.Helper()
 		for _, name := range []string{"web-0", "web-1", "web-2"} {
-			p, err := pods.Get(e.Ctx, name, metav1.GetOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i := range p.Status.Conditions {
-				if p.Status.Conditions[i].Type == corev1.PodReady {
-					p.Status.Conditions[i].Status = ready
+			// The fake kubelet and the controller write the pods too:
+			// retry on a conflict.
+			err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				p, err := pods.Get(e.Ctx, name, metav1.GetOptions{})
+				if err != nil {
+					return err
 				}
+				for i := range p.Status.Conditions {
+					if p.Status.Conditions[i].Type == corev1.PodReady {
+						p.Status.Conditions[i].Status = ready
+					}
+				}
+				_, err = pods.UpdateStatus(e.Ctx, p, metav1.UpdateOptions{})
+				return err
+			})
+			if apierrors.IsNotFound(err) && ready == corev1.ConditionTrue {
+				// Scaling down: once the others are ready, the
+				// condemned pod may go before it is made ready.
+				continue
 			}
-			if _, err := pods.UpdateStatus(e.Ctx, p, metav1.UpdateOptions{}); err != nil {
+			if err != nil {
 				t.Fatal(err)
 			}
 		}
