@@ -12,9 +12,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 
 	"github.com/skiff-io/skiff/server/apiserver/apiservertest"
 )
@@ -315,5 +317,61 @@ func TestProtobufCustomResource(t *testing.T) {
 	kind, _ := protoBody(t, e.do("GET", list, "", nil, "Accept", protoMedia+";as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"))
 	if kind != "meta.k8s.io/v1/PartialObjectMetadataList" {
 		t.Fatalf("metadata list kind %s", kind)
+	}
+}
+
+// TestProtobufMetadataClient: client-go's metadata client (the garbage
+// collector's and the metadata informers') gets, lists and watches
+// PartialObjectMetadata in protobuf, of built-in kinds and of custom
+// resources alike.
+func TestProtobufMetadataClient(t *testing.T) {
+	e := newEnv(t, apiservertest.Options{})
+	if r := e.do(http.MethodPost, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", "application/json", []byte(widgetCRD)); r.code != http.StatusCreated {
+		t.Fatalf("create CRD: %d %s", r.code, r.body)
+	}
+	waitFor(t, "widgets served", func() bool {
+		return e.do(http.MethodPost, "/apis/example.com/v1/namespaces/default/widgets", "application/json",
+			[]byte(`{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w"},"spec":{}}`)).code == http.StatusCreated
+	})
+	if _, err := e.cs.CoreV1().ConfigMaps("default").Create(e.ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "w"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.srv.RESTConfig()
+	ct := &contentTypes{}
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { ct.rt = rt; return ct })
+	mc, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, gvr := range []schema.GroupVersionResource{
+		{Version: "v1", Resource: "configmaps"},
+		{Group: "example.com", Version: "v1", Resource: "widgets"},
+	} {
+		ri := mc.Resource(gvr).Namespace("default")
+		m, err := ri.Get(e.ctx, "w", metav1.GetOptions{})
+		if err != nil || m.Name != "w" || m.UID == "" {
+			t.Fatalf("%s get: %v %+v", gvr, err, m)
+		}
+		l, err := ri.List(e.ctx, metav1.ListOptions{})
+		if err != nil || len(l.Items) != 1 || l.ResourceVersion == "" {
+			t.Fatalf("%s list: %v %+v", gvr, err, l)
+		}
+		w, err := ri.Watch(e.ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatalf("%s watch: %v", gvr, err)
+		}
+		select {
+		case ev := <-w.ResultChan():
+			pm, ok := ev.Object.(*metav1.PartialObjectMetadata)
+			if ev.Type != watch.Added || !ok || pm.Name != "w" {
+				t.Fatalf("%s watch event %s %T %+v", gvr, ev.Type, ev.Object, ev.Object)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s watch: no event", gvr)
+		}
+		w.Stop()
+	}
+	if seen := ct.check(t); len(seen) != 6 {
+		t.Fatalf("requests: %q", seen)
 	}
 }
