@@ -78,8 +78,10 @@ func fill(b *testing.B, n int, create func(i int) error) {
 }
 
 // BenchmarkListLarge: LIST of 10,000 ConfigMaps and of 10,000 Pods from
-// one master, as JSON and as Table (what kubectl get asks for): latency
-// and bytes/s over SKIFF_BENCH_LISTS sequential requests each.
+// one master, as JSON, as protobuf (what typed clients and informers ask
+// for) and as Table (what kubectl get asks for): latency and bytes/s over
+// SKIFF_BENCH_LISTS sequential requests each, and protobuf's p50 as a
+// ratio of JSON's.
 func BenchmarkListLarge(b *testing.B) {
 	n := envInt("SKIFF_BENCH_OBJECTS", 10000)
 	reps := envInt("SKIFF_BENCH_LISTS", 30)
@@ -105,8 +107,10 @@ func BenchmarkListLarge(b *testing.B) {
 	fmt.Printf("list: created %d ConfigMaps and %d Pods in %s\n", n, n, time.Since(t0).Round(time.Millisecond))
 	hc := m.HTTPClient()
 	for _, res := range []string{"configmaps", "pods"} {
+		p50 := map[string]time.Duration{}
 		for _, form := range []struct{ name, accept string }{
 			{"json", "application/json"},
+			{"protobuf", "application/vnd.kubernetes.protobuf,application/json"},
 			{"table", "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"},
 		} {
 			b.Run(res+"/"+form.name, func(b *testing.B) {
@@ -130,17 +134,25 @@ func BenchmarkListLarge(b *testing.B) {
 					if err != nil || resp.StatusCode != 200 {
 						b.Fatalf("list %s: %d %v", res, resp.StatusCode, err)
 					}
+					if ct := resp.Header.Get("Content-Type"); form.name == "protobuf" && ct != "application/vnd.kubernetes.protobuf" {
+						b.Fatalf("list %s as protobuf: Content-Type %q", res, ct)
+					}
 					lat = append(lat, d)
 					bytes += nb
 					busy += d
 				}
 				mbps := float64(bytes) / busy.Seconds() / (1 << 20)
+				p50[form.name] = percentile(lat, 0.50)
 				b.ReportMetric(ms(percentile(lat, 0.50)), "p50-ms")
 				b.ReportMetric(ms(percentile(lat, 0.99)), "p99-ms")
 				b.ReportMetric(mbps, "MiB/s")
 				fmt.Printf("list %s as %s (%d objects, %.1f MiB each): p50=%.0fms p99=%.0fms %.1f MiB/s over %d lists\n",
 					res, form.name, n, float64(bytes)/float64(reps)/(1<<20), ms(percentile(lat, 0.50)), ms(percentile(lat, 0.99)), mbps, reps)
 			})
+		}
+		if p50["json"] > 0 && p50["protobuf"] > 0 {
+			fmt.Printf("list %s: protobuf p50 / json p50 = %.2f (load average %s)\n", res,
+				float64(p50["protobuf"])/float64(p50["json"]), loadAverage())
 		}
 	}
 }
@@ -327,4 +339,17 @@ func profileMaster(b *testing.B, m *testutil.Master, name string, dur time.Durat
 		_, _ = io.Copy(f, resp.Body)
 	}()
 	return func() { <-done }
+}
+
+// loadAverage is the machine's 1-minute load average ("?" if unknown),
+// printed beside ratios measured on a shared machine.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	if f := strings.Fields(string(b)); len(f) > 0 {
+		return f[0]
+	}
+	return "?"
 }

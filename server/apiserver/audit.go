@@ -103,8 +103,11 @@ func (s *APIServer) auditEnd(ctx context.Context, rw *statusRecorder, long bool,
 			ac.ProcessEventStage(ctx, auditinternal.StageResponseStarted)
 		}
 	}
-	if aw := rw.audit; aw != nil && aw.body && aw.buf.Len() > 0 && json.Valid(aw.buf.Bytes()) {
-		ac.LogResponseObject(ac.GetEventResponseStatus(), &runtime.Unknown{Raw: aw.buf.Bytes(), ContentType: runtime.ContentTypeJSON})
+	if aw := rw.audit; aw != nil && aw.body && aw.buf.Len() > 0 {
+		// A protobuf answer is logged as JSON (wire.go).
+		if raw, ok := s.responseJSON(aw.buf.Bytes()); ok {
+			ac.LogResponseObject(ac.GetEventResponseStatus(), &runtime.Unknown{Raw: raw, ContentType: runtime.ContentTypeJSON})
+		}
 	}
 	ac.ProcessEventStage(ctx, auditinternal.StageResponseComplete)
 }

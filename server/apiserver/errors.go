@@ -17,7 +17,8 @@ import (
 	"github.com/skiff-io/skiff/server/auth"
 )
 
-// writeError answers err as a metav1.Status. Errors that are not API
+// writeError answers err as a metav1.Status, in protobuf when the client
+// prefers it (wire.go), JSON otherwise. Errors that are not API
 // statuses become 500 InternalError.
 func (s *APIServer) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var st metav1.Status
@@ -43,6 +44,10 @@ func (s *APIServer) writeError(w http.ResponseWriter, r *http.Request, err error
 		w.Header().Set("Retry-After", strconv.Itoa(int(d.RetryAfterSeconds)))
 	}
 	auditStatus(r, &st) // audit.go
+	if errorWantsProto(r) {
+		writeProto(w, code, &st)
+		return
+	}
 	writeJSON(w, code, &st)
 }
 

@@ -73,7 +73,7 @@ func (s *APIServer) handleDelete(req *request) {
 		}
 		if deleted && !req.kind.ReturnDeletedObject {
 			m := mustAccessor(out)
-			writeJSON(req.w, http.StatusOK, &metav1.Status{
+			s.writeStatus(req, http.StatusOK, &metav1.Status{
 				TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
 				Status:   metav1.StatusSuccess,
 				Details: &metav1.StatusDetails{

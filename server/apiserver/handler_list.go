@@ -68,6 +68,13 @@ func (s *APIServer) handleList(req *request) {
 // opts.limit of them (0: all), the ID of the last one and whether more
 // matching objects follow.
 func (s *APIServer) collect(req *request, snap *state.Snapshot, opts *listOptions, after string) ([]runtime.Object, string, bool, error) {
+	if opts.limit == 0 {
+		items, lastID, err := s.collectAll(req, snap, opts, after) // listdecode.go
+		if err != nil {
+			return nil, "", false, fmt.Errorf("list %s: %w", req.kind.Resource, err)
+		}
+		return items, lastID, false, nil
+	}
 	var (
 		items  []runtime.Object
 		lastID string

@@ -181,8 +181,8 @@ func TestTableOutput(t *testing.T) {
 	if tbl.ColumnDefinitions[5].Priority != 1 || tbl.Rows[0].Cells[1] != "0/1" || tbl.Rows[0].Cells[2] != "Pending" {
 		t.Fatalf("pod row %v", tbl.Rows[0].Cells)
 	}
-	// Protobuf-only Accept is refused.
-	e.do("GET", "/api/v1/namespaces/default/pods", "", nil, "Accept", "application/vnd.kubernetes.protobuf").status(t, 406, metav1.StatusReasonNotAcceptable)
+	// A protobuf-only Table Accept is refused (Tables are JSON only).
+	e.do("GET", "/api/v1/namespaces/default/pods", "", nil, "Accept", "application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io").status(t, 406, metav1.StatusReasonNotAcceptable)
 }
 
 func TestAuthErrors(t *testing.T) {

@@ -1,17 +1,14 @@
 package apiserver
 
 import (
-	"fmt"
-	"mime"
 	"net/http"
-	"strings"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apiserver/pkg/endpoints/handlers/negotiation"
 )
 
 // outputKind is the form of a response negotiated from Accept.
@@ -30,13 +27,20 @@ type output struct {
 	// PartialObjectMetadata ("v1" or "v1beta1").
 	metaVersion   string
 	includeObject metav1.IncludeObjectPolicy
+	// proto: the answer is application/vnd.kubernetes.protobuf (JSON
+	// otherwise).
+	proto bool
 }
 
 func (o output) metaAPIVersion() string { return "meta.k8s.io/" + o.metaVersion }
 
-// negotiateOutput picks the first Accept clause we can serve. Responses are
-// JSON; protobuf-only clients get 406.
-func negotiateOutput(r *http.Request) (output, error) {
+// negotiateOutput picks the response form from Accept as kube-apiserver
+// does (k8s.io/apiserver's negotiation: clauses by q-value, then order):
+// JSON or protobuf, the object itself, a Table (JSON only) or
+// PartialObjectMetadata. A custom resource has no protobuf form: a client
+// that accepts nothing else gets 406.
+func negotiateOutput(req *request) (output, error) {
+	r := req.r
 	out := output{kind: outputObject, includeObject: metav1.IncludeMetadata}
 	switch v := metav1.IncludeObjectPolicy(r.URL.Query().Get("includeObject")); v {
 	case "":
@@ -46,49 +50,41 @@ func negotiateOutput(r *http.Request) (output, error) {
 		return out, badRequest("includeObject: Unsupported value: %q: supported values: %q, %q, %q", v,
 			metav1.IncludeMetadata, metav1.IncludeNone, metav1.IncludeObject)
 	}
-	accept := r.Header.Get("Accept")
-	if strings.TrimSpace(accept) == "" {
-		return out, nil
+	custom := req.kind != nil && req.kind.Custom()
+	opts, _, err := negotiation.NegotiateOutputMediaType(r, wireNegotiator{}, endpointRestrictions{custom: custom})
+	if err != nil {
+		return out, err
 	}
-	for _, clause := range strings.Split(accept, ",") {
-		mt, params, err := mime.ParseMediaType(strings.TrimSpace(clause))
-		if err != nil {
-			continue
-		}
-		switch mt {
-		case "application/json", "application/*", "*/*":
-		default:
-			continue
-		}
-		as, g, v := params["as"], params["g"], params["v"]
-		switch as {
-		case "":
-			return out, nil
+	out.proto = opts.Accepted.MediaType == mediaProtobuf
+	if c := opts.Convert; c != nil {
+		out.metaVersion = c.Version
+		switch c.Kind {
 		case "Table":
-			if g == metav1.GroupName && (v == "v1" || v == "v1beta1") {
-				out.kind, out.metaVersion = outputTable, v
-				return out, nil
-			}
+			out.kind = outputTable
 		case "PartialObjectMetadata", "PartialObjectMetadataList":
-			if g == metav1.GroupName && (v == "v1" || v == "v1beta1") {
-				out.kind, out.metaVersion = outputMetadata, v
-				return out, nil
-			}
+			out.kind = outputMetadata
 		}
 	}
-	return out, apierrors.NewGenericServerResponse(http.StatusNotAcceptable, "", schema.GroupResource{}, "", fmt.Sprintf(
-		"only the following media types are accepted: application/json, application/json;as=Table;v=v1;g=meta.k8s.io, "+
-			"application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io (got %q)", accept), 0, false)
+	return out, nil
+}
+
+// write answers obj in the negotiated media type.
+func (o output) write(w http.ResponseWriter, code int, obj runtime.Object) {
+	if o.proto {
+		writeProto(w, code, obj)
+		return
+	}
+	writeJSON(w, code, obj)
 }
 
 // writeObject answers one object in the negotiated form.
 func (s *APIServer) writeObject(req *request, code int, obj runtime.Object) {
-	out, err := negotiateOutput(req.r)
+	out, err := negotiateOutput(req)
 	if err != nil {
 		s.writeError(req.w, req.r, err)
 		return
 	}
-	var v any = obj
+	v := obj
 	switch out.kind {
 	case outputTable:
 		m, _ := meta.Accessor(obj)
@@ -101,13 +97,24 @@ func (s *APIServer) writeObject(req *request, code int, obj runtime.Object) {
 	case outputMetadata:
 		v = partialMetadata(obj, out.metaVersion)
 	}
-	writeJSON(req.w, code, v)
+	out.write(req.w, code, v)
+}
+
+// writeStatus answers a success Status (a delete's) in the negotiated
+// media type.
+func (s *APIServer) writeStatus(req *request, code int, st *metav1.Status) {
+	out, err := negotiateOutput(req)
+	if err != nil {
+		s.writeError(req.w, req.r, err)
+		return
+	}
+	out.write(req.w, code, st)
 }
 
 // writeList answers a list in the negotiated form. items are the list's
 // objects; list is the typed list holding them (for outputObject).
 func (s *APIServer) writeList(req *request, items []runtime.Object, lm metav1.ListMeta) {
-	out, err := negotiateOutput(req.r)
+	out, err := negotiateOutput(req)
 	if err != nil {
 		s.writeError(req.w, req.r, err)
 		return
@@ -119,7 +126,7 @@ func (s *APIServer) writeList(req *request, items []runtime.Object, lm metav1.Li
 			s.writeError(req.w, req.r, err)
 			return
 		}
-		writeJSON(req.w, http.StatusOK, t)
+		out.write(req.w, http.StatusOK, t)
 	case outputMetadata:
 		l := &metav1.PartialObjectMetadataList{
 			TypeMeta: metav1.TypeMeta{Kind: "PartialObjectMetadataList", APIVersion: out.metaAPIVersion()},
@@ -129,14 +136,14 @@ func (s *APIServer) writeList(req *request, items []runtime.Object, lm metav1.Li
 		for _, it := range items {
 			l.Items = append(l.Items, *partialMetadata(it, out.metaVersion))
 		}
-		writeJSON(req.w, http.StatusOK, l)
+		out.write(req.w, http.StatusOK, l)
 	default:
 		list, err := s.typedList(req, items, lm)
 		if err != nil {
 			s.writeError(req.w, req.r, err)
 			return
 		}
-		writeJSON(req.w, http.StatusOK, list)
+		out.write(req.w, http.StatusOK, list)
 	}
 }
 

@@ -29,7 +29,8 @@ import (
 const minWatchTimeout = 30 * time.Minute
 
 // handleWatch serves a watch: a chunked stream of newline-delimited JSON
-// watch events.
+// watch events, or of length-prefixed protobuf WatchEvents
+// (application/vnd.kubernetes.protobuf;stream=watch) when negotiated.
 //
 //   - resourceVersion "" or "0" (without sendInitialEvents): the matching
 //     objects of a snapshot at index N as ADDED, then the changes after N.
@@ -50,7 +51,7 @@ func (s *APIServer) handleWatch(req *request) {
 	if req.info.Name != "" {
 		opts.field = fields.AndSelectors(opts.field, fields.OneTermEqualSelector("metadata.name", req.info.Name))
 	}
-	out, err := negotiateOutput(req.r)
+	out, err := negotiateOutput(req)
 	if err != nil {
 		s.writeError(req.w, req.r, err)
 		return
@@ -132,7 +133,7 @@ func (s *APIServer) handleWatch(req *request) {
 		// from the stored bytes: nothing is decoded or encoded, and the
 		// watch holds nothing of the list but the snapshot, which shares
 		// the state's immutable objects.
-		stored := w.out.kind == outputObject && opts.keyOnly()
+		stored := w.out.kind == outputObject && !w.out.proto && opts.keyOnly()
 		emit := func(o *state.Object) bool {
 			if stored {
 				if !opts.matchesKey(o.Key) {
@@ -347,7 +348,11 @@ func (w *watchWriter) disarm() {
 // event is an ERROR.
 func (w *watchWriter) begin() {
 	h := w.req.w.Header()
-	h.Set("Content-Type", "application/json")
+	if w.out.proto {
+		h.Set("Content-Type", mediaProtobufWatch)
+	} else {
+		h.Set("Content-Type", mediaJSON)
+	}
 	h.Set("Cache-Control", "no-cache, private")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.arm()
@@ -406,7 +411,7 @@ func (w *watchWriter) flush() {
 
 // send writes one event in the negotiated form.
 func (w *watchWriter) send(typ watch.EventType, obj runtime.Object) error {
-	var v any = obj
+	v := obj
 	switch w.out.kind {
 	case outputTable:
 		m := mustAccessor(obj)
@@ -423,7 +428,8 @@ func (w *watchWriter) send(typ watch.EventType, obj runtime.Object) error {
 }
 
 // sendCached writes an event whose object is shared with other watches:
-// the plain object form reuses its one encoding.
+// the plain object form reuses its one encoding in the negotiated media
+// type.
 func (w *watchWriter) sendCached(typ watch.EventType, ce *cachedEvent) error {
 	if w.out.kind != outputObject {
 		obj, err := ce.decoded()
@@ -432,15 +438,24 @@ func (w *watchWriter) sendCached(typ watch.EventType, ce *cachedEvent) error {
 		}
 		return w.send(typ, obj)
 	}
-	raw, err := ce.encoded()
+	raw, err := ce.encoded(w.out.proto)
 	if err != nil {
 		return err
 	}
 	return w.writeRaw(typ, raw)
 }
 
-func (w *watchWriter) write(typ watch.EventType, v any) error {
-	raw, err := json.Marshal(v)
+// write writes one event of obj, encoded for this watch.
+func (w *watchWriter) write(typ watch.EventType, obj runtime.Object) error {
+	var (
+		raw []byte
+		err error
+	)
+	if w.out.proto {
+		raw, err = protoEncode(obj)
+	} else {
+		raw, err = json.Marshal(obj)
+	}
 	if err != nil {
 		return err
 	}
@@ -449,9 +464,19 @@ func (w *watchWriter) write(typ watch.EventType, v any) error {
 
 // writeRaw writes {"type":TYPE,"object":RAW} and a newline: what
 // json.Marshal makes of a metav1.WatchEvent, without a second pass over
-// the object's bytes.
+// the object's bytes. In protobuf it writes a length-prefixed WatchEvent
+// frame whose object is raw (wire.go).
 func (w *watchWriter) writeRaw(typ watch.EventType, raw []byte) error {
 	w.arm()
+	if w.out.proto {
+		var hb [64]byte
+		dst := w.dst()
+		if _, err := dst.Write(watchFrameHeader(hb[:0], string(typ), raw)); err != nil {
+			return err
+		}
+		_, err := dst.Write(raw)
+		return err
+	}
 	b := make([]byte, 0, len(raw)+32)
 	b = append(b, `{"type":"`...)
 	b = append(b, typ...)

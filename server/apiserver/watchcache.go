@@ -15,7 +15,7 @@ import (
 // and encoded forms (a few seconds of changes at thousands per second).
 const eventCacheSize = 1024
 
-// eventCache shares the decoding and the JSON encoding of a watch event's
+// eventCache shares the decoding and the JSON and protobuf encodings of a watch event's
 // object among the watches that receive it: five watches of pods (the
 // scheduler, the controllers, the kubelets) cost one decode and one encode
 // per change instead of five, as kube-apiserver's watch cache serializes an
@@ -47,6 +47,9 @@ type cachedEvent struct {
 	encodeOnce sync.Once
 	raw        []byte
 	encErr     error
+	protoOnce  sync.Once
+	protoRaw   []byte
+	protoErr   error
 }
 
 // get returns the cache entry of kind's object o sent at rv.
@@ -82,8 +85,20 @@ func (e *cachedEvent) decoded() (runtime.Object, error) {
 	return e.obj, e.err
 }
 
-// encoded returns the object as JSON (the plain object form of a watch).
-func (e *cachedEvent) encoded() ([]byte, error) {
+// encoded returns the object as JSON, or in the protobuf envelope when
+// proto (the plain object form of a watch). Each is encoded at most once.
+func (e *cachedEvent) encoded(proto bool) ([]byte, error) {
+	if proto {
+		e.protoOnce.Do(func() {
+			obj, err := e.decoded()
+			if err != nil {
+				e.protoErr = err
+				return
+			}
+			e.protoRaw, e.protoErr = protoEncode(obj)
+		})
+		return e.protoRaw, e.protoErr
+	}
 	e.encodeOnce.Do(func() {
 		obj, err := e.decoded()
 		if err != nil {
