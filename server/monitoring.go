@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,9 +14,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	metricsv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
 
 	"github.com/skiff-io/skiff/fsm/state"
+	"github.com/skiff-io/skiff/server/apiserver"
 	"github.com/skiff-io/skiff/server/auth"
 	"github.com/skiff-io/skiff/server/metrics"
 	"github.com/skiff-io/skiff/server/registry"
@@ -202,4 +206,67 @@ func (s *Server) prometheusHandler() http.Handler {
 		}
 		api.ServeHTTP(w, r)
 	})
+}
+
+// resourceMetrics answers metrics.k8s.io from the store, with the labels
+// of the Node and Pod objects (kubectl top -l); metrics of pods no longer
+// in the state are left out.
+type resourceMetrics struct {
+	s *Server
+	m *metrics.ResourceMetrics
+}
+
+func (r resourceMetrics) NodeMetrics(ctx context.Context) ([]metricsv1beta1.NodeMetrics, error) {
+	all, err := r.m.NodeMetrics(ctx)
+	if err != nil {
+		return nil, err
+	}
+	snap := r.s.fsm.Read()
+	out := all[:0]
+	for _, nm := range all {
+		o := snap.Get(state.Key{Resource: "nodes", Name: nm.Name})
+		if o == nil {
+			continue
+		}
+		var meta struct {
+			Metadata metav1.ObjectMeta `json:"metadata"`
+		}
+		if err := json.Unmarshal(o.Data, &meta); err == nil {
+			nm.Labels = meta.Metadata.Labels
+		}
+		out = append(out, nm)
+	}
+	return out, nil
+}
+
+func (r resourceMetrics) PodMetrics(ctx context.Context, namespace string) ([]metricsv1beta1.PodMetrics, error) {
+	all, err := r.m.PodMetrics(ctx, namespace)
+	if err != nil {
+		return nil, err
+	}
+	snap := r.s.fsm.Read()
+	out := all[:0]
+	for _, pm := range all {
+		o := snap.Get(state.Key{Resource: "pods", Namespace: pm.Namespace, Name: pm.Name})
+		if o == nil {
+			continue
+		}
+		var meta struct {
+			Metadata metav1.ObjectMeta `json:"metadata"`
+		}
+		if err := json.Unmarshal(o.Data, &meta); err == nil {
+			pm.Labels = meta.Metadata.Labels
+		}
+		out = append(out, pm)
+	}
+	return out, nil
+}
+
+// apiResourceMetrics is what the API server answers metrics.k8s.io with
+// (nil without a store: 503).
+func (s *Server) apiResourceMetrics() apiserver.ResourceMetrics {
+	if s.monitoring == nil {
+		return nil
+	}
+	return resourceMetrics{s: s, m: metrics.NewResourceMetrics(s.monitoring.api, s.cfg.Metrics.ScrapeInterval)}
 }

@@ -207,6 +207,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		ServiceAccountTokens:        s.saTokens,
 		Sealer:                      sealer{s},
 		ComponentStatuses:           componentStatuses{s},
+		ResourceMetrics:             s.apiResourceMetrics(),
 		Logger:                      cfg.Logger,
 		MaxRequestsInFlight:         cfg.MaxRequestsInFlight,
 		MaxMutatingRequestsInFlight: cfg.MaxMutatingRequestsInFlight,
