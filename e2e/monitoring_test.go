@@ -94,7 +94,7 @@ func TestMetricsStore(t *testing.T) {
 		t.Fatalf("bind: %v: %s", err, out)
 	}
 	testutil.WaitFor(t, 20*time.Second, "query_range with the role", func() error {
-		v, _, _, err := prom.QueryRange(ctx, `up{job="skiff-master"}`, r)
+		v, _, _, err := prom.QueryRange(ctx, `up{job="skiff-master"}`, promv1.Range{Start: start.Add(-time.Minute), End: time.Now(), Step: time.Second})
 		if err != nil {
 			return err
 		}
@@ -130,19 +130,34 @@ func TestMetricsStore(t *testing.T) {
 		t.Fatalf("nodes.metrics.k8s.io: %v\n%s", err, out)
 	}
 
-	// Restart: the samples before it are still there.
+	// Restart: the samples before it are still there, every one.
 	before := time.Now()
+	beforeRange := promv1.Range{Start: start.Add(-30 * time.Second), End: before, Step: time.Second}
+	points := func() (int, error) {
+		v, _, _, err := prom.QueryRange(ctx, `up{job="skiff-master"}`, beforeRange)
+		if err != nil {
+			return 0, err
+		}
+		mx, ok := v.(model.Matrix)
+		if !ok || len(mx) != 1 {
+			return 0, fmt.Errorf("query_range = %v", v)
+		}
+		return len(mx[0].Values), nil
+	}
+	want, err := points()
+	if err != nil || want < 2 {
+		t.Fatalf("before the restart: %d points, %v", want, err)
+	}
 	m.Stop()
 	m.Start()
 	m.WaitReady(60 * time.Second)
 	testutil.WaitFor(t, 30*time.Second, "range query over the time before the restart", func() error {
-		v, _, _, err := prom.QueryRange(ctx, `up{job="skiff-master"}`, promv1.Range{Start: start.Add(-30 * time.Second), End: before, Step: time.Second})
+		got, err := points()
 		if err != nil {
 			return err
 		}
-		mx, ok := v.(model.Matrix)
-		if !ok || len(mx) != 1 || len(mx[0].Values) < 10 {
-			return fmt.Errorf("after the restart, query_range before it = %v", v)
+		if got != want {
+			return fmt.Errorf("after the restart, %d points before it, want %d", got, want)
 		}
 		return nil
 	})
