@@ -42,8 +42,8 @@ func promClient(t *testing.T, m *testutil.Master, token string) promv1.API {
 	return promv1.NewAPI(c)
 }
 
-// TestMetricsStore: a master scrapes its own /metrics into its store every
-// --metrics-scrape-interval; `skiff metrics query` and the Prometheus Go
+// TestMetricsStore: a master scrapes its own /metrics, and its embedded
+// agent's kubelet endpoints, into its store every --metrics-scrape-interval; `skiff metrics query` and the Prometheus Go
 // client with a service-account token answer (403 before the token's
 // account is bound to system:monitoring); a malformed query is 400 with
 // the parser's message; metrics.k8s.io is discovered; and the master,
@@ -53,7 +53,7 @@ func TestMetricsStore(t *testing.T) {
 	if _, err := os.Stat("/usr/bin/kubectl"); err != nil {
 		t.Skip("kubectl not installed at /usr/bin/kubectl")
 	}
-	m := testutil.NewMaster(t, testutil.MasterOptions{Name: "m1", Args: []string{"--metrics-scrape-interval", "1s"}})
+	m := testutil.NewMaster(t, testutil.MasterOptions{Name: "m1", Agent: true, Args: []string{"--metrics-scrape-interval", "1s", "--runtime", "fake"}})
 	m.Start()
 	m.WaitReady(60 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -69,6 +69,22 @@ func TestMetricsStore(t *testing.T) {
 		if !strings.Contains(out, `instance="`+instance+`"`) || !strings.Contains(out, `node="m1"`) || !strings.HasSuffix(strings.TrimSpace(out), " 1") {
 			return fmt.Errorf("no up 1 for %s:\n%s", instance, out)
 		}
+		return nil
+	})
+	// The embedded agent's node is a target of the kubelet, cadvisor and
+	// resource jobs: up 1 once its kubelet serves them, 0 while it
+	// answers 404 (the node side is built apart).
+	testutil.WaitFor(t, 60*time.Second, "the node's kubelet targets", func() error {
+		out, err := m.Run(ctx, "metrics", "query", `up{node="m1",job=~"kubelet|cadvisor|resource"}`)
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		for _, job := range []string{"kubelet", "cadvisor", "resource"} {
+			if !strings.Contains(out, `job="`+job+`"`) {
+				return fmt.Errorf("no up for job %s:\n%s", job, out)
+			}
+		}
+		t.Logf("kubelet targets:\n%s", out)
 		return nil
 	})
 	start := time.Now()
