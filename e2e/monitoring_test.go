@@ -178,3 +178,68 @@ func TestMetricsStore(t *testing.T) {
 		return nil
 	})
 }
+
+// TestMetricsStoreLeaderLoss: every master of three scrapes every master
+// into its own store, so after the leader is killed each survivor answers
+// a range query over the time before with all three masters' series, and
+// records the lost master as up 0.
+func TestMetricsStoreLeaderLoss(t *testing.T) {
+	c := testutil.StartCluster(t, 3, "--metrics-scrape-interval", "1s")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	api := func(m *testutil.Master) promv1.API {
+		cl, err := promapi.NewClient(promapi.Config{Address: m.URL() + "/prometheus", Client: c.Admin})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return promv1.NewAPI(cl)
+	}
+	upCount := func(m *testutil.Master, q string) (float64, error) {
+		v, _, _, err := api(m).Query(ctx, q, time.Now())
+		if err != nil {
+			return 0, err
+		}
+		vec, ok := v.(model.Vector)
+		if !ok || len(vec) != 1 {
+			return 0, fmt.Errorf("%s on %s = %v", q, m.Name, v)
+		}
+		return float64(vec[0].Value), nil
+	}
+	for _, m := range c.Masters {
+		testutil.WaitFor(t, 60*time.Second, m.Name+" scrapes every master", func() error {
+			n, err := upCount(m, `count(up{job="skiff-master"} == 1)`)
+			if err != nil {
+				return err
+			}
+			if n != 3 {
+				return fmt.Errorf("%s: %v masters up", m.Name, n)
+			}
+			return nil
+		})
+	}
+	before := time.Now()
+	leader := c.Leader(30 * time.Second)
+	leader.Kill()
+	for _, m := range c.Masters {
+		if m == leader {
+			continue
+		}
+		v, _, _, err := api(m).QueryRange(ctx, `up{job="skiff-master"}`, promv1.Range{Start: before.Add(-3 * time.Second), End: before, Step: time.Second})
+		if err != nil {
+			t.Fatalf("%s: %v", m.Name, err)
+		}
+		if mx, ok := v.(model.Matrix); !ok || len(mx) != 3 {
+			t.Fatalf("%s after the leader's loss: %v, want the 3 masters' series", m.Name, v)
+		}
+		testutil.WaitFor(t, 30*time.Second, m.Name+" records the lost leader as down", func() error {
+			n, err := upCount(m, fmt.Sprintf(`up{job="skiff-master",node=%q}`, leader.Name))
+			if err != nil {
+				return err
+			}
+			if n != 0 {
+				return fmt.Errorf("up of %s = %v", leader.Name, n)
+			}
+			return nil
+		})
+	}
+}
