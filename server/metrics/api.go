@@ -26,6 +26,10 @@ import (
 const (
 	DefaultQueryTimeout    = 2 * time.Minute
 	DefaultQueryMaxSamples = 50_000_000
+	// DefaultMaxConcurrentQueries: PromQL evaluations at once (as
+	// Prometheus' --query.max-concurrency); more wait for a slot within
+	// their timeout.
+	DefaultMaxConcurrentQueries = 20
 	// maxPoints per series of a range query, as Prometheus refuses more.
 	maxPoints = 11000
 )
@@ -42,8 +46,11 @@ type APIOptions struct {
 	// MaxSamples bounds the samples a query holds in memory at once
 	// (DefaultQueryMaxSamples if 0).
 	MaxSamples int
-	Registerer prometheus.Registerer
-	Logger     *slog.Logger
+	// MaxConcurrent bounds the evaluations at once
+	// (DefaultMaxConcurrentQueries if 0).
+	MaxConcurrent int
+	Registerer    prometheus.Registerer
+	Logger        *slog.Logger
 }
 
 // API is the Prometheus HTTP query API (/api/v1/...) over a Store.
@@ -54,6 +61,8 @@ type API struct {
 	timeout time.Duration
 	log     *slog.Logger
 	mux     *http.ServeMux
+	// slots bounds the evaluations at once.
+	slots chan struct{}
 }
 
 // NewAPI prepares the query API over store.
@@ -63,6 +72,9 @@ func NewAPI(store *Store, opts APIOptions) *API {
 	}
 	if opts.MaxSamples <= 0 {
 		opts.MaxSamples = DefaultQueryMaxSamples
+	}
+	if opts.MaxConcurrent <= 0 {
+		opts.MaxConcurrent = DefaultMaxConcurrentQueries
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -80,6 +92,7 @@ func NewAPI(store *Store, opts APIOptions) *API {
 		timeout: opts.Timeout,
 		log:     opts.Logger.With("component", "promql-api"),
 		mux:     http.NewServeMux(),
+		slots:   make(chan struct{}, opts.MaxConcurrent),
 	}
 	for path, h := range map[string]http.HandlerFunc{
 		"/api/v1/query":               a.query,
@@ -244,6 +257,14 @@ func (a *API) queryRange(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) exec(ctx context.Context, w http.ResponseWriter, q promql.Query) {
 	defer q.Close()
+	select {
+	case a.slots <- struct{}{}:
+		defer func() { <-a.slots }()
+	case <-ctx.Done():
+		writeError(w, http.StatusServiceUnavailable, errorTimeout, "query timed out waiting for one of the "+
+			strconv.Itoa(cap(a.slots))+" evaluation slots")
+		return
+	}
 	res := q.Exec(ctx)
 	if res.Err != nil {
 		engineError(w, res.Err)
@@ -261,6 +282,12 @@ func (a *API) Instant(ctx context.Context, expr string, ts time.Time) (promql.Ve
 		return nil, err
 	}
 	defer q.Close()
+	select {
+	case a.slots <- struct{}{}:
+		defer func() { <-a.slots }()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	res := q.Exec(ctx)
 	if res.Err != nil {
 		return nil, res.Err

@@ -150,3 +150,22 @@ func joinNames(ns model.LabelNames) string {
 	}
 	return strings.Join(out, ",")
 }
+
+// Evaluations beyond the concurrency bound wait for a slot, and one that
+// waits past its timeout is answered 503.
+func TestAPIConcurrencyBound(t *testing.T) {
+	store := openTestStore(t, t.TempDir(), StoreOptions{})
+	defer store.Close()
+	a := NewAPI(store, APIOptions{MaxConcurrent: 1})
+	a.slots <- struct{}{} // the only slot is taken
+	srv := httptest.NewServer(a)
+	defer srv.Close()
+	code, ans := get(t, srv, "/api/v1/query", url.Values{"query": {"1"}, "timeout": {"0.2"}})
+	if code != http.StatusServiceUnavailable || ans.ErrorType != "timeout" {
+		t.Fatalf("no slot: %d %+v", code, ans)
+	}
+	<-a.slots
+	if code, ans := get(t, srv, "/api/v1/query", url.Values{"query": {"1"}}); code != http.StatusOK {
+		t.Fatalf("with a slot: %d %+v", code, ans)
+	}
+}
