@@ -46,6 +46,8 @@ type monitoring struct {
 	api     *metrics.API
 	// reg holds the store's and scraper's own metrics, served in /metrics.
 	reg *prometheus.Registry
+	// nodes decodes Node objects for the kubelet targets.
+	nodes *registry.Kind
 }
 
 func (c *Config) metricsDir() string { return filepath.Join(c.DataDir, "metrics") }
@@ -60,7 +62,11 @@ func (s *Server) setupMonitoring(kubelets http.RoundTripper) error {
 	if s.cfg.Metrics.Disable || s.cfg.Witness {
 		return nil
 	}
-	m := &monitoring{reg: prometheus.NewRegistry()}
+	nodes, ok := registry.New().Lookup("", "v1", "nodes")
+	if !ok {
+		return fmt.Errorf("metrics: nodes are not served")
+	}
+	m := &monitoring{reg: prometheus.NewRegistry(), nodes: nodes}
 	size := s.cfg.Metrics.RetentionSize
 	if size == 0 {
 		size = -1 // --metrics-retention-size 0: no bound
@@ -136,10 +142,7 @@ func (s *Server) scrapeTargets(kubelet *http.Client) []metrics.Target {
 		out = append(out, metrics.Target{Job: metrics.JobMaster, Instance: u.Host, Node: m.Name,
 			URL: m.APIURL + "/metrics", Client: s.peerClient})
 	}
-	kind, ok := registry.New().Lookup("", "v1", "nodes")
-	if !ok {
-		return out
-	}
+	kind := s.monitoring.nodes
 	s.fsm.Read().List(kind.StorageResource(), "", "", func(o *state.Object) bool {
 		obj, err := kind.Decode(o)
 		if err != nil {

@@ -145,6 +145,18 @@ func (sc *Scraper) ScrapeOnce(ctx context.Context, now time.Time) {
 		}()
 	}
 	wg.Wait()
+	// Forget the state of targets that are gone (a deleted node).
+	current := make(map[string]bool, len(targets))
+	for _, t := range targets {
+		current[t.URL] = true
+	}
+	sc.mu.Lock()
+	for u := range sc.failing {
+		if !current[u] {
+			delete(sc.failing, u)
+		}
+	}
+	sc.mu.Unlock()
 }
 
 // scrapeTarget scrapes one target and records up and
