@@ -113,6 +113,9 @@ type Config struct {
 	// <data-dir>/audit/audit.log with the built-in policy.
 	Audit auditlog.Options
 
+	// Metrics is the metrics store and its scraping (monitoring.go).
+	Metrics MetricsConfig
+
 	// Raft tuning; zero values take the defaults below.
 	HeartbeatTimeout time.Duration
 	// heartbeatExplicit: HeartbeatTimeout was given, so no disk

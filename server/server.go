@@ -83,6 +83,9 @@ type Server struct {
 	api *apiserver.APIServer
 	// audit is the audit log (nil: off).
 	audit *auditlog.Log
+	// monitoring: the metrics store, scraper and query API (monitoring.go;
+	// nil when disabled).
+	monitoring *monitoring
 
 	// gossip is this master's serf member (gossip.go); seeds are other
 	// masters' gossip addresses learned when joining.
@@ -182,6 +185,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.Shutdown()
 		return nil, err
 	}
+	if err := s.setupMonitoring(kubelets); err != nil {
+		s.Shutdown()
+		return nil, err
+	}
 	authz := auth.NewAuthorizer().WithNodeObjects(nodeObjects{s}).WithRBAC(rbacObjects{s})
 	s.authz = authz
 	s.audit, err = auditlog.Open(cfg.Audit, cfg.Logger)
@@ -204,6 +211,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		ServiceAccountTokens:        s.saTokens,
 		Sealer:                      sealer{s},
 		ComponentStatuses:           componentStatuses{s},
+		ResourceMetrics:             s.apiResourceMetrics(),
 		Logger:                      cfg.Logger,
 		MaxRequestsInFlight:         cfg.MaxRequestsInFlight,
 		MaxMutatingRequestsInFlight: cfg.MaxMutatingRequestsInFlight,
@@ -242,6 +250,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /healthz", s.handleLivez)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
 	mux.Handle("GET /metrics", s.metricsHandler())
+	mux.Handle("/prometheus/", s.prometheusHandler())
 	// Profiling for cluster admins, as kube-apiserver's --profiling.
 	mux.HandleFunc("/debug/pprof/", s.requireAdmin(pprof.Index))
 	mux.HandleFunc("/debug/pprof/profile", s.requireAdmin(pprof.Profile))
@@ -284,6 +293,8 @@ func (s *Server) Start() {
 	go s.keepGossipJoined()
 	go s.repairLoop()
 	go s.digestLoop()
+	s.wg.Add(1)
+	go s.runScraper()
 	// A master that resumes as a voter of its cluster, at the addresses
 	// its record holds, needs no join (its --join master may be gone: a
 	// cluster reset).
@@ -336,6 +347,7 @@ func (s *Server) Shutdown() {
 		}
 		s.wg.Wait()
 		s.closeStores()
+		s.closeMonitoring()
 		if s.audit != nil {
 			// After the API stopped: the last events are written.
 			if err := s.audit.Shutdown(); err != nil {

@@ -163,6 +163,7 @@ runs the scheduler (unless --disable-scheduler) and the controllers.`,
 	addControllerFlags(f, &cfg.Controllers)
 	addPodSecurityFlags(f, &cfg.PodSecurity)
 	addAuditFlags(f, &cfg.Audit)
+	addMetricsFlags(f, &cfg.Metrics)
 	addSuperviseFlag(f, &supervise)
 	// Tuning, hidden: tests and benchmarks use them.
 	f.DurationVar(&cfg.HeartbeatTimeout, "raft-heartbeat-timeout", 0, "Raft heartbeat and election timeout (default 600ms)")

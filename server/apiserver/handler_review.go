@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	metricsv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
 
 	"github.com/skiff-io/skiff/server/auth"
 )
@@ -38,6 +39,10 @@ func (s *APIServer) serveVirtual(req *request) {
 	}
 	if info.Resource == "componentstatuses" {
 		s.serveComponentStatuses(req)
+		return
+	}
+	if req.kind.GVK.Group == metricsv1beta1.GroupName {
+		s.serveResourceMetrics(req) // handler_resourcemetrics.go
 		return
 	}
 	if info.Verb != "create" || info.Name != "" {

@@ -58,6 +58,8 @@ type Config struct {
 	ServiceAccountTokens TokenIssuer
 	// ComponentStatuses answers componentstatuses (nil: an empty list).
 	ComponentStatuses ComponentStatuser
+	// ResourceMetrics answers metrics.k8s.io (nil: 503).
+	ResourceMetrics ResourceMetrics
 	// Sealer encrypts the objects of encrypted resources before they are
 	// proposed (encryption at rest); nil proposes every object as is.
 	Sealer Sealer

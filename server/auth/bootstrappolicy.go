@@ -46,6 +46,9 @@ func viewRules() []rbacv1.PolicyRule {
 		rule(readVerbs, "policy", "poddisruptionbudgets", "poddisruptionbudgets/status"),
 		rule(readVerbs, "networking.k8s.io", "ingresses", "ingresses/status", "networkpolicies"),
 		rule(readVerbs, "discovery.k8s.io", "endpointslices"),
+		// metrics-server's system:aggregated-metrics-reader, which
+		// aggregates to view, edit and admin.
+		rule(readVerbs, "metrics.k8s.io", "pods", "nodes"),
 	}
 }
 
@@ -107,11 +110,25 @@ func DefaultClusterRoles() []*rbacv1.ClusterRole {
 			rule([]string{"create", "list", "patch", "update", "watch"}, "", "events"),
 			rule([]string{"create", "list", "patch", "update", "watch"}, "events.k8s.io", "events"),
 		}},
+		// kube-apiserver's system:monitoring (the masters' /metrics and
+		// health), plus Skiff's Prometheus query API over the metrics store.
+		{ObjectMeta: defaultMeta(RoleMonitoring), Rules: []rbacv1.PolicyRule{
+			urls([]string{"get"}, "/healthz", "/healthz/*", "/livez", "/livez/*", "/readyz", "/readyz/*", "/metrics", "/metrics/*",
+				"/prometheus/*"),
+		}},
 		{ObjectMeta: defaultMeta("system:service-account-issuer-discovery"), Rules: []rbacv1.PolicyRule{
 			urls([]string{"get"}, "/.well-known/openid-configuration", "/.well-known/openid-configuration/", "/openid/v1/jwks", "/openid/v1/jwks/"),
 		}},
 	}
 }
+
+// RoleMonitoring is the cluster role, and GroupMonitoring the group bound to
+// it, that read the masters' metrics and the Prometheus query API
+// (kube-apiserver's system:monitoring).
+const (
+	RoleMonitoring  = "system:monitoring"
+	GroupMonitoring = "system:monitoring"
+)
 
 // DefaultClusterRoleBindings bind the default roles as Kubernetes does.
 func DefaultClusterRoleBindings() []*rbacv1.ClusterRoleBinding {
@@ -129,5 +146,6 @@ func DefaultClusterRoleBindings() []*rbacv1.ClusterRoleBinding {
 		bind("system:discovery", GroupAuthenticated),
 		bind("system:public-info-viewer", GroupAuthenticated, GroupUnauthenticated),
 		bind("system:service-account-issuer-discovery", GroupServiceAccounts),
+		bind(RoleMonitoring, GroupMonitoring),
 	}
 }

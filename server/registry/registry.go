@@ -31,6 +31,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	metricsv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
 )
 
 // Registry holds the served kinds and the scheme their objects live in.
@@ -70,6 +71,7 @@ func New() *Registry {
 		networkingv1.AddToScheme,
 		storagev1.AddToScheme,
 		apiextensionsv1.AddToScheme,
+		metricsv1beta1.AddToScheme,
 		metav1.AddMetaToScheme,
 	} {
 		if err := add(scheme); err != nil {
@@ -127,6 +129,8 @@ func New() *Registry {
 		runtimeClassKind(),
 		podTemplateKind(),
 		componentStatusKind(),
+		nodeMetricsKind(),
+		podMetricsKind(),
 		persistentVolumeKind(),
 		persistentVolumeClaimKind(),
 		storageClassKind(),

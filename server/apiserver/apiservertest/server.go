@@ -49,6 +49,8 @@ type Options struct {
 	// AuditPolicy and AuditSink: the audit log (apiserver.Config).
 	AuditPolicy audit.PolicyRuleEvaluator
 	AuditSink   audit.Sink
+	// ResourceMetrics answers metrics.k8s.io (apiserver.Config).
+	ResourceMetrics apiserver.ResourceMetrics
 }
 
 // Server is an API server over a FakeRaftStore behind httptest TLS.
@@ -117,6 +119,7 @@ func NewServer(t testing.TB, opts Options) *Server {
 		WatchStallTimeout:           opts.WatchStallTimeout,
 		AuditPolicy:                 opts.AuditPolicy,
 		AuditSink:                   opts.AuditSink,
+		ResourceMetrics:             opts.ResourceMetrics,
 	})
 	if err != nil {
 		t.Fatalf("apiserver.New: %v", err)

@@ -1,0 +1,245 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	promapi "github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
+	"k8s.io/client-go/rest"
+
+	"github.com/skiff-io/skiff/e2e/testutil"
+)
+
+// promClient is the Prometheus Go client against m's /prometheus with a
+// bearer token, as Grafana's data source is set up.
+func promClient(t *testing.T, m *testutil.Master, token string) promv1.API {
+	t.Helper()
+	caPEM, err := os.ReadFile(filepath.Join(m.DataDir, "tls", "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc, err := rest.HTTPClientFor(&rest.Config{Host: m.URL(), BearerToken: token,
+		TLSClientConfig: rest.TLSClientConfig{CAData: caPEM}, Timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := promapi.NewClient(promapi.Config{Address: m.URL() + "/prometheus", Client: hc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return promv1.NewAPI(c)
+}
+
+// TestMetricsStore: a master scrapes its own /metrics, and its embedded
+// agent's kubelet endpoints, into its store every --metrics-scrape-interval; `skiff metrics query` and the Prometheus Go
+// client with a service-account token answer (403 before the token's
+// account is bound to system:monitoring); a malformed query is 400 with
+// the parser's message; metrics.k8s.io is discovered; and the master,
+// restarted, still answers a range query over the time before the restart
+// (WAL replay).
+func TestMetricsStore(t *testing.T) {
+	if _, err := os.Stat("/usr/bin/kubectl"); err != nil {
+		t.Skip("kubectl not installed at /usr/bin/kubectl")
+	}
+	m := testutil.NewMaster(t, testutil.MasterOptions{Name: "m1", Agent: true, Args: []string{"--metrics-scrape-interval", "1s", "--runtime", "fake"}})
+	m.Start()
+	m.WaitReady(60 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	instance := m.IP + ":6443"
+
+	// Two scrape intervals and more: the CLI's table has the master's up.
+	testutil.WaitFor(t, 30*time.Second, "skiff metrics query up", func() error {
+		out, err := m.Run(ctx, "metrics", "query", `up{job="skiff-master"}`)
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		if !strings.Contains(out, `instance="`+instance+`"`) || !strings.Contains(out, `node="m1"`) || !strings.HasSuffix(strings.TrimSpace(out), " 1") {
+			return fmt.Errorf("no up 1 for %s:\n%s", instance, out)
+		}
+		return nil
+	})
+	// The embedded agent's node is a target of the kubelet, cadvisor and
+	// resource jobs: up 1 once its kubelet serves them, 0 while it
+	// answers 404 (the node side is built apart).
+	testutil.WaitFor(t, 60*time.Second, "the node's kubelet targets", func() error {
+		out, err := m.Run(ctx, "metrics", "query", `up{node="m1",job=~"kubelet|cadvisor|resource"}`)
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		for _, job := range []string{"kubelet", "cadvisor", "resource"} {
+			if !strings.Contains(out, `job="`+job+`"`) {
+				return fmt.Errorf("no up for job %s:\n%s", job, out)
+			}
+		}
+		t.Logf("kubelet targets:\n%s", out)
+		return nil
+	})
+	start := time.Now()
+	out, err := m.Run(ctx, "metrics", "query", `skiff_raft_leader`, "--range", "1m", "--step", "1s")
+	if err != nil || !strings.Contains(out, "SERIES") || !strings.Contains(out, `job="skiff-master"`) {
+		t.Fatalf("skiff metrics query --range: %v\n%s", err, out)
+	}
+
+	// A service account's token: 403 until bound to system:monitoring.
+	if out, err := kubectl(ctx, m.Kubeconfig(), "create", "serviceaccount", "grafana", "-n", "default"); err != nil {
+		t.Fatalf("create serviceaccount: %v: %s", err, out)
+	}
+	tok := kubectlCreateToken(t, m.Kubeconfig(), "grafana", "-n", "default")
+	prom := promClient(t, m, tok)
+	r := promv1.Range{Start: start.Add(-time.Minute), End: time.Now(), Step: time.Second}
+	_, _, _, err = prom.QueryRange(ctx, `up`, r)
+	var perr *promv1.Error
+	if !errors.As(err, &perr) || !strings.Contains(perr.Msg, "403") || !strings.Contains(perr.Detail, "Forbidden") {
+		t.Fatalf("query_range without the role: %v, want 403", err)
+	}
+	if out, err := kubectl(ctx, m.Kubeconfig(), "create", "clusterrolebinding", "grafana-monitoring",
+		"--clusterrole", "system:monitoring", "--serviceaccount", "default:grafana"); err != nil {
+		t.Fatalf("bind: %v: %s", err, out)
+	}
+	testutil.WaitFor(t, 20*time.Second, "query_range with the role", func() error {
+		v, _, _, err := prom.QueryRange(ctx, `up{job="skiff-master"}`, promv1.Range{Start: start.Add(-time.Minute), End: time.Now(), Step: time.Second})
+		if err != nil {
+			return err
+		}
+		if mx, ok := v.(model.Matrix); !ok || len(mx) != 1 || len(mx[0].Values) < 2 {
+			return fmt.Errorf("query_range = %v", v)
+		}
+		return nil
+	})
+	if bi, err := prom.Buildinfo(ctx); err != nil || bi.Version == "" {
+		t.Fatalf("buildinfo (Grafana's probe): %+v %v", bi, err)
+	}
+
+	// A malformed query: 400 with the parser's message.
+	hc := m.HTTPClient()
+	resp, err := hc.Get(m.URL() + "/prometheus/api/v1/query?query=" + url.QueryEscape("sum(up"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var perrBody struct{ Status, ErrorType, Error string }
+	if err := json.Unmarshal(body, &perrBody); err != nil || resp.StatusCode != http.StatusBadRequest || perrBody.ErrorType != "bad_data" ||
+		!strings.Contains(perrBody.Error, "parenthesis") {
+		t.Fatalf("malformed query: %d %s", resp.StatusCode, body)
+	}
+
+	// metrics.k8s.io in discovery and listable (no node on this master).
+	if out, err := kubectl(ctx, m.Kubeconfig(), "api-resources", "--api-group", "metrics.k8s.io"); err != nil ||
+		!strings.Contains(out, "NodeMetrics") || !strings.Contains(out, "PodMetrics") {
+		t.Fatalf("api-resources: %v\n%s", err, out)
+	}
+	if out, err := kubectl(ctx, m.Kubeconfig(), "get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes"); err != nil || !strings.Contains(out, `"kind":"NodeMetricsList"`) {
+		t.Fatalf("nodes.metrics.k8s.io: %v\n%s", err, out)
+	}
+
+	// Restart: the samples before it are still there, every one.
+	before := time.Now()
+	beforeRange := promv1.Range{Start: start.Add(-30 * time.Second), End: before, Step: time.Second}
+	points := func() (int, error) {
+		v, _, _, err := prom.QueryRange(ctx, `up{job="skiff-master"}`, beforeRange)
+		if err != nil {
+			return 0, err
+		}
+		mx, ok := v.(model.Matrix)
+		if !ok || len(mx) != 1 {
+			return 0, fmt.Errorf("query_range = %v", v)
+		}
+		return len(mx[0].Values), nil
+	}
+	want, err := points()
+	if err != nil || want < 2 {
+		t.Fatalf("before the restart: %d points, %v", want, err)
+	}
+	m.Stop()
+	m.Start()
+	m.WaitReady(60 * time.Second)
+	testutil.WaitFor(t, 30*time.Second, "range query over the time before the restart", func() error {
+		got, err := points()
+		if err != nil {
+			return err
+		}
+		if got != want {
+			return fmt.Errorf("after the restart, %d points before it, want %d", got, want)
+		}
+		return nil
+	})
+}
+
+// TestMetricsStoreLeaderLoss: every master of three scrapes every master
+// into its own store, so after the leader is killed each survivor answers
+// a range query over the time before with all three masters' series, and
+// records the lost master as up 0.
+func TestMetricsStoreLeaderLoss(t *testing.T) {
+	c := testutil.StartCluster(t, 3, "--metrics-scrape-interval", "1s")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	api := func(m *testutil.Master) promv1.API {
+		cl, err := promapi.NewClient(promapi.Config{Address: m.URL() + "/prometheus", Client: c.Admin})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return promv1.NewAPI(cl)
+	}
+	upCount := func(m *testutil.Master, q string) (float64, error) {
+		v, _, _, err := api(m).Query(ctx, q, time.Now())
+		if err != nil {
+			return 0, err
+		}
+		vec, ok := v.(model.Vector)
+		if !ok || len(vec) != 1 {
+			return 0, fmt.Errorf("%s on %s = %v", q, m.Name, v)
+		}
+		return float64(vec[0].Value), nil
+	}
+	for _, m := range c.Masters {
+		testutil.WaitFor(t, 60*time.Second, m.Name+" scrapes every master", func() error {
+			n, err := upCount(m, `count(up{job="skiff-master"} == 1)`)
+			if err != nil {
+				return err
+			}
+			if n != 3 {
+				return fmt.Errorf("%s: %v masters up", m.Name, n)
+			}
+			return nil
+		})
+	}
+	before := time.Now()
+	leader := c.Leader(30 * time.Second)
+	leader.Kill()
+	for _, m := range c.Masters {
+		if m == leader {
+			continue
+		}
+		v, _, _, err := api(m).QueryRange(ctx, `up{job="skiff-master"}`, promv1.Range{Start: before.Add(-3 * time.Second), End: before, Step: time.Second})
+		if err != nil {
+			t.Fatalf("%s: %v", m.Name, err)
+		}
+		if mx, ok := v.(model.Matrix); !ok || len(mx) != 3 {
+			t.Fatalf("%s after the leader's loss: %v, want the 3 masters' series", m.Name, v)
+		}
+		testutil.WaitFor(t, 30*time.Second, m.Name+" records the lost leader as down", func() error {
+			n, err := upCount(m, fmt.Sprintf(`up{job="skiff-master",node=%q}`, leader.Name))
+			if err != nil {
+				return err
+			}
+			if n != 0 {
+				return fmt.Errorf("up of %s = %v", leader.Name, n)
+			}
+			return nil
+		})
+	}
+}
