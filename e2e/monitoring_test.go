@@ -72,19 +72,26 @@ func TestMetricsStore(t *testing.T) {
 		return nil
 	})
 	// The embedded agent's node is a target of the kubelet, cadvisor and
-	// resource jobs: up 1 once its kubelet serves them, 0 while it
-	// answers 404 (the node side is built apart).
-	testutil.WaitFor(t, 60*time.Second, "the node's kubelet targets", func() error {
-		out, err := m.Run(ctx, "metrics", "query", `up{node="m1",job=~"kubelet|cadvisor|resource"}`)
+	// resource jobs, scraped with the master's credentials: up 1.
+	testutil.WaitFor(t, 60*time.Second, "the node's kubelet targets up", func() error {
+		out, err := m.Run(ctx, "metrics", "query", `up{node="m1",job=~"kubelet|cadvisor|resource"} == 1`)
 		if err != nil {
 			return fmt.Errorf("%v: %s", err, out)
 		}
 		for _, job := range []string{"kubelet", "cadvisor", "resource"} {
 			if !strings.Contains(out, `job="`+job+`"`) {
-				return fmt.Errorf("no up for job %s:\n%s", job, out)
+				return fmt.Errorf("job %s is not up:\n%s", job, out)
 			}
 		}
-		t.Logf("kubelet targets:\n%s", out)
+		return nil
+	})
+	// kubectl top nodes: the node's CPU and memory from the store (the
+	// fake runtime's collector gives plausible figures).
+	testutil.WaitFor(t, 60*time.Second, "kubectl top nodes", func() error {
+		out, err := kubectl(ctx, m.Kubeconfig(), "top", "nodes", "--no-headers")
+		if err != nil || !strings.HasPrefix(strings.TrimSpace(out), "m1 ") || !strings.Contains(out, "Mi") {
+			return fmt.Errorf("%v: %s", err, out)
+		}
 		return nil
 	})
 	start := time.Now()
