@@ -276,6 +276,45 @@ func TestKubeletStats(t *testing.T) {
 		}
 	}
 
+	// The master's store scrapes these (every 10 s by default): kubectl
+	// top pods shows the busy pod's CPU and the 64 MiB pod's memory
+	// within 20% of what its cgroup reports.
+	if err := testutil.Poll(90*time.Second, func() error {
+		out, err := n.kubectl("top", "pods", "--no-headers")
+		if err != nil {
+			return fmt.Errorf("kubectl top pods: %v: %s", err, out)
+		}
+		top := map[string][2]string{}
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			if f := strings.Fields(line); len(f) == 3 {
+				top[f[0]] = [2]string{f[1], f[2]}
+			}
+		}
+		burn, mem := top["burn"], top["mem"]
+		if burn[0] == "" || mem[1] == "" {
+			return fmt.Errorf("kubectl top pods lacks burn or mem:\n%s", out)
+		}
+		cpu, err := resource.ParseQuantity(burn[0])
+		if err != nil || cpu.MilliValue() < 100 {
+			return fmt.Errorf("burn CPU %q (%v), want >= 100m:\n%s", burn[0], err, out)
+		}
+		got, err := resource.ParseQuantity(mem[1])
+		if err != nil {
+			return err
+		}
+		want, err := cgroupWorkingSet(string(memPod.UID))
+		if err != nil {
+			return err
+		}
+		if v := float64(got.Value()); v < 0.8*float64(want) || v > 1.2*float64(want) {
+			return fmt.Errorf("mem %s in kubectl top, cgroup says %d", mem[1], want)
+		}
+		t.Logf("kubectl top pods:\n%s", out)
+		return nil
+	}); err != nil {
+		fail(err)
+	}
+
 	// The kubelet itself: no client certificate, 401.
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	for _, path := range []string{"/stats/summary", "/metrics/resource", "/metrics/cadvisor", "/metrics"} {
