@@ -331,13 +331,25 @@ func limitParam(r *http.Request) (int, error) {
 	return n, nil
 }
 
-func (a *API) series(w http.ResponseWriter, r *http.Request) {
+// metadataRequest is a parsed series, labels or label values request.
+type metadataRequest struct {
+	ctx        context.Context
+	q          storage.Querier
+	sets       [][]*labels.Matcher
+	mint, maxt int64
+	limit      int
+}
+
+// metadataQuery parses a metadata request's match[] sets, time range and
+// limit, opens a querier over the range and answers what f returns, with
+// Prometheus' errors. needMatch: at least one match[] is required.
+func (a *API) metadataQuery(w http.ResponseWriter, r *http.Request, needMatch bool, f func(*metadataRequest) (any, error)) {
 	sets, mint, maxt, err := a.matchersAndRange(r)
 	if err != nil {
 		badData(w, err)
 		return
 	}
-	if len(sets) == 0 {
+	if needMatch && len(sets) == 0 {
 		badData(w, errors.New("no match[] parameter provided"))
 		return
 	}
@@ -358,27 +370,34 @@ func (a *API) series(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer q.Close()
-	hints := &storage.SelectHints{Start: mint, End: maxt, Func: "series"}
-	var sets2 []storage.SeriesSet
-	for _, ms := range sets {
-		sets2 = append(sets2, q.Select(ctx, len(sets) > 1, hints, ms...))
-	}
-	set := sets2[0]
-	if len(sets2) > 1 {
-		set = storage.NewMergeSeriesSet(sets2, 0, storage.ChainedSeriesMerge)
-	}
-	out := []labels.Labels{}
-	for set.Next() {
-		if limit > 0 && len(out) >= limit {
-			break
-		}
-		out = append(out, set.At().Labels())
-	}
-	if err := set.Err(); err != nil {
+	data, err := f(&metadataRequest{ctx: ctx, q: q, sets: sets, mint: mint, maxt: maxt, limit: limit})
+	if err != nil {
 		engineError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, response{Status: "success", Data: out})
+	writeJSON(w, http.StatusOK, response{Status: "success", Data: data})
+}
+
+func (a *API) series(w http.ResponseWriter, r *http.Request) {
+	a.metadataQuery(w, r, true, func(m *metadataRequest) (any, error) {
+		hints := &storage.SelectHints{Start: m.mint, End: m.maxt, Func: "series"}
+		var sets []storage.SeriesSet
+		for _, ms := range m.sets {
+			sets = append(sets, m.q.Select(m.ctx, len(m.sets) > 1, hints, ms...))
+		}
+		set := sets[0]
+		if len(sets) > 1 {
+			set = storage.NewMergeSeriesSet(sets, 0, storage.ChainedSeriesMerge)
+		}
+		out := []labels.Labels{}
+		for set.Next() {
+			if m.limit > 0 && len(out) >= m.limit {
+				break
+			}
+			out = append(out, set.At().Labels())
+		}
+		return out, set.Err()
+	})
 }
 
 func (a *API) labelNames(w http.ResponseWriter, r *http.Request) {
@@ -406,51 +425,31 @@ func (a *API) labelValues(w http.ResponseWriter, r *http.Request) {
 // labelQuery answers a sorted union of names or values over the match[]
 // sets (all series without one).
 func (a *API) labelQuery(w http.ResponseWriter, r *http.Request, f func(context.Context, storage.Querier, []*labels.Matcher) ([]string, error)) {
-	sets, mint, maxt, err := a.matchersAndRange(r)
-	if err != nil {
-		badData(w, err)
-		return
-	}
-	limit, err := limitParam(r)
-	if err != nil {
-		badData(w, err)
-		return
-	}
-	ctx, cancel, err := a.queryContext(r)
-	if err != nil {
-		badData(w, err)
-		return
-	}
-	defer cancel()
-	q, err := a.store.Queryable().Querier(mint, maxt)
-	if err != nil {
-		engineError(w, err)
-		return
-	}
-	defer q.Close()
-	if len(sets) == 0 {
-		sets = [][]*labels.Matcher{nil}
-	}
-	seen := map[string]struct{}{}
-	for _, ms := range sets {
-		vals, err := f(ctx, q, ms)
-		if err != nil {
-			engineError(w, err)
-			return
+	a.metadataQuery(w, r, false, func(m *metadataRequest) (any, error) {
+		sets := m.sets
+		if len(sets) == 0 {
+			sets = [][]*labels.Matcher{nil}
 		}
-		for _, v := range vals {
-			seen[v] = struct{}{}
+		seen := map[string]struct{}{}
+		for _, ms := range sets {
+			vals, err := f(m.ctx, m.q, ms)
+			if err != nil {
+				return nil, err
+			}
+			for _, v := range vals {
+				seen[v] = struct{}{}
+			}
 		}
-	}
-	out := make([]string, 0, len(seen))
-	for v := range seen {
-		out = append(out, v)
-	}
-	slices.Sort(out)
-	if limit > 0 && len(out) > limit {
-		out = out[:limit]
-	}
-	writeJSON(w, http.StatusOK, response{Status: "success", Data: out})
+		out := make([]string, 0, len(seen))
+		for v := range seen {
+			out = append(out, v)
+		}
+		slices.Sort(out)
+		if m.limit > 0 && len(out) > m.limit {
+			out = out[:m.limit]
+		}
+		return out, nil
+	})
 }
 
 func (a *API) buildInfo(w http.ResponseWriter, r *http.Request) {
