@@ -14,7 +14,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -63,18 +62,7 @@ func New(cc *controller.Context) *Controller {
 	c.infs = []cache.SharedIndexInformer{svc.Informer(), pod.Informer(), node.Informer(), sl.Informer()}
 	controller.AddHandler(svc.Informer(), controller.Handler(c.queue), c.log)
 	controller.AddHandler(pod.Informer(), endpoints.PodHandler(c.svcs, c.queue), c.log)
-	onSlice := func(obj any) {
-		s, ok := controller.Unwrap[*discoveryv1.EndpointSlice](obj)
-		if !ok || s.Labels[discoveryv1.LabelManagedBy] != ManagedBy {
-			return
-		}
-		if name := s.Labels[discoveryv1.LabelServiceName]; name != "" {
-			c.queue.Add(s.Namespace + "/" + name)
-		}
-	}
-	controller.AddHandler(sl.Informer(), cache.ResourceEventHandlerFuncs{
-		AddFunc: onSlice, UpdateFunc: func(_, obj any) { onSlice(obj) }, DeleteFunc: onSlice,
-	}, c.log)
+	controller.AddHandler(sl.Informer(), SliceHandler(ManagedBy, c.queue), c.log)
 	return c
 }
 
@@ -112,58 +100,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		}
 		desired = c.desired(svc, pods)
 	}
-	// Keep slices in a stable order; reuse them for the desired ones.
-	sort.Slice(existing, func(i, j int) bool { return existing[i].Name < existing[j].Name })
-	for i, want := range desired {
-		if i < len(existing) {
-			cur := existing[i]
-			if cur.AddressType == want.AddressType && apiequality.Semantic.DeepEqual(cur.Endpoints, want.Endpoints) &&
-				apiequality.Semantic.DeepEqual(cur.Ports, want.Ports) && labels.Equals(cur.Labels, want.Labels) {
-				continue
-			}
-			if cur.AddressType != want.AddressType {
-				// addressType is immutable: replace the slice.
-				if err := c.delete(ctx, cur); err != nil {
-					return err
-				}
-				if err := c.create(ctx, want); err != nil {
-					return err
-				}
-				continue
-			}
-			out := cur.DeepCopy()
-			out.Endpoints, out.Ports, out.Labels = want.Endpoints, want.Ports, want.Labels
-			if _, err := c.cc.Client.DiscoveryV1().EndpointSlices(ns).Update(ctx, out, metav1.UpdateOptions{}); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := c.create(ctx, want); err != nil {
-			return err
-		}
-	}
-	for i := len(desired); i < len(existing); i++ {
-		if err := c.delete(ctx, existing[i]); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (c *Controller) create(ctx context.Context, s *discoveryv1.EndpointSlice) error {
-	_, err := c.cc.Client.DiscoveryV1().EndpointSlices(s.Namespace).Create(ctx, s, metav1.CreateOptions{})
-	if controller.IsNamespaceTerminating(err) {
-		return nil
-	}
-	return err
-}
-
-func (c *Controller) delete(ctx context.Context, s *discoveryv1.EndpointSlice) error {
-	err := c.cc.Client.DiscoveryV1().EndpointSlices(s.Namespace).Delete(ctx, s.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &s.UID}})
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	return err
+	return Reconcile(ctx, c.cc.Client, ns, existing, desired)
 }
 
 // desired computes the slices of svc: endpoints grouped by resolved ports,

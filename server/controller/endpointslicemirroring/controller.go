@@ -21,7 +21,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -30,6 +29,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/skiff-io/skiff/server/controller"
+	"github.com/skiff-io/skiff/server/controller/endpointslice"
 )
 
 const (
@@ -70,18 +70,7 @@ func New(cc *controller.Context) *Controller {
 	// Endpoints and Services share keys (namespace/name).
 	controller.AddHandler(svc.Informer(), controller.Handler(c.queue), c.log)
 	controller.AddHandler(ep.Informer(), controller.Handler(c.queue), c.log)
-	onSlice := func(obj any) {
-		s, ok := controller.Unwrap[*discoveryv1.EndpointSlice](obj)
-		if !ok || s.Labels[discoveryv1.LabelManagedBy] != ManagedBy {
-			return
-		}
-		if name := s.Labels[discoveryv1.LabelServiceName]; name != "" {
-			c.queue.Add(s.Namespace + "/" + name)
-		}
-	}
-	controller.AddHandler(sl.Informer(), cache.ResourceEventHandlerFuncs{
-		AddFunc: onSlice, UpdateFunc: func(_, obj any) { onSlice(obj) }, DeleteFunc: onSlice,
-	}, c.log)
+	controller.AddHandler(sl.Informer(), endpointslice.SliceHandler(ManagedBy, c.queue), c.log)
 	return c
 }
 
@@ -116,58 +105,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	if err == nil && serr == nil && svc.Spec.Selector == nil && shouldMirror(ep) {
 		desired = Desired(ep)
 	}
-	sort.Slice(existing, func(i, j int) bool { return existing[i].Name < existing[j].Name })
-	for i, want := range desired {
-		if i >= len(existing) {
-			if err := c.create(ctx, want); err != nil {
-				return err
-			}
-			continue
-		}
-		cur := existing[i]
-		if cur.AddressType != want.AddressType {
-			// addressType is immutable: replace the slice.
-			if err := c.delete(ctx, cur); err != nil {
-				return err
-			}
-			if err := c.create(ctx, want); err != nil {
-				return err
-			}
-			continue
-		}
-		if apiequality.Semantic.DeepEqual(cur.Endpoints, want.Endpoints) && apiequality.Semantic.DeepEqual(cur.Ports, want.Ports) &&
-			labels.Equals(cur.Labels, want.Labels) && apiequality.Semantic.DeepEqual(cur.Annotations, want.Annotations) {
-			continue
-		}
-		out := cur.DeepCopy()
-		out.Endpoints, out.Ports, out.Labels, out.Annotations = want.Endpoints, want.Ports, want.Labels, want.Annotations
-		if _, err := c.cc.Client.DiscoveryV1().EndpointSlices(ns).Update(ctx, out, metav1.UpdateOptions{}); err != nil {
-			return err
-		}
-	}
-	for i := len(desired); i < len(existing); i++ {
-		if err := c.delete(ctx, existing[i]); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (c *Controller) create(ctx context.Context, s *discoveryv1.EndpointSlice) error {
-	_, err := c.cc.Client.DiscoveryV1().EndpointSlices(s.Namespace).Create(ctx, s, metav1.CreateOptions{})
-	if controller.IsNamespaceTerminating(err) {
-		return nil
-	}
-	return err
-}
-
-func (c *Controller) delete(ctx context.Context, s *discoveryv1.EndpointSlice) error {
-	err := c.cc.Client.DiscoveryV1().EndpointSlices(s.Namespace).Delete(ctx, s.Name,
-		metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &s.UID}})
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	return err
+	return endpointslice.Reconcile(ctx, c.cc.Client, ns, existing, desired)
 }
 
 func shouldMirror(ep *corev1.Endpoints) bool {
