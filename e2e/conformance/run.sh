@@ -58,7 +58,7 @@ export SKIFF_BIN
 modfiles=("$MOD/go.mod" "$MOD/go.sum")
 if ! uptodate bin/e2e.test "${modfiles[@]}"; then
 	say "building e2e.test (k8s.io/kubernetes/test/e2e)"
-	(cd "$MOD" && CGO_ENABLED=0 $GO test -c -o "$ROOT/bin/e2e.test" k8s.io/kubernetes/test/e2e)
+	(cd "$MOD" && CGO_ENABLED=0 $GO test -c -vet=off -o "$ROOT/bin/e2e.test" k8s.io/kubernetes/test/e2e)
 fi
 if ! uptodate bin/ginkgo "${modfiles[@]}"; then
 	say "building ginkgo"
@@ -75,21 +75,28 @@ say "building the harness (pause, summary, cluster)"
 $GO build -o "$OUT/cluster" ./e2e/conformance/cluster/main.go
 
 # 2. Images, named exactly as this e2e.test asks for them.
-bin/e2e.test --list-images >"$OUT/images.txt"
+uptodate "$OUT/images.txt" bin/e2e.test || bin/e2e.test --list-images >"$OUT/images.txt"
+# ref RE [all]: the first image name matching RE, or all of them.
 ref() {
-	grep -m1 -E "$1" "$OUT/images.txt" || { echo "make conformance: e2e.test names no image matching $1" >&2; exit 1; }
+	local m=-m1
+	[ "${2:-}" = all ] && m=
+	grep $m -E "$1" "$OUT/images.txt" || { echo "make conformance: e2e.test names no image matching $1" >&2; exit 1; }
 }
 AGNHOST=$(ref '^registry\.k8s\.io/e2e-test-images/agnhost:')
-BUSYBOX=$(ref '^registry\.k8s\.io/e2e-test-images/busybox:')
+# The suite names two busybox tags: both are Debian's busybox-static.
+BUSYBOX=$(ref '^registry\.k8s\.io/e2e-test-images/busybox:' all | sort | paste -sd, -)
 PAUSE=$(ref '^registry\.k8s\.io/pause:')
-UNBUILDABLE=$(grep -v -x -F -e "$AGNHOST" -e "$BUSYBOX" -e "$PAUSE" "$OUT/images.txt" | paste -sd, -)
+# jessie-dnsutils (the DNS tests' second prober): a stand-in with the same
+# tools (dig, getent, sh) on agnhost's busybox root.
+JESSIE=$(ref '^registry\.k8s\.io/e2e-test-images/jessie-dnsutils:')
+UNBUILDABLE=$(grep -v -x -F -e "$AGNHOST" -e "$PAUSE" -e "$JESSIE" "$OUT/images.txt" | grep -v -x -F "$(tr , '\n' <<<"$BUSYBOX")" | paste -sd, -)
 IMAGES=$OUT/images
 if ! uptodate "$IMAGES/agnhost.tar" bin/agnhost "$OUT/pause" "$OUT/images.txt" "$MOD/cluster/main.go"; then
-	say "building images: $AGNHOST $BUSYBOX $PAUSE"
+	say "building images: $AGNHOST $BUSYBOX $PAUSE $JESSIE"
 	rm -rf "$IMAGES"
 	agnsrc=$(cd "$MOD" && $GO list -f '{{.Dir}}' k8s.io/kubernetes/test/images/agnhost)
 	"$OUT/cluster" images -out "$IMAGES" -agnhost bin/agnhost -porter-certs "$agnsrc/porter" -pause "$OUT/pause" \
-		-agnhost-ref "$AGNHOST" -busybox-ref "$BUSYBOX" -pause-ref "$PAUSE" >&2
+		-agnhost-ref "$AGNHOST" -busybox-ref "$BUSYBOX" -pause-ref "$PAUSE" -jessie-ref "$JESSIE" >&2
 fi
 
 # 3. The cluster: one master (with its embedded agent) and two agents, each
@@ -110,7 +117,15 @@ cleanup() {
 	exit $rc
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+# A signal interrupts a running e2e.test (ginkgo then writes its report and
+# the summary is printed), else exits; the EXIT trap cleans up.
+interrupted=
+epid=
+on_signal() {
+	interrupted=1
+	if [ -n "$epid" ]; then kill -INT "$epid" 2>/dev/null || true; else exit 130; fi
+}
+trap on_signal INT TERM
 say "starting the cluster (log: $REPORT/cluster.log)"
 SKIFF_KEEP_LOGS=$REPORT/nodes "$OUT/cluster" up -images "$IMAGES" -kubeconfig "$KUBECONFIG_FILE" -work "$WORK/nodes" \
 	>"$REPORT/cluster.log" 2>&1 &
@@ -144,16 +159,20 @@ run_suite() {
 	local t0
 	t0=$(date +%s)
 	say "running e2e.test ($name): focus '$focus', skip '$skip', $procs process(es); log $dir/e2e.log"
-	set +e
 	if [ "$procs" -gt 1 ]; then
 		bin/ginkgo --procs="$procs" --timeout="$TIMEOUT" --no-color --focus="$focus" ${skip:+--skip="$skip"} \
-			bin/e2e.test -- "${args[@]}" >"$dir/e2e.log" 2>&1
+			bin/e2e.test -- "${args[@]}" >"$dir/e2e.log" 2>&1 &
 	else
 		bin/e2e.test "${args[@]}" --ginkgo.timeout="$TIMEOUT" --ginkgo.no-color --ginkgo.focus="$focus" \
-			${skip:+--ginkgo.skip="$skip"} >"$dir/e2e.log" 2>&1
+			${skip:+--ginkgo.skip="$skip"} >"$dir/e2e.log" 2>&1 &
 	fi
-	local rc=$?
-	set -e
+	epid=$!
+	local rc=0
+	while :; do
+		wait "$epid" && rc=0 || rc=$?
+		kill -0 "$epid" 2>/dev/null || break
+	done
+	epid=
 	local secs=$(($(date +%s) - t0))
 	say "$name: e2e.test exited $rc after $((secs / 60))m$((secs % 60))s"
 	if [ ! -s "$dir/junit_01.xml" ]; then
@@ -168,12 +187,12 @@ run_suite() {
 {
 	echo "skiff $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (modified)'), e2e.test of $(grep -m1 -o 'k8s.io/kubernetes v[^ ]*' "$MOD/go.mod")"
 	echo "machine: $(nproc) CPUs, $(free -g | awk '/^Mem/ {print $2}') GiB, $(uname -sr)"
-	echo "images built: $AGNHOST $BUSYBOX $PAUSE"
+	echo "images built: $AGNHOST $BUSYBOX $PAUSE $JESSIE (stand-in)"
 	echo "images not built (tests needing them fail): $UNBUILDABLE"
 } | tee "$REPORT/run.txt" >&2
 rc=0
 run_suite parallel "$FOCUS" "$SKIP" "$PROCS" || rc=1
-if [ "${CONFORMANCE_SERIAL:-0}" = 1 ]; then
+if [ "${CONFORMANCE_SERIAL:-0}" = 1 ] && [ -z "$interrupted" ]; then
 	run_suite serial '\[Serial\].*\[Conformance\]|\[Conformance\].*\[Serial\]' '\[Disruptive\]' 1 || rc=1
 fi
 secs=$(($(date +%s) - started))

@@ -13,7 +13,7 @@
 //	conformance-cluster up -images DIR -kubeconfig FILE -work DIR
 //
 // `images` writes the test images that can be built here as docker
-// archives; `up` starts one master (with its embedded agent) and two agents,
+// archives (agnhost, busybox, pause, and jessie-dnsutils as a stand-in); `up` starts one master (with its embedded agent) and two agents,
 // each in a test network namespace (testutil.NetCluster), imports the
 // archives on every node, writes an admin kubeconfig, and keeps the cluster
 // until SIGINT or SIGTERM, when it deletes every pod and stops the nodes.
@@ -70,9 +70,10 @@ func images(args []string) error {
 	pause := fs.String("pause", "", "pause binary (static)")
 	busybox := fs.String("busybox", rtestutil.BusyboxPath, "static busybox (Debian busybox-static)")
 	agnhostRef := fs.String("agnhost-ref", "", "agnhost image name the suite asks for")
-	busyboxRef := fs.String("busybox-ref", "", "busybox image name the suite asks for")
+	busyboxRef := fs.String("busybox-ref", "", "busybox image names the suite asks for, comma-separated (one archive each)")
 	pauseRef := fs.String("pause-ref", "", "pause image name the suite asks for")
-	tools := fs.String("host-tools", "curl,dig,nslookup", "host programs copied into agnhost with their shared libraries (upstream's has them from Alpine); missing ones are left out")
+	jessieRef := fs.String("jessie-ref", "", "jessie-dnsutils image name the suite asks for (built as the agnhost root without agnhost)")
+	tools := fs.String("host-tools", "curl,dig,nslookup,host,nc,getent,bash,ip,ss", "host programs copied into agnhost and jessie-dnsutils with their shared libraries (upstream's have them from their distributions); missing ones are left out")
 	_ = fs.Parse(args)
 	if *out == "" || *agnhost == "" || *pause == "" || *agnhostRef == "" || *busyboxRef == "" || *pauseRef == "" {
 		return errors.New("images: -out, -agnhost, -pause and the three -*-ref flags are required")
@@ -86,8 +87,10 @@ func images(args []string) error {
 	if err != nil {
 		return fmt.Errorf("busybox image: %w", err)
 	}
-	if err := write(*out, "busybox.tar", *busyboxRef, bb); err != nil {
-		return err
+	for _, ref := range strings.Split(*busyboxRef, ",") {
+		if err := write(*out, "busybox-"+ref[strings.LastIndex(ref, ":")+1:]+".tar", ref, bb); err != nil {
+			return err
+		}
 	}
 
 	// pause: one static binary.
@@ -107,26 +110,56 @@ func images(args []string) error {
 		return err
 	}
 
-	// agnhost: upstream's Dockerfile (test/images/agnhost) on Alpine, here on
-	// busybox: /agnhost, the /agnhost-2 link, /uploads, porter's
-	// certificate, the user and group the SupplementalGroups test expects,
-	// and curl, dig and nslookup from the host with their libraries.
-	files, err := rtestutil.BusyboxFiles(*busybox)
+	// A busybox root with what upstream's images get from their
+	// distributions: curl, dig, nc (OpenBSD's, as Alpine's), getent, bash,
+	// ip and ss copied from the host with their libraries, and an
+	// nsswitch.conf that reads /etc/hosts before DNS. The agnhost and
+	// jessie-dnsutils images are this root plus their own files.
+	root, err := rtestutil.BusyboxFiles(*busybox)
 	if err != nil {
 		return err
 	}
-	files = withoutPaths(files, "etc/passwd", "etc/group")
-	ab, err := os.ReadFile(*agnhost)
-	if err != nil {
-		return err
-	}
-	files = append(files,
+	root = withoutPaths(root, "etc/passwd", "etc/group")
+	root = append(root,
 		rtestutil.File{Path: "etc/passwd", Data: "root:x:0:0:root:/root:/bin/sh\n" +
 			"user-defined-in-image:x:1000:1000::/home/user-defined-in-image:/bin/sh\n" +
 			"nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"},
 		rtestutil.File{Path: "etc/group", Data: "root:x:0:\nuser-defined-in-image:x:1000:\n" +
 			"group-defined-in-image:x:50000:user-defined-in-image\nnogroup:x:65534:\n"},
+		rtestutil.File{Path: "etc/nsswitch.conf", Data: "passwd: files\ngroup: files\nhosts: files dns\n"},
 		rtestutil.File{Path: "home/user-defined-in-image", Dir: true},
+	)
+	extra, missing, err := hostTools(strings.Split(*tools, ","))
+	if err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		fmt.Fprintf(os.Stderr, "conformance-cluster: images without %s (not installed here)\n", strings.Join(missing, ", "))
+	}
+	root = append(root, extra...)
+
+	if *jessieRef != "" {
+		jl, err := rtestutil.Layer(root)
+		if err != nil {
+			return err
+		}
+		ji, err := rtestutil.Image(v1.Config{Cmd: []string{"sh"}}, jl)
+		if err != nil {
+			return err
+		}
+		if err := write(*out, "jessie-dnsutils.tar", *jessieRef, ji); err != nil {
+			return err
+		}
+	}
+
+	// agnhost: upstream's Dockerfile (test/images/agnhost) adds /agnhost,
+	// the /agnhost-2 link, /uploads, porter's certificate, and the user
+	// and group the SupplementalGroups test expects (in root above).
+	ab, err := os.ReadFile(*agnhost)
+	if err != nil {
+		return err
+	}
+	files := append(append([]rtestutil.File{}, root...),
 		rtestutil.File{Path: "uploads", Dir: true, Mode: 0o777},
 		rtestutil.File{Path: "agnhost", Mode: 0o755, Data: string(ab)},
 		rtestutil.File{Path: "agnhost-2", Link: "agnhost"},
@@ -140,14 +173,6 @@ func images(args []string) error {
 			files = append(files, rtestutil.File{Path: n, Mode: 0o644, Data: string(b)})
 		}
 	}
-	extra, missing, err := hostTools(strings.Split(*tools, ","))
-	if err != nil {
-		return err
-	}
-	if len(missing) > 0 {
-		fmt.Fprintf(os.Stderr, "conformance-cluster: agnhost image without %s (not installed here)\n", strings.Join(missing, ", "))
-	}
-	files = append(files, extra...)
 	al, err := rtestutil.Layer(files)
 	if err != nil {
 		return err
