@@ -123,7 +123,9 @@ interrupted=
 epid=
 on_signal() {
 	interrupted=1
-	if [ -n "$epid" ]; then kill -INT "$epid" 2>/dev/null || true; else exit 130; fi
+	# ginkgo's parallel processes are interrupted with their CLI: e2e.test
+	# runs in a process group of its own (setsid), signalled as a whole.
+	if [ -n "$epid" ]; then kill -INT -- "-$epid" 2>/dev/null || true; else exit 130; fi
 }
 trap on_signal INT TERM
 say "starting the cluster (log: $REPORT/cluster.log)"
@@ -160,10 +162,10 @@ run_suite() {
 	t0=$(date +%s)
 	say "running e2e.test ($name): focus '$focus', skip '$skip', $procs process(es); log $dir/e2e.log"
 	if [ "$procs" -gt 1 ]; then
-		bin/ginkgo --procs="$procs" --timeout="$TIMEOUT" --no-color --focus="$focus" ${skip:+--skip="$skip"} \
+		setsid bin/ginkgo --procs="$procs" --timeout="$TIMEOUT" --no-color --focus="$focus" ${skip:+--skip="$skip"} \
 			bin/e2e.test -- "${args[@]}" >"$dir/e2e.log" 2>&1 &
 	else
-		bin/e2e.test "${args[@]}" --ginkgo.timeout="$TIMEOUT" --ginkgo.no-color --ginkgo.focus="$focus" \
+		setsid bin/e2e.test "${args[@]}" --ginkgo.timeout="$TIMEOUT" --ginkgo.no-color --ginkgo.focus="$focus" \
 			${skip:+--ginkgo.skip="$skip"} >"$dir/e2e.log" 2>&1 &
 	fi
 	epid=$!

@@ -137,6 +137,14 @@ func images(args []string) error {
 		fmt.Fprintf(os.Stderr, "conformance-cluster: images without %s (not installed here)\n", strings.Join(missing, ", "))
 	}
 	root = append(root, extra...)
+	// Debian's busybox-static is a standalone shell: its sh runs its own
+	// applets before PATH (its nc has no -v, which the Service tests use),
+	// so /bin/sh is bash where the host has bash.
+	for _, f := range extra {
+		if f.Path == "/usr/bin/bash" {
+			root = append(withoutPaths(root, "bin/sh"), rtestutil.File{Path: "bin/sh", Link: "/usr/bin/bash"})
+		}
+	}
 
 	if *jessieRef != "" {
 		jl, err := rtestutil.Layer(root)

@@ -98,7 +98,7 @@ func run(path, focus, skip, unbuildable string) error {
 			images = append(images, s)
 		}
 	}
-	var passed, skipped int
+	var passed, skipped, notRun int
 	var failed []failure
 	var suiteFailures []string
 	for _, s := range ts.Suites {
@@ -118,13 +118,24 @@ func run(path, focus, skip, unbuildable string) error {
 			case "passed":
 				passed++
 			case "skipped", "pending":
-				skipped++
+				// A spec ginkgo never started (the run was interrupted, or
+				// another focus) says just "skipped"; one the suite skipped
+				// itself says why.
+				if c.Skipped != nil && c.Skipped.Message == "skipped" {
+					notRun++
+				} else {
+					skipped++
+				}
 			default:
 				failed = append(failed, failure{name: name, cause: cause(c, images), sig: sig(name)})
 			}
 		}
 	}
-	fmt.Printf("%d passed, %d failed, %d skipped (of %d selected specs)\n", passed, len(failed), skipped, passed+len(failed)+skipped)
+	fmt.Printf("%d passed, %d failed, %d skipped", passed, len(failed), skipped)
+	if notRun > 0 {
+		fmt.Printf(", %d not run (interrupted)", notRun)
+	}
+	fmt.Printf(" (of %d selected specs)\n", passed+len(failed)+skipped+notRun)
 	for _, f := range suiteFailures {
 		fmt.Printf("suite failure: %s\n", f)
 	}
