@@ -113,6 +113,11 @@ cleanup() {
 		kill -TERM "$cpid" 2>/dev/null || true
 		wait "$cpid" 2>/dev/null || true
 	fi
+	# A pod the cluster could not delete (stuck Terminating) leaves its
+	# container's mounts behind once the nodes stop: unmount them.
+	awk -v w="$WORK/" 'index($2, w) == 1 {print $2}' /proc/self/mounts | sort -r | while read -r m; do
+		umount -l "$m" || true
+	done
 	rm -rf "$WORK"
 	exit $rc
 }

@@ -207,20 +207,34 @@ func cause(c testcase, images []string) string {
 	return "[" + c.Status + "] " + line
 }
 
+// firstLine is the start of a failure message: its first line, with the
+// next ones joined while it is short (gomega's "Expected" and "Unexpected
+// error:" say nothing alone).
 func firstLine(s string) string {
+	var parts []string
+	n := 0
 	for _, l := range strings.Split(s, "\n") {
 		l = strings.TrimSpace(l)
-		l = strings.TrimSpace(strings.TrimPrefix(l, "[FAILED]"))
-		l = strings.TrimSpace(strings.TrimPrefix(l, "[PANICKED]"))
-		l = strings.TrimSpace(strings.TrimPrefix(l, "[TIMEDOUT]"))
-		if l != "" {
-			if len(l) > 200 {
-				l = l[:200] + "…"
-			}
-			return l
+		for _, p := range []string{"[FAILED]", "[PANICKED]", "[TIMEDOUT]"} {
+			l = strings.TrimSpace(strings.TrimPrefix(l, p))
+		}
+		if l == "" || strings.HasPrefix(l, "In [") {
+			continue
+		}
+		parts = append(parts, l)
+		n += len(l)
+		if n >= 40 || len(parts) == 4 {
+			break
 		}
 	}
-	return "(no message)"
+	if len(parts) == 0 {
+		return "(no message)"
+	}
+	out := strings.Join(parts, " ")
+	if len(out) > 200 {
+		out = out[:200] + "…"
+	}
+	return out
 }
 
 func sig(name string) string {
