@@ -13,7 +13,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all deps build release run test test-unit test-node test-e2e bench bench-node chaos fuzz vet clean
+.PHONY: all deps build release run test test-unit test-node test-e2e bench bench-node chaos conformance fuzz vet clean
 
 all: build
 
@@ -122,6 +122,13 @@ bench-node:
 
 chaos: build
 	SKIFF_BIN=$(CURDIR)/$(BIN) SKIFF_CHAOS=full $(GO) test -count=1 -run Chaos -timeout 15m -v ./e2e/chaos/
+
+# The upstream Kubernetes conformance suite (e2e.test of k8s.io/kubernetes,
+# built from the Go module proxy by the nested module e2e/conformance) on a
+# cluster of one master and two agents in test network namespaces, as root;
+# long, not part of `make test`. Settings and figures: docs/CONFORMANCE.md.
+conformance:
+	GO="$(GO)" e2e/conformance/run.sh
 
 clean:
 	rm -rf bin dist
