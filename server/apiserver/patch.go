@@ -87,11 +87,8 @@ type patcher struct {
 // unsupported type, 400 for one that is not well-formed, 413 for a JSON
 // patch with too many operations.
 func (s *APIServer) newPatcher(req *request, contentType string, body []byte, schemaObj runtime.Object) (*patcher, error) {
+	// Applies never get here: handlePatch and handleScalePatch serve them.
 	pt := types.PatchType(contentType)
-	if pt == types.ApplyYAMLPatchType || pt == types.ApplyCBORPatchType {
-		return nil, apierrors.NewGenericServerResponse(http.StatusUnsupportedMediaType, "patch", req.kind.GroupResource(), req.info.Name,
-			"server-side apply is not supported yet: use client-side apply (kubectl apply without --server-side), or a strategic merge, merge or JSON patch", 0, false)
-	}
 	p, err := checkPatch(pt, body)
 	if err == nil && pt == types.StrategicMergePatchType && req.kind.Custom() {
 		// As kube-apiserver: custom resources have no patch strategy.
