@@ -82,8 +82,31 @@ func images(args []string) error {
 		return err
 	}
 
-	// busybox: upstream's is busybox with `sh` as its command.
-	bb, err := rtestutil.BusyboxImage(*busybox, v1.Config{Cmd: []string{"sh"}})
+	// busybox: upstream's is busybox with `sh` as its command. Debian's
+	// busybox 1.35 ash drops environment variables whose names are not
+	// shell identifiers (`data-1`, `1-data-1`) before it runs a command,
+	// which upstream's busybox 1.37 passes on (the ConfigMap and Secret
+	// "environment variable names with various prefixes" tests print them
+	// with `sh -c env`), so /bin/sh is the host's bash, as in agnhost below.
+	bbFiles, err := rtestutil.BusyboxFiles(*busybox)
+	if err != nil {
+		return fmt.Errorf("busybox image: %w", err)
+	}
+	bash, missingBash, err := hostTools([]string{"bash"})
+	if err != nil {
+		return fmt.Errorf("busybox image: %w", err)
+	}
+	if len(missingBash) == 0 {
+		bbFiles = append(withoutPaths(bbFiles, "bin/sh"), bash...)
+		bbFiles = append(bbFiles, rtestutil.File{Path: "bin/sh", Link: "/usr/bin/bash"})
+	} else {
+		fmt.Fprintln(os.Stderr, "conformance-cluster: busybox image keeps busybox's sh (no bash here): the env-prefix tests will fail")
+	}
+	bbLayer, err := rtestutil.Layer(bbFiles)
+	if err != nil {
+		return fmt.Errorf("busybox image: %w", err)
+	}
+	bb, err := rtestutil.Image(v1.Config{Cmd: []string{"sh"}}, bbLayer)
 	if err != nil {
 		return fmt.Errorf("busybox image: %w", err)
 	}
