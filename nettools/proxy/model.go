@@ -21,6 +21,9 @@ import (
 // EndpointSlices and the node (Build), so it is tested without a kernel.
 type Model struct {
 	Ports []ServicePort // sorted by namespace, Service name, then ID
+	// HostPorts: the node's pods' hostPort mappings (HostPortsOf);
+	// nftables mode only.
+	HostPorts []HostPort
 }
 
 // ServicePort is one port of one Service.

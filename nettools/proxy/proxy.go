@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -146,9 +147,20 @@ func (p *Proxy) Run(ctx context.Context) error {
 	if _, err := sliceInf.Informer().AddEventHandler(handler); err != nil {
 		return err
 	}
+	// The node's own pods, for their hostPort mappings.
+	podFactory := informers.NewSharedInformerFactoryWithOptions(p.cfg.Client, 0,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", p.cfg.NodeName).String()
+		}))
+	podInf := podFactory.Core().V1().Pods()
+	if _, err := podInf.Informer().AddEventHandler(handler); err != nil {
+		return err
+	}
 	factory.Start(ctx.Done())
 	defer factory.Shutdown()
-	if !cache.WaitForCacheSync(ctx.Done(), svcInf.Informer().HasSynced, sliceInf.Informer().HasSynced) {
+	podFactory.Start(ctx.Done())
+	defer podFactory.Shutdown()
+	if !cache.WaitForCacheSync(ctx.Done(), svcInf.Informer().HasSynced, sliceInf.Informer().HasSynced, podInf.Informer().HasSynced) {
 		return ctx.Err()
 	}
 	p.log.Info("service proxy started")
@@ -159,7 +171,8 @@ func (p *Proxy) Run(ctx context.Context) error {
 		p.lookupNode(ctx)
 		svcs, _ := svcInf.Lister().List(labels.Everything())
 		slices, _ := sliceInf.Lister().List(labels.Everything())
-		p.sync(svcs, slices)
+		pods, _ := podInf.Lister().List(labels.Everything())
+		p.sync(svcs, slices, pods)
 		last = time.Now()
 		select {
 		case <-ctx.Done():
@@ -206,12 +219,13 @@ func (p *Proxy) lookupNode(ctx context.Context) {
 	}
 }
 
-func (p *Proxy) sync(svcs []*corev1.Service, slices []*discoveryv1.EndpointSlice) {
+func (p *Proxy) sync(svcs []*corev1.Service, slices []*discoveryv1.EndpointSlice, pods []*corev1.Pod) {
 	start := time.Now()
 	p.mu.Lock()
 	node := p.node
 	p.mu.Unlock()
 	m := Build(svcs, slices, node)
+	m.HostPorts = HostPortsOf(pods)
 	err := p.backend.Sync(m)
 	st := SyncStats{At: start, Duration: time.Since(start), ServicePorts: len(m.Ports), Err: err}
 	for _, sp := range m.Ports {

@@ -108,7 +108,8 @@ type Ruleset struct {
 
 // Rules turns a model into the table's contents.
 //
-//   - nat-prerouting and nat-output jump to "services": one rule per
+//   - nat-prerouting and nat-output jump to "hostports" (pods' hostPort
+//     mappings: DNAT to the pod, masqueraded), then to "services": one rule per
 //     cluster IP port going to the port's chain, then node ports (fib
 //     daddr type local) through "nodeports".
 //   - a service port's chain remembers affinity (ip saddr @set goto the
@@ -132,8 +133,8 @@ func Rules(m *Model, balance Balance) *Ruleset {
 	}
 	rs := &Ruleset{Balance: balance}
 	base := []Chain{
-		{Name: "nat-prerouting", Hook: &Hook{"nat", "prerouting", -100}, Rules: []Rule{{Do: []Stmt{{Kind: StmtJump, Chain: "services"}}}}},
-		{Name: "nat-output", Hook: &Hook{"nat", "output", -100}, Rules: []Rule{{Do: []Stmt{{Kind: StmtJump, Chain: "services"}}}}},
+		{Name: "nat-prerouting", Hook: &Hook{"nat", "prerouting", -100}, Rules: []Rule{{Do: []Stmt{{Kind: StmtJump, Chain: "hostports"}}}, {Do: []Stmt{{Kind: StmtJump, Chain: "services"}}}}},
+		{Name: "nat-output", Hook: &Hook{"nat", "output", -100}, Rules: []Rule{{Do: []Stmt{{Kind: StmtJump, Chain: "hostports"}}}, {Do: []Stmt{{Kind: StmtJump, Chain: "services"}}}}},
 		{Name: "nat-postrouting", Hook: &Hook{"nat", "postrouting", 100}, Rules: []Rule{{Match: Match{Marked: true}, Do: []Stmt{{Kind: StmtMasquerade}}}}},
 
 		{Name: "filter-prerouting", Hook: &Hook{"filter", "prerouting", -110}, Rules: []Rule{{Do: []Stmt{{Kind: StmtJump, Chain: "no-endpoints"}}}}},
@@ -204,7 +205,8 @@ func Rules(m *Model, balance Balance) *Ruleset {
 		}
 	}
 	services.Rules = append(services.Rules, Rule{Match: Match{LocalDst: true}, Do: []Stmt{{Kind: StmtJump, Chain: "nodeports"}}})
-	rs.Chains = append(base, services, nodeports, noEndpoints)
+	hostports := Chain{Name: "hostports", Rules: hostPortRules(m.HostPorts)}
+	rs.Chains = append(base, hostports, services, nodeports, noEndpoints)
 	rs.Chains = append(rs.Chains, own...)
 	return rs
 }
