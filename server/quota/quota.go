@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // legacyCounts are the object-count names of the core kinds.
@@ -82,15 +83,39 @@ func podUsage(p *corev1.Pod, out corev1.ResourceList) {
 	req, lim := PodRequestsAndLimits(p)
 	for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourceEphemeralStorage} {
 		if q, ok := req[r]; ok {
-			out[corev1.ResourceName("requests."+string(r))] = q
-			if r != corev1.ResourceEphemeralStorage {
-				out[r] = q
-			}
+			out[corev1.ResourceName(corev1.DefaultResourceRequestsPrefix+string(r))] = q
+			out[r] = q
 		}
 		if q, ok := lim[r]; ok {
 			out[corev1.ResourceName("limits."+string(r))] = q
 		}
 	}
+	// As kube's pod evaluator: hugepages-* count under their own name and
+	// requests.*; extended resources (example.com/dongle) only as
+	// requests.* (the one form a quota may name them in).
+	for r, q := range req {
+		switch {
+		case strings.HasPrefix(string(r), corev1.ResourceHugePagesPrefix):
+			out[r] = q
+			out[corev1.ResourceName(corev1.DefaultResourceRequestsPrefix+string(r))] = q
+		case isExtendedResourceName(r):
+			out[corev1.ResourceName(corev1.DefaultResourceRequestsPrefix+string(r))] = q
+		}
+	}
+}
+
+// isExtendedResourceName: a resource outside the kubernetes.io domain
+// (domain/name, not itself a requests.* name), as kube's helper decides.
+func isExtendedResourceName(r corev1.ResourceName) bool {
+	s := string(r)
+	if strings.HasPrefix(s, corev1.DefaultResourceRequestsPrefix) {
+		return false
+	}
+	domain, _, ok := strings.Cut(s, "/")
+	if !ok || domain == "kubernetes.io" || strings.HasSuffix(domain, ".kubernetes.io") {
+		return false
+	}
+	return len(validation.IsQualifiedName(s)) == 0
 }
 
 // PodRequestsAndLimits sums a pod's effective requests and limits.

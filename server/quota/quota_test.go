@@ -77,3 +77,32 @@ func TestScopes(t *testing.T) {
 		t.Error("a scoped quota counts only pods")
 	}
 }
+
+// TestPodUsageEphemeralAndExtended: as kube's pod evaluator (the
+// conformance test "ResourceQuota should create a ResourceQuota and
+// capture the life of a pod"): ephemeral-storage counts under its own
+// name too, extended resources under requests.<name>, hugepages under both.
+func TestPodUsageEphemeralAndExtended(t *testing.T) {
+	req := corev1.ResourceList{
+		corev1.ResourceEphemeralStorage: resource.MustParse("30Gi"),
+		"example.com/dongle":            resource.MustParse("2"),
+		"hugepages-2Mi":                 resource.MustParse("4Mi"),
+	}
+	p := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Resources: corev1.ResourceRequirements{
+		Requests: req, Limits: corev1.ResourceList{"example.com/dongle": resource.MustParse("2")}}}}}}
+	u := Usage(schema.GroupResource{Resource: "pods"}, p)
+	for name, want := range map[corev1.ResourceName]string{
+		"ephemeral-storage": "30Gi", "requests.ephemeral-storage": "30Gi",
+		"requests.example.com/dongle": "2", "hugepages-2Mi": "4Mi", "requests.hugepages-2Mi": "4Mi",
+	} {
+		got, ok := u[name]
+		if !ok || got.Cmp(resource.MustParse(want)) != 0 {
+			t.Errorf("%s = %s (present %v), want %s", name, got.String(), ok, want)
+		}
+	}
+	for _, name := range []corev1.ResourceName{"example.com/dongle", "limits.example.com/dongle"} {
+		if q, ok := u[name]; ok {
+			t.Errorf("%s = %s: an extended resource is quota'd only as requests.<name>", name, q.String())
+		}
+	}
+}
