@@ -27,6 +27,11 @@ func TestProxySubresources(t *testing.T) {
 	c := testutil.NewNetCluster(t, testutil.NetClusterOptions{Nodes: 2, ImageArchives: []string{netImageArchive(t)}})
 	ctx := context.Background()
 	c.RunPod(netPod("web", c.NodeName(1), map[string]string{"app": "web"}, httpdScript))
+	// A pod that declares no container port: pods/NAME/proxy goes to
+	// port 80 (the DNS conformance tests read their probers' results so).
+	web80 := netPod("web80", c.NodeName(1), nil, "exec httpd -f -p 80 -h /www")
+	web80.Spec.Containers[0].Ports = nil
+	c.RunPod(web80)
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"}, Spec: corev1.ServiceSpec{
 		Selector: map[string]string{"app": "web"},
 		Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}},
@@ -58,6 +63,7 @@ func TestProxySubresources(t *testing.T) {
 	get("/api/v1/namespaces/default/services/web:80/proxy/", "hello from httpd")
 	get("/api/v1/namespaces/default/services/web:http/proxy/index.html", "hello from httpd")
 	get("/api/v1/namespaces/default/pods/web:8080/proxy/index.html", "hello from httpd")
+	get("/api/v1/namespaces/default/pods/web80/proxy/index.html", "hello from httpd")
 	// A CGI script with a query string answers through the proxy.
 	get("/api/v1/namespaces/default/pods/http:web:8080/proxy/cgi-bin/ip?x=1", ".")
 	get("/api/v1/nodes/"+c.NodeName(1)+"/proxy/healthz", "ok")

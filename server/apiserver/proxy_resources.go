@@ -141,8 +141,9 @@ func splitSchemeNamePort(id string) (scheme, name, port string, ok bool) {
 	return scheme, name, port, name != ""
 }
 
-// podProxyURL is the kubelet URL that forwards to port of pod: the named
-// port, else the first container port.
+// podProxyURL is the kubelet URL that forwards to port of pod: the given
+// port, else the first container port, else the scheme's own port (80, or
+// 443 for https), as kube-apiserver, whose URL then has no port.
 func (s *APIServer) podProxyURL(snap *state.Snapshot, pod *corev1.Pod, scheme, port, rest string) (*url.URL, error) {
 	if port == "" {
 		for _, c := range pod.Spec.Containers {
@@ -150,6 +151,12 @@ func (s *APIServer) podProxyURL(snap *state.Snapshot, pod *corev1.Pod, scheme, p
 				port = strconv.Itoa(int(c.Ports[0].ContainerPort))
 				break
 			}
+		}
+	}
+	if port == "" {
+		port = "80"
+		if scheme == "https" {
+			port = "443"
 		}
 	}
 	n, err := strconv.ParseUint(port, 10, 16)
