@@ -44,6 +44,11 @@ func TestEphemeralContainers(t *testing.T) {
 		got.Spec.EphemeralContainers[0].TerminationMessagePolicy != corev1.TerminationMessageReadFile {
 		t.Fatalf("ephemeral containers %+v", got.Spec.EphemeralContainers)
 	}
+	// The pod's spec changed: a new generation (conformance "Ephemeral
+	// Containers should update the ephemeral containers in an existing pod").
+	if got.Generation != 2 {
+		t.Fatalf("generation after adding an ephemeral container: %d, want 2", got.Generation)
+	}
 	// GET of the subresource is the pod.
 	r = e.do(http.MethodGet, base, "", nil)
 	var viaSub corev1.Pod

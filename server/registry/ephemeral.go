@@ -22,6 +22,11 @@ func PrepareForEphemeralContainersUpdate(obj, old runtime.Object) runtime.Object
 	out := old.DeepCopyObject().(*corev1.Pod)
 	out.Spec.EphemeralContainers = obj.(*corev1.Pod).DeepCopy().Spec.EphemeralContainers
 	defaultEphemeralContainers(&out.Spec)
+	// A changed spec is a new generation, as for any pod update
+	// (kube-apiserver 1.34's pod observed-generation tracking).
+	if !fieldEqual(out, old, "Spec") {
+		out.Generation = old.(*corev1.Pod).Generation + 1
+	}
 	return out
 }
 
