@@ -78,7 +78,7 @@ func TestForwardLoki(t *testing.T) {
 		for _, b := range r.all() {
 			var push struct {
 				Streams []struct {
-					Stream map[string]string `json:"stream"`
+					Stream map[string]string   `json:"stream"`
 					Values [][]json.RawMessage `json:"values"`
 				} `json:"streams"`
 			}
