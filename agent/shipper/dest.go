@@ -26,6 +26,9 @@ func (e *PermanentError) Unwrap() error { return e.Err }
 const (
 	batchRecords = 2000
 	batchBytes   = 4 << 20 // below the ingest's 8 MiB limit
+	// batchLinger: the shortest time between two batches to one
+	// destination (a line waits at most this plus the read interval).
+	batchLinger = 500 * time.Millisecond
 )
 
 var nameRE = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
@@ -94,12 +97,20 @@ func (s *Shipper) deliver(ctx context.Context, d Destination) {
 	next := s.spool.cursor(name)
 	backoff := 500 * time.Millisecond
 	failing := false
+	var lastSend time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.spool.wait(next):
 		}
+		// Batches at most every batchLinger unless a full one waits.
+		if wait := batchLinger - time.Since(lastSend); wait > 0 && s.spool.peekSeq()-next < batchRecords {
+			if !sleepCtx(ctx, wait) {
+				return
+			}
+		}
+		lastSend = time.Now()
 		next = max(next, s.spool.cursor(name))
 		batch, after, err := s.spool.read(next, batchRecords, batchBytes)
 		if err != nil || len(batch) == 0 {

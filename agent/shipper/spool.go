@@ -51,6 +51,16 @@ type spool struct {
 
 	w    *os.File
 	wbuf *bufio.Writer
+
+	// hints remember where in its segment the record after each read
+	// starts, so the next read of that destination does not scan the
+	// segment from its start.
+	hints map[uint64]readHint
+}
+
+type readHint struct {
+	path string
+	off  int64
 }
 
 type segment struct {
@@ -78,7 +88,7 @@ func openSpool(dir string, max int64) (*spool, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "cursors"), 0o700); err != nil {
 		return nil, err
 	}
-	s := &spool{dir: dir, max: max, cursors: map[string]uint64{}, changed: make(chan struct{})}
+	s := &spool{dir: dir, max: max, cursors: map[string]uint64{}, changed: make(chan struct{}), hints: map[uint64]readHint{}}
 	s.segMax = max / 8
 	if s.segMax > 8<<20 {
 		s.segMax = 8 << 20
@@ -167,11 +177,22 @@ func openSpool(dir string, max int64) (*spool, error) {
 // scanSegment counts the valid frames of a segment (calling fn for each
 // with its payload) and returns the byte length they take.
 func scanSegment(path string, fn func(payload []byte) error) (n uint64, valid int64, err error) {
+	return scanSegmentFrom(path, 0, fn)
+}
+
+// scanSegmentFrom is scanSegment from byte offset from (a frame's start);
+// valid counts from there too.
+func scanSegmentFrom(path string, from int64, fn func(payload []byte) error) (n uint64, valid int64, err error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer f.Close()
+	if from > 0 {
+		if _, err := f.Seek(from, io.SeekStart); err != nil {
+			return 0, 0, err
+		}
+	}
 	br := bufio.NewReaderSize(f, 256<<10)
 	var hdr [frameHeader]byte
 	var buf []byte
@@ -419,9 +440,16 @@ func (s *spool) read(seq uint64, maxRecords int, maxBytes int) ([][]byte, uint64
 	var out [][]byte
 	size := 0
 	for _, seg := range segs {
-		i := seg.first
+		i, from := seg.first, int64(0)
+		s.mu.Lock()
+		if h, ok := s.hints[seq]; ok && h.path == seg.path {
+			i, from = seq, h.off
+		}
+		delete(s.hints, seq)
+		s.mu.Unlock()
 		stop := errors.New("stop")
-		_, _, err := scanSegment(seg.path, func(p []byte) error {
+		pos := from
+		_, _, err := scanSegmentFrom(seg.path, from, func(p []byte) error {
 			if i >= committed || len(out) >= maxRecords || (len(out) > 0 && size+len(p) > maxBytes) {
 				return stop
 			}
@@ -431,8 +459,17 @@ func (s *spool) read(seq uint64, maxRecords int, maxBytes int) ([][]byte, uint64
 				seq = i + 1
 			}
 			i++
+			pos += int64(frameHeader + len(p))
 			return nil
 		})
+		if err == nil || errors.Is(err, stop) {
+			s.mu.Lock()
+			if len(s.hints) > 64 {
+				clear(s.hints)
+			}
+			s.hints[i] = readHint{path: seg.path, off: pos}
+			s.mu.Unlock()
+		}
 		if errors.Is(err, os.ErrNotExist) {
 			continue // dropped by the bound meanwhile
 		}
