@@ -438,6 +438,11 @@ func (s *Shipper) scan() {
 			}
 		}
 	}
+	for path, t := range s.tails {
+		if _, err := os.Stat(filepath.Dir(path)); errors.Is(err, os.ErrNotExist) {
+			t.finishing = true // removed under us: read what the open file holds
+		}
+	}
 	s.mu.Lock()
 	for d := range released {
 		if _, ok := s.released[d]; ok {
