@@ -35,7 +35,7 @@ type shippedRecord struct {
 // first).
 func queryLogs(t *testing.T, m *testutil.Master, pod string) ([]shippedRecord, error) {
 	t.Helper()
-	q := url.Values{"query": {"*"}, "namespace": {"default"}, "pod": {pod}, "since": {"2h"}, "limit": {"100000"}}
+	q := url.Values{"query": {"*"}, "namespace": {"default"}, "pod": {pod}, "since": {"2h"}, "limit": {"10000"}}
 	resp, err := m.HTTPClient().Get(m.URL() + "/logs/v1/query?" + q.Encode())
 	if err != nil {
 		return nil, err
@@ -61,11 +61,16 @@ func queryLogs(t *testing.T, m *testutil.Master, pod string) ([]shippedRecord, e
 	if err := sc.Err(); err != nil {
 		return nil, err
 	}
-	// Newest first on the wire; oldest first here (stable: records of one
-	// time keep their order reversed back).
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
-	}
+	// Newest first on the wire; oldest first here, records of one time in
+	// the order of their offsets in the log.
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].Time.Equal(out[j].Time) {
+			return out[i].Time.Before(out[j].Time)
+		}
+		oi, _ := strconv.ParseInt(out[i].Fields["offset"], 10, 64)
+		oj, _ := strconv.ParseInt(out[j].Fields["offset"], 10, 64)
+		return oi < oj
+	})
 	return out, nil
 }
 
