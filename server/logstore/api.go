@@ -376,4 +376,3 @@ func (a *API) tail(w http.ResponseWriter, r *http.Request) {
 		a.log.Warn("tail ended", "err", err)
 	}
 }
-
