@@ -313,6 +313,12 @@ func (s *Store) Checkpoint() error {
 	s.mu.Unlock()
 
 	if err := s.flush(days); err != nil {
+		// The next checkpoint flushes these days again.
+		s.mu.Lock()
+		for d := range days {
+			s.days[d] = struct{}{}
+		}
+		s.mu.Unlock()
 		return err
 	}
 	if err := writeFileAtomic(s.marksPath(), snapshot); err != nil {
