@@ -135,10 +135,10 @@ func (s *Store) run(ctx context.Context, q *logstorage.Query) ([]Result, error) 
 		out = append(out, res...)
 		mu.Unlock()
 	})
-	if err != nil {
-		return nil, fmt.Errorf("log query: %w", err)
+	if cerr := ctx.Err(); cerr != nil {
+		return nil, fmt.Errorf("log query: %w", cerr)
 	}
-	if err := ctx.Err(); err != nil {
+	if err != nil {
 		return nil, fmt.Errorf("log query: %w", err)
 	}
 	return out, nil
@@ -199,10 +199,14 @@ func (s *Store) Tail(ctx context.Context, sr Search, send func([]Result) error) 
 		case <-tick.C:
 		}
 		// At most one poll a second.
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
+		if wait := tailInterval - time.Since(now); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
 		}
 	}
 }

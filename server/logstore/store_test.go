@@ -176,3 +176,38 @@ func TestQueryLogsQLAndOrder(t *testing.T) {
 		t.Fatalf("bad LogsQL: want a ParseError, got %v", err)
 	}
 }
+
+func TestTailSendsNewRecordsOnly(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	now := time.Now()
+	if _, _, err := s.Ingest(recs("a", 1, 3, now, podFields("ns1", "p1")), nil); err != nil {
+		t.Fatal(err)
+	}
+	s.storage.DebugFlush()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	got := make(chan []Result, 10)
+	go s.Tail(ctx, Search{Filter: `pod:="p1"`}, func(r []Result) error { got <- r; return nil })
+	deadline := time.After(15 * time.Second)
+	next := int64(4)
+	for {
+		if _, _, err := s.Ingest(recs("a", next, next, time.Now(), podFields("ns1", "p1")), nil); err != nil {
+			t.Fatal(err)
+		}
+		s.storage.DebugFlush()
+		next++
+		select {
+		case r := <-got:
+			for _, x := range r {
+				if n, _ := strconv.Atoi(x.Fields[FieldOffset]); n < 4 {
+					t.Fatalf("tail sent a record from before it started: %+v", x)
+				}
+			}
+			return
+		case <-time.After(1500 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("tail sent nothing")
+		}
+	}
+}
