@@ -172,6 +172,7 @@ runs the scheduler (unless --disable-scheduler) and the controllers.`,
 	addPodSecurityFlags(f, &cfg.PodSecurity)
 	addAuditFlags(f, &cfg.Audit)
 	addMetricsFlags(f, &cfg.Metrics)
+	addLogsFlags(f, &cfg.Logs)
 	addSuperviseFlag(f, &supervise)
 	// Tuning, hidden: tests and benchmarks use them.
 	f.DurationVar(&cfg.HeartbeatTimeout, "raft-heartbeat-timeout", 0, "Raft heartbeat and election timeout (default 600ms)")
