@@ -31,9 +31,9 @@ type shippedRecord struct {
 	Fields map[string]string `json:"fields"`
 }
 
-// queryLogs asks m's log store for pod's records (all of them, oldest
+// queryPodLogs asks m's log store for pod's records (all of them, oldest
 // first).
-func queryLogs(t *testing.T, m *testutil.Master, pod string) ([]shippedRecord, error) {
+func queryPodLogs(t *testing.T, m *testutil.Master, pod string) ([]shippedRecord, error) {
 	t.Helper()
 	q := url.Values{"query": {"*"}, "namespace": {"default"}, "pod": {pod}, "since": {"2h"}, "limit": {"10000"}}
 	resp, err := m.HTTPClient().Get(m.URL() + "/logs/v1/query?" + q.Encode())
@@ -123,7 +123,7 @@ func wantSequence(t *testing.T, got []int, n int) {
 // order.
 func TestLogShipperKillNineNoLossNoDuplicates(t *testing.T) {
 	n := startRealNode(t, "--log-rate-limit", "0")
-	if _, err := queryLogs(t, n.master, "none"); err != nil {
+	if _, err := queryPodLogs(t, n.master, "none"); err != nil {
 		t.Fatal(err)
 	}
 	// 500 lines a second: 20 s of writing.
@@ -131,7 +131,7 @@ func TestLogShipperKillNineNoLossNoDuplicates(t *testing.T) {
 		`i=0; while [ $i -lt 10000 ]; do echo "n $i"; i=$((i+1)); if [ $((i % 50)) = 0 ]; then usleep 100000; fi; done; sleep 3600`))
 	n.waitPod("counter", "running", phase(corev1.PodRunning))
 	if err := testutil.Poll(60*time.Second, func() error {
-		recs, err := queryLogs(t, n.master, "counter")
+		recs, err := queryPodLogs(t, n.master, "counter")
 		if err != nil {
 			return err
 		}
@@ -147,7 +147,7 @@ func TestLogShipperKillNineNoLossNoDuplicates(t *testing.T) {
 	n.agent.Start()
 	waitNodeReady(t, n.cs, "real-1")
 	if err := testutil.Poll(90*time.Second, func() error {
-		recs, err := queryLogs(t, n.master, "counter")
+		recs, err := queryPodLogs(t, n.master, "counter")
 		if err != nil {
 			return err
 		}
@@ -159,7 +159,7 @@ func TestLogShipperKillNineNoLossNoDuplicates(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.deletePod("counter")
-	recs, err := queryLogs(t, n.master, "counter")
+	recs, err := queryPodLogs(t, n.master, "counter")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,13 +170,13 @@ func TestLogShipperKillNineNoLossNoDuplicates(t *testing.T) {
 // once it is back.
 func TestLogShipperMastersDownThenBack(t *testing.T) {
 	n := startRealNode(t)
-	if _, err := queryLogs(t, n.master, "none"); err != nil {
+	if _, err := queryPodLogs(t, n.master, "none"); err != nil {
 		t.Fatal(err)
 	}
 	n.create(bbPod("ticker", corev1.RestartPolicyNever, `i=0; while :; do echo "n $i"; i=$((i+1)); usleep 100000; done`))
 	n.waitPod("ticker", "running", phase(corev1.PodRunning))
 	if err := testutil.Poll(60*time.Second, func() error {
-		recs, err := queryLogs(t, n.master, "ticker")
+		recs, err := queryPodLogs(t, n.master, "ticker")
 		if err != nil {
 			return err
 		}
@@ -193,7 +193,7 @@ func TestLogShipperMastersDownThenBack(t *testing.T) {
 	n.master.WaitReady(60 * time.Second)
 	var got []int
 	if err := testutil.Poll(90*time.Second, func() error {
-		recs, err := queryLogs(t, n.master, "ticker")
+		recs, err := queryPodLogs(t, n.master, "ticker")
 		if err != nil {
 			return err
 		}
@@ -214,7 +214,7 @@ func TestLogShipperMastersDownThenBack(t *testing.T) {
 // pod's lines arrive within seconds, the noisy one's drops are counted.
 func TestLogShipperBadInput(t *testing.T) {
 	n := startRealNode(t, "--log-rate-limit", "200")
-	if _, err := queryLogs(t, n.master, "none"); err != nil {
+	if _, err := queryPodLogs(t, n.master, "none"); err != nil {
 		t.Fatal(err)
 	}
 	n.create(bbPod("huge", corev1.RestartPolicyNever, `head -c 10485760 /dev/zero | tr '\0' x; echo; echo "n 0"; sleep 3600`))
@@ -230,7 +230,7 @@ func TestLogShipperBadInput(t *testing.T) {
 	var quiet []shippedRecord
 	if err := testutil.Poll(10*time.Second, func() error {
 		var err error
-		if quiet, err = queryLogs(t, n.master, "quiet"); err != nil {
+		if quiet, err = queryPodLogs(t, n.master, "quiet"); err != nil {
 			return err
 		}
 		if len(quiet) == 0 {
@@ -246,7 +246,7 @@ func TestLogShipperBadInput(t *testing.T) {
 	wantSequence(t, numbers(quiet), len(numbers(quiet)))
 
 	if err := testutil.Poll(30*time.Second, func() error {
-		recs, err := queryLogs(t, n.master, "noisy")
+		recs, err := queryPodLogs(t, n.master, "noisy")
 		if err != nil {
 			return err
 		}
@@ -268,7 +268,7 @@ func TestLogShipperBadInput(t *testing.T) {
 	}
 
 	if err := testutil.Poll(60*time.Second, func() error {
-		recs, err := queryLogs(t, n.master, "huge")
+		recs, err := queryPodLogs(t, n.master, "huge")
 		if err != nil {
 			return err
 		}
@@ -290,7 +290,7 @@ func TestLogShipperBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := testutil.Poll(30*time.Second, func() error {
-		recs, err := queryLogs(t, n.master, "binary")
+		recs, err := queryPodLogs(t, n.master, "binary")
 		if err != nil {
 			return err
 		}
