@@ -31,11 +31,11 @@ type shippedRecord struct {
 	Fields map[string]string `json:"fields"`
 }
 
-// queryPodLogs asks m's log store for pod's records (all of them, oldest
-// first).
+// queryPodLogs asks m's log store for pod's container records (up to the
+// API's 10,000, oldest first; the pod's Events are left out).
 func queryPodLogs(t *testing.T, m *testutil.Master, pod string) ([]shippedRecord, error) {
 	t.Helper()
-	q := url.Values{"query": {"*"}, "namespace": {"default"}, "pod": {pod}, "since": {"2h"}, "limit": {"10000"}}
+	q := url.Values{"query": {"*"}, "kind": {"container"}, "namespace": {"default"}, "pod": {pod}, "since": {"2h"}, "limit": {"10000"}}
 	resp, err := m.HTTPClient().Get(m.URL() + "/logs/v1/query?" + q.Encode())
 	if err != nil {
 		return nil, err
@@ -104,12 +104,16 @@ func wantSequence(t *testing.T, got []int, n int) {
 		for _, v := range got {
 			seen[v] = true
 		}
+		var first []int
 		for i := 0; i < n; i++ {
 			if !seen[i] {
 				missing++
+				if len(first) < 10 {
+					first = append(first, i)
+				}
 			}
 		}
-		t.Fatalf("got %d numbered lines, want %d (%d duplicates, %d missing)", len(got), n, dups, missing)
+		t.Fatalf("got %d numbered lines, want %d (%d duplicates, %d missing, first missing %v)", len(got), n, dups, missing, first)
 	}
 	for i, v := range got {
 		if v != i {
