@@ -31,6 +31,32 @@ type shippedRecord struct {
 	Fields map[string]string `json:"fields"`
 }
 
+// queryAgentLogs asks m's log store for node's own log records (kind
+// agent), newest first.
+func queryAgentLogs(t *testing.T, m *testutil.Master, node string) ([]shippedRecord, error) {
+	t.Helper()
+	q := url.Values{"query": {"*"}, "kind": {"agent"}, "node": {node}, "since": {"2h"}, "limit": {"1000"}}
+	resp, err := m.HTTPClient().Get(m.URL() + "/logs/v1/query?" + q.Encode())
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return nil, fmt.Errorf("query: %s: %s", resp.Status, b)
+	}
+	var out []shippedRecord
+	dec := json.NewDecoder(resp.Body)
+	for dec.More() {
+		var r shippedRecord
+		if err := dec.Decode(&r); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
 // queryPodLogs asks m's log store for pod's container records (up to the
 // API's 10,000, oldest first; the pod's Events are left out).
 func queryPodLogs(t *testing.T, m *testutil.Master, pod string) ([]shippedRecord, error) {
@@ -171,7 +197,7 @@ func TestLogShipperKillNineNoLossNoDuplicates(t *testing.T) {
 }
 
 // With the master stopped for a while, the lines written meanwhile arrive
-// once it is back.
+// once it is back; the agent's own log records arrive too.
 func TestLogShipperMastersDownThenBack(t *testing.T) {
 	n := startRealNode(t)
 	if _, err := queryPodLogs(t, n.master, "none"); err != nil {
@@ -213,6 +239,22 @@ func TestLogShipperMastersDownThenBack(t *testing.T) {
 			}
 		}
 		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// The agent's own log is shipped too (kind agent): its restart of
+	// delivery to the master that came back is one of its lines.
+	if err := testutil.Poll(30*time.Second, func() error {
+		recs, err := queryAgentLogs(t, n.master, "real-1")
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			if strings.Contains(r.Msg, "log destination reachable again") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no agent record says the master is reachable again (%d agent records)", len(recs))
 	}); err != nil {
 		t.Fatal(err)
 	}
