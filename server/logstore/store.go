@@ -92,11 +92,17 @@ func newStoreMetrics(reg prometheus.Registerer) *storeMetrics {
 
 var quietOnce sync.Once
 
-// quietLibraryLogs keeps VictoriaLogs' informational lines (one per
-// partition snapshot, merge...) out of the master's log; its warnings and
-// errors still print.
-func quietLibraryLogs() {
+// initLibrary prepares VictoriaMetrics' shared packages, which read
+// their settings from Go's flag.CommandLine (skiff's own flags are
+// pflag's): they refuse to run before that set is parsed, so it is
+// parsed with no arguments (their defaults), and VictoriaLogs'
+// informational lines (one per partition snapshot, merge...) are kept
+// out of the master's log; its warnings and errors still print.
+func initLibrary() {
 	quietOnce.Do(func() {
+		if !flag.CommandLine.Parsed() {
+			_ = flag.CommandLine.Parse(nil)
+		}
 		if f := flag.Lookup("loggerLevel"); f != nil {
 			_ = f.Value.Set("WARN")
 		}
@@ -115,7 +121,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	quietLibraryLogs()
+	initLibrary()
 	walDir := filepath.Join(dir, "wal")
 	if err := os.MkdirAll(walDir, 0o700); err != nil {
 		return nil, fmt.Errorf("log store dir: %w", err)
