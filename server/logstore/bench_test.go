@@ -19,7 +19,7 @@ func BenchmarkIngestBatch(b *testing.B) {
 		for j := 0; j < 5000; j++ {
 			off++
 			rs = append(rs, Record{Source: fmt.Sprintf("n1/p%d/c/0", j%50), Offset: off, Time: base.Add(time.Duration(off)),
-				Msg: fmt.Sprintf("level=info msg=\"request served\" path=/api/v1/items/%d status=200 duration=%dms user=alice req=%016x pad pad pad pad pad pad pad pad pad pad pad pad pad pad pad pad pad pad pad pad pad", off, off%250, off*7919),
+				Msg:    fmt.Sprintf("level=info msg=\"request served\" path=/api/v1/items/%d status=200 duration=%dms user=alice req=%016x pad pad pad pad pad pad pad pad pad pad pad pad pad pad pad pad pad pad pad pad pad", off, off%250, off*7919),
 				Fields: podFields("ns1", fmt.Sprintf("p%d", j%50))})
 		}
 		data := ndjson(rs)
