@@ -58,6 +58,19 @@ type Store struct {
 	// days the open WAL segment's rows fall in (partition names).
 	days map[string]struct{}
 
+	// addMu: ingests hold it shared from their WAL append until their
+	// rows are in the storage; a checkpoint takes it to wait for those.
+	addMu sync.RWMutex
+	// failed: a WAL write or sync failed; ingestion stops (a restart
+	// replays what reached the disk).
+	failed error
+
+	// Group commit: one fsync covers every append before it.
+	syncMu   sync.Mutex
+	syncCond *sync.Cond
+	syncing  bool
+	synced   int64
+
 	// ckMu serializes checkpoints.
 	ckMu    sync.Mutex
 	kick    chan struct{}
@@ -92,11 +105,17 @@ func newStoreMetrics(reg prometheus.Registerer) *storeMetrics {
 
 var quietOnce sync.Once
 
-// quietLibraryLogs keeps VictoriaLogs' informational lines (one per
-// partition snapshot, merge...) out of the master's log; its warnings and
-// errors still print.
-func quietLibraryLogs() {
+// initLibrary prepares VictoriaMetrics' shared packages, which read
+// their settings from Go's flag.CommandLine (skiff's own flags are
+// pflag's): they refuse to run before that set is parsed, so it is
+// parsed with no arguments (their defaults), and VictoriaLogs'
+// informational lines (one per partition snapshot, merge...) are kept
+// out of the master's log; its warnings and errors still print.
+func initLibrary() {
 	quietOnce.Do(func() {
+		if !flag.CommandLine.Parsed() {
+			_ = flag.CommandLine.Parse(nil)
+		}
 		if f := flag.Lookup("loggerLevel"); f != nil {
 			_ = f.Value.Set("WARN")
 		}
@@ -115,7 +134,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	quietLibraryLogs()
+	initLibrary()
 	walDir := filepath.Join(dir, "wal")
 	if err := os.MkdirAll(walDir, 0o700); err != nil {
 		return nil, fmt.Errorf("log store dir: %w", err)
@@ -138,6 +157,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		metrics:  newStoreMetrics(opts.Registerer),
 		appended: make(chan struct{}),
 	}
+	s.syncCond = sync.NewCond(&s.syncMu)
 	var err error
 	s.marks, err = loadMarks(s.marksPath())
 	if err != nil {
@@ -179,17 +199,19 @@ func (s *Store) marksPath() string { return filepath.Join(s.dir, "hwm") }
 // the WAL as is).
 func (s *Store) Ingest(recs []Record, raw [][]byte) (accepted, duplicates int, err error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return 0, 0, errClosed
+	}
+	if s.failed != nil {
+		s.mu.Unlock()
+		return 0, 0, s.failed
 	}
 	now := time.Now().Unix()
 	var payload bytes.Buffer
-	lr := logstorage.GetLogRows(nil, nil, nil, nil, "")
-	defer logstorage.PutLogRows(lr)
 	// fresh: marks as they will be after this batch.
 	fresh := map[string]int64{}
-	fields := make([]logstorage.Field, 0, 16)
+	take := make([]bool, len(recs))
 	for i := range recs {
 		r := &recs[i]
 		mark, ok := fresh[r.Source]
@@ -201,6 +223,7 @@ func (s *Store) Ingest(recs []Record, raw [][]byte) (accepted, duplicates int, e
 			continue
 		}
 		fresh[r.Source] = r.Offset
+		take[i] = true
 		accepted++
 		if raw != nil {
 			payload.Write(raw[i])
@@ -208,33 +231,95 @@ func (s *Store) Ingest(recs []Record, raw [][]byte) (accepted, duplicates int, e
 			payload.Write(mustJSON(r))
 		}
 		payload.WriteByte('\n')
-		fields = rowFields(fields[:0], r)
-		lr.MustAdd(logstorage.TenantID{}, r.Time.UnixNano(), fields, len(streamFields))
 		s.days[r.Time.UTC().Format("20060102")] = struct{}{}
 	}
 	s.metrics.duplicates.Add(float64(duplicates))
 	if accepted == 0 {
+		s.mu.Unlock()
 		return 0, duplicates, nil
 	}
-	if err := s.wal.append(payload.Bytes()); err != nil {
+	pos, err := s.wal.append(payload.Bytes())
+	if err != nil {
+		s.failed = err
+		s.mu.Unlock()
 		return 0, 0, err
 	}
-	s.storage.MustAddRows(lr)
 	for src, off := range fresh {
 		s.marks.set(src, off, now)
 	}
-	s.metrics.accepted.Add(float64(accepted))
 	if s.wal.size >= checkpointBytes {
 		select {
 		case s.kick <- struct{}{}:
 		default:
 		}
 	}
+	s.addMu.RLock()
+	s.mu.Unlock()
+
+	// Outside the lock: the storage's tokenizing and the fsync run for
+	// several requests at once.
+	lr := logstorage.GetLogRows(nil, nil, nil, nil, "")
+	fields := make([]logstorage.Field, 0, 16)
+	for i := range recs {
+		if take[i] {
+			fields = rowFields(fields[:0], &recs[i])
+			lr.MustAdd(logstorage.TenantID{}, recs[i].Time.UnixNano(), fields, len(streamFields))
+		}
+	}
+	s.storage.MustAddRows(lr)
+	logstorage.PutLogRows(lr)
+	s.addMu.RUnlock()
+	if err := s.syncWAL(pos); err != nil {
+		s.mu.Lock()
+		s.failed = err
+		s.mu.Unlock()
+		return 0, 0, err
+	}
+	s.metrics.accepted.Add(float64(accepted))
 	s.appendedMu.Lock()
 	close(s.appended)
 	s.appended = make(chan struct{})
 	s.appendedMu.Unlock()
 	return accepted, duplicates, nil
+}
+
+// syncWAL returns once the WAL is synced at least up to pos: one fsync
+// serves every append made before it started (group commit).
+func (s *Store) syncWAL(pos int64) error {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	for s.synced < pos {
+		if s.syncing {
+			s.syncCond.Wait()
+			continue
+		}
+		s.syncing = true
+		s.syncMu.Unlock()
+		s.mu.Lock()
+		f, target := s.wal.f, s.wal.written
+		s.mu.Unlock()
+		err := f.Sync()
+		s.syncMu.Lock()
+		s.syncing = false
+		s.syncCond.Broadcast()
+		switch {
+		case err == nil:
+			s.synced = max(s.synced, target)
+		case errors.Is(err, os.ErrClosed):
+			// Rotated meanwhile: the rotation synced it (and moved synced).
+		default:
+			return fmt.Errorf("sync wal: %w", err)
+		}
+	}
+	return nil
+}
+
+// rotated records that a rotation synced everything written so far.
+func (s *Store) rotated(written int64) {
+	s.syncMu.Lock()
+	s.synced = max(s.synced, written)
+	s.syncCond.Broadcast()
+	s.syncMu.Unlock()
 }
 
 // changed is closed at the next ingestion.
@@ -302,15 +387,21 @@ func (s *Store) Checkpoint() error {
 		return nil
 	}
 	if err := s.wal.rotate(); err != nil {
+		s.failed = err
 		s.mu.Unlock()
 		return err
 	}
+	s.rotated(s.wal.written)
 	keep := s.wal.seq
 	days := s.days
 	s.days = map[string]struct{}{}
 	s.marks.prune(time.Now().Add(-s.opts.Retention).Unix())
 	snapshot := s.marks.encode()
 	s.mu.Unlock()
+	// Ingests that appended to the sealed segments finish adding their
+	// rows to the storage first.
+	s.addMu.Lock()
+	s.addMu.Unlock() //nolint:staticcheck // a barrier
 
 	if err := s.flush(days); err != nil {
 		// The next checkpoint flushes these days again.

@@ -34,6 +34,9 @@ type wal struct {
 	f   *os.File
 	// size of the open segment.
 	size int64
+	// written counts the bytes appended to every segment so far (the
+	// group commit's positions).
+	written int64
 }
 
 func walName(seq uint64) string { return fmt.Sprintf("%016d%s", seq, walExt) }
@@ -72,6 +75,9 @@ func openWAL(dir string, after uint64) (*wal, error) {
 // rotate closes the open segment and starts the next one.
 func (w *wal) rotate() error {
 	if w.f != nil {
+		if err := w.f.Sync(); err != nil {
+			return fmt.Errorf("sync wal segment: %w", err)
+		}
 		if err := w.f.Close(); err != nil {
 			return fmt.Errorf("close wal segment: %w", err)
 		}
@@ -90,22 +96,22 @@ func (w *wal) rotate() error {
 	return nil
 }
 
-// append writes one frame and fsyncs it.
-func (w *wal) append(payload []byte) error {
+// append writes one frame, not synced (see Store.syncWAL), and returns
+// the position just past it.
+func (w *wal) append(payload []byte) (int64, error) {
 	var hdr [8]byte
 	binary.LittleEndian.PutUint32(hdr[0:], uint32(len(payload)))
 	binary.LittleEndian.PutUint32(hdr[4:], crc32.Checksum(payload, crcTable))
 	if _, err := w.f.Write(hdr[:]); err != nil {
-		return fmt.Errorf("append to wal: %w", err)
+		return 0, fmt.Errorf("append to wal: %w", err)
 	}
 	if _, err := w.f.Write(payload); err != nil {
-		return fmt.Errorf("append to wal: %w", err)
+		return 0, fmt.Errorf("append to wal: %w", err)
 	}
-	if err := w.f.Sync(); err != nil {
-		return fmt.Errorf("sync wal: %w", err)
-	}
-	w.size += int64(len(hdr) + len(payload))
-	return nil
+	n := int64(len(hdr) + len(payload))
+	w.size += n
+	w.written += n
+	return w.written, nil
 }
 
 func (w *wal) close() error {
