@@ -96,7 +96,7 @@ test-e2e:
 # Debian); without it the benchmark logs why and skips only its figures.
 bench: build
 	@.ci/deps bench || echo "make bench: nginx could not be installed; BenchmarkIngress skips the nginx figures" >&2
-	SKIFF_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./e2e/bench/ ./fsm/ ./server/snapshot/ ./agent/stats/
+	SKIFF_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./e2e/bench/ ./fsm/ ./server/snapshot/ ./agent/stats/ ./agent/shipper/
 
 # Every decoder of network input under Go's fuzzer (issue 15), each target
 # for FUZZTIME; seeds and crashers in <package>/testdata/fuzz/<target>.

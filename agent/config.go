@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"net"
 	"os"
@@ -103,7 +104,19 @@ type Config struct {
 	// lasts (1s; tests shrink it).
 	ProbeSecond time.Duration
 
+	// LogShipper, if set, is the node's log shipper (agent/shipper): a
+	// deleted pod's log directory is handed to it (it removes the
+	// directory once every file is in its spool) instead of removed, and
+	// its metrics join the kubelet's /metrics.
+	LogShipper LogShipper
+
 	Logger *slog.Logger
+}
+
+// LogShipper is what the kubelet needs of the node's log shipper.
+type LogShipper interface {
+	ReleaseLogDir(dir string)
+	Collectors() []prometheus.Collector
 }
 
 func (c *Config) setDefaults() error {

@@ -86,7 +86,7 @@ func (a *Agent) housekeeping(ctx context.Context) {
 			if known[uid] || a.workers.has(uid) {
 				continue
 			}
-			if err := removeAllNoMounts(filepath.Join(logsDir, e.Name())); err != nil {
+			if err := a.removeLogDir(filepath.Join(logsDir, e.Name())); err != nil {
 				a.log.Warn("remove orphaned logs", "dir", e.Name(), "err", err)
 			}
 		}

@@ -36,6 +36,9 @@ func newKubeletMetrics(a *Agent) *kubeletMetrics {
 			ConstLabels: prometheus.Labels{"container_state": "running"}},
 			func() float64 { return float64(a.statsSrc.runningContainers.Load()) }),
 	)
+	if a.cfg.LogShipper != nil {
+		m.own.MustRegister(a.cfg.LogShipper.Collectors()...)
+	}
 	if a.statsLoop != nil {
 		m.own.MustRegister(a.statsLoop.Collectors()...)
 		m.own.MustRegister(stats.VolumeMetrics(a.statsLoop))

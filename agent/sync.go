@@ -502,12 +502,35 @@ func (a *Agent) removePod(ctx context.Context, uid types.UID, namespace, name st
 		return err
 	}
 	if namespace != "" && name != "" {
-		if err := removeAllNoMounts(a.cfg.podLogDir(namespace, name, string(uid))); err != nil {
+		if err := a.removeLogDir(a.cfg.podLogDir(namespace, name, string(uid))); err != nil {
 			return err
 		}
 	}
 	a.backoffs.forget(uid)
 	return nil
+}
+
+// removeLogDir removes a gone pod's log directory, or hands it to the
+// log shipper, which removes it once its files are shipped.
+func (a *Agent) removeLogDir(dir string) error {
+	if a.cfg.LogShipper != nil {
+		a.cfg.LogShipper.ReleaseLogDir(dir)
+		return nil
+	}
+	return removeAllNoMounts(dir)
+}
+
+// PodLabels are the labels of the pod namespace/name if its UID is uid
+// (nil when the pod is not known): the log shipper's record fields.
+func (a *Agent) PodLabels(namespace, name, uid string) map[string]string {
+	if a.pods == nil {
+		return nil
+	}
+	pod, err := a.pods.Pods(namespace).Get(name)
+	if err != nil || string(pod.UID) != uid {
+		return nil
+	}
+	return pod.Labels
 }
 
 func minPositive(a, b time.Duration) time.Duration {

@@ -171,6 +171,39 @@ func (m *NodeCertificates) transport() (*http.Transport, error) {
 	return m.tr, nil
 }
 
+// DirectTransport is a transport of its own that dials the address each
+// request names (not the failover's choice) with the current client
+// certificate, verifying every master's serving certificate by the name
+// they all carry (MasterServerName): the log shipper's connection to each
+// master.
+func (m *NodeCertificates) DirectTransport() (*http.Transport, error) {
+	m.mu.RLock()
+	ca := m.creds.CACert
+	m.mu.RUnlock()
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(ca)) {
+		return nil, errors.New("node credentials: cluster CA does not parse")
+	}
+	dialer := connrotation.NewDialerWithTracker((&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext, m.tracker)
+	return utilnet.SetTransportDefaults(&http.Transport{
+		TLSClientConfig: &tls.Config{
+			MinVersion:       tls.VersionTLS12,
+			RootCAs:          pool,
+			ServerName:       MasterServerName,
+			VerifyConnection: pki.RequireServerPeer,
+			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+				m.mu.RLock()
+				defer m.mu.RUnlock()
+				return m.client, nil
+			},
+		},
+		DialContext:         dialer.DialContext,
+		TLSHandshakeTimeout: 10 * time.Second,
+		MaxIdleConnsPerHost: 2,
+		IdleConnTimeout:     90 * time.Second,
+	}), nil
+}
+
 // ServingTLS is the kubelet server's TLS config: the current serving
 // certificate, client certificates of the cluster CA verified when given,
 // HTTP/1.1 only (SPDY and WebSocket upgrades).

@@ -115,6 +115,8 @@ type Config struct {
 
 	// Metrics is the metrics store and its scraping (monitoring.go).
 	Metrics MetricsConfig
+	// Logs is the log store (logging.go).
+	Logs LogsConfig
 
 	// Raft tuning; zero values take the defaults below.
 	HeartbeatTimeout time.Duration

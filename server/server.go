@@ -86,6 +86,8 @@ type Server struct {
 	// monitoring: the metrics store, scraper and query API (monitoring.go;
 	// nil when disabled).
 	monitoring *monitoring
+	// logging: the log store and its API (logging.go; nil when disabled).
+	logging *logging
 
 	// gossip is this master's serf member (gossip.go); seeds are other
 	// masters' gossip addresses learned when joining.
@@ -189,6 +191,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.Shutdown()
 		return nil, err
 	}
+	if err := s.setupLogStore(); err != nil {
+		s.Shutdown()
+		return nil, err
+	}
 	authz := auth.NewAuthorizer().WithNodeObjects(nodeObjects{s}).WithRBAC(rbacObjects{s})
 	s.authz = authz
 	s.audit, err = auditlog.Open(cfg.Audit, cfg.Logger)
@@ -251,6 +257,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
 	mux.Handle("GET /metrics", s.metricsHandler())
 	mux.Handle("/prometheus/", s.prometheusHandler())
+	mux.Handle("/logs/", s.logsHandler())
 	// Profiling for cluster admins, as kube-apiserver's --profiling.
 	mux.HandleFunc("/debug/pprof/", s.requireAdmin(pprof.Index))
 	mux.HandleFunc("/debug/pprof/profile", s.requireAdmin(pprof.Profile))
@@ -295,6 +302,8 @@ func (s *Server) Start() {
 	go s.digestLoop()
 	s.wg.Add(1)
 	go s.runScraper()
+	s.wg.Add(1)
+	go s.runEventLog()
 	// A master that resumes as a voter of its cluster, at the addresses
 	// its record holds, needs no join (its --join master may be gone: a
 	// cluster reset).
@@ -348,6 +357,7 @@ func (s *Server) Shutdown() {
 		s.wg.Wait()
 		s.closeStores()
 		s.closeMonitoring()
+		s.closeLogStore()
 		if s.audit != nil {
 			// After the API stopped: the last events are written.
 			if err := s.audit.Shutdown(); err != nil {

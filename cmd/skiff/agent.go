@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/skiff-io/skiff/agent/shipper"
 	"github.com/skiff-io/skiff/gossip"
 )
 
@@ -56,6 +57,9 @@ still works for nodes, but keep it off them: it joins masters.`,
 			if err := opts.checkDisable("ingress"); err != nil {
 				return err
 			}
+			if err := opts.Shipper.check(); err != nil {
+				return err
+			}
 			u, err := masterURL("--server", opts.Server)
 			if err != nil {
 				return err
@@ -83,6 +87,9 @@ still works for nodes, but keep it off them: it joins masters.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			opts.Logger = slog.Default()
+			if hollowOpt.Count == 0 && opts.Runtime != "fake" {
+				opts.Logger = opts.Shipper.tapLogs(shipper.KindAgent)
+			}
 			if hollowOpt.Count > 0 {
 				if !cmd.Flags().Changed("gossip-port") {
 					opts.GossipPort = 0 // free ports: many nodes share one address
@@ -106,6 +113,7 @@ still works for nodes, but keep it off them: it joins masters.`,
 	addDNSFlags(f, &opts.DNS)
 	addNetworkFlags(f, &opts.Network, true)
 	addProxyFlags(f, &opts)
+	addShipperFlags(f, &opts.Shipper)
 	addHollowFlags(f, &hollowOpt)
 	addSuperviseFlag(f, &supervise)
 	f.IntVar(&opts.GossipPort, "gossip-port", 7946, "port of gossip with the masters and other nodes (hollow node i takes this port + i; 0: free ports)")

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/skiff-io/skiff/agent"
+	"github.com/skiff-io/skiff/agent/shipper"
 	"github.com/skiff-io/skiff/agent/stats"
 	"github.com/skiff-io/skiff/client"
 	"github.com/skiff-io/skiff/nettools/ingress"
@@ -77,6 +78,9 @@ type nodeOptions struct {
 	RenewCreds func(context.Context) (*pki.NodeCredentials, error)
 	NodeIP     string
 	Labels     map[string]string
+
+	// Shipper: the node's log shipper (shipper.go).
+	Shipper shipperOptions
 
 	Logger *slog.Logger
 
@@ -151,6 +155,10 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 			return err
 		}
 		certs.UseDialer(failover.DialContext, client.MasterServerName)
+	} else if failover, err = client.NewFailover(filepath.Join(credDir, "masters.json"), o.Server, log); err != nil {
+		// An embedded agent talks to its own master, but its log shipper
+		// delivers to every master: it learns them the same way.
+		return err
 	}
 	if renew == nil {
 		renew = func(ctx context.Context) (*pki.NodeCredentials, error) {
@@ -201,6 +209,13 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 		return err
 	}
 	defer stopDNS()
+	var podLabels func(ns, name, uid string) map[string]string
+	var sh *shipper.Shipper
+	if o.Runtime != "fake" {
+		if sh, err = newShipper(o, dataDir, failover, certs, &podLabels); err != nil {
+			return err
+		}
+	}
 	cfg := agent.Config{
 		NodeName: o.NodeName, DataDir: dataDir, NodeIP: o.NodeIP, BindAddress: o.BindAddress,
 		KubeletPort: o.KubeletPort, ServingTLS: servingTLS, Client: cs, EventClient: evCS, Labels: o.Labels,
@@ -215,9 +230,18 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 		cfg.Mounter = agent.DirMounter{}
 		cfg.StatsCollector = stats.NewFakeCollector()
 	}
+	if sh != nil {
+		cfg.LogShipper = sh
+	}
 	a, err := agent.New(cfg)
 	if err != nil {
 		return err
+	}
+	if sh != nil {
+		podLabels = a.PodLabels
+		shCtx, stopShipper := context.WithCancel(ctx)
+		wait := runShipper(shCtx, sh)
+		defer func() { stopShipper(); wait() }()
 	}
 	if o.onAgent != nil {
 		o.onAgent(a)
@@ -237,7 +261,9 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 	defer pn.Wait()
 	var onMasters func([]string)
 	if failover != nil {
-		onMasters = func(addrs []string) { failover.SetSource("gossip", addrs) }
+		if o.Creds == nil {
+			onMasters = func(addrs []string) { failover.SetSource("gossip", addrs) }
+		}
 		epDone := make(chan struct{})
 		epCtx, stopEP := context.WithCancel(ctx)
 		defer func() { stopEP(); <-epDone }()

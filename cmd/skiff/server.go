@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/skiff-io/skiff/agent/shipper"
 	"github.com/skiff-io/skiff/server"
 	"github.com/skiff-io/skiff/server/apiserver"
 	"github.com/skiff-io/skiff/server/servicealloc"
@@ -83,7 +84,13 @@ runs the scheduler (unless --disable-scheduler) and the controllers.`,
 			} else if cmd.Flags().Changed("snapshot-s3-endpoint") || s3.Folder != "" || s3.AccessKey != "" {
 				return errors.New("--snapshot-s3-* flags need --snapshot-s3-bucket")
 			}
+			if err := node.Shipper.check(); err != nil {
+				return err
+			}
 			cfg.Logger = slog.Default()
+			if !cfg.DisableAgent && agentRuntime != "fake" {
+				cfg.Logger = node.Shipper.tapLogs(shipper.KindServer)
+			}
 			if resetRestore != "" && !clusterReset {
 				return errors.New("--cluster-reset-restore goes with --cluster-reset")
 			}
@@ -160,10 +167,12 @@ runs the scheduler (unless --disable-scheduler) and the controllers.`,
 	addDNSFlags(f, &node.DNS)
 	addNetworkFlags(f, &node.Network, false)
 	addProxyFlags(f, &node)
+	addShipperFlags(f, &node.Shipper)
 	addControllerFlags(f, &cfg.Controllers)
 	addPodSecurityFlags(f, &cfg.PodSecurity)
 	addAuditFlags(f, &cfg.Audit)
 	addMetricsFlags(f, &cfg.Metrics)
+	addLogsFlags(f, &cfg.Logs)
 	addSuperviseFlag(f, &supervise)
 	// Tuning, hidden: tests and benchmarks use them.
 	f.DurationVar(&cfg.HeartbeatTimeout, "raft-heartbeat-timeout", 0, "Raft heartbeat and election timeout (default 600ms)")
