@@ -21,7 +21,6 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -165,7 +164,7 @@ func review(a *Attributes) (*admissionv1.AdmissionReview, []byte, error) {
 		req.RequestSubResource = a.Subresource
 	}
 	if u := a.User; u != nil {
-		req.UserInfo = authenticationv1.UserInfo{Username: u.Name, UID: u.UID, Groups: u.Groups}
+		req.UserInfo = u.UserInfo()
 	}
 	var body []byte
 	var err error

@@ -72,7 +72,7 @@ func (d *Dispatcher) conditionsMatch(ctx context.Context, a *Attributes, name st
 	}
 	var u user.Info = &user.DefaultInfo{}
 	if a.User != nil {
-		u = &user.DefaultInfo{Name: a.User.Name, UID: a.User.UID, Groups: a.User.Groups}
+		u = a.User.Info()
 	}
 	gvr := a.Kind.GVK.GroupVersion().WithResource(a.Kind.Resource)
 	attrs := admission.NewAttributesRecord(a.Object, a.OldObject, a.Kind.GVK, a.Namespace, a.Name, gvr, a.Subresource,
