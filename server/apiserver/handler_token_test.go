@@ -1,8 +1,8 @@
 package apiserver_test
 
 import (
-	"encoding/base64"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strings"
