@@ -1,10 +1,10 @@
 package webhook
 
 import (
-	"errors"
 	"context"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
