@@ -135,8 +135,8 @@ func denied(name string, result *metav1.Status) error {
 // review builds the AdmissionReview v1 for a; body is the object as sent
 // (the patch's base).
 func review(a *Attributes) (*admissionv1.AdmissionReview, []byte, error) {
-	gvk := a.Kind.GVK
-	gvr := gvk.GroupVersion().WithResource(a.Kind.Resource)
+	gvk := a.objectGVK()
+	gvr := a.Kind.GVK.GroupVersion().WithResource(a.Kind.Resource)
 	req := &admissionv1.AdmissionRequest{
 		UID:             uuid.NewUUID(),
 		Kind:            metav1.GroupVersionKind{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind},
