@@ -32,6 +32,7 @@ func netImageArchive(t *testing.T) string {
 	img, err := rtestutil.BusyboxImage(rtestutil.BusyboxPath, v1.Config{Cmd: []string{"sh"}},
 		rtestutil.File{Path: "www", Dir: true},
 		rtestutil.File{Path: "www/index.html", Data: "hello from httpd\n"},
+		rtestutil.File{Path: "www/link.html", Data: `<a href="/rewriteme">test</a>`},
 		rtestutil.File{Path: "www/cgi-bin", Dir: true},
 		rtestutil.File{Path: "www/cgi-bin/ip", Mode: 0o755, Data: "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"$REMOTE_ADDR\"\n"})
 	if err != nil {

@@ -66,6 +66,11 @@ func TestProxySubresources(t *testing.T) {
 	get("/api/v1/namespaces/default/pods/web80/proxy/index.html", "hello from httpd")
 	// A CGI script with a query string answers through the proxy.
 	get("/api/v1/namespaces/default/pods/http:web:8080/proxy/cgi-bin/ip?x=1", ".")
+	// Absolute links in HTML come back under the proxy path, as
+	// kube-apiserver rewrites them (the conformance test "Proxy should
+	// proxy through a service and a pod").
+	get("/api/v1/namespaces/default/pods/web:8080/proxy/link.html", `<a href="/api/v1/namespaces/default/pods/web:8080/proxy/rewriteme">test</a>`)
+	get("/api/v1/namespaces/default/services/web:80/proxy/link.html", `<a href="/api/v1/namespaces/default/services/web:80/proxy/rewriteme">test</a>`)
 	get("/api/v1/nodes/"+c.NodeName(1)+"/proxy/healthz", "ok")
 	get("/api/v1/nodes/"+c.NodeName(1)+"/proxy/pods", `"name":"web"`)
 	// An https: target that does not speak TLS fails with 503, not a

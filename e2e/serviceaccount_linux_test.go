@@ -61,6 +61,32 @@ func TestPodServiceAccountToken(t *testing.T) {
 	if u := kubectlWhoami(t, n.master, token); u != "system:serviceaccount:default:default" {
 		t.Fatalf("kubectl auth whoami with the pod's token: %q", u)
 	}
+	// A TokenReview of the token names the pod, its node and the token's
+	// ID, as the conformance test "ServiceAccounts should mount an API
+	// token into pods" wants of kube-apiserver.
+	nodeObj, err := n.cs.CoreV1().Nodes().Get(ctx, pod.Spec.NodeName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := n.cs.AuthenticationV1().TokenReviews().Create(ctx, &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: token}}, metav1.CreateOptions{})
+	if err != nil || !tr.Status.Authenticated {
+		t.Fatalf("TokenReview of the pod's token: %v, %+v", err, tr.Status)
+	}
+	extra := tr.Status.User.Extra
+	one := func(k string) string {
+		if len(extra[k]) != 1 {
+			t.Errorf("TokenReview extra %s = %v, want one value (extra %v)", k, extra[k], extra)
+			return ""
+		}
+		return extra[k][0]
+	}
+	if id := one("authentication.kubernetes.io/credential-id"); !strings.HasPrefix(id, "JTI=") || len(id) < 5 {
+		t.Errorf("credential-id %q, want JTI=<jti>", id)
+	}
+	if one("authentication.kubernetes.io/pod-name") != pod.Name || one("authentication.kubernetes.io/pod-uid") != string(pod.UID) ||
+		one("authentication.kubernetes.io/node-name") != nodeObj.Name || one("authentication.kubernetes.io/node-uid") != string(nodeObj.UID) {
+		t.Errorf("TokenReview extra %v, want pod %s/%s on node %s/%s", extra, pod.Name, pod.UID, nodeObj.Name, nodeObj.UID)
+	}
 
 	// The node's own credentials: tokens only bound to its pods.
 	node := n.agent.NodeClientset(n.master.URL())

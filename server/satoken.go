@@ -138,6 +138,11 @@ func (o saObjects) GetPod(namespace, name string) (*corev1.Pod, bool) {
 	return &p, o.get("pods", namespace, name, &p)
 }
 
+func (o saObjects) GetNode(name string) (*corev1.Node, bool) {
+	var n corev1.Node
+	return &n, o.get("nodes", "", name, &n)
+}
+
 func (o saObjects) GetSecret(namespace, name string) (*corev1.Secret, bool) {
 	return secretGetter(o).GetSecret(namespace, name)
 }

@@ -52,6 +52,7 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	apiadmission "k8s.io/apiserver/pkg/admission"
 
 	"github.com/skiff-io/skiff/fsm"
@@ -70,6 +71,10 @@ const (
 	Create Operation = "CREATE"
 	Update Operation = "UPDATE"
 	Delete Operation = "DELETE"
+	// Connect: pods/attach, pods/exec, pods/portforward (the options
+	// object is the request's PodAttachOptions, PodExecOptions or
+	// PodPortForwardOptions).
+	Connect Operation = "CONNECT"
 )
 
 // Attributes describe one admission request.
@@ -88,6 +93,8 @@ type Attributes struct {
 	DryRun    bool
 	// Options is the request's DeleteOptions (deletes only).
 	Options runtime.Object
+	// ObjectKind is Object's kind when it is not Kind's (CONNECT).
+	ObjectKind schema.GroupVersionKind
 }
 
 // Reader reads the local state (admission decisions are made on it, and
@@ -259,6 +266,14 @@ func (c *Chain) StatusWebhooks(ctx context.Context, a *Attributes, mutate bool) 
 	return c.callWebhooks(ctx, a, mutate)
 }
 
+// AdmitConnect runs the validating admission webhooks that match a CONNECT
+// (a.Operation Connect, a.Object the options), as kube-apiserver admits
+// pods/attach, exec and portforward before it proxies them. Mutating
+// webhooks and admission policies are not called for it.
+func (c *Chain) AdmitConnect(ctx context.Context, a *Attributes) error {
+	return c.callWebhooks(ctx, a, false)
+}
+
 // callPolicies evaluates the validating admission policies bound to a.
 func (c *Chain) callPolicies(ctx context.Context, a *Attributes) error {
 	snap, err := c.reader.Read(ctx, false, 0)
@@ -295,7 +310,7 @@ func (c *Chain) callWebhooks(ctx context.Context, a *Attributes, mutate bool) er
 	wa := &webhook.Attributes{
 		Operation: admissionregistrationv1.OperationType(a.Operation), Kind: a.Kind,
 		Namespace: a.Namespace, Name: a.Name, Subresource: a.Subresource,
-		Object: a.Object, OldObject: a.OldObject, DryRun: a.DryRun, User: u, Options: a.Options,
+		Object: a.Object, OldObject: a.OldObject, DryRun: a.DryRun, User: u, Options: a.Options, ObjectKind: a.ObjectKind,
 	}
 	add := func(msg string) { warn(ctx, msg) }
 	if mutate {

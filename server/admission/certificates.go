@@ -33,6 +33,12 @@ func certificateRequest(u *auth.User, a *Attributes) error {
 	csr.Spec.Username, csr.Spec.UID = u.Name, u.UID
 	csr.Spec.Groups = append([]string(nil), u.Groups...)
 	csr.Spec.Extra = nil
+	for k, v := range u.Extra {
+		if csr.Spec.Extra == nil {
+			csr.Spec.Extra = map[string]certificatesv1.ExtraValue{}
+		}
+		csr.Spec.Extra[k] = append(certificatesv1.ExtraValue(nil), v...)
+	}
 	signer := csr.Spec.SignerName
 	gr := a.Kind.GroupResource()
 	if u.InGroup(auth.GroupBootstrappers) && signer != pki.SignerKubeletClient {

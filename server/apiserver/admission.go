@@ -110,14 +110,14 @@ type StatusWebhooks interface {
 }
 
 // statusWebhooks runs the mutating (mutate) or validating webhooks that
-// match an update of kind's status subresource.
-func (s *APIServer) statusWebhooks(ctx context.Context, kind *registry.Kind, obj, old runtime.Object, dry, mutate bool) error {
+// match an update of kind's status (or CSR approval) subresource sub.
+func (s *APIServer) statusWebhooks(ctx context.Context, kind *registry.Kind, sub string, obj, old runtime.Object, dry, mutate bool) error {
 	w, ok := s.cfg.Admission.(StatusWebhooks)
 	if !ok {
 		return nil
 	}
 	a := admissionAttrs(admission.Update, kind, obj, old, dry)
-	a.Subresource = "status"
+	a.Subresource = sub
 	return admissionError(w.StatusWebhooks(ctx, a, mutate))
 }
 

@@ -81,7 +81,8 @@ func (s *APIServer) handleApply(req *request, body []byte) {
 		kind:      kind,
 		namespace: req.namespace(),
 		name:      req.info.Name,
-		status:    sub == registry.SubStatus,
+		status:    sub == registry.SubStatus || sub == registry.SubApproval,
+		approval:  sub == registry.SubApproval,
 		ephemeral: sub == registry.SubEphemeralContainers,
 		dry:       dry,
 		tryUpdate: func(old runtime.Object) (runtime.Object, uint64, error) {

@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/skiff-io/skiff/server/apiserver/apiservertest"
 	"github.com/skiff-io/skiff/server/auth"
@@ -128,5 +129,59 @@ func TestCSRApproval(t *testing.T) {
 	out, err = exec.Command("/usr/bin/kubectl", "--kubeconfig", kc, "--token", "admin", "get", "csr", "two").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "Denied") {
 		t.Fatalf("kubectl get csr: %v\n%s", err, out)
+	}
+}
+
+// TestCSRAPIOperations follows the upstream conformance test "should
+// support CSR API operations": a merge PATCH of the object, of /approval
+// and of /status, each keeping its metadata change; /approval changes only
+// the conditions (any condition type), /status the certificate.
+func TestCSRAPIOperations(t *testing.T) {
+	srv := apiservertest.NewServer(t, apiservertest.Options{Admission: true})
+	cs := srv.Clientset(t)
+	ctx := context.Background()
+	csrs := cs.CertificatesV1().CertificateSigningRequests()
+	if _, err := csrs.Create(ctx, newCSR(t, "ops", "example.com/e2e-ops"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	patched, err := csrs.Patch(ctx, "ops", types.MergePatchType, []byte(`{"metadata":{"annotations":{"patched":"true"}}}`), metav1.PatchOptions{})
+	if err != nil {
+		t.Fatalf("patch: %v", err)
+	}
+	if patched.Annotations["patched"] != "true" {
+		t.Fatalf("patch lost the annotation: %v", patched.Annotations)
+	}
+
+	approval, err := csrs.Patch(ctx, "ops", types.MergePatchType,
+		[]byte(`{"metadata":{"annotations":{"patchedapproval":"true"}},"spec":{"signerName":"example.com/changed"},"status":{"conditions":[{"type":"ApprovalPatch","status":"True","reason":"e2e"}]}}`),
+		metav1.PatchOptions{}, "approval")
+	if err != nil {
+		t.Fatalf("patch /approval: %v", err)
+	}
+	if conditionTypes(approval) != "ApprovalPatch=True" || approval.Annotations["patchedapproval"] != "true" ||
+		approval.Spec.SignerName != "example.com/e2e-ops" || approval.Status.Conditions[0].LastTransitionTime.IsZero() {
+		t.Fatalf("after patch /approval: conditions %s, annotations %v, signer %s", conditionTypes(approval), approval.Annotations, approval.Spec.SignerName)
+	}
+
+	toApprove := approval.DeepCopy()
+	toApprove.Annotations["updatedapproval"] = "true"
+	toApprove.Status.Conditions = append(toApprove.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
+		Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: "E2E", Message: "Set from an e2e test"})
+	approved, err := csrs.UpdateApproval(ctx, "ops", toApprove, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatalf("update /approval: %v", err)
+	}
+	if conditionTypes(approved) != "ApprovalPatch=True,Approved=True" || approved.Annotations["updatedapproval"] != "true" {
+		t.Fatalf("after update /approval: conditions %s, annotations %v", conditionTypes(approved), approved.Annotations)
+	}
+
+	status, err := csrs.Patch(ctx, "ops", types.MergePatchType,
+		[]byte(`{"metadata":{"annotations":{"patchedstatus":"true"}},"status":{"certificate":"Y2VydA=="}}`), metav1.PatchOptions{}, "status")
+	if err != nil {
+		t.Fatalf("patch /status: %v", err)
+	}
+	if string(status.Status.Certificate) != "cert" || status.Annotations["patchedstatus"] != "true" || conditionTypes(status) != "ApprovalPatch=True,Approved=True" {
+		t.Fatalf("after patch /status: certificate %q, annotations %v, conditions %s", status.Status.Certificate, status.Annotations, conditionTypes(status))
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	auditinternal "k8s.io/apiserver/pkg/apis/audit"
 	"k8s.io/apiserver/pkg/audit"
-	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"sigs.k8s.io/yaml"
 
@@ -126,7 +125,7 @@ func auditAttributes(u *auth.User, info *requestInfo) authorizer.AttributesRecor
 		Path:            info.Path,
 	}
 	if u != nil {
-		a.User = &user.DefaultInfo{Name: u.Name, UID: u.UID, Groups: u.Groups}
+		a.User = u.Info()
 	}
 	return a
 }

@@ -1,6 +1,8 @@
 package apiserver
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -12,14 +14,17 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/skiff-io/skiff/server/auth"
+	"github.com/skiff-io/skiff/server/registry"
 )
 
 // handleApproval serves PUT certificatesigningrequests/<name>/approval
-// (`kubectl certificate approve|deny`), as kube-apiserver does: only the
-// Approved and Denied conditions change; the caller needs, besides update
-// on the subresource, the "approve" verb on the request's signer (resource
-// "signers" of certificates.k8s.io, named by the signer or "<domain>/*");
-// Approved and Denied exclude each other and, once set, stay.
+// (`kubectl certificate approve|deny`); PATCH of the subresource takes
+// handlePatch (and apply handleApply) with update.approval set. As
+// kube-apiserver: only the conditions and the metadata change; the caller
+// needs, besides update or patch on the subresource, the "approve" verb
+// on the request's signer (resource "signers" of certificates.k8s.io,
+// named by the signer or "<domain>/*"); Approved and Denied exclude each
+// other and, once set, stay.
 func (s *APIServer) handleApproval(req *request) {
 	body, err := s.readBody(req.r)
 	if err != nil {
@@ -40,6 +45,7 @@ func (s *APIServer) handleApproval(req *request) {
 		s.writeError(req.w, req.r, badRequest("the name of the object (%s) does not match the name on the URL (%s)", in.Name, req.info.Name))
 		return
 	}
+	in.Name = req.info.Name
 	dry, err := dryRun(req.r)
 	if err != nil {
 		s.writeError(req.w, req.r, err)
@@ -51,25 +57,13 @@ func (s *APIServer) handleApproval(req *request) {
 		return
 	}
 	addWarnings(req.w, warnings)
-	now := metav1.NewTime(s.now().UTC().Truncate(1e9))
 	u := &update{
-		kind:   req.kind,
-		name:   req.info.Name,
-		status: true,
-		dry:    dry,
-		tryUpdate: func(old runtime.Object) (runtime.Object, uint64, error) {
-			cur := old.(*certificatesv1.CertificateSigningRequest)
-			if err := s.authorizeSigner(req.user, cur.Spec.SignerName); err != nil {
-				return nil, 0, err
-			}
-			if errs := validateApproval(in.Status.Conditions, cur.Status.Conditions); len(errs) > 0 {
-				return nil, 0, apierrors.NewInvalid(req.kind.GVK.GroupKind(), req.info.Name, errs)
-			}
-			next := cur.DeepCopy()
-			next.ResourceVersion = in.ResourceVersion
-			next.Status.Conditions = approvalConditions(in.Status.Conditions, cur.Status.Conditions, now)
-			return next, clientRV, nil
-		},
+		kind:      req.kind,
+		name:      req.info.Name,
+		status:    true,
+		approval:  true,
+		dry:       dry,
+		tryUpdate: func(runtime.Object) (runtime.Object, uint64, error) { return in.DeepCopy(), clientRV, nil },
 	}
 	out, _, err := s.guaranteedUpdate(req.r.Context(), u)
 	if err != nil {
@@ -77,6 +71,34 @@ func (s *APIServer) handleApproval(req *request) {
 		return
 	}
 	s.writeObject(req, 200, out)
+}
+
+// approved is the successor of the stored request old after an approval
+// update to obj, as kube-apiserver's approval strategy makes it: obj's
+// metadata and conditions (defaulted, checked), old's spec and
+// certificate. The user in ctx must be allowed to approve for the signer.
+func (s *APIServer) approved(ctx context.Context, kind *registry.Kind, obj, old runtime.Object) (runtime.Object, error) {
+	in, ok := obj.(*certificatesv1.CertificateSigningRequest)
+	cur, ok2 := old.(*certificatesv1.CertificateSigningRequest)
+	if !ok || !ok2 {
+		return nil, apierrors.NewInternalError(fmt.Errorf("approval of a %T", obj))
+	}
+	u, ok := auth.UserFrom(ctx)
+	if !ok {
+		return nil, apierrors.NewInternalError(errors.New("approval without a user"))
+	}
+	if err := s.authorizeSigner(u, cur.Spec.SignerName); err != nil {
+		return nil, err
+	}
+	if errs := validateApproval(in.Status.Conditions, cur.Status.Conditions); len(errs) > 0 {
+		return nil, apierrors.NewInvalid(kind.GVK.GroupKind(), cur.Name, errs)
+	}
+	next := cur.DeepCopy()
+	next.ResourceVersion = in.ResourceVersion
+	next.Labels, next.Annotations = in.Labels, in.Annotations
+	now := metav1.NewTime(s.now().UTC().Truncate(1e9))
+	next.Status.Conditions = approvalConditions(in.Status.Conditions, cur.Status.Conditions, now)
+	return next, nil
 }
 
 // authorizeSigner checks the "approve" verb on the signer, by its name or

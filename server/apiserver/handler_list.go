@@ -3,6 +3,7 @@ package apiserver
 import (
 	"fmt"
 	"strconv"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -13,7 +14,9 @@ import (
 
 // handleList serves a list with selectors and limit/continue pagination.
 // The list's resourceVersion is the snapshot's index; a continued page
-// reads the current state and keeps the first page's resourceVersion.
+// reads the current state and keeps the first page's resourceVersion. A
+// token older than continueCompactInterval is 410 with an inconsistent
+// continue token, which continues at the latest resourceVersion.
 func (s *APIServer) handleList(req *request) {
 	opts, err := parseListOptions(req.r, req.kind, false)
 	if err != nil {
@@ -26,10 +29,21 @@ func (s *APIServer) handleList(req *request) {
 		after string
 		rv    uint64
 	)
-	if opts.cont != nil {
-		snap, err = s.readMin(ctx, opts.cont.ResourceVersion)
-		after, rv = opts.cont.Start, opts.cont.ResourceVersion
-	} else {
+	at := s.now()
+	switch c := opts.cont; {
+	case c != nil && c.expired(at):
+		s.writeError(req.w, req.r, inconsistentContinue(c, at))
+		return
+	case c != nil && c.ResourceVersion == -1:
+		snap, err = s.readAt(ctx, "")
+		after = c.Start
+	case c != nil:
+		snap, err = s.readMin(ctx, uint64(c.ResourceVersion))
+		after, rv = c.Start, uint64(c.ResourceVersion)
+		if c.At > 0 {
+			at = time.Unix(c.At, 0)
+		}
+	default:
 		snap, err = s.readAt(ctx, opts.resourceVersion)
 	}
 	if err != nil {
@@ -54,7 +68,7 @@ func (s *APIServer) handleList(req *request) {
 	}
 	lm := metav1.ListMeta{ResourceVersion: strconv.FormatUint(rv, 10)}
 	if more {
-		lm.Continue = encodeContinue(rv, lastID)
+		lm.Continue = encodeContinue(int64(rv), lastID, at)
 		if !opts.hasSelectors() {
 			n := int64(0)
 			snap.List(req.kind.StorageResource(), req.namespace(), lastID, func(*state.Object) bool { n++; return true })

@@ -12,7 +12,7 @@ import (
 )
 
 // handlePatch serves PATCH with JSON patch, merge patch and strategic
-// merge patch, of an object or its status. The patch is applied to the
+// merge patch, of an object, its status or (CSRs) its approval. The patch is applied to the
 // current object and the result goes through the update path; a
 // resourceVersion set by the patch is a precondition, otherwise conflicts
 // are retried on the fresh object.
@@ -53,7 +53,8 @@ func (s *APIServer) handlePatch(req *request) {
 		kind:      req.kind,
 		namespace: req.namespace(),
 		name:      req.info.Name,
-		status:    req.info.Subresource == "status",
+		status:    req.info.Subresource == registry.SubStatus || req.info.Subresource == registry.SubApproval,
+		approval:  req.info.Subresource == registry.SubApproval,
 		ephemeral: req.info.Subresource == registry.SubEphemeralContainers,
 		dry:       dry,
 		tryUpdate: func(old runtime.Object) (runtime.Object, uint64, error) {

@@ -396,6 +396,10 @@ func (s *APIServer) handleStreaming(req *request) {
 		s.writeError(req.w, req.r, err)
 		return
 	}
+	if err := s.admitConnect(req, obj.(*corev1.Pod)); err != nil { // handler_connect.go
+		s.writeError(req.w, req.r, err)
+		return
+	}
 	if s.cfg.KubeletTransport != nil {
 		s.proxyToKubelet(req, snap, obj.(*corev1.Pod)) // proxy.go
 		return

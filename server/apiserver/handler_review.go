@@ -199,7 +199,14 @@ func validateSubjectAccessReviewSpec(spec *authorizationv1.SubjectAccessReviewSp
 // specUser is the user a SubjectAccessReview asks about: its groups as
 // given (system:authenticated is not added, as in kube-apiserver).
 func specUser(spec *authorizationv1.SubjectAccessReviewSpec) *auth.User {
-	return &auth.User{Name: spec.User, UID: spec.UID, Groups: slices.Clone(spec.Groups)}
+	u := &auth.User{Name: spec.User, UID: spec.UID, Groups: slices.Clone(spec.Groups)}
+	for k, v := range spec.Extra {
+		if u.Extra == nil {
+			u.Extra = map[string][]string{}
+		}
+		u.Extra[k] = slices.Clone(v)
+	}
+	return u
 }
 
 // subjectAccessReview: may spec.user (in spec.groups) do it.

@@ -78,7 +78,9 @@ func (s *APIServer) serveSubresource(req *request) {
 		case "get":
 			s.handleGet(req)
 		case "update":
-			s.handleApproval(req)
+			s.handleApproval(req) // handler_approval.go
+		case "patch":
+			s.handlePatch(req)
 		default:
 			s.writeError(req.w, req.r, methodNotSupported(req))
 		}

@@ -29,9 +29,9 @@ type TokenIssuer interface {
 // handleTokenRequest serves POST serviceaccounts/<name>/token
 // (authentication.k8s.io/v1 TokenRequest) as kube-apiserver does: the
 // lifetime is at least 10 minutes and at most the issuer's bound, the
-// audiences default to the API audiences, and a boundObjectRef to a Pod or
-// Secret must name an existing object (same UID; a pod must run as this
-// service account). Nothing is stored: the token is signed and returned.
+// audiences default to the API audiences, and a boundObjectRef to a Pod,
+// Secret or Node must name an existing object (same UID; a pod must run as
+// this service account). Nothing is stored: the token is signed and returned.
 // A node (system:node:<name>) may only ask tokens bound to a pod on it.
 func (s *APIServer) handleTokenRequest(req *request) {
 	issuer := s.cfg.ServiceAccountTokens
@@ -129,8 +129,8 @@ func validateTokenRequest(tr *authenticationv1.TokenRequest) field.ErrorList {
 	}
 	if ref := tr.Spec.BoundObjectRef; ref != nil {
 		p := specPath.Child("boundObjectRef")
-		if ref.Kind != "Pod" && ref.Kind != "Secret" {
-			errs = append(errs, field.NotSupported(p.Child("kind"), ref.Kind, []string{"Pod", "Secret"}))
+		if ref.Kind != "Pod" && ref.Kind != "Secret" && ref.Kind != "Node" {
+			errs = append(errs, field.NotSupported(p.Child("kind"), ref.Kind, []string{"Node", "Pod", "Secret"}))
 		}
 		if ref.APIVersion != "" && ref.APIVersion != "v1" {
 			errs = append(errs, field.NotSupported(p.Child("apiVersion"), ref.APIVersion, []string{"v1"}))
@@ -158,7 +158,11 @@ func (s *APIServer) bindToken(req *request, snap *state.Snapshot, sa *corev1.Ser
 	if !ok {
 		return apierrors.NewInternalError(fmt.Errorf("no kind for %s", resource))
 	}
-	_, obj, err := getObject(snap, kind, sa.Namespace, ref.Name)
+	ns := sa.Namespace
+	if !kind.Namespaced {
+		ns = ""
+	}
+	_, obj, err := getObject(snap, kind, ns, ref.Name)
 	if err != nil {
 		return err
 	}
@@ -196,6 +200,16 @@ func (s *APIServer) bindToken(req *request, snap *state.Snapshot, sa *corev1.Ser
 			return conflict(string(ref.UID))
 		}
 		spec.Secret = &auth.ObjectRef{Name: o.Name, UID: o.UID}
+	case *corev1.Node:
+		if isNode {
+			// As kube-apiserver's NodeRestriction: pods only.
+			return apierrors.NewForbidden(req.kind.GroupResource(), sa.Name,
+				fmt.Errorf("node %q may only request tokens bound to a pod on it", node))
+		}
+		if ref.UID != "" && ref.UID != o.UID {
+			return conflict(string(ref.UID))
+		}
+		spec.Node = &auth.ObjectRef{Name: o.Name, UID: o.UID}
 	}
 	return nil
 }

@@ -1,8 +1,10 @@
 package apiserver_test
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/skiff-io/skiff/server/apiserver/apiservertest"
 	"github.com/skiff-io/skiff/server/auth"
@@ -92,6 +95,14 @@ func TestTokenRequest(t *testing.T) {
 	if c, err := e.srv.Tokens.Verify(out.Status.Token, time.Now()); err != nil || c.Secret == nil || c.Secret.UID != sec.UID {
 		t.Fatalf("secret-bound claims %+v %v", c, err)
 	}
+	// Bound to a node (Kubernetes 1.32+): the node in the claims.
+	out, err = sas.CreateToken(e.ctx, "robot", req(0, nil, &authenticationv1.BoundObjectReference{Kind: "Node", APIVersion: "v1", Name: "n1", UID: node.UID}), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("node-bound token: %v", err)
+	}
+	if c, err := e.srv.Tokens.Verify(out.Status.Token, time.Now()); err != nil || c.Node == nil || c.Node.UID != node.UID || c.Pod != nil || c.ID == "" {
+		t.Fatalf("node-bound claims %+v %v", c, err)
+	}
 	// Longer than the bound: cut to 48 h.
 	out, err = sas.CreateToken(e.ctx, "robot", req(365*24*3600, nil, nil), metav1.CreateOptions{})
 	if err != nil || *out.Spec.ExpirationSeconds != 48*3600 {
@@ -108,6 +119,7 @@ func TestTokenRequest(t *testing.T) {
 		"missing account":  {"ghost", req(0, nil, nil), apierrors.IsNotFound, `serviceaccounts "ghost" not found`},
 		"unsupported kind": {"robot", req(0, nil, &authenticationv1.BoundObjectReference{Kind: "ConfigMap", Name: "x"}), apierrors.IsInvalid, "spec.boundObjectRef.kind"},
 		"missing pod":      {"robot", req(0, nil, &authenticationv1.BoundObjectReference{Kind: "Pod", Name: "gone"}), apierrors.IsNotFound, `pods "gone" not found`},
+		"missing node":     {"robot", req(0, nil, &authenticationv1.BoundObjectReference{Kind: "Node", Name: "gone"}), apierrors.IsNotFound, `nodes "gone" not found`},
 		"pod UID differs":  {"robot", req(0, nil, &authenticationv1.BoundObjectReference{Kind: "Pod", Name: "p", UID: "stale"}), apierrors.IsConflict, "does not match the UID in record"},
 		"pod of another account": {"other", req(0, nil, &authenticationv1.BoundObjectReference{Kind: "Pod", Name: "p"}), apierrors.IsBadRequest,
 			"to pod running with different serviceaccount name"},
@@ -135,4 +147,39 @@ func TestSelfSubjectReview(t *testing.T) {
 		t.Fatalf("%d %s", r.code, r.body)
 	}
 	e.do("GET", "/apis/authentication.k8s.io/v1/selfsubjectreviews", "", nil).status(t, 405, metav1.StatusReasonMethodNotAllowed)
+
+	// Impersonated extras (kubectl --as-user-extra) are the user's extra.
+	r = e.do("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", "application/json",
+		[]byte(`{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}`),
+		"Impersonate-User", "alice", "Impersonate-Extra-Scopes", "view", "Impersonate-Extra-Example.com%2fteam", "blue")
+	out = authenticationv1.SelfSubjectReview{}
+	if r.code != 201 || json.Unmarshal(r.body, &out) != nil || out.Status.UserInfo.Username != "alice" ||
+		fmt.Sprint(out.Status.UserInfo.Extra) != "map[example.com/team:[blue] scopes:[view]]" {
+		t.Fatalf("impersonated: %d %s", r.code, r.body)
+	}
+}
+
+// TestTokenReviewExtra: a TokenReview and a SelfSubjectReview show the
+// user's extra (a service-account token's pod, node and credential-id),
+// as kube-apiserver's.
+func TestTokenReviewExtra(t *testing.T) {
+	extra := map[string][]string{auth.ExtraCredentialID: {"JTI=abc"}, auth.ExtraPodName: {"p"}, auth.ExtraNodeName: {"n1"}}
+	srv := apiservertest.NewServer(t, apiservertest.Options{AdminToken: "admin",
+		User: &auth.User{Name: "system:serviceaccount:default:robot", Groups: []string{auth.GroupAuthenticated}, Extra: extra}})
+	cfg := srv.RESTConfig()
+	cfg.BearerToken = "admin"
+	admin, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := admin.AuthenticationV1().TokenReviews().Create(context.Background(),
+		&authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: apiservertest.Token}}, metav1.CreateOptions{})
+	want := "map[authentication.kubernetes.io/credential-id:[JTI=abc] authentication.kubernetes.io/node-name:[n1] authentication.kubernetes.io/pod-name:[p]]"
+	if err != nil || !tr.Status.Authenticated || fmt.Sprint(tr.Status.User.Extra) != want {
+		t.Fatalf("TokenReview: %v, %+v", err, tr.Status)
+	}
+	ssr, err := srv.Clientset(t).AuthenticationV1().SelfSubjectReviews().Create(context.Background(), &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil || fmt.Sprint(ssr.Status.UserInfo.Extra) != want {
+		t.Fatalf("SelfSubjectReview: %v, %+v", err, ssr.Status)
+	}
 }

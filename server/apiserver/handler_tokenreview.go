@@ -54,6 +54,6 @@ func (s *APIServer) tokenReview(req *request, tr *authenticationv1.TokenReview) 
 	}
 	tr.Status.Authenticated = true
 	tr.Status.Audiences = auds
-	tr.Status.User = authenticationv1.UserInfo{Username: u.Name, UID: u.UID, Groups: slices.Clone(u.Groups)}
+	tr.Status.User = u.UserInfo()
 	return tr, nil
 }

@@ -93,6 +93,9 @@ type update struct {
 	kind            *registry.Kind
 	namespace, name string
 	status          bool
+	// approval: an update of certificatesigningrequests/approval (status
+	// is set too; only the conditions and the metadata change).
+	approval bool
 	// ephemeral: an update of pods/ephemeralcontainers (only
 	// spec.ephemeralContainers changes).
 	ephemeral bool
@@ -162,14 +165,23 @@ func (s *APIServer) guaranteedUpdate(ctx context.Context, u *update) (runtime.Ob
 				return nil, false, err
 			}
 		case u.status:
-			if err := s.statusWebhooks(ctx, kind, obj, old, u.dry, true); err != nil {
+			sub := registry.SubStatus
+			if u.approval {
+				sub = registry.SubApproval
+			}
+			if err := s.statusWebhooks(ctx, kind, sub, obj, old, u.dry, true); err != nil {
 				return nil, false, err
+			}
+			if u.approval {
+				if obj, err = s.approved(ctx, kind, obj, old); err != nil { // handler_approval.go
+					return nil, false, err
+				}
 			}
 			final = kind.PrepareForStatusUpdate(obj, old)
 			if errs := kind.ValidateStatusUpdate(final, old); len(errs) > 0 {
 				return nil, false, apierrors.NewInvalid(kind.GVK.GroupKind(), u.name, errs)
 			}
-			if err := s.statusWebhooks(ctx, kind, final, old, u.dry, false); err != nil {
+			if err := s.statusWebhooks(ctx, kind, sub, final, old, u.dry, false); err != nil {
 				return nil, false, err
 			}
 		default:

@@ -37,9 +37,7 @@ func (s *APIServer) handleSelfSubjectReview(req *request) {
 	out := &authenticationv1.SelfSubjectReview{
 		TypeMeta:   metav1.TypeMeta{Kind: "SelfSubjectReview", APIVersion: authenticationv1.SchemeGroupVersion.String()},
 		ObjectMeta: metav1.ObjectMeta{CreationTimestamp: metav1.NewTime(s.now().UTC().Truncate(time.Second))},
-		Status: authenticationv1.SelfSubjectReviewStatus{UserInfo: authenticationv1.UserInfo{
-			Username: req.user.Name, UID: req.user.UID, Groups: append([]string(nil), req.user.Groups...),
-		}},
+		Status:     authenticationv1.SelfSubjectReviewStatus{UserInfo: req.user.UserInfo()},
 	}
 	writeJSON(req.w, http.StatusCreated, out)
 }

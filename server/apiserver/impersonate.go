@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -22,8 +23,8 @@ import (
 // kube-apiserver's impersonation filter: u must be allowed the
 // "impersonate" verb on each (users or serviceaccounts, groups, uids,
 // userextras), or the request is refused with 403. Without the headers it
-// returns u. Skiff's users carry no extra fields: extras are authorized,
-// then dropped.
+// returns u. The extras (keys lower-cased and unescaped, as
+// kube-apiserver's) become the user's extra.
 func (s *APIServer) impersonated(r *http.Request, u *auth.User) (*auth.User, error) {
 	h := r.Header
 	name := h.Get(authenticationv1.ImpersonateUserHeader)
@@ -35,8 +36,12 @@ func (s *APIServer) impersonated(r *http.Request, u *auth.User) (*auth.User, err
 		if !ok {
 			continue
 		}
+		key = strings.ToLower(key)
+		if k, err := url.PathUnescape(key); err == nil {
+			key = k
+		}
 		for _, v := range vs {
-			extras = append(extras, [2]string{strings.ToLower(key), v})
+			extras = append(extras, [2]string{key, v})
 		}
 	}
 	if name == "" {
@@ -81,6 +86,10 @@ func (s *APIServer) impersonated(r *http.Request, u *auth.User) (*auth.User, err
 	}
 	for _, e := range extras {
 		errs = append(errs, check(authenticationv1.GroupName, "userextras", e[0], "", e[1]))
+		if out.Extra == nil {
+			out.Extra = map[string][]string{}
+		}
+		out.Extra[e[0]] = append(out.Extra[e[0]], e[1])
 	}
 	for _, err := range errs {
 		if err != nil {
@@ -94,6 +103,6 @@ func (s *APIServer) impersonated(r *http.Request, u *auth.User) (*auth.User, err
 	case name != user.Anonymous && !out.InGroup(user.AllAuthenticated) && !out.InGroup(user.AllUnauthenticated):
 		out.Groups = append(out.Groups, user.AllAuthenticated)
 	}
-	audit.LogImpersonatedUser(r.Context(), &user.DefaultInfo{Name: out.Name, UID: out.UID, Groups: out.Groups}, "")
+	audit.LogImpersonatedUser(r.Context(), out.Info(), "")
 	return out, nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -182,18 +183,47 @@ func (o *listOptions) matchesKey(k state.Key) bool {
 func (o *listOptions) hasSelectors() bool { return !o.label.Empty() || !o.field.Empty() }
 
 // continueToken is the opaque "continue" of a paginated list: the list's
-// resourceVersion and the ID of the last object returned.
+// resourceVersion (-1: continue at the latest, after the token expired,
+// as kube-apiserver's inconsistent continue), the ID of the last object
+// returned and when the list's first page was read (Unix seconds; 0 in
+// tokens of older releases, which do not expire).
 type continueToken struct {
 	APIVersion      string `json:"v"`
-	ResourceVersion uint64 `json:"rv"`
+	ResourceVersion int64  `json:"rv"`
 	Start           string `json:"start"`
+	At              int64  `json:"at,omitempty"`
 }
 
 const continueVersion = "meta.k8s.io/v1"
 
-func encodeContinue(rv uint64, lastID string) string {
-	b, _ := json.Marshal(continueToken{APIVersion: continueVersion, ResourceVersion: rv, Start: lastID})
+// continueCompactInterval is how long a continue token stays consistent:
+// kube-apiserver's tokens expire when etcd compacts their revision away,
+// every 5 minutes by default (--etcd-compaction-interval), that is 5 to
+// 10 minutes after the first page. Skiff keeps no old states to compact:
+// its tokens expire 5 minutes after the first page was read.
+const continueCompactInterval = 5 * time.Minute
+
+func encodeContinue(rv int64, lastID string, at time.Time) string {
+	b, _ := json.Marshal(continueToken{APIVersion: continueVersion, ResourceVersion: rv, Start: lastID, At: at.Unix()})
 	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// expired reports whether the list t continues was read so long before
+// now that its resourceVersion counts as compacted.
+func (t *continueToken) expired(now time.Time) bool {
+	return t.ResourceVersion > 0 && t.At > 0 && now.Sub(time.Unix(t.At, 0)) >= continueCompactInterval
+}
+
+// inconsistentContinue is kube-apiserver's 410 for an expired continue
+// token: its status carries a token that continues after the same object
+// at the latest resourceVersion.
+func inconsistentContinue(t *continueToken, now time.Time) error {
+	err := apierrors.NewResourceExpired("The provided continue parameter is too old to display a consistent list result. " +
+		"You can start a new list without the continue parameter, or use the continue token in this response to retrieve " +
+		"the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that " +
+		"were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.")
+	err.ErrStatus.ListMeta.Continue = encodeContinue(-1, t.Start, now)
+	return err
 }
 
 func decodeContinue(s, storageResource string) (*continueToken, error) {
@@ -211,7 +241,7 @@ func decodeContinue(s, storageResource string) (*continueToken, error) {
 	if t.APIVersion != continueVersion {
 		return nil, bad(fmt.Sprintf("incorrect encoded start resourceVersion (version %s)", t.APIVersion))
 	}
-	if t.ResourceVersion == 0 || !strings.HasPrefix(t.Start, storageResource+"\x00") {
+	if t.ResourceVersion == 0 || t.ResourceVersion < -1 || !strings.HasPrefix(t.Start, storageResource+"\x00") {
 		return nil, bad("it does not belong to this list")
 	}
 	return &t, nil

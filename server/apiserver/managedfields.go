@@ -9,6 +9,7 @@ import (
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensionsac "k8s.io/apiextensions-apiserver/pkg/client/applyconfiguration"
+	"k8s.io/apiextensions-apiserver/pkg/controller/openapi/builder"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/managedfields"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/applyconfigurations"
+	"k8s.io/kube-openapi/pkg/spec3"
 	"k8s.io/kube-openapi/pkg/validation/spec"
 
 	"github.com/skiff-io/skiff/server/registry"
@@ -36,8 +38,8 @@ import (
 // (applyconfigurations.NewTypeConverter): the one kube-apiserver derives
 // from the same types' generated OpenAPI, with every list type, map key
 // (containers by name, ports by containerPort and protocol) and key
-// default. Kinds not in it (custom resources) bring their own converter
-// through SetTypeConverter.
+// default. Custom resources get theirs from their CRD's schema
+// (customTypeConverter), or through SetTypeConverter.
 
 // fieldWrite is what the field manager needs of a write request: its
 // manager and subresource, and whether the object's managedFields were
@@ -68,6 +70,10 @@ type fieldManagers struct {
 	apiextensions managedfields.TypeConverter
 	converters    map[schema.GroupVersionKind]managedfields.TypeConverter
 	managers      map[fieldManagerKey]*managedfields.FieldManager
+	// custom marks the custom kinds among managers' keys, whose managers
+	// are made again when the registry's CRDs change (customGen).
+	custom    map[schema.GroupVersionKind]bool
+	customGen uint64
 }
 
 type fieldManagerKey struct {
@@ -99,24 +105,40 @@ func (s *APIServer) fieldManager(kind *registry.Kind, subresource string) (*mana
 	f := &s.fields
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if gen := s.reg.CustomGeneration(); gen != f.customGen {
+		// The CRDs changed: custom kinds' schemas may have too.
+		for k, fm := range f.managers {
+			if fm != nil && f.custom[k.gvk] {
+				delete(f.managers, k)
+			}
+		}
+		f.customGen = gen
+	}
 	key := fieldManagerKey{gvk: kind.GVK, subresource: subresource}
 	if fm := f.managers[key]; fm != nil {
 		return fm, nil
 	}
 	scheme := s.reg.Scheme()
 	tc := f.converters[kind.GVK]
+	if kind.Custom() {
+		if f.custom == nil {
+			f.custom = map[schema.GroupVersionKind]bool{}
+		}
+		f.custom[kind.GVK] = true
+	}
 	var (
 		fm  *managedfields.FieldManager
 		err error
 	)
 	switch {
 	case kind.Custom():
-		// Custom objects (unstructured): the CRD field manager; without a
-		// converter from the CRD's schema (SetTypeConverter), a deduced
-		// one, as kube-apiserver uses for schemaless custom resources:
-		// maps merge by key, lists are atomic.
+		// Custom objects (unstructured): the CRD field manager with the
+		// CRD's schema (SetTypeConverter, or built here from the CRD as
+		// kube-apiserver does), else a deduced one, as kube-apiserver uses
+		// for schemaless custom resources: maps merge by key, lists are
+		// atomic.
 		if tc == nil {
-			tc = managedfields.NewDeducedTypeConverter()
+			tc = s.customTypeConverter(kind)
 		}
 		fm, err = managedfields.NewDefaultCRDFieldManager(tc, customConverter{}, customConverter{}, customConverter{},
 			kind.GVK, kind.GVK.GroupVersion(), subresource, nil)
@@ -343,4 +365,38 @@ func (customConverter) New(gvk schema.GroupVersionKind) (runtime.Object, error) 
 	u := &unstructured.Unstructured{}
 	u.SetGroupVersionKind(gvk)
 	return u, nil
+}
+
+// customTypeConverter is the type converter of a custom kind, as
+// kube-apiserver's CRD handler makes it: from the OpenAPI v3 schemas of
+// every version of its CRD (apiextensions-apiserver's builder, which
+// brings ObjectMeta's too), so that an apply is checked against the
+// schema (".metadata.foo: field not declared in schema") and lists and
+// maps merge by their x-kubernetes-list-type and map keys. Without a CRD
+// or a schema that builds, the deduced converter.
+func (s *APIServer) customTypeConverter(kind *registry.Kind) managedfields.TypeConverter {
+	for _, crd := range s.reg.CustomResourceDefinitions() {
+		if crd.Spec.Group != kind.GVK.Group || (crd.Spec.Names.Plural != kind.Resource && crd.Status.AcceptedNames.Plural != kind.Resource) {
+			continue
+		}
+		specs := make([]*spec3.OpenAPI, 0, len(crd.Spec.Versions))
+		for _, v := range crd.Spec.Versions {
+			doc, err := builder.BuildOpenAPIV3(crd, v.Name, builder.Options{})
+			if err != nil {
+				s.log.Warn("custom resource schema: applies are not checked against it", "crd", crd.Name, "version", v.Name, "err", err)
+				return managedfields.NewDeducedTypeConverter()
+			}
+			specs = append(specs, doc)
+		}
+		merged, err := builder.MergeSpecsV3(specs...)
+		if err == nil && merged.Components != nil {
+			var tc managedfields.TypeConverter
+			if tc, err = managedfields.NewTypeConverter(merged.Components.Schemas, crd.Spec.PreserveUnknownFields); err == nil {
+				return tc
+			}
+		}
+		s.log.Warn("custom resource schema: applies are not checked against it", "crd", crd.Name, "err", err)
+		break
+	}
+	return managedfields.NewDeducedTypeConverter()
 }

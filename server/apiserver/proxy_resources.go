@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	proxyutil "k8s.io/apimachinery/pkg/util/proxy"
 
 	"github.com/skiff-io/skiff/fsm/state"
 )
@@ -50,9 +51,12 @@ func (s *APIServer) handleProxy(req *request) {
 		marker = "/" + req.info.Name + "/proxy"
 		i = strings.Index(path, marker)
 	}
-	rest := "/"
-	if i >= 0 && len(path) > i+len(marker) {
-		rest = path[i+len(marker):]
+	rest, prefix := "/", path
+	if i >= 0 {
+		prefix = path[:i+len(marker)]
+		if len(path) > i+len(marker) {
+			rest = path[i+len(marker):]
+		}
 	}
 	snap, err := s.store.Read(req.r.Context(), false, 0)
 	if err != nil {
@@ -94,6 +98,10 @@ func (s *APIServer) handleProxy(req *request) {
 		return
 	}
 	target.RawQuery = req.r.URL.RawQuery
+	// As kube-apiserver's proxy (UpgradeAwareHandler with WrapTransport):
+	// X-Forwarded-* headers, and absolute links in HTML answers and
+	// redirects rewritten under the proxy path.
+	transport = &proxyutil.Transport{PathPrepend: prefix, RoundTripper: transport}
 	s.reverseProxy(req, target, transport)
 }
 

@@ -132,8 +132,9 @@ func (s *APIServer) handleWatch(req *request) {
 		// field selectors other than on the name and namespace, is sent
 		// from the stored bytes: nothing is decoded or encoded, and the
 		// watch holds nothing of the list but the snapshot, which shares
-		// the state's immutable objects.
-		stored := w.out.kind == outputObject && !w.out.proto && opts.keyOnly()
+		// the state's immutable objects. Custom objects are decoded: their
+		// schema's defaults apply on read.
+		stored := w.out.kind == outputObject && !w.out.proto && opts.keyOnly() && !req.kind.Custom()
 		emit := func(o *state.Object) bool {
 			if stored {
 				if !opts.matchesKey(o.Key) {

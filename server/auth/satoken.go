@@ -79,7 +79,8 @@ type legacyClaims struct {
 	ServiceAccountUID  string `json:"kubernetes.io/serviceaccount/service-account.uid,omitempty"`
 }
 
-// TokenSpec is what a bound token says.
+// TokenSpec is what a bound token says. A token is bound to at most one
+// of Pod (Node then names the pod's node), Secret or Node.
 type TokenSpec struct {
 	Namespace         string
 	ServiceAccount    string
@@ -102,6 +103,8 @@ type TokenClaims struct {
 	Secret            *ObjectRef
 	Node              *ObjectRef
 	Expiry            time.Time // zero for legacy tokens
+	// ID is the token's "jti" (empty for legacy tokens).
+	ID string
 }
 
 // TokenConfig configures ServiceAccountTokens.
@@ -272,7 +275,7 @@ func (t *ServiceAccountTokens) Verify(token string, now time.Time) (*TokenClaims
 		return nil, fmt.Errorf("%w: malformed kubernetes.io claims", ErrInvalidToken)
 	}
 	return &TokenClaims{Namespace: k.Namespace, ServiceAccount: k.ServiceAccount.Name, ServiceAccountUID: k.ServiceAccount.UID,
-		Pod: k.Pod, Secret: k.Secret, Node: k.Node, Expiry: std.Expiry.Time()}, nil
+		Pod: k.Pod, Secret: k.Secret, Node: k.Node, Expiry: std.Expiry.Time(), ID: std.ID}, nil
 }
 
 // OpenIDConfiguration is the /.well-known/openid-configuration document

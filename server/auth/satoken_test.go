@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -41,10 +42,17 @@ type fakeSAObjects struct {
 	sas     map[string]*corev1.ServiceAccount
 	pods    map[string]*corev1.Pod
 	secrets map[string]*corev1.Secret
+	nodes   map[string]*corev1.Node
 }
 
 func newFakeSAObjects() *fakeSAObjects {
-	return &fakeSAObjects{sas: map[string]*corev1.ServiceAccount{}, pods: map[string]*corev1.Pod{}, secrets: map[string]*corev1.Secret{}}
+	return &fakeSAObjects{sas: map[string]*corev1.ServiceAccount{}, pods: map[string]*corev1.Pod{}, secrets: map[string]*corev1.Secret{},
+		nodes: map[string]*corev1.Node{}}
+}
+
+func (f *fakeSAObjects) GetNode(name string) (*corev1.Node, bool) {
+	o, ok := f.nodes[name]
+	return o, ok
 }
 
 func (f *fakeSAObjects) GetServiceAccount(ns, name string) (*corev1.ServiceAccount, bool) {
@@ -239,9 +247,35 @@ func TestAuthenticateServiceAccountTokens(t *testing.T) {
 	if u.UID != "sa-1" {
 		t.Errorf("uid %q", u.UID)
 	}
-	podBound := issue(TokenSpec{Pod: &ObjectRef{Name: "p", UID: "pod-1"}})
+	jti := decodePayload(t, plain)["jti"].(string)
+	if got := fmt.Sprint(u.Extra); got != "map[authentication.kubernetes.io/credential-id:[JTI="+jti+"]]" {
+		t.Errorf("extra of an unbound token: %s", got)
+	}
+	// Bound to a pod: the pod and its node (information only: the node
+	// need not exist) in the extra, as kube-apiserver's.
+	podBound := issue(TokenSpec{Pod: &ObjectRef{Name: "p", UID: "pod-1"}, Node: &ObjectRef{Name: "n1", UID: "node-1"}})
 	u, err = authn(podBound)
 	assertUser(t, u, err, "system:serviceaccount:app:robot", groups...)
+	jti = decodePayload(t, podBound)["jti"].(string)
+	want := "map[authentication.kubernetes.io/credential-id:[JTI=" + jti + "] authentication.kubernetes.io/node-name:[n1] " +
+		"authentication.kubernetes.io/node-uid:[node-1] authentication.kubernetes.io/pod-name:[p] authentication.kubernetes.io/pod-uid:[pod-1]]"
+	if got := fmt.Sprint(u.Extra); got != want {
+		t.Errorf("extra of a pod-bound token:\n got %s\nwant %s", got, want)
+	}
+	// Bound to a node: valid while that node (same UID) exists.
+	objs.nodes["n1"] = &corev1.Node{ObjectMeta: meta("", "n1", "node-1")}
+	nodeBound := issue(TokenSpec{Node: &ObjectRef{Name: "n1", UID: "node-1"}})
+	u, err = authn(nodeBound)
+	assertUser(t, u, err, "system:serviceaccount:app:robot", groups...)
+	if u.Extra[ExtraNodeName][0] != "n1" || u.Extra[ExtraNodeUID][0] != "node-1" || u.Extra[ExtraPodName] != nil {
+		t.Errorf("extra of a node-bound token: %v", u.Extra)
+	}
+	objs.nodes["n1"] = &corev1.Node{ObjectMeta: meta("", "n1", "node-2")}
+	u, err = authn(nodeBound)
+	assertUnauthenticated(t, u, err)
+	delete(objs.nodes, "n1")
+	u, err = authn(nodeBound)
+	assertUnauthenticated(t, u, err)
 	secretBound := issue(TokenSpec{Secret: &ObjectRef{Name: "s", UID: "sec-1"}})
 	u, err = authn(secretBound)
 	assertUser(t, u, err, "system:serviceaccount:app:robot", groups...)
@@ -291,6 +325,9 @@ func TestAuthenticateLegacyToken(t *testing.T) {
 		Data: map[string][]byte{"token": []byte(tok)}}
 	u, err = a.Authenticate(newRequest(t, "Bearer "+tok))
 	assertUser(t, u, err, "system:serviceaccount:app:robot", "system:serviceaccounts", "system:serviceaccounts:app", "system:authenticated")
+	if u.Extra != nil {
+		t.Errorf("extra of a legacy token (no jti, as kube-apiserver's): %v", u.Extra)
+	}
 	// A Secret holding another token does not vouch for this one.
 	objs.secrets["app/robot-token"].Data["token"] = []byte("other")
 	u, err = a.Authenticate(newRequest(t, "Bearer "+tok))

@@ -5,6 +5,11 @@ package auth
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	"k8s.io/apiserver/pkg/authentication/user"
 )
 
 // Well-known groups.
@@ -29,6 +34,39 @@ type User struct {
 	// UID is the service account's UID for service-account users.
 	UID    string
 	Groups []string
+	// Extra is the user's extra information, as Kubernetes' user.Info
+	// (for service-account tokens: the bound pod and node and the
+	// token's credential-id "JTI=<jti>").
+	Extra map[string][]string
+}
+
+// Info is u as a k8s.io/apiserver user.Info (a copy).
+func (u *User) Info() *user.DefaultInfo {
+	return &user.DefaultInfo{Name: u.Name, UID: u.UID, Groups: slices.Clone(u.Groups), Extra: u.cloneExtra()}
+}
+
+// UserInfo is u as an authentication.k8s.io/v1 UserInfo (a copy), as
+// TokenReviews, SelfSubjectReviews and AdmissionReviews carry it.
+func (u *User) UserInfo() authenticationv1.UserInfo {
+	out := authenticationv1.UserInfo{Username: u.Name, UID: u.UID, Groups: slices.Clone(u.Groups)}
+	if len(u.Extra) > 0 {
+		out.Extra = make(map[string]authenticationv1.ExtraValue, len(u.Extra))
+		for k, v := range u.Extra {
+			out.Extra[k] = slices.Clone(v)
+		}
+	}
+	return out
+}
+
+func (u *User) cloneExtra() map[string][]string {
+	if len(u.Extra) == 0 {
+		return nil
+	}
+	out := maps.Clone(u.Extra)
+	for k, v := range out {
+		out[k] = slices.Clone(v)
+	}
+	return out
 }
 
 // InGroup reports whether u belongs to group g.

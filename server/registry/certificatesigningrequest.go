@@ -27,7 +27,7 @@ func certificateSigningRequestKind() *Kind {
 		HasStatus:  true,
 		// approval: `kubectl certificate approve|deny` (handler_approval.go).
 		extraSubresources: []Subresource{{Name: SubApproval, GVK: certificatesv1.SchemeGroupVersion.WithKind("CertificateSigningRequest"),
-			Verbs: []string{"get", "update"}}},
+			Verbs: []string{"get", "patch", "update"}}},
 		newObject: func() runtime.Object { return &certificatesv1.CertificateSigningRequest{} },
 		newList:   func() runtime.Object { return &certificatesv1.CertificateSigningRequestList{} },
 		prepareForCreate: func(obj runtime.Object) {

@@ -191,6 +191,12 @@ func (k *Kind) Decode(o *state.Object) (runtime.Object, error) {
 		}
 		obj = c
 	}
+	if k.custom && k.defaults != nil {
+		// As kube-apiserver's storage decoder of custom resources: the
+		// version's schema prunes, coerces and defaults what is read, so
+		// an object stored before a default was added gets it.
+		k.defaults(obj)
+	}
 	obj.GetObjectKind().SetGroupVersionKind(k.GVK)
 	mustMeta(obj).SetResourceVersion(strconv.FormatUint(o.ModifyIndex, 10))
 	return obj, nil

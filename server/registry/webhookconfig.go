@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -13,7 +14,16 @@ import (
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
+	"k8s.io/apiserver/pkg/admission/plugin/webhook/matchconditions"
+	"k8s.io/apiserver/pkg/cel/environment"
 )
+
+// matchConditionCompiler compiles webhooks' matchConditions for
+// validation (made once: it is immutable and safe for concurrent use).
+var matchConditionCompiler = sync.OnceValue(func() plugincel.Compiler {
+	return plugincel.NewCompiler(environment.MustBaseEnvSet(environment.DefaultCompatibilityVersion()))
+})
 
 // Mutating and ValidatingWebhookConfigurations (admissionregistration.k8s.io/v1)
 // are stored, defaulted and validated as kube-apiserver does; the admission
@@ -298,8 +308,9 @@ func validateClientConfig(p *field.Path, cc admissionregistrationv1.WebhookClien
 }
 
 // validateMatchConditions: at most 64, names unique qualified names,
-// expressions set. Whether an expression compiles is checked when the
-// webhook is called (its failurePolicy decides), not here.
+// expressions set and compiling (with kube-apiserver's variables: object,
+// oldObject, request, authorizer), as kube-apiserver validates them: "…
+// Invalid value: …: compilation failed: ERROR: …".
 func validateMatchConditions(p *field.Path, conds []admissionregistrationv1.MatchCondition) field.ErrorList {
 	var errs field.ErrorList
 	if len(conds) > 64 {
@@ -319,8 +330,13 @@ func validateMatchConditions(p *field.Path, conds []admissionregistrationv1.Matc
 			errs = append(errs, field.Duplicate(np, c.Name))
 		}
 		names.Insert(c.Name)
-		if strings.TrimSpace(c.Expression) == "" {
-			errs = append(errs, field.Required(p.Index(i).Child("expression"), ""))
+		ep := p.Index(i).Child("expression")
+		if expr := strings.TrimSpace(c.Expression); expr == "" {
+			errs = append(errs, field.Required(ep, ""))
+		} else {
+			res := matchConditionCompiler().CompileCELExpression(&matchconditions.MatchCondition{Name: c.Name, Expression: expr},
+				plugincel.OptionalVariableDeclarations{HasAuthorizer: true}, environment.NewExpressions)
+			errs = append(errs, celError(ep, expr, res.Error)...)
 		}
 	}
 	return errs

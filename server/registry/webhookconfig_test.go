@@ -7,6 +7,7 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 )
 
 func TestWebhookConfigurationValidation(t *testing.T) {
@@ -65,5 +66,52 @@ func TestWebhookConfigurationValidation(t *testing.T) {
 	}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("error fields:\n got %v\nwant %v", got, want)
+	}
+}
+
+// TestWebhookMatchConditionsCompile: as kube-apiserver, a matchCondition
+// that does not compile is refused on create, in both kinds, naming the
+// expression ("compilation failed", the upstream conformance tests'
+// "should reject … webhook configurations with invalid match conditions");
+// the request, object and authorizer variables are known.
+func TestWebhookMatchConditionsCompile(t *testing.T) {
+	reg := New()
+	url := "https://127.0.0.1:8443/x"
+	none := admissionregistrationv1.SideEffectClassNone
+	good := []admissionregistrationv1.MatchCondition{
+		{Name: "not-skipped", Expression: `object.metadata.name != "skip-me"`},
+		{Name: "user", Expression: `request.userInfo.username != "" && authorizer.group("").resource("pods").check("get").allowed() || true`},
+	}
+	bad := []admissionregistrationv1.MatchCondition{{Name: "invalid-expression-1", Expression: "... [] bad expression"}}
+	for _, tc := range []struct {
+		resource string
+		obj      func([]admissionregistrationv1.MatchCondition) runtime.Object
+	}{
+		{"validatingwebhookconfigurations", func(mc []admissionregistrationv1.MatchCondition) runtime.Object {
+			return &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "c"}, Webhooks: []admissionregistrationv1.ValidatingWebhook{{
+				Name: "a.example.com", ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: &url}, SideEffects: &none,
+				AdmissionReviewVersions: []string{"v1"}, MatchConditions: mc}}}
+		}},
+		{"mutatingwebhookconfigurations", func(mc []admissionregistrationv1.MatchCondition) runtime.Object {
+			return &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "c"}, Webhooks: []admissionregistrationv1.MutatingWebhook{{
+				Name: "a.example.com", ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: &url}, SideEffects: &none,
+				AdmissionReviewVersions: []string{"v1"}, MatchConditions: mc}}}
+		}},
+	} {
+		kind, ok := reg.Lookup(admissionregistrationv1.GroupName, "v1", tc.resource)
+		if !ok {
+			t.Fatalf("%s not served", tc.resource)
+		}
+		ok1 := tc.obj(good)
+		kind.Default(ok1)
+		if errs := kind.Validate(ok1); len(errs) != 0 {
+			t.Errorf("%s: valid conditions refused: %v", tc.resource, errs)
+		}
+		ko := tc.obj(bad)
+		kind.Default(ko)
+		errs := kind.Validate(ko)
+		if len(errs) != 1 || errs[0].Field != "webhooks[0].matchConditions[0].expression" || !strings.Contains(errs[0].Error(), "compilation failed") {
+			t.Errorf("%s: invalid condition: %v", tc.resource, errs)
+		}
 	}
 }

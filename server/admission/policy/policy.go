@@ -103,7 +103,7 @@ func (e *Evaluator) Validate(ctx context.Context, snap *state.Snapshot, a *Attri
 	}
 	var u user.Info = &user.DefaultInfo{}
 	if a.User != nil {
-		u = &user.DefaultInfo{Name: a.User.Name, UID: a.User.UID, Groups: a.User.Groups}
+		u = a.User.Info()
 	}
 	gvk := a.Kind.GVK
 	gvr := gvk.GroupVersion().WithResource(a.Kind.Resource)

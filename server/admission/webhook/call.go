@@ -21,13 +21,13 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/uuid"
+	webhookerrors "k8s.io/apiserver/pkg/admission/plugin/webhook/errors"
 
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 
@@ -122,33 +122,21 @@ func addWarnings(warn func(string), ws []string) {
 	}
 }
 
-// denied is kube-apiserver's error for a refusal: the webhook's status with
-// its message prefixed by the webhook's name; 400 when it gave no code.
+// denied is kube-apiserver's error for a refusal (webhookerrors.ToStatusErr):
+// the webhook's status with its message, else its reason, after "admission
+// webhook … denied the request: "; its code if 400 or more, else 400.
 func denied(name string, result *metav1.Status) error {
-	st := metav1.Status{Status: metav1.StatusFailure, Code: http.StatusBadRequest, Reason: metav1.StatusReasonBadRequest}
 	if result != nil {
-		if result.Code != 0 {
-			st.Code = result.Code
-		}
-		if result.Reason != "" {
-			st.Reason = result.Reason
-		}
-		st.Details = result.Details
-		st.Message = result.Message
+		result = result.DeepCopy()
 	}
-	if st.Message == "" {
-		st.Message = fmt.Sprintf("admission webhook %q denied the request without explanation", name)
-	} else {
-		st.Message = fmt.Sprintf("admission webhook %q denied the request: %s", name, st.Message)
-	}
-	return &apierrors.StatusError{ErrStatus: st}
+	return webhookerrors.ToStatusErr(name, result)
 }
 
 // review builds the AdmissionReview v1 for a; body is the object as sent
 // (the patch's base).
 func review(a *Attributes) (*admissionv1.AdmissionReview, []byte, error) {
-	gvk := a.Kind.GVK
-	gvr := gvk.GroupVersion().WithResource(a.Kind.Resource)
+	gvk := a.objectGVK()
+	gvr := a.Kind.GVK.GroupVersion().WithResource(a.Kind.Resource)
 	req := &admissionv1.AdmissionRequest{
 		UID:             uuid.NewUUID(),
 		Kind:            metav1.GroupVersionKind{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind},
@@ -165,7 +153,7 @@ func review(a *Attributes) (*admissionv1.AdmissionReview, []byte, error) {
 		req.RequestSubResource = a.Subresource
 	}
 	if u := a.User; u != nil {
-		req.UserInfo = authenticationv1.UserInfo{Username: u.Name, UID: u.UID, Groups: u.Groups}
+		req.UserInfo = u.UserInfo()
 	}
 	var body []byte
 	var err error

@@ -72,12 +72,12 @@ func (d *Dispatcher) conditionsMatch(ctx context.Context, a *Attributes, name st
 	}
 	var u user.Info = &user.DefaultInfo{}
 	if a.User != nil {
-		u = &user.DefaultInfo{Name: a.User.Name, UID: a.User.UID, Groups: a.User.Groups}
+		u = a.User.Info()
 	}
 	gvr := a.Kind.GVK.GroupVersion().WithResource(a.Kind.Resource)
-	attrs := admission.NewAttributesRecord(a.Object, a.OldObject, a.Kind.GVK, a.Namespace, a.Name, gvr, a.Subresource,
+	attrs := admission.NewAttributesRecord(a.Object, a.OldObject, a.objectGVK(), a.Namespace, a.Name, gvr, a.Subresource,
 		admission.Operation(a.Operation), a.Options, a.DryRun, u)
-	va := &admission.VersionedAttributes{Attributes: attrs, VersionedKind: a.Kind.GVK,
+	va := &admission.VersionedAttributes{Attributes: attrs, VersionedKind: a.objectGVK(),
 		VersionedObject: admission.NewLazyObject(a.Object), VersionedOldObject: admission.NewLazyObject(a.OldObject)}
 	res := d.conditions.matcher(name, conds, fp, mutating).Match(ctx, va, nil, nil)
 	if res.Error != nil {

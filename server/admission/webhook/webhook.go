@@ -22,6 +22,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/skiff-io/skiff/fsm/state"
 	"github.com/skiff-io/skiff/server/auth"
@@ -43,6 +44,17 @@ type Attributes struct {
 	// Options is the request's CreateOptions, UpdateOptions or
 	// DeleteOptions, sent as request.options (may be nil).
 	Options runtime.Object
+	// ObjectKind is Object's kind when it is not Kind's: a CONNECT's
+	// options (PodAttachOptions…), sent as request.kind.
+	ObjectKind schema.GroupVersionKind
+}
+
+// objectGVK is the kind of a's object, as the review names it.
+func (a *Attributes) objectGVK() schema.GroupVersionKind {
+	if !a.ObjectKind.Empty() {
+		return a.ObjectKind
+	}
+	return a.Kind.GVK
 }
 
 // Dispatcher finds and calls the webhooks that match a request.

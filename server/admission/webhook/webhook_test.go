@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -395,5 +396,36 @@ func TestPatchMayNotRename(t *testing.T) {
 	a := e.attrs("default", nil)
 	if err := e.d.Mutate(context.Background(), e.snap(), a, nil); !apierrors.IsInternalError(err) || a.Object.(*corev1.ConfigMap).Name != "cm" {
 		t.Fatalf("rename: %v, name %s", err, a.Object.(*corev1.ConfigMap).Name)
+	}
+}
+
+// TestDenialStatusAsKubeAPIServer: a denial reaches the client as
+// kube-apiserver's ToStatusErr makes it: the webhook's message, else its
+// reason (agnhost's attach denial sets only the reason), after "admission
+// webhook … denied the request: "; its code when 400 or more, else 400.
+func TestDenialStatusAsKubeAPIServer(t *testing.T) {
+	for name, tc := range map[string]struct {
+		result   *metav1.Status
+		code     int32
+		contains string
+	}{
+		"reason only":  {&metav1.Status{Reason: "attaching to pod 'to-be-attached-pod' is not allowed"}, 400, `denied the request: attaching to pod 'to-be-attached-pod' is not allowed`},
+		"message":      {&metav1.Status{Message: "the pod contains unwanted label", Code: 403, Reason: metav1.StatusReasonForbidden}, 403, `denied the request: the pod contains unwanted label`},
+		"code too low": {&metav1.Status{Message: "no", Code: 200}, 400, `denied the request: no`},
+		"nothing":      {nil, 400, `denied the request without explanation`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			url, ca := hookServer(t, func(*admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+				return &admissionv1.AdmissionResponse{Allowed: false, Result: tc.result}
+			})
+			e.create("validatingwebhookconfigurations", admissionregistrationv1.GroupName, validating("deny", url, ca, admissionregistrationv1.Fail, 5))
+			err := e.d.Validate(context.Background(), e.snap(), e.attrs("default", nil), nil)
+			var st apierrors.APIStatus
+			if !errors.As(err, &st) || st.Status().Code != tc.code || st.Status().Status != metav1.StatusFailure ||
+				!strings.Contains(st.Status().Message, `admission webhook "deny.example.com" `+tc.contains) {
+				t.Fatalf("denial: %v (%+v), want code %d and %q", err, st, tc.code, tc.contains)
+			}
+		})
 	}
 }

@@ -1,8 +1,9 @@
 // Package namespace is the namespace lifecycle controller: a namespace
 // being deleted (Terminating, held by the "kubernetes" finalizer in
-// spec.finalizers) is emptied — every namespaced resource the API
-// serves, found through discovery, is deleted — and then finalized
-// through namespaces/finalize, upon which the API server deletes it.
+// spec.finalizers) is emptied — its pods first, then, once they are gone,
+// every other namespaced resource the API serves, found through
+// discovery — and then finalized through namespaces/finalize, upon which
+// the API server deletes it.
 package namespace
 
 import (
@@ -64,11 +65,8 @@ func (c *Controller) Run(ctx context.Context, workers int) {
 	controller.RunWorkers(ctx, c.queue, workers, c.log, c.sync)
 }
 
-// errContentRemaining asks for another look once objects still being
-// deleted (pods terminating, finalizers) are gone.
-type errContentRemaining struct{ what string }
-
-func (e *errContentRemaining) Error() string { return "content remaining: " + e.what }
+// podsGVR is what an ordered namespace deletion removes first.
+var podsGVR = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
 
 func (c *Controller) sync(ctx context.Context, name string) error {
 	ns, err := c.nss.Get(name)
@@ -81,20 +79,30 @@ func (c *Controller) sync(ctx context.Context, name string) error {
 	if ns.DeletionTimestamp == nil || !slices.Contains(ns.Spec.Finalizers, corev1.FinalizerKubernetes) {
 		return nil
 	}
+	var st deletionStatus
 	// Discovery from before the deletion may lack a resource (a CRD's)
 	// made since; the timestamp has whole seconds.
 	gvrs, err := c.resources(ctx, ns.DeletionTimestamp.Add(time.Second))
 	if err != nil {
-		c.setConditions(ctx, ns, "NamespaceDeletionDiscoveryFailure", err.Error(), "", "")
+		st.discoveryErr = err.Error()
+		c.setConditions(ctx, ns, &st)
 		return err
 	}
-	remaining, finalizers, err := c.deleteContent(ctx, name, gvrs)
-	if err != nil {
-		c.setConditions(ctx, ns, "NamespaceDeletionContentFailure", err.Error(), "", "")
-		return err
+	// Ordered deletion (Kubernetes 1.33+, OrderedNamespaceDeletion): the
+	// pods first, and nothing else while one remains, so no pod outlives
+	// what it uses (its Secrets, ConfigMaps, service account).
+	if slices.Contains(gvrs, podsGVR) {
+		c.deleteContent(ctx, name, []schema.GroupVersionResource{podsGVR}, &st)
+		if st.contentErr != "" || len(st.remaining) > 0 {
+			c.setConditions(ctx, ns, &st)
+			c.queue.AddAfter(name, 2*time.Second)
+			return nil
+		}
+		gvrs = slices.DeleteFunc(slices.Clone(gvrs), func(g schema.GroupVersionResource) bool { return g == podsGVR })
 	}
-	if remaining != "" {
-		c.setConditions(ctx, ns, "", "", remaining, finalizers)
+	c.deleteContent(ctx, name, gvrs, &st)
+	c.setConditions(ctx, ns, &st)
+	if st.contentErr != "" || len(st.remaining) > 0 {
 		c.queue.AddAfter(name, 2*time.Second)
 		return nil
 	}
@@ -108,6 +116,17 @@ func (c *Controller) sync(ctx context.Context, name string) error {
 		c.log.Info("namespace emptied and finalized", "namespace", name)
 	}
 	return err
+}
+
+// deletionStatus is what one pass over a namespace found, for its
+// conditions.
+type deletionStatus struct {
+	discoveryErr string
+	contentErr   string
+	// remaining: "pods. has 1 resource instances"…; finalizers: the
+	// finalizers holding them, with counts.
+	remaining  []string
+	finalizers map[string]int
 }
 
 // resources lists the namespaced resources that can be listed and
@@ -137,11 +156,13 @@ func (c *Controller) resources(ctx context.Context, notBefore time.Time) ([]sche
 	return out, nil
 }
 
-// deleteContent deletes everything in the namespace; it reports what is
-// still there (objects waiting for their grace period or finalizers).
-func (c *Controller) deleteContent(ctx context.Context, ns string, gvrs []schema.GroupVersionResource) (remaining, finalizers string, err error) {
-	var left, held []string
+// deleteContent deletes everything of gvrs in the namespace and records
+// in st what is still there (objects waiting for their grace period or
+// finalizers) and what failed; a failure on one resource does not stop
+// the others, as kube-apiserver's namespace controller.
+func (c *Controller) deleteContent(ctx context.Context, ns string, gvrs []schema.GroupVersionResource, st *deletionStatus) {
 	policy := metav1.DeletePropagationBackground
+	var errs []string
 	for _, gvr := range gvrs {
 		res := c.cc.Metadata.Resource(gvr).Namespace(ns)
 		list, err := res.List(ctx, metav1.ListOptions{})
@@ -149,7 +170,8 @@ func (c *Controller) deleteContent(ctx context.Context, ns string, gvrs []schema
 			continue
 		}
 		if err != nil {
-			return "", "", fmt.Errorf("list %s: %w", gvr.Resource, err)
+			errs = append(errs, fmt.Sprintf("list %s: %v", gvr.Resource, err))
+			continue
 		}
 		if len(list.Items) == 0 {
 			continue
@@ -158,24 +180,36 @@ func (c *Controller) deleteContent(ctx context.Context, ns string, gvrs []schema
 			if it.DeletionTimestamp == nil {
 				err := res.Delete(ctx, it.Name, metav1.DeleteOptions{PropagationPolicy: &policy, Preconditions: &metav1.Preconditions{UID: &it.UID}})
 				if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-					return "", "", fmt.Errorf("delete %s %s: %w", gvr.Resource, it.Name, err)
+					errs = append(errs, fmt.Sprintf("delete %s %s: %v", gvr.Resource, it.Name, err))
 				}
 			}
-			if len(it.Finalizers) > 0 {
-				held = append(held, it.Finalizers...)
+			for _, f := range it.Finalizers {
+				if st.finalizers == nil {
+					st.finalizers = map[string]int{}
+				}
+				st.finalizers[f]++
 			}
 		}
-		left = append(left, fmt.Sprintf("%s.%s has %d resource instances", gvr.Resource, gvr.Group, len(list.Items)))
+		st.remaining = append(st.remaining, fmt.Sprintf("%s.%s has %d resource instances", gvr.Resource, gvr.Group, len(list.Items)))
 	}
-	slices.Sort(held)
-	return strings.Join(left, ", "), strings.Join(slices.Compact(held), ", "), nil
+	if len(errs) > 0 {
+		sort.Strings(errs)
+		st.contentErr = fmt.Sprintf("Failed to delete all resource types, %d remaining: %s", len(errs), strings.Join(errs, ", "))
+	}
 }
 
-// setConditions records why the namespace is not gone yet (best effort).
-func (c *Controller) setConditions(ctx context.Context, ns *corev1.Namespace, failType, failMsg, remaining, finalizers string) {
+// setConditions records why the namespace is not gone yet (best effort),
+// as kube-apiserver's namespace controller: each of its five condition
+// types, True with what failed or remains, else False with its "ok"
+// reason.
+func (c *Controller) setConditions(ctx context.Context, ns *corev1.Namespace, st *deletionStatus) {
 	cp := ns.DeepCopy()
 	now := controller.Now(c.cc.Now)
-	set := func(t corev1.NamespaceConditionType, status corev1.ConditionStatus, reason, msg string) {
+	set := func(t corev1.NamespaceConditionType, bad bool, badReason, badMsg, okReason, okMsg string) {
+		status, reason, msg := corev1.ConditionFalse, okReason, okMsg
+		if bad {
+			status, reason, msg = corev1.ConditionTrue, badReason, badMsg
+		}
 		for i := range cp.Status.Conditions {
 			cur := &cp.Status.Conditions[i]
 			if cur.Type == t {
@@ -188,16 +222,22 @@ func (c *Controller) setConditions(ctx context.Context, ns *corev1.Namespace, fa
 		}
 		cp.Status.Conditions = append(cp.Status.Conditions, corev1.NamespaceCondition{Type: t, Status: status, Reason: reason, Message: msg, LastTransitionTime: now})
 	}
-	if failType != "" {
-		set(corev1.NamespaceConditionType(failType), corev1.ConditionTrue, "ContentDeletionFailed", failMsg)
+	var held []string
+	for f, n := range st.finalizers {
+		held = append(held, fmt.Sprintf("%s in %d resource instances", f, n))
 	}
-	if remaining != "" {
-		set(corev1.NamespaceContentRemaining, corev1.ConditionTrue, "SomeResourcesRemain", "Some resources are remaining: "+remaining)
-	}
-	if finalizers != "" {
-		set(corev1.NamespaceFinalizersRemaining, corev1.ConditionTrue, "SomeFinalizersRemain", "Some content in the namespace has finalizers remaining: "+finalizers)
-	}
-	if len(cp.Status.Conditions) == len(ns.Status.Conditions) && fmt.Sprint(cp.Status.Conditions) == fmt.Sprint(ns.Status.Conditions) {
+	sort.Strings(held)
+	sort.Strings(st.remaining)
+	set(corev1.NamespaceDeletionDiscoveryFailure, st.discoveryErr != "", "DiscoveryFailed", st.discoveryErr,
+		"ResourcesDiscovered", "All resources successfully discovered")
+	set(corev1.NamespaceDeletionGVParsingFailure, false, "", "", "ParsedGroupVersions", "All legacy kube types successfully parsed")
+	set(corev1.NamespaceDeletionContentFailure, st.contentErr != "", "ContentDeletionFailed", st.contentErr,
+		"ContentDeleted", "All content successfully deleted, may be waiting on finalization")
+	set(corev1.NamespaceContentRemaining, len(st.remaining) > 0, "SomeResourcesRemain", "Some resources are remaining: "+strings.Join(st.remaining, ", "),
+		"ContentRemoved", "All content successfully removed")
+	set(corev1.NamespaceFinalizersRemaining, len(held) > 0, "SomeFinalizersRemain", "Some content in the namespace has finalizers remaining: "+strings.Join(held, ", "),
+		"ContentHasNoFinalizers", "All content-preserving finalizers finished")
+	if fmt.Sprint(cp.Status.Conditions) == fmt.Sprint(ns.Status.Conditions) {
 		return
 	}
 	if _, err := c.cc.Client.CoreV1().Namespaces().UpdateStatus(ctx, cp, metav1.UpdateOptions{}); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {

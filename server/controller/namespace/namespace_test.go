@@ -84,3 +84,76 @@ func TestNamespaceDeletionEmptiesIt(t *testing.T) {
 		}
 	}
 }
+
+// TestOrderedNamespaceDeletion follows the upstream conformance test
+// "OrderedNamespaceDeletion namespace deletion should delete pod first"
+// (Kubernetes 1.34): while a pod (held by a finalizer) remains, the
+// namespace is Terminating with a NamespaceDeletionContentFailure
+// condition and its other content stays; once the pod goes, the rest is
+// deleted and the namespace with it.
+func TestOrderedNamespaceDeletion(t *testing.T) {
+	e := controllertest.NewEnv(t, controllertest.Options{})
+	e.RunKubelet("n1")
+	ns := namespace.New(e.CC)
+	sa := serviceaccount.New(e.CC)
+	e.Start(func(ctx context.Context) { ns.Run(ctx, 1) }, func(ctx context.Context) { sa.Run(ctx, 1) })
+	e.Namespace("nsdeletetest")
+	e.WaitFor(10*time.Second, "default service account", func() error {
+		_, err := e.Client.CoreV1().ServiceAccounts("nsdeletetest").Get(e.Ctx, "default", metav1.GetOptions{})
+		return err
+	})
+	pods := e.Client.CoreV1().Pods("nsdeletetest")
+	if _, err := pods.Create(e.Ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "test-pod", Finalizers: []string{"e2e.example.com/finalizer"}},
+		Spec: corev1.PodSpec{NodeName: "n1", Containers: []corev1.Container{{Name: "c", Image: "pause"}}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cms := e.Client.CoreV1().ConfigMaps("nsdeletetest")
+	if _, err := cms.Create(e.Ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "test-configmap"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Client.CoreV1().Namespaces().Delete(e.Ctx, "nsdeletetest", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.WaitFor(20*time.Second, "Terminating with a NamespaceDeletionContentFailure condition, the pod being deleted", func() error {
+		n, err := e.Client.CoreV1().Namespaces().Get(e.Ctx, "nsdeletetest", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		found := false
+		for _, c := range n.Status.Conditions {
+			found = found || c.Type == corev1.NamespaceDeletionContentFailure
+		}
+		if n.Status.Phase != corev1.NamespaceTerminating || !found {
+			return controllertest.Errorf("phase %s, conditions %+v", n.Status.Phase, n.Status.Conditions)
+		}
+		p, err := pods.Get(e.Ctx, "test-pod", metav1.GetOptions{})
+		if err != nil || p.DeletionTimestamp == nil {
+			return controllertest.Errorf("pod: %v", err)
+		}
+		return nil
+	})
+	// The configmap stays while the pod does (the controller keeps
+	// looking every 2 s).
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := cms.Get(e.Ctx, "test-configmap", metav1.GetOptions{}); err != nil {
+			t.Fatalf("the configmap went before the pod: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	p, err := pods.Get(e.Ctx, "test-pod", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Finalizers = nil
+	if _, err := pods.Update(e.Ctx, p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.WaitFor(30*time.Second, "namespace gone", func() error {
+		n, err := e.Client.CoreV1().Namespaces().Get(e.Ctx, "nsdeletetest", metav1.GetOptions{})
+		if !apierrors.IsNotFound(err) {
+			return controllertest.Errorf("namespace: %v %+v", err, n.Status)
+		}
+		return nil
+	})
+}
