@@ -119,6 +119,8 @@ func New() *Registry {
 		networkPolicyKind(),
 		ingressKind(),
 		ingressClassKind(),
+		ipAddressKind(),
+		serviceCIDRKind(),
 		certificateSigningRequestKind(),
 		selfSubjectAccessReviewKind(),
 		subjectAccessReviewKind(),

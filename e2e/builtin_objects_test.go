@@ -1,0 +1,58 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	networkingv1 "k8s.io/api/networking/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/skiff-io/skiff/e2e/testutil"
+)
+
+// TestBuiltinAPIObjects: the objects kube-apiserver creates for itself,
+// which the conformance suite reads, exist on a Skiff master: the default
+// ServiceCIDR `kubernetes` of --service-cidr with Ready=True, and the
+// IPAddress of the `kubernetes` Service's cluster IP, recreated after a
+// client deletes it.
+func TestBuiltinAPIObjects(t *testing.T) {
+	m, kc := kubectlMaster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cs := m.Clientset()
+
+	testutil.WaitFor(t, 30*time.Second, "default ServiceCIDR ready", func() error {
+		sc, err := cs.NetworkingV1().ServiceCIDRs().Get(ctx, "kubernetes", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if strings.Join(sc.Spec.CIDRs, ",") != "10.43.0.0/16" {
+			return fmt.Errorf("cidrs %v", sc.Spec.CIDRs)
+		}
+		if !apimeta.IsStatusConditionTrue(sc.Status.Conditions, networkingv1.ServiceCIDRConditionReady) {
+			return fmt.Errorf("conditions %+v", sc.Status.Conditions)
+		}
+		return nil
+	})
+	if out := kc("get", "servicecidrs"); !strings.Contains(out, "kubernetes") || !strings.Contains(out, "10.43.0.0/16") {
+		t.Errorf("kubectl get servicecidrs:\n%s", out)
+	}
+	ip, err := cs.NetworkingV1().IPAddresses().Get(ctx, "10.43.0.1", metav1.GetOptions{})
+	if err != nil || ip.Spec.ParentRef == nil || ip.Spec.ParentRef.Name != "kubernetes" {
+		t.Fatalf("IPAddress of the kubernetes Service: %v %+v", err, ip)
+	}
+	if out := kc("get", "ipaddresses"); !strings.Contains(out, "services/default/kubernetes") {
+		t.Errorf("kubectl get ipaddresses:\n%s", out)
+	}
+	if err := cs.NetworkingV1().IPAddresses().Delete(ctx, "10.43.0.1", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 45*time.Second, "deleted IPAddress of a live Service recreated", func() error {
+		_, err := cs.NetworkingV1().IPAddresses().Get(ctx, "10.43.0.1", metav1.GetOptions{})
+		return err
+	})
+}
