@@ -18,7 +18,8 @@ import (
 // which the conformance suite reads, exist on a Skiff master: the default
 // ServiceCIDR `kubernetes` of --service-cidr with Ready=True, and the
 // IPAddress of the `kubernetes` Service's cluster IP, recreated after a
-// client deletes it.
+// client deletes it; kube-apiserver's bootstrap FlowSchemas and
+// PriorityLevelConfigurations.
 func TestBuiltinAPIObjects(t *testing.T) {
 	m, kc := kubectlMaster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -55,4 +56,22 @@ func TestBuiltinAPIObjects(t *testing.T) {
 		_, err := cs.NetworkingV1().IPAddresses().Get(ctx, "10.43.0.1", metav1.GetOptions{})
 		return err
 	})
+
+	for _, name := range []string{"exempt", "catch-all", "global-default", "system", "workload-low"} {
+		if _, err := cs.FlowcontrolV1().PriorityLevelConfigurations().Get(ctx, name, metav1.GetOptions{}); err != nil {
+			t.Errorf("priority level %s: %v", name, err)
+		}
+	}
+	for _, name := range []string{"exempt", "catch-all", "global-default", "probes", "service-accounts"} {
+		fs, err := cs.FlowcontrolV1().FlowSchemas().Get(ctx, name, metav1.GetOptions{})
+		if err != nil || fs.Annotations["apf.kubernetes.io/autoupdate-spec"] != "true" {
+			t.Errorf("flow schema %s: %v", name, err)
+		}
+	}
+	if out := kc("get", "flowschemas"); !strings.Contains(out, "catch-all") || !strings.Contains(out, "MATCHINGPRECEDENCE") {
+		t.Errorf("kubectl get flowschemas:\n%s", out)
+	}
+	if out := kc("get", "prioritylevelconfigurations"); !strings.Contains(out, "workload-low") || !strings.Contains(out, "Limited") {
+		t.Errorf("kubectl get prioritylevelconfigurations:\n%s", out)
+	}
 }

@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	nodev1 "k8s.io/api/node/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -61,6 +62,7 @@ func New() *Registry {
 		certificatesv1.AddToScheme,
 		discoveryv1.AddToScheme,
 		eventsv1.AddToScheme,
+		flowcontrolv1.AddToScheme,
 		rbacv1.AddToScheme,
 		policyv1.AddToScheme,
 		autoscalingv1.AddToScheme,
@@ -145,6 +147,8 @@ func New() *Registry {
 		validatingWebhookConfigurationKind(),
 		validatingAdmissionPolicyKind(),
 		validatingAdmissionPolicyBindingKind(),
+		flowSchemaKind(),
+		priorityLevelConfigurationKind(),
 	} {
 		r.register(k)
 	}

@@ -47,7 +47,7 @@ func TestLookupAndStorageResource(t *testing.T) {
 	if k := mustKind(t, r, "", "namespaces"); k.Namespaced || k.Key("x", "n") != (state.Key{Resource: "namespaces", Name: "n"}) {
 		t.Fatal("namespaces must be cluster-scoped")
 	}
-	if len(r.Kinds()) != 57 {
+	if len(r.Kinds()) != 59 {
 		t.Fatalf("kinds: %d", len(r.Kinds()))
 	}
 	gvs := r.GroupVersions()
