@@ -32,6 +32,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
 	metricsv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
 )
 
@@ -74,6 +75,7 @@ func New() *Registry {
 		storagev1.AddToScheme,
 		apiextensionsv1.AddToScheme,
 		metricsv1beta1.AddToScheme,
+		apiregistrationv1.AddToScheme,
 		metav1.AddMetaToScheme,
 	} {
 		if err := add(scheme); err != nil {
@@ -149,6 +151,7 @@ func New() *Registry {
 		validatingAdmissionPolicyBindingKind(),
 		flowSchemaKind(),
 		priorityLevelConfigurationKind(),
+		apiServiceKind(),
 	} {
 		r.register(k)
 	}
