@@ -3,16 +3,19 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
 	aggregator "k8s.io/kube-aggregator/pkg/client/clientset_generated/clientset"
 	"k8s.io/utils/ptr"
@@ -25,7 +28,9 @@ import (
 // ServiceCIDR `kubernetes` of --service-cidr with Ready=True, and the
 // IPAddress of the `kubernetes` Service's cluster IP, recreated after a
 // client deletes it; kube-apiserver's bootstrap FlowSchemas and
-// PriorityLevelConfigurations; the local APIServices of the built-in group
+// PriorityLevelConfigurations, the Dangling condition and nominal seats
+// metric of a new level and the response headers of a request it
+// classifies; the local APIServices of the built-in group
 // versions, and of a CRD's while it exists.
 func TestBuiltinAPIObjects(t *testing.T) {
 	m, kc := kubectlMaster(t)
@@ -81,6 +86,7 @@ func TestBuiltinAPIObjects(t *testing.T) {
 	if out := kc("get", "prioritylevelconfigurations"); !strings.Contains(out, "workload-low") || !strings.Contains(out, "Limited") {
 		t.Errorf("kubectl get prioritylevelconfigurations:\n%s", out)
 	}
+	flowClassification(ctx, t, m)
 
 	agg, err := aggregator.NewForConfig(m.RESTConfig())
 	if err != nil {
@@ -133,4 +139,84 @@ func TestBuiltinAPIObjects(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// flowClassification follows the (non-conformance) upstream test "should
+// ensure that requests can be classified by adding FlowSchema and
+// PriorityLevelConfiguration": a level and a schema for the user noxu; the
+// schema's Dangling condition turns False and /metrics reports the
+// level's nominal seats; a request as noxu names both in its
+// X-Kubernetes-PF-* headers, one as another user names the bootstrap
+// schema that matches it.
+func flowClassification(ctx context.Context, t *testing.T, m *testutil.Master) {
+	t.Helper()
+	cs := m.Clientset()
+	shares := int32(1)
+	pl, err := cs.FlowcontrolV1().PriorityLevelConfigurations().Create(ctx, &flowcontrolv1.PriorityLevelConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "e2e-testing-prioritylevel"},
+		Spec: flowcontrolv1.PriorityLevelConfigurationSpec{Type: flowcontrolv1.PriorityLevelEnablementLimited,
+			Limited: &flowcontrolv1.LimitedPriorityLevelConfiguration{NominalConcurrencyShares: &shares,
+				LimitResponse: flowcontrolv1.LimitResponse{Type: flowcontrolv1.LimitResponseTypeReject}}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := cs.FlowcontrolV1().FlowSchemas().Create(ctx, &flowcontrolv1.FlowSchema{
+		ObjectMeta: metav1.ObjectMeta{Name: "e2e-testing-flowschema"},
+		Spec: flowcontrolv1.FlowSchemaSpec{MatchingPrecedence: 1000,
+			PriorityLevelConfiguration: flowcontrolv1.PriorityLevelConfigurationReference{Name: pl.Name},
+			DistinguisherMethod:        &flowcontrolv1.FlowDistinguisherMethod{Type: flowcontrolv1.FlowDistinguisherMethodByUserType},
+			Rules: []flowcontrolv1.PolicyRulesWithSubjects{{
+				Subjects:         []flowcontrolv1.Subject{{Kind: flowcontrolv1.SubjectKindUser, User: &flowcontrolv1.UserSubject{Name: "noxu"}}},
+				NonResourceRules: []flowcontrolv1.NonResourcePolicyRule{{Verbs: []string{"*"}, NonResourceURLs: []string{"*"}}}}}}},
+		metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 30*time.Second, "flow schema not dangling, level in /metrics", func() error {
+		got, err := cs.FlowcontrolV1().FlowSchemas().Get(ctx, fs.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		found := false
+		for _, c := range got.Status.Conditions {
+			found = found || c.Type == flowcontrolv1.FlowSchemaConditionDangling && c.Status == flowcontrolv1.ConditionFalse
+		}
+		if !found {
+			return fmt.Errorf("conditions %+v", got.Status.Conditions)
+		}
+		body, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(body), `apiserver_flowcontrol_nominal_limit_seats{priority_level="e2e-testing-prioritylevel"}`) {
+			return fmt.Errorf("no nominal seats of the level in /metrics")
+		}
+		return nil
+	})
+	request := func(user string) http.Header {
+		cfg := m.RESTConfig()
+		cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: []string{"system:authenticated"}}
+		rt, err := rest.TransportFor(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.URL()+"/version", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := rt.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.Header
+	}
+	h := request("noxu")
+	if h.Get("X-Kubernetes-PF-FlowSchema-UID") != string(fs.UID) || h.Get("X-Kubernetes-PF-PriorityLevel-UID") != string(pl.UID) {
+		t.Errorf("noxu: headers %v, want schema %s level %s", h, fs.UID, pl.UID)
+	}
+	h = request("foo")
+	if h.Get("X-Kubernetes-PF-FlowSchema-UID") == "" || h.Get("X-Kubernetes-PF-PriorityLevel-UID") == "" {
+		t.Errorf("foo: headers %v", h)
+	}
 }

@@ -1,6 +1,7 @@
 package apiserver_test
 
 import (
+	"net/http"
 	"testing"
 	"time"
 
@@ -190,4 +191,65 @@ func TestPriorityLevelConfigurationAPI(t *testing.T) {
 		t.Fatalf("left: %d", len(l.Items))
 	}
 	ct.check(t)
+}
+
+// TestFlowClassificationHeaders: the API server classifies each request by
+// the FlowSchemas, after impersonation, and names the matched schema and
+// priority level in X-Kubernetes-PF-FlowSchema-UID and
+// X-Kubernetes-PF-PriorityLevel-UID, as the (non-conformance) test "should
+// ensure that requests can be classified by adding FlowSchema and
+// PriorityLevelConfiguration" checks: the lowest matchingPrecedence wins,
+// a schema whose priority level is missing is skipped.
+func TestFlowClassificationHeaders(t *testing.T) {
+	e := newEnv(t, apiservertest.Options{})
+	fc := e.cs.FlowcontrolV1()
+	level := func(name string) *flowcontrolv1.PriorityLevelConfiguration {
+		pl, err := fc.PriorityLevelConfigurations().Create(e.ctx, &flowcontrolv1.PriorityLevelConfiguration{ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: flowcontrolv1.PriorityLevelConfigurationSpec{Type: flowcontrolv1.PriorityLevelEnablementLimited,
+				Limited: &flowcontrolv1.LimitedPriorityLevelConfiguration{LimitResponse: flowcontrolv1.LimitResponse{Type: flowcontrolv1.LimitResponseTypeReject}}}},
+			metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pl
+	}
+	schema := func(name, pl string, precedence int32, subject flowcontrolv1.Subject) *flowcontrolv1.FlowSchema {
+		fs, err := fc.FlowSchemas().Create(e.ctx, &flowcontrolv1.FlowSchema{ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: flowcontrolv1.FlowSchemaSpec{MatchingPrecedence: precedence,
+				PriorityLevelConfiguration: flowcontrolv1.PriorityLevelConfigurationReference{Name: pl},
+				Rules: []flowcontrolv1.PolicyRulesWithSubjects{{Subjects: []flowcontrolv1.Subject{subject},
+					NonResourceRules: []flowcontrolv1.NonResourcePolicyRule{{Verbs: []string{"*"}, NonResourceURLs: []string{"*"}}},
+					ResourceRules: []flowcontrolv1.ResourcePolicyRule{{Verbs: []string{"get", "list"}, APIGroups: []string{""},
+						Resources: []string{"configmaps"}, Namespaces: []string{"*"}}}}}}},
+			metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fs
+	}
+	user := func(n string) flowcontrolv1.Subject {
+		return flowcontrolv1.Subject{Kind: flowcontrolv1.SubjectKindUser, User: &flowcontrolv1.UserSubject{Name: n}}
+	}
+	testing1, other := level("e2e-testing-prioritylevel"), level("everyone")
+	noxu := schema("e2e-testing-flowschema", testing1.Name, 1000, user("noxu"))
+	schema("dangling", "no-such-level", 500, user("noxu"))
+	all := schema("everyone", other.Name, 9000, flowcontrolv1.Subject{Kind: flowcontrolv1.SubjectKindGroup,
+		Group: &flowcontrolv1.GroupSubject{Name: "system:authenticated"}})
+	as := func(path, name string) (string, string) {
+		r := e.do(http.MethodGet, path, "", nil, "Impersonate-User", name, "Impersonate-Group", "system:authenticated")
+		return r.header.Get(flowcontrolv1.ResponseHeaderMatchedFlowSchemaUID), r.header.Get(flowcontrolv1.ResponseHeaderMatchedPriorityLevelConfigurationUID)
+	}
+	waitFor(t, "noxu classified by its schema", func() bool {
+		fsUID, plUID := as("/version", "noxu")
+		return fsUID == string(noxu.UID) && plUID == string(testing1.UID)
+	})
+	if fsUID, plUID := as("/version", "foo"); fsUID != string(all.UID) || plUID != string(other.UID) {
+		t.Fatalf("foo: schema %q level %q", fsUID, plUID)
+	}
+	if fsUID, _ := as("/api/v1/namespaces/default/configmaps", "noxu"); fsUID != string(noxu.UID) {
+		t.Fatalf("resource request: schema %q", fsUID)
+	}
+	if fsUID, _ := as("/api/v1/namespaces/default/secrets", "noxu"); fsUID != "" {
+		t.Fatalf("a request no schema matches: schema %q", fsUID)
+	}
 }
