@@ -71,6 +71,9 @@ func (s *APIServer) flowSchemas(ctx context.Context) []flowSchemaEntry {
 	}
 	snap, err := s.store.Read(ctx, false, 0)
 	if err != nil {
+		// Classify by what was read last; the next request tries again.
+		s.log.Debug("flow schemas not read", "err", err)
+		c.checked = time.Time{}
 		return c.schemas
 	}
 	var fp [4]uint64
