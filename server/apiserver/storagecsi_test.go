@@ -26,13 +26,18 @@ func TestVolumeAttachmentAPI(t *testing.T) {
 	wantDiscovered(t, e, storagev1.SchemeGroupVersion, "volumeattachments", "volumeattachments/status", "csinodes", "csidrivers", "csistoragecapacities")
 
 	pv := "pv-1"
-	va := &storagev1.VolumeAttachment{ObjectMeta: metav1.ObjectMeta{Name: "va-1"},
+	// The suite sets metadata.uid on create (to the name); the server
+	// assigns its own.
+	va := &storagev1.VolumeAttachment{ObjectMeta: metav1.ObjectMeta{Name: "va-1", UID: "va-1"},
 		Spec: storagev1.VolumeAttachmentSpec{Attacher: "e2e-test.storage.k8s.io", NodeName: "node-0",
 			Source: storagev1.VolumeAttachmentSource{PersistentVolumeName: &pv}},
 		Status: storagev1.VolumeAttachmentStatus{Attached: true}}
 	created, err := vas.Create(e.ctx, va, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("create: %v", err)
+	}
+	if created.UID == "va-1" || created.UID == "" {
+		t.Fatalf("uid %q", created.UID)
 	}
 	if created.Status.Attached {
 		t.Fatal("create kept the client's status; kube-apiserver resets it")
