@@ -57,6 +57,37 @@ func TestBadInputNeverReachesRaft(t *testing.T) {
 		_, err := cs.RbacV1().ClusterRoleBindings().Get(context.Background(), "system:service-account-issuer-discovery", metav1.GetOptions{})
 		return err
 	})
+	// ... and the objects kube-apiserver keeps for itself: the default
+	// ServiceCIDR, the Dangling condition of every FlowSchema, a local
+	// APIService per served group version.
+	testutil.WaitFor(t, 30*time.Second, "default ServiceCIDR, flow schema conditions, APIServices", func() error {
+		ctx := context.Background()
+		if _, err := cs.NetworkingV1().ServiceCIDRs().Get(ctx, "kubernetes", metav1.GetOptions{}); err != nil {
+			return err
+		}
+		schemas, err := cs.FlowcontrolV1().FlowSchemas().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for _, fs := range schemas.Items {
+			if len(fs.Status.Conditions) == 0 {
+				return fmt.Errorf("flow schema %s has no Dangling condition yet", fs.Name)
+			}
+		}
+		groups, err := cs.Discovery().ServerGroups()
+		if err != nil {
+			return err
+		}
+		for _, g := range groups.Groups {
+			for _, v := range g.Versions {
+				name := v.Version + "." + g.Name
+				if err := cs.RESTClient().Get().AbsPath("/apis/apiregistration.k8s.io/v1/apiservices/" + name).Do(ctx).Error(); err != nil {
+					return fmt.Errorf("APIService %s: %w", name, err)
+				}
+			}
+		}
+		return nil
+	})
 	before := listRV(leader)
 	if before == "" || before == "0" {
 		t.Fatalf("list resourceVersion %q", before)

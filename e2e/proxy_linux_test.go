@@ -13,6 +13,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/skiff-io/skiff/e2e/testutil"
@@ -73,6 +74,19 @@ func TestProxySubresources(t *testing.T) {
 	get("/api/v1/namespaces/default/services/web:80/proxy/link.html", `<a href="/api/v1/namespaces/default/services/web:80/proxy/rewriteme">test</a>`)
 	get("/api/v1/nodes/"+c.NodeName(1)+"/proxy/healthz", "ok")
 	get("/api/v1/nodes/"+c.NodeName(1)+"/proxy/pods", `"name":"web"`)
+	// The form the conformance suite's failure handler and kubelet stats
+	// helpers use: NAME:10250 (the kubelet's port).
+	get("/api/v1/nodes/"+c.NodeName(1)+":10250/proxy/pods", `"name":"web"`)
+	// ... and exactly as its failure handler asks: client-go over protobuf,
+	// decoded as a PodList.
+	pcfg := c.Master.RESTConfig()
+	pcfg.ContentType = "application/vnd.kubernetes.protobuf"
+	pcs := kubernetes.NewForConfigOrDie(pcfg)
+	var kubeletPods corev1.PodList
+	if err := pcs.CoreV1().RESTClient().Get().Resource("nodes").SubResource("proxy").Name(c.NodeName(1) + ":10250").
+		Suffix("pods").Do(ctx).Into(&kubeletPods); err != nil || len(kubeletPods.Items) == 0 {
+		t.Fatalf("nodes/NAME:10250/proxy/pods through client-go: %v %d pods", err, len(kubeletPods.Items))
+	}
 	// An https: target that does not speak TLS fails with 503, not a
 	// hang or a 200.
 	code, body, err := httpGetBody(hc, base+"/api/v1/namespaces/default/pods/https:web:8080/proxy/")

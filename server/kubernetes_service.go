@@ -54,9 +54,12 @@ func (s *Server) kubernetesServiceLoop(ctx context.Context) {
 		if err := s.syncKubernetesService(ctx, reg, alloc); err != nil && ctx.Err() == nil {
 			log.Warn("sync kubernetes Service", "err", err)
 		}
+		if err := s.ensureDefaultServiceCIDR(ctx, reg, alloc); err != nil && ctx.Err() == nil {
+			log.Warn("default ServiceCIDR", "err", err)
+		}
 		if time.Since(lastRepair) >= reservationRepair {
 			lastRepair = time.Now()
-			if err := s.repairReservations(ctx, reg); err != nil && ctx.Err() == nil {
+			if err := s.repairReservations(ctx, reg, alloc); err != nil && ctx.Err() == nil {
 				log.Warn("repair service reservations", "err", err)
 			}
 		}
@@ -305,23 +308,54 @@ func sorted(in []string) []string {
 }
 
 // repairReservations deletes cluster IP and node port reservations whose
-// Service is gone (deleted with its namespace, or after finalizers).
-func (s *Server) repairReservations(ctx context.Context, reg *registry.Registry) error {
+// Service is gone (deleted with its namespace, or after finalizers), and
+// recreates those a client deleted (an IPAddress) while their Service
+// still holds the value.
+func (s *Server) repairReservations(ctx context.Context, reg *registry.Registry, alloc *servicealloc.Allocator) error {
 	svcKind, _ := reg.Lookup("", "v1", "services")
-	orphans := servicealloc.Orphans(s.fsm.Read(), func(o *state.Object) (*corev1.Service, error) {
+	decode := func(o *state.Object) (*corev1.Service, error) {
 		obj, err := svcKind.Decode(o)
 		if err != nil {
 			return nil, err
 		}
 		return obj.(*corev1.Service), nil
-	})
-	for _, o := range orphans {
+	}
+	snap := s.fsm.Read()
+	for _, o := range servicealloc.Orphans(snap, decode) {
 		res, err := s.applyBatch(ctx, []fsm.Mutation{servicealloc.Release(o)})
 		if err != nil {
 			return err
 		}
 		if res.Err == nil {
 			s.log.Info("released service reservation", "key", o.Key)
+		}
+	}
+	var missing []fsm.Mutation
+	var decodeErr error
+	snap.List(svcKind.StorageResource(), "", "", func(o *state.Object) bool {
+		svc, err := decode(o)
+		if err != nil {
+			decodeErr = err
+			return false
+		}
+		muts, err := alloc.Missing(snap, svc)
+		if err != nil {
+			decodeErr = err
+			return false
+		}
+		missing = append(missing, muts...)
+		return true
+	})
+	if decodeErr != nil {
+		return decodeErr
+	}
+	for _, m := range missing {
+		res, err := s.applyBatch(ctx, []fsm.Mutation{m})
+		if err != nil {
+			return err
+		}
+		if res.Err == nil {
+			s.log.Info("recreated service reservation", "key", m.Key)
 		}
 	}
 	return nil

@@ -123,6 +123,9 @@ func (s *Server) establishLeadership(ctx context.Context) error {
 	if err := s.ensureDefaultStorageClass(ctx); err != nil {
 		return fmt.Errorf("default storage class: %w", err)
 	}
+	if err := s.ensureFlowControlObjects(ctx); err != nil {
+		return fmt.Errorf("flow control bootstrap objects: %w", err)
+	}
 	return s.ensureDefaultRBAC(ctx)
 }
 

@@ -47,6 +47,16 @@ func (s *Server) startLeaderWork(ctx context.Context) *sync.WaitGroup {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		s.apiServiceLoop(ctx) // apiservices.go
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.flowSchemaStatusLoop(ctx) // flowcontrol.go
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
 		s.crdCleanupLoop(ctx) // crdcleanup.go
 	}()
 	// The scheduler and the controllers share one informer factory that

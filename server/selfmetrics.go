@@ -55,6 +55,7 @@ func (s *Server) metricsHandler() http.Handler {
 			return boolean(len(st.Keys) > 0 && st.SnapshotKey == st.Keys[len(st.Keys)-1].Name)
 		})
 	reg.MustRegister(addonMetrics{s})
+	reg.MustRegister(newFlowMetrics(s)) // flowcontrol_metrics.go
 	gauge("skiff_disk_fsync_seconds", "Slowest of the fdatasyncs this master timed in its Raft directory at start (disk.go).",
 		func() float64 { return s.disk.Max.Seconds() })
 	gauge("skiff_raft_heartbeat_timeout_seconds", "The Raft heartbeat and election timeout in use (derived from the disk unless --raft-heartbeat-timeout).",

@@ -19,6 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/managedfields"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/applyconfigurations"
+	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
+	aggregatorac "k8s.io/kube-aggregator/pkg/client/applyconfiguration"
 	"k8s.io/kube-openapi/pkg/spec3"
 	"k8s.io/kube-openapi/pkg/validation/spec"
 
@@ -66,10 +68,12 @@ func fieldWriteFrom(ctx context.Context) (fieldWrite, bool) {
 type fieldManagers struct {
 	mu      sync.Mutex
 	builtin managedfields.TypeConverter
-	// apiextensions: the schema of CustomResourceDefinitions themselves.
-	apiextensions managedfields.TypeConverter
-	converters    map[schema.GroupVersionKind]managedfields.TypeConverter
-	managers      map[fieldManagerKey]*managedfields.FieldManager
+	// apiextensions: the schema of CustomResourceDefinitions themselves;
+	// apiregistration: that of APIServices (kube-aggregator's types).
+	apiextensions   managedfields.TypeConverter
+	apiregistration managedfields.TypeConverter
+	converters      map[schema.GroupVersionKind]managedfields.TypeConverter
+	managers        map[fieldManagerKey]*managedfields.FieldManager
 	// custom marks the custom kinds among managers' keys, whose managers
 	// are made again when the registry's CRDs change (customGen).
 	custom    map[schema.GroupVersionKind]bool
@@ -153,6 +157,12 @@ func (s *APIServer) fieldManager(kind *registry.Kind, subresource string) (*mana
 					f.apiextensions = apiextensionsac.NewTypeConverter(scheme)
 				}
 				tc = f.apiextensions
+			}
+			if kind.GVK.Group == apiregistrationv1.GroupName {
+				if f.apiregistration == nil {
+					f.apiregistration = aggregatorac.NewTypeConverter(scheme)
+				}
+				tc = f.apiregistration
 			}
 		}
 		fm, err = managedfields.NewDefaultFieldManager(tc, runtime.UnsafeObjectConvertor(scheme), scheme, scheme,

@@ -12,6 +12,8 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensionsac "k8s.io/apiextensions-apiserver/pkg/client/applyconfiguration"
 	"k8s.io/client-go/applyconfigurations"
+	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
+	aggregatorac "k8s.io/kube-aggregator/pkg/client/applyconfiguration"
 
 	"github.com/skiff-io/skiff/server/registry"
 )
@@ -23,6 +25,7 @@ func TestTypeConverterCoversKinds(t *testing.T) {
 	reg := registry.New()
 	tc := applyconfigurations.NewTypeConverter(reg.Scheme())
 	crds := apiextensionsac.NewTypeConverter(reg.Scheme())
+	apiServices := aggregatorac.NewTypeConverter(reg.Scheme())
 	checked := 0
 	for _, k := range reg.Kinds() {
 		if k.Virtual {
@@ -34,6 +37,9 @@ func TestTypeConverterCoversKinds(t *testing.T) {
 		conv := tc
 		if k.GVK.Group == apiextensionsv1.GroupName {
 			conv = crds
+		}
+		if k.GVK.Group == apiregistrationv1.GroupName {
+			conv = apiServices
 		}
 		if _, err := conv.ObjectToTyped(obj); err != nil {
 			t.Errorf("%s: %v", k.GVK, err)

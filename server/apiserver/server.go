@@ -112,6 +112,8 @@ type APIServer struct {
 	pods decodedPods
 	// limits holds the in-flight seats and counts watches (limits.go).
 	limits *limiter
+	// flows classifies requests by FlowSchema (flowcontrol.go).
+	flows flowClassifier
 	// fields holds the field managers of managedFields and apply.
 	fields fieldManagers
 	// crds keeps the served custom resources current (crd.go).
@@ -206,6 +208,7 @@ func (s *APIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(rw, r, err)
 		return
 	}
+	s.classifyFlow(r.Context(), rw, user, info) // flowcontrol.go
 	limited := !exempt(user)
 	if limited && !info.longRunning() {
 		// In flight, as kube-apiserver: after authentication (the

@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	nodev1 "k8s.io/api/node/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -31,6 +32,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
 	metricsv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
 )
 
@@ -61,6 +63,7 @@ func New() *Registry {
 		certificatesv1.AddToScheme,
 		discoveryv1.AddToScheme,
 		eventsv1.AddToScheme,
+		flowcontrolv1.AddToScheme,
 		rbacv1.AddToScheme,
 		policyv1.AddToScheme,
 		autoscalingv1.AddToScheme,
@@ -72,6 +75,7 @@ func New() *Registry {
 		storagev1.AddToScheme,
 		apiextensionsv1.AddToScheme,
 		metricsv1beta1.AddToScheme,
+		apiregistrationv1.AddToScheme,
 		metav1.AddMetaToScheme,
 	} {
 		if err := add(scheme); err != nil {
@@ -119,6 +123,8 @@ func New() *Registry {
 		networkPolicyKind(),
 		ingressKind(),
 		ingressClassKind(),
+		ipAddressKind(),
+		serviceCIDRKind(),
 		certificateSigningRequestKind(),
 		selfSubjectAccessReviewKind(),
 		subjectAccessReviewKind(),
@@ -134,11 +140,18 @@ func New() *Registry {
 		persistentVolumeKind(),
 		persistentVolumeClaimKind(),
 		storageClassKind(),
+		volumeAttachmentKind(),
+		csiNodeKind(),
+		csiDriverKind(),
+		csiStorageCapacityKind(),
 		customResourceDefinitionKind(r),
 		mutatingWebhookConfigurationKind(),
 		validatingWebhookConfigurationKind(),
 		validatingAdmissionPolicyKind(),
 		validatingAdmissionPolicyBindingKind(),
+		flowSchemaKind(),
+		priorityLevelConfigurationKind(),
+		apiServiceKind(),
 	} {
 		r.register(k)
 	}

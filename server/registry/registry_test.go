@@ -47,11 +47,11 @@ func TestLookupAndStorageResource(t *testing.T) {
 	if k := mustKind(t, r, "", "namespaces"); k.Namespaced || k.Key("x", "n") != (state.Key{Resource: "namespaces", Name: "n"}) {
 		t.Fatal("namespaces must be cluster-scoped")
 	}
-	if len(r.Kinds()) != 51 {
+	if len(r.Kinds()) != 60 {
 		t.Fatalf("kinds: %d", len(r.Kinds()))
 	}
 	gvs := r.GroupVersions()
-	if gvs[0].Group != "" || gvs[1].Group != "admissionregistration.k8s.io" || gvs[2].Group != "apiextensions.k8s.io" || gvs[3].Group != "apps" || gvs[4].Group != "authentication.k8s.io" || gvs[5].Group != "authorization.k8s.io" || gvs[6].Group != "batch" {
+	if gvs[0].Group != "" || gvs[1].Group != "admissionregistration.k8s.io" || gvs[2].Group != "apiextensions.k8s.io" || gvs[3].Group != "apiregistration.k8s.io" || gvs[4].Group != "apps" || gvs[5].Group != "authentication.k8s.io" || gvs[6].Group != "authorization.k8s.io" || gvs[7].Group != "batch" {
 		t.Fatalf("group versions order: %v", gvs)
 	}
 }

@@ -443,29 +443,67 @@ type nodePortReservation struct {
 	Service           networkingv1.ParentReference `json:"service"`
 }
 
+// reservationMeta is the part of a stored reservation's metadata the
+// allocator reads.
+type reservationMeta struct {
+	Metadata struct {
+		Labels      map[string]string `json:"labels"`
+		Annotations map[string]string `json:"annotations"`
+	} `json:"metadata"`
+}
+
+func readReservation(o *state.Object) reservationMeta {
+	var r reservationMeta
+	_ = json.Unmarshal(o.Data, &r) // a body the allocator cannot read has no owner
+	return r
+}
+
 // reservationOwner returns the UID of the Service holding reservation o.
 func reservationOwner(o *state.Object) types.UID {
-	var r struct {
-		Metadata struct {
-			Annotations map[string]string `json:"annotations"`
-		} `json:"metadata"`
+	return types.UID(readReservation(o).Metadata.Annotations[ownerAnnotation])
+}
+
+// allocated reports whether o is a reservation the allocator made (an
+// IPAddress a client created itself is not: it only makes its address
+// taken).
+func allocated(o *state.Object) bool {
+	return o.Key.Resource != IPResource || readReservation(o).Metadata.Labels[managedByLabel] == managedBy
+}
+
+// Missing returns the creates of the reservations svc holds that are not
+// in snap: an IPAddress a client deleted while its Service still uses the
+// address comes back, as kube-apiserver's repair loop recreates it.
+func (a *Allocator) Missing(snap *state.Snapshot, svc *corev1.Service) ([]fsm.Mutation, error) {
+	var muts []fsm.Mutation
+	for _, k := range Holdings(svc) {
+		if snap.Get(k) != nil {
+			continue
+		}
+		if k.Resource == IPResource && !a.cidr.Contains(netip.MustParseAddr(k.Name)) {
+			continue
+		}
+		m, err := a.reserve(k, svc, svc.UID)
+		if err != nil {
+			return nil, err
+		}
+		muts = append(muts, m)
 	}
-	if err := json.Unmarshal(o.Data, &r); err != nil {
-		return ""
-	}
-	return types.UID(r.Metadata.Annotations[ownerAnnotation])
+	return muts, nil
 }
 
 // Owner returns the UID of the Service holding reservation o.
 func Owner(o *state.Object) types.UID { return reservationOwner(o) }
 
-// Orphans lists the reservations whose Service (by UID) is gone or holds
-// them no longer: what a delete that bypassed the allocator (a namespace
+// Orphans lists the reservations the allocator made whose Service (by UID)
+// is gone or holds them no longer: what a delete that bypassed the allocator (a namespace
 // removed with its contents, a Service held by finalizers) left behind.
 func Orphans(snap *state.Snapshot, decode func(*state.Object) (*corev1.Service, error)) []*state.Object {
 	var out []*state.Object
 	for _, res := range []string{IPResource, NodePortResource} {
 		snap.List(res, "", "", func(o *state.Object) bool {
+			if !allocated(o) {
+				return true
+			}
 			owner := reservationOwner(o)
 			so := snap.GetByUID(string(owner))
 			if so == nil || so.Key.Resource != "services" {

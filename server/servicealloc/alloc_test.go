@@ -128,3 +128,39 @@ func TestOrphans(t *testing.T) {
 		t.Fatalf("orphans %v", keys)
 	}
 }
+
+// TestClientIPAddresses: an IPAddress a client created (no managed-by
+// label) is not an orphan of the allocator, and makes its address taken;
+// a reservation deleted while its Service holds the address is recreated
+// by Missing.
+func TestClientIPAddresses(t *testing.T) {
+	a, _ := New("", "")
+	s := fsmtest.NewFakeRaftStore(fsm.Options{})
+	user := fsm.Mutation{Op: fsm.OpCreate, Key: IPKey("10.43.0.60"), UID: "user-ip",
+		Object: []byte(`{"apiVersion":"networking.k8s.io/v1","kind":"IPAddress","metadata":{"name":"10.43.0.60","uid":"user-ip"},"spec":{"parentRef":{"group":"mygroup","resource":"things","name":"x"}}}`)}
+	if res := apply(t, s, []fsm.Mutation{user}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if o := Orphans(snap(t, s), func(*state.Object) (*corev1.Service, error) { return nil, nil }); len(o) != 0 {
+		t.Fatalf("a client's IPAddress is an orphan: %v", o[0].Key)
+	}
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "d", Name: "s", UID: "svc-uid"},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, ClusterIP: "10.43.0.60"}}
+	if errs := a.Allocate(snap(t, s), svc, nil); len(errs) != 1 || errs[0].Field != "spec.clusterIPs[0]" {
+		t.Fatalf("an address a client reserved was given to a Service: %v", errs)
+	}
+	svc.Spec.ClusterIP, svc.Spec.ClusterIPs = "10.43.0.61", []string{"10.43.0.61"}
+	muts, err := a.Missing(snap(t, s), svc)
+	if err != nil || len(muts) != 1 || muts[0].Key != IPKey("10.43.0.61") {
+		t.Fatalf("missing: %v %v", muts, err)
+	}
+	if res := apply(t, s, muts); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if o := snap(t, s).Get(IPKey("10.43.0.61")); o == nil || Owner(o) != "svc-uid" {
+		t.Fatal("recreated reservation")
+	}
+	if muts, _ := a.Missing(snap(t, s), svc); len(muts) != 0 {
+		t.Fatalf("nothing is missing now: %v", muts)
+	}
+}
