@@ -14,6 +14,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -64,6 +65,7 @@ func New() *Registry {
 		rbacv1.AddToScheme,
 		policyv1.AddToScheme,
 		autoscalingv1.AddToScheme,
+		autoscalingv2.AddToScheme,
 		authenticationv1.AddToScheme,
 		authorizationv1.AddToScheme,
 		nodev1.AddToScheme,
@@ -139,6 +141,9 @@ func New() *Registry {
 		validatingWebhookConfigurationKind(),
 		validatingAdmissionPolicyKind(),
 		validatingAdmissionPolicyBindingKind(),
+		// v2 first: discovery prefers the first version registered.
+		hpaKind(),
+		hpaV1Kind(),
 	} {
 		r.register(k)
 	}
@@ -153,7 +158,10 @@ func (r *Registry) register(k *Kind) {
 	}
 	r.kinds = append(r.kinds, k)
 	r.byGVR[gvr] = k
-	r.byStorage[k.StorageResource()] = k
+	if k.storedAs == nil {
+		// The stored version is the one that reads the store.
+		r.byStorage[k.StorageResource()] = k
+	}
 }
 
 // Scheme is the runtime.Scheme holding every served type plus the meta
