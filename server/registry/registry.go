@@ -32,6 +32,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	custommetricsv1beta2 "k8s.io/metrics/pkg/apis/custom_metrics/v1beta2"
+	externalmetricsv1beta1 "k8s.io/metrics/pkg/apis/external_metrics/v1beta1"
 	metricsv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
 )
 
@@ -74,6 +76,8 @@ func New() *Registry {
 		storagev1.AddToScheme,
 		apiextensionsv1.AddToScheme,
 		metricsv1beta1.AddToScheme,
+		custommetricsv1beta2.AddToScheme,
+		externalmetricsv1beta1.AddToScheme,
 		metav1.AddMetaToScheme,
 	} {
 		if err := add(scheme); err != nil {
@@ -144,6 +148,8 @@ func New() *Registry {
 		// v2 first: discovery prefers the first version registered.
 		hpaKind(),
 		hpaV1Kind(),
+		customMetricsKind(),
+		externalMetricsKind(),
 	} {
 		r.register(k)
 	}

@@ -48,7 +48,7 @@ func TestLookupAndStorageResource(t *testing.T) {
 	if k := mustKind(t, r, "", "namespaces"); k.Namespaced || k.Key("x", "n") != (state.Key{Resource: "namespaces", Name: "n"}) {
 		t.Fatal("namespaces must be cluster-scoped")
 	}
-	if len(r.Kinds()) != 53 {
+	if len(r.Kinds()) != 55 {
 		t.Fatalf("kinds: %d", len(r.Kinds()))
 	}
 	gvs := r.GroupVersions()
