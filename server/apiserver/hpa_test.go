@@ -68,6 +68,11 @@ func TestHorizontalPodAutoscalerAPI(t *testing.T) {
 			if f[0] != name || f[1] != "Deployment/web" || !strings.Contains(lines[1], "/50%") || f[len(f)-4] != "1" || f[len(f)-3] != "4" {
 				t.Fatalf("get hpa row:\n%s", out)
 			}
+			// Discovery with the metrics groups listed still works.
+			out = run("api-resources")
+			if !strings.Contains(out, "horizontalpodautoscalers") || !strings.Contains(out, "hpa") {
+				t.Fatalf("api-resources:\n%s", out)
+			}
 			if out := run("get", "horizontalpodautoscalers.v1.autoscaling", name, "-o", "jsonpath={.spec.targetCPUUtilizationPercentage}"); out != "50" {
 				t.Fatalf("v1 target: %q", out)
 			}

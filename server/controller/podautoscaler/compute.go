@@ -181,7 +181,7 @@ func (c *Controller) replicasForMetric(ctx context.Context, hpa *autoscalingv2.H
 			return fail("FailedGetExternalMetric", fmt.Errorf("failed to get external metric value: %w", err))
 		}
 		*status = autoscalingv2.MetricStatus{Type: spec.Type, External: &autoscalingv2.ExternalMetricStatus{Metric: m.Metric, Current: cur}}
-		return n, fmt.Sprintf("external metric %s(%s)", m.Metric.Name, selectorString(m.Metric.Selector)), "", nil
+		return n, fmt.Sprintf("external metric %s(%+v)", m.Metric.Name, m.Metric.Selector), "", nil
 	}
 	return fail("InvalidMetricSourceType", fmt.Errorf("unknown metric source type %q", spec.Type))
 }
@@ -209,11 +209,4 @@ func metricSelector(s *metav1.LabelSelector) (labels.Selector, error) {
 		return nil, fmt.Errorf("invalid metric selector: %w", err)
 	}
 	return sel, nil
-}
-
-func selectorString(s *metav1.LabelSelector) string {
-	if s == nil {
-		return "nil"
-	}
-	return metav1.FormatLabelSelector(s)
 }
