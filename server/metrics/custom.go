@@ -21,8 +21,9 @@ import (
 //
 //   - a pods metric M of pods P1..Pn in namespace NS is
 //     sum by (pod) (M{namespace="NS",pod=~"P1|...|Pn",<metric selector>}),
-//     with rate(M[4 scrape intervals]) for a counter (a name ending in
-//     _total);
+//     with irate(M[4 scrape intervals]) for a counter (a name ending in
+//     _total): the rate between its two latest samples, as metrics.k8s.io
+//     computes CPU;
 //   - an object metric M of kind K named N is
 //     sum(M{namespace="NS",k="N",<metric selector>}) with k the lower-case
 //     kind (service, deployment...; no such label for a Namespace);
@@ -32,7 +33,7 @@ import (
 //     the request's namespace; each resulting series is one value.
 type CustomMetrics struct {
 	api *API
-	// window is the range of rate() for counters.
+	// window is the range of irate() for counters.
 	window time.Duration
 	now    func() time.Time
 }
@@ -64,7 +65,7 @@ func (c *CustomMetrics) series(metric string, ms []*labels.Matcher) (string, err
 	}
 	vs := &parser.VectorSelector{Name: metric, LabelMatchers: append([]*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, metric)}, ms...)}
 	if strings.HasSuffix(metric, "_total") {
-		return fmt.Sprintf("rate(%s[%s])", vs.String(), durationString(c.window)), nil
+		return fmt.Sprintf("irate(%s[%s])", vs.String(), durationString(c.window)), nil
 	}
 	return vs.String(), nil
 }
