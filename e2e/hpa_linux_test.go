@@ -169,6 +169,10 @@ func TestHorizontalPodAutoscaler(t *testing.T) {
 		return nil
 	})
 	t.Logf("scale down: %s", hpaEvent(ctx, t, n, "web", "All metrics below target"))
+	if out, err := n.kubectl("describe", "hpa", "web"); err != nil || !strings.Contains(out, "ScalingActive") ||
+		!strings.Contains(out, "SuccessfulRescale") || !strings.Contains(out, "All metrics below target") {
+		t.Fatalf("describe hpa: %v: %s", err, out)
+	}
 	h, err := n.cs.AutoscalingV2().HorizontalPodAutoscalers("default").Get(ctx, "web", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)

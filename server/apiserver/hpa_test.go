@@ -111,6 +111,15 @@ func TestHorizontalPodAutoscalerAPI(t *testing.T) {
 	if got.Spec.MaxReplicas != 7 || len(got.Spec.Metrics) != 1 || got.Spec.Metrics[0].External == nil || got.Annotations != nil {
 		t.Fatalf("after a v1 update: %+v %v", got.Spec, got.Annotations)
 	}
+	// The field manager converts between the versions: the v1 writer is a
+	// manager of its own, at v1.
+	managers := map[string]bool{}
+	for _, f := range got.ManagedFields {
+		managers[f.APIVersion+" "+string(f.Operation)] = true
+	}
+	if !managers["autoscaling/v2 Update"] || !managers["autoscaling/v1 Update"] {
+		t.Fatalf("managed fields: %+v", got.ManagedFields)
+	}
 
 	// The status: the controller's measurement shows in TARGETS.
 	cpu := int32(50)

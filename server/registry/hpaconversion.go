@@ -9,6 +9,8 @@ import (
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/conversion"
+	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // HorizontalPodAutoscalers are stored at autoscaling/v2 and served at v1
@@ -52,6 +54,26 @@ func isCPUUtilization(m autoscalingv2.MetricSpec) bool {
 func cpuUtilizationMetric(pct int32) autoscalingv2.MetricSpec {
 	return autoscalingv2.MetricSpec{Type: autoscalingv2.ResourceMetricSourceType, Resource: &autoscalingv2.ResourceMetricSource{
 		Name: corev1.ResourceCPU, Target: autoscalingv2.MetricTarget{Type: autoscalingv2.UtilizationMetricType, AverageUtilization: &pct}}}
+}
+
+// addHPAConversions registers the v1 <-> v2 conversion in scheme.
+func addHPAConversions(scheme *runtime.Scheme) error {
+	if err := scheme.AddConversionFunc((*autoscalingv2.HorizontalPodAutoscaler)(nil), (*autoscalingv1.HorizontalPodAutoscaler)(nil),
+		func(a, b any, _ conversion.Scope) error {
+			out, err := HPAToV1(a.(*autoscalingv2.HorizontalPodAutoscaler))
+			if err != nil {
+				return err
+			}
+			*b.(*autoscalingv1.HorizontalPodAutoscaler) = *out
+			return nil
+		}); err != nil {
+		return err
+	}
+	return scheme.AddConversionFunc((*autoscalingv1.HorizontalPodAutoscaler)(nil), (*autoscalingv2.HorizontalPodAutoscaler)(nil),
+		func(a, b any, _ conversion.Scope) error {
+			*b.(*autoscalingv2.HorizontalPodAutoscaler) = *HPAFromV1(a.(*autoscalingv1.HorizontalPodAutoscaler))
+			return nil
+		})
 }
 
 // HPAToV1 converts a stored (v2) HorizontalPodAutoscaler to autoscaling/v1.

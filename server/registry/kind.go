@@ -163,6 +163,16 @@ func (k *Kind) Key(namespace, name string) state.Key {
 	return state.Key{Resource: k.StorageResource(), Namespace: namespace, Name: name}
 }
 
+// StoredGVK is the GroupVersionKind the kind's objects are stored at: GVK
+// but for a built-in kind served converted (autoscaling/v1
+// HorizontalPodAutoscaler is stored at v2).
+func (k *Kind) StoredGVK() schema.GroupVersionKind {
+	if k.storedAs != nil {
+		return k.storedAs.gvk
+	}
+	return k.GVK
+}
+
 // ListGVK is the GroupVersionKind of the kind's list.
 func (k *Kind) ListGVK() schema.GroupVersionKind {
 	return k.GVK.GroupVersion().WithKind(k.GVK.Kind + "List")

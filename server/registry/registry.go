@@ -85,6 +85,11 @@ func New() *Registry {
 			panic(fmt.Sprintf("registry: build scheme: %v", err))
 		}
 	}
+	// HorizontalPodAutoscaler's versions convert as kube-apiserver's do
+	// (the field manager converts objects to its managers' versions).
+	if err := addHPAConversions(scheme); err != nil {
+		panic(fmt.Sprintf("registry: build scheme: %v", err))
+	}
 	// DeleteOptions and the other option types under meta.k8s.io/v1 too.
 	metav1.AddToGroupVersion(scheme, metav1.SchemeGroupVersion)
 	r := &Registry{
