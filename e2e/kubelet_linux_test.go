@@ -54,10 +54,16 @@ func needRealContainers(t *testing.T) {
 // agent.
 func startRealNode(t *testing.T, extraArgs ...string) *realNode {
 	t.Helper()
+	return startRealNodeWith(t, nil, extraArgs...)
+}
+
+// startRealNodeWith is startRealNode with flags for the master too.
+func startRealNodeWith(t *testing.T, masterArgs []string, extraArgs ...string) *realNode {
+	t.Helper()
 	needRealContainers(t)
 	tn := testutil.NewTestNet(t, 2)
 	hosts := tn.Hosts()
-	m := testutil.NewMaster(t, testutil.MasterOptions{Name: "m1", IP: hosts[0].IP, Netns: hosts[0].Netns})
+	m := testutil.NewMaster(t, testutil.MasterOptions{Name: "m1", IP: hosts[0].IP, Netns: hosts[0].Netns, Args: masterArgs})
 	m.Start()
 	m.WaitReady(30 * time.Second)
 	a := testutil.NewAgent(t, testutil.AgentOptions{Name: "real-1", Server: m.URL(), Token: m.AgentToken(), Runtime: "libcontainer",

@@ -32,6 +32,7 @@ func (s *Server) startControllers(ctx context.Context, wg *sync.WaitGroup, cfg *
 			opts.Logger = s.cfg.Logger
 		}
 		opts.Gossip = gossipHealth{s.gossip}
+		opts.HPA.Metrics = s.hpaMetricsSource()
 		opts.RootCA, opts.TokenSigner = s.ca.CertPEM, s.saTokens
 		opts.CSRSigner = &certificates.Config{Signer: s.ca, Lifetime: s.cfg.NodeCertLifetime,
 			IsMaster:          func(name string) bool { _, ok := s.lookupMember(name); return ok },

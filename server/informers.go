@@ -55,11 +55,13 @@ func (s *Server) leaderInformers(ctx context.Context, cfg *rest.Config, wg *sync
 }
 
 // kindsInformed lists the kinds leaderInformers serves: all stored kinds
-// but events.
+// (at their stored version) but events.
 func kindsInformed(reg *registry.Registry) []*registry.Kind {
 	var out []*registry.Kind
 	for _, k := range reg.Kinds() {
-		if k.Resource != "events" && !k.Virtual {
+		// A kind served converted from another version's objects
+		// (autoscaling/v1 HPAs) is informed at its stored version only.
+		if k.Resource != "events" && !k.Virtual && k.StoredGVK() == k.GVK {
 			out = append(out, k)
 		}
 	}

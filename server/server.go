@@ -218,6 +218,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Sealer:                      sealer{s},
 		ComponentStatuses:           componentStatuses{s},
 		ResourceMetrics:             s.apiResourceMetrics(),
+		CustomMetrics:               s.apiCustomMetrics(),
 		Logger:                      cfg.Logger,
 		MaxRequestsInFlight:         cfg.MaxRequestsInFlight,
 		MaxMutatingRequestsInFlight: cfg.MaxMutatingRequestsInFlight,

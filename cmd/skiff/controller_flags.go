@@ -18,6 +18,11 @@ func addControllerFlags(f *pflag.FlagSet, o *manager.Options) {
 	f.IntVar(&o.TerminatedPodGCThreshold, "terminated-pod-gc-threshold", 0, "terminated pods kept before the oldest are deleted; negative keeps them all (default 12500)")
 	f.DurationVar(&o.JobBackoffBase, "job-backoff-base", 0, "first delay before a failed Job pod is replaced, doubling per failure (default 10s)")
 	f.DurationVar(&o.JobBackoffMax, "job-backoff-max", 0, "largest delay before a failed Job pod is replaced (default 6m)")
+	f.DurationVar(&o.HPA.SyncPeriod, "horizontal-pod-autoscaler-sync-period", 0, "how often each HorizontalPodAutoscaler is reconciled (default 15s)")
+	f.DurationVar(&o.HPA.DownscaleStabilization, "horizontal-pod-autoscaler-downscale-stabilization", 0, "scale-down stabilization window of an HPA whose behavior sets none (default 5m)")
+	f.Float64Var(&o.HPA.Tolerance, "horizontal-pod-autoscaler-tolerance", 0, "no rescale while the ratio of a metric to its target is within this fraction of 1 (default 0.1)")
+	f.DurationVar(&o.HPA.CPUInitializationPeriod, "horizontal-pod-autoscaler-cpu-initialization-period", 0, "a pod started less than this long ago counts for CPU only with a sample taken after it became ready (default 5m)")
+	f.DurationVar(&o.HPA.InitialReadinessDelay, "horizontal-pod-autoscaler-initial-readiness-delay", 0, "after it, a started pod that turns unready is taken as unready for CPU (default 30s)")
 	for _, n := range []string{"job-backoff-base", "job-backoff-max"} {
 		_ = f.MarkHidden(n)
 	}

@@ -285,7 +285,7 @@ func TestOpenAPIDocuments(t *testing.T) {
 		t.Fatal(err)
 	}
 	apps, ok := index.Paths["apis/apps/v1"]
-	if !ok || len(index.Paths) != 20 { // 19 + metrics.k8s.io/v1beta1
+	if !ok || len(index.Paths) != 24 { // 17 + metrics.k8s.io/v1beta1 + flowcontrol and apiregistration + autoscaling/v1 and v2 + custom and external metrics
 		t.Fatalf("v3 index: %+v", index)
 	}
 	r = e.do("GET", apps.ServerRelativeURL, "", nil)

@@ -60,6 +60,9 @@ type Config struct {
 	ComponentStatuses ComponentStatuser
 	// ResourceMetrics answers metrics.k8s.io (nil: 503).
 	ResourceMetrics ResourceMetrics
+	// CustomMetrics answers custom.metrics.k8s.io and
+	// external.metrics.k8s.io (nil: 503).
+	CustomMetrics CustomMetrics
 	// Sealer encrypts the objects of encrypted resources before they are
 	// proposed (encryption at rest); nil proposes every object as is.
 	Sealer Sealer
@@ -255,6 +258,10 @@ func (s *APIServer) route(req *request) {
 	s.syncCRDs(req.r.Context(), false)
 	if !info.IsResource {
 		s.serveNonResource(req)
+		return
+	}
+	if isMetricsGroup(info) {
+		s.serveCustomMetrics(req) // handler_custommetrics.go
 		return
 	}
 	if isSelfSubjectReview(info) {

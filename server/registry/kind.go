@@ -96,6 +96,19 @@ type Kind struct {
 	// strategy None, a version is the stored object relabelled).
 	conversion  *customConversion
 	terminating bool
+	// storedAs: a built-in kind served at a version other than the one
+	// it is stored at (autoscaling/v1 HorizontalPodAutoscaler, stored at
+	// v2); nil for the stored version.
+	storedAs *storedVersion
+}
+
+// storedVersion converts a built-in kind's objects to and from the
+// version they are stored at, as kube-apiserver's conversion does.
+type storedVersion struct {
+	gvk        schema.GroupVersionKind
+	newObject  func() runtime.Object
+	fromStored func(runtime.Object) (runtime.Object, error)
+	toStored   func(runtime.Object) (runtime.Object, error)
 }
 
 func (k *Kind) init() {
@@ -150,6 +163,16 @@ func (k *Kind) Key(namespace, name string) state.Key {
 	return state.Key{Resource: k.StorageResource(), Namespace: namespace, Name: name}
 }
 
+// StoredGVK is the GroupVersionKind the kind's objects are stored at: GVK
+// but for a built-in kind served converted (autoscaling/v1
+// HorizontalPodAutoscaler is stored at v2).
+func (k *Kind) StoredGVK() schema.GroupVersionKind {
+	if k.storedAs != nil {
+		return k.storedAs.gvk
+	}
+	return k.GVK
+}
+
 // ListGVK is the GroupVersionKind of the kind's list.
 func (k *Kind) ListGVK() schema.GroupVersionKind {
 	return k.GVK.GroupVersion().WithKind(k.GVK.Kind + "List")
@@ -172,6 +195,19 @@ func (k *Kind) NewList() runtime.Object {
 // Decode turns a stored object into a typed object whose resourceVersion
 // is the stored ModifyIndex. The result is the caller's to change.
 func (k *Kind) Decode(o *state.Object) (runtime.Object, error) {
+	if k.storedAs != nil {
+		stored := k.storedAs.newObject()
+		if err := json.Unmarshal(o.Data, stored); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", o.Key, err)
+		}
+		obj, err := k.storedAs.fromStored(stored)
+		if err != nil {
+			return nil, fmt.Errorf("decode %s: %w", o.Key, err)
+		}
+		obj.GetObjectKind().SetGroupVersionKind(k.GVK)
+		mustMeta(obj).SetResourceVersion(strconv.FormatUint(o.ModifyIndex, 10))
+		return obj, nil
+	}
 	obj := k.newObject()
 	var err error
 	if u, ok := obj.(json.Unmarshaler); ok {
@@ -207,6 +243,19 @@ func (k *Kind) Decode(o *state.Object) (runtime.Object, error) {
 func (k *Kind) Encode(obj runtime.Object) ([]byte, error) {
 	if u, ok := obj.(*unstructured.Unstructured); ok && k.conversion != nil && k.GVK != k.conversion.storage {
 		return k.conversion.encode(k, u)
+	}
+	if k.storedAs != nil {
+		stored, err := k.storedAs.toStored(obj)
+		if err != nil {
+			return nil, fmt.Errorf("encode %s %s: %w", k.GVK.Kind, mustMeta(obj).GetName(), err)
+		}
+		mustMeta(stored).SetResourceVersion("")
+		stored.GetObjectKind().SetGroupVersionKind(k.storedAs.gvk)
+		b, err := json.Marshal(stored)
+		if err != nil {
+			return nil, fmt.Errorf("encode %s %s: %w", k.GVK.Kind, mustMeta(obj).GetName(), err)
+		}
+		return b, nil
 	}
 	m := mustMeta(obj)
 	rv := m.GetResourceVersion()

@@ -14,6 +14,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -33,6 +34,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
+	custommetricsv1beta2 "k8s.io/metrics/pkg/apis/custom_metrics/v1beta2"
+	externalmetricsv1beta1 "k8s.io/metrics/pkg/apis/external_metrics/v1beta1"
 	metricsv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
 )
 
@@ -67,6 +70,7 @@ func New() *Registry {
 		rbacv1.AddToScheme,
 		policyv1.AddToScheme,
 		autoscalingv1.AddToScheme,
+		autoscalingv2.AddToScheme,
 		authenticationv1.AddToScheme,
 		authorizationv1.AddToScheme,
 		nodev1.AddToScheme,
@@ -76,12 +80,19 @@ func New() *Registry {
 		apiextensionsv1.AddToScheme,
 		metricsv1beta1.AddToScheme,
 		apiregistrationv1.AddToScheme,
+		custommetricsv1beta2.AddToScheme,
+		externalmetricsv1beta1.AddToScheme,
 		metav1.AddMetaToScheme,
 	} {
 		if err := add(scheme); err != nil {
 			// The types are static; an error is a programming error.
 			panic(fmt.Sprintf("registry: build scheme: %v", err))
 		}
+	}
+	// HorizontalPodAutoscaler's versions convert as kube-apiserver's do
+	// (the field manager converts objects to its managers' versions).
+	if err := addHPAConversions(scheme); err != nil {
+		panic(fmt.Sprintf("registry: build scheme: %v", err))
 	}
 	// DeleteOptions and the other option types under meta.k8s.io/v1 too.
 	metav1.AddToGroupVersion(scheme, metav1.SchemeGroupVersion)
@@ -152,6 +163,11 @@ func New() *Registry {
 		flowSchemaKind(),
 		priorityLevelConfigurationKind(),
 		apiServiceKind(),
+		// v2 first: discovery prefers the first version registered.
+		hpaKind(),
+		hpaV1Kind(),
+		customMetricsKind(),
+		externalMetricsKind(),
 	} {
 		r.register(k)
 	}
@@ -166,7 +182,10 @@ func (r *Registry) register(k *Kind) {
 	}
 	r.kinds = append(r.kinds, k)
 	r.byGVR[gvr] = k
-	r.byStorage[k.StorageResource()] = k
+	if k.storedAs == nil {
+		// The stored version is the one that reads the store.
+		r.byStorage[k.StorageResource()] = k
+	}
 }
 
 // Scheme is the runtime.Scheme holding every served type plus the meta

@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -47,11 +48,11 @@ func TestLookupAndStorageResource(t *testing.T) {
 	if k := mustKind(t, r, "", "namespaces"); k.Namespaced || k.Key("x", "n") != (state.Key{Resource: "namespaces", Name: "n"}) {
 		t.Fatal("namespaces must be cluster-scoped")
 	}
-	if len(r.Kinds()) != 60 {
+	if len(r.Kinds()) != 64 {
 		t.Fatalf("kinds: %d", len(r.Kinds()))
 	}
 	gvs := r.GroupVersions()
-	if gvs[0].Group != "" || gvs[1].Group != "admissionregistration.k8s.io" || gvs[2].Group != "apiextensions.k8s.io" || gvs[3].Group != "apiregistration.k8s.io" || gvs[4].Group != "apps" || gvs[5].Group != "authentication.k8s.io" || gvs[6].Group != "authorization.k8s.io" || gvs[7].Group != "batch" {
+	if gvs[0].Group != "" || gvs[1].Group != "admissionregistration.k8s.io" || gvs[2].Group != "apiextensions.k8s.io" || gvs[3].Group != "apiregistration.k8s.io" || gvs[4].Group != "apps" || gvs[5].Group != "authentication.k8s.io" || gvs[6].Group != "authorization.k8s.io" || gvs[7] != (schema.GroupVersion{Group: "autoscaling", Version: "v2"}) || gvs[8] != (schema.GroupVersion{Group: "autoscaling", Version: "v1"}) || gvs[9].Group != "batch" {
 		t.Fatalf("group versions order: %v", gvs)
 	}
 }

@@ -5,6 +5,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	custommetricsv1beta2 "k8s.io/metrics/pkg/apis/custom_metrics/v1beta2"
+	externalmetricsv1beta1 "k8s.io/metrics/pkg/apis/external_metrics/v1beta1"
 	metricsv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
 )
 
@@ -50,5 +52,39 @@ func podMetricsKind() *Kind {
 			m := obj.(*metricsv1beta1.PodMetrics)
 			return []any{m.Name, int64(len(m.Containers)), m.Window.Duration.String()}
 		},
+	}
+}
+
+// The custom and external metrics APIs (custom.metrics.k8s.io/v1beta2,
+// external.metrics.k8s.io/v1beta1, prometheus-adapter's) are answered by
+// the API server from the metrics store (apiserver/handler_custommetrics.go);
+// these entries only make discovery list the groups: pods' custom metrics
+// and external metrics by name, read with get.
+func customMetricsKind() *Kind {
+	return &Kind{
+		GVK:        custommetricsv1beta2.SchemeGroupVersion.WithKind("MetricValueList"),
+		Resource:   "pods/*",
+		Singular:   "",
+		Namespaced: true,
+		Virtual:    true,
+		Verbs:      []string{"get"},
+		newObject:  func() runtime.Object { return &custommetricsv1beta2.MetricValueList{} },
+		newList:    func() runtime.Object { return &custommetricsv1beta2.MetricValueList{} },
+		columns:    []metav1.TableColumnDefinition{nameColumn},
+		cells:      func(runtime.Object, time.Time) []any { return []any{""} },
+	}
+}
+
+func externalMetricsKind() *Kind {
+	return &Kind{
+		GVK:        externalmetricsv1beta1.SchemeGroupVersion.WithKind("ExternalMetricValueList"),
+		Resource:   "*",
+		Namespaced: true,
+		Virtual:    true,
+		Verbs:      []string{"get"},
+		newObject:  func() runtime.Object { return &externalmetricsv1beta1.ExternalMetricValueList{} },
+		newList:    func() runtime.Object { return &externalmetricsv1beta1.ExternalMetricValueList{} },
+		columns:    []metav1.TableColumnDefinition{nameColumn},
+		cells:      func(runtime.Object, time.Time) []any { return []any{""} },
 	}
 }

@@ -11,10 +11,14 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/scale"
 
 	"github.com/skiff-io/skiff/server/controller"
 	"github.com/skiff-io/skiff/server/controller/admissionpolicystatus"
@@ -30,6 +34,7 @@ import (
 	"github.com/skiff-io/skiff/server/controller/job"
 	"github.com/skiff-io/skiff/server/controller/namespace"
 	"github.com/skiff-io/skiff/server/controller/nodelifecycle"
+	"github.com/skiff-io/skiff/server/controller/podautoscaler"
 	"github.com/skiff-io/skiff/server/controller/podgc"
 	"github.com/skiff-io/skiff/server/controller/replicaset"
 	"github.com/skiff-io/skiff/server/controller/resourcequota"
@@ -68,6 +73,10 @@ type Options struct {
 	// job pod is replaced (default 10s doubling up to 6m).
 	JobBackoffBase time.Duration
 	JobBackoffMax  time.Duration
+	// HPA tunes the HorizontalPodAutoscaler controller (its Scales and
+	// Mapper are filled here); it runs only when HPA.Metrics is set (a
+	// master with a metrics store).
+	HPA podautoscaler.Options
 	// Gossip, if set, feeds the node lifecycle controller with gossip's
 	// view of the nodes (combined with their Leases).
 	Gossip nodelifecycle.Gossip
@@ -153,6 +162,14 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		return err
 	}
 	defer cc.Events.Shutdown()
+	if o.HPA.Metrics != nil {
+		disc := memory.NewMemCacheClient(client.Discovery())
+		o.HPA.Mapper = restmapper.NewDeferredDiscoveryRESTMapper(disc)
+		o.HPA.Scales, err = scale.NewForConfig(cfg, o.HPA.Mapper, dynamic.LegacyAPIPathResolverFunc, scale.NewDiscoveryScaleKindResolver(disc))
+		if err != nil {
+			return fmt.Errorf("controllers: scale client: %w", err)
+		}
+	}
 	runners, err := build(cc, o)
 	if err != nil {
 		return err
@@ -225,6 +242,10 @@ func build(cc *controller.Context, o Options) ([]runner, error) {
 		{"nodelifecycle", func(ctx context.Context) { nodes.Run(ctx, w) }},
 		{"servicelb", servicelb.New(cc, servicelb.Options{DisableServiceLB: o.DisableServiceLB}).Run},
 		{"validatingadmissionpolicy-status", func(ctx context.Context) { admissionpolicystatus.New(cc).Run(ctx, 1) }},
+	}
+	if o.HPA.Metrics != nil {
+		hpa := podautoscaler.New(cc, o.HPA)
+		runners = append(runners, runner{"horizontalpodautoscaling", func(ctx context.Context) { hpa.Run(ctx, w) }})
 	}
 	if len(o.RootCA) > 0 {
 		pub := rootcacertpublisher.New(cc, o.RootCA)
