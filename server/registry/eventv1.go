@@ -17,10 +17,11 @@ import (
 // maxEventNoteBytes is the size limit of an events.k8s.io Event's note.
 const maxEventNoteBytes = 1024
 
-// Events (events.k8s.io/v1), stored apart from core/v1 events with the
-// same semantics: recorders create or update them by name.
+// Events (events.k8s.io/v1): core/v1 events served at another version
+// (eventconversion.go); recorders create or update them by name.
 func eventV1Kind() *Kind {
 	return &Kind{
+		storedAs:            eventV1Stored(),
 		GVK:                 eventsv1.SchemeGroupVersion.WithKind("Event"),
 		Resource:            "events",
 		Namespaced:          true,

@@ -146,12 +146,14 @@ func (k *Kind) GroupResource() schema.GroupResource {
 }
 
 // StorageResource is the resource part of the kind's state.Key: the plural
-// for the core group, "<group>/<plural>" otherwise.
+// for the core group, "<group>/<plural>" otherwise, of the group the kind
+// is stored in (events.k8s.io Events are stored as core events).
 func (k *Kind) StorageResource() string {
-	if k.GVK.Group == "" {
+	g := k.StoredGVK().Group
+	if g == "" {
 		return k.Resource
 	}
-	return k.GVK.Group + "/" + k.Resource
+	return g + "/" + k.Resource
 }
 
 // Key is the store key of the object namespace/name ("" namespace for

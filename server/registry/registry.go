@@ -94,6 +94,9 @@ func New() *Registry {
 	if err := addHPAConversions(scheme); err != nil {
 		panic(fmt.Sprintf("registry: build scheme: %v", err))
 	}
+	if err := addEventConversions(scheme); err != nil {
+		panic(fmt.Sprintf("registry: build scheme: %v", err))
+	}
 	// DeleteOptions and the other option types under meta.k8s.io/v1 too.
 	metav1.AddToGroupVersion(scheme, metav1.SchemeGroupVersion)
 	r := &Registry{
