@@ -194,6 +194,29 @@ func TestLogStore(t *testing.T) {
 			t.Errorf("bad LogsQL on %s: %d %s %v, want a 400 Status", m.Name, code, body, err)
 		}
 	}
+	// The killed master comes back: its WAL replay and its Events relist
+	// store nothing twice.
+	leader.Start()
+	leader.WaitReady(60 * time.Second)
+	testutil.WaitFor(t, 30*time.Second, "the restarted "+leader.Name+"'s records", func() error {
+		_, res, body, err := queryLogs(admin, leader, url.Values{"namespace": {"team"}, "limit": {"5000"}})
+		if err != nil {
+			return err
+		}
+		var web, quokka int
+		for _, r := range res {
+			switch {
+			case r.Fields["pod"] == "web" && r.Fields["kind"] == "container":
+				web++
+			case strings.Contains(r.Msg, "quokka"):
+				quokka++
+			}
+		}
+		if web != 1010 || quokka != 1 {
+			return fmt.Errorf("%d lines of web (want 1010), %d quokka events (want 1): %.300s", web, quokka, body)
+		}
+		return nil
+	})
 	var survivor *testutil.Master
 	for _, m := range c.Masters {
 		if m != leader {
