@@ -10,6 +10,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -169,6 +171,15 @@ func TestLogStore(t *testing.T) {
 
 	// The leader dies: every survivor answers with all 1010 lines, newest first.
 	leader := c.Leader(30 * time.Second)
+	// Killed after a checkpoint covered the lines (their marks are in
+	// its hwm file), the harder case for its WAL.
+	testutil.WaitFor(t, 30*time.Second, "a checkpoint on "+leader.Name, func() error {
+		b, err := os.ReadFile(filepath.Join(leader.DataDir, "logs", "hwm"))
+		if err != nil || !strings.Contains(string(b), `1010 `) {
+			return fmt.Errorf("hwm: %q %v", b, err)
+		}
+		return nil
+	})
 	leader.Kill()
 	for _, m := range c.Masters {
 		if m == leader {
