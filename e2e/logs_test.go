@@ -236,6 +236,23 @@ func TestLogStore(t *testing.T) {
 		}
 	}
 
+	// The CLI: the newest 3 of web's lines, oldest first; -o json.
+	out, err := survivor.Run(ctx, "logs", "search", "-n", "team", "--pod", "web", "--limit", "3")
+	if err != nil {
+		t.Fatalf("skiff logs search: %v: %s", err, out)
+	}
+	if got := strings.Split(strings.TrimSpace(out), "\n"); len(got) != 3 || !strings.HasSuffix(got[0], "team/web app line 001008 of web") ||
+		!strings.HasSuffix(got[2], "team/web app line 001010 of web") {
+		t.Errorf("skiff logs search -n team --pod web --limit 3:\n%s", out)
+	}
+	out, err = survivor.Run(ctx, "logs", "search", "quokka", "-o", "json")
+	if err != nil || !strings.Contains(out, `"reason":"Testing"`) || strings.Count(out, "\n") != 1 {
+		t.Errorf("skiff logs search quokka -o json: %v: %s", err, out)
+	}
+	if out, err := survivor.Run(ctx, "logs", "search", "foo:(("); err == nil || !strings.Contains(out, "400") {
+		t.Errorf("skiff logs search with bad LogsQL: %v: %s", err, out)
+	}
+
 	// RBAC: a service account bound to view in team reads team's logs,
 	// and gets 403 for other's; without a namespace it sees only team's.
 	cs = survivor.Clientset()
