@@ -52,7 +52,17 @@ func (sr *Search) build() (*logstorage.Query, error) {
 	if text == "" {
 		text = "*"
 	}
-	q, err := logstorage.ParseQuery(text)
+	if _, err := logstorage.ParseQuery(text); err != nil {
+		return nil, &ParseError{Err: err}
+	}
+	limit := sr.Limit
+	if limit <= 0 {
+		limit = DefaultLimit
+	}
+	limit = min(limit, MaxLimit)
+	// Newest first; a source's lines of one timestamp by offset (a top-N
+	// sort: bounded memory).
+	q, err := logstorage.ParseQuery(fmt.Sprintf("%s\n| sort by (_time desc, %s, %s desc) limit %d", text, FieldSource, FieldOffset, limit))
 	if err != nil {
 		return nil, &ParseError{Err: err}
 	}
@@ -73,13 +83,6 @@ func (sr *Search) build() (*logstorage.Query, error) {
 		}
 		q.AddTimeFilter(start, end)
 	}
-	limit := sr.Limit
-	if limit <= 0 {
-		limit = DefaultLimit
-	}
-	limit = min(limit, MaxLimit)
-	q.AddPipeSortByTimeDesc()
-	q.AddPipeOffsetLimit(0, uint64(limit))
 	return q, nil
 }
 
