@@ -10,6 +10,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -169,6 +171,15 @@ func TestLogStore(t *testing.T) {
 
 	// The leader dies: every survivor answers with all 1010 lines, newest first.
 	leader := c.Leader(30 * time.Second)
+	// Killed after a checkpoint covered the lines (their marks are in
+	// its hwm file), the harder case for its WAL.
+	testutil.WaitFor(t, 30*time.Second, "a checkpoint on "+leader.Name, func() error {
+		b, err := os.ReadFile(filepath.Join(leader.DataDir, "logs", "hwm"))
+		if err != nil || !strings.Contains(string(b), `1010 `) {
+			return fmt.Errorf("hwm: %q %v", b, err)
+		}
+		return nil
+	})
 	leader.Kill()
 	for _, m := range c.Masters {
 		if m == leader {
@@ -194,12 +205,52 @@ func TestLogStore(t *testing.T) {
 			t.Errorf("bad LogsQL on %s: %d %s %v, want a 400 Status", m.Name, code, body, err)
 		}
 	}
+	// The killed master comes back: its WAL replay and its Events relist
+	// store nothing twice.
+	leader.Start()
+	leader.WaitReady(60 * time.Second)
+	testutil.WaitFor(t, 30*time.Second, "the restarted "+leader.Name+"'s records", func() error {
+		_, res, body, err := queryLogs(admin, leader, url.Values{"namespace": {"team"}, "limit": {"5000"}})
+		if err != nil {
+			return err
+		}
+		var web, quokka int
+		for _, r := range res {
+			switch {
+			case r.Fields["pod"] == "web" && r.Fields["kind"] == "container":
+				web++
+			case strings.Contains(r.Msg, "quokka"):
+				quokka++
+			}
+		}
+		if web != 1010 || quokka != 1 {
+			return fmt.Errorf("%d lines of web (want 1010), %d quokka events (want 1): %.300s", web, quokka, body)
+		}
+		return nil
+	})
 	var survivor *testutil.Master
 	for _, m := range c.Masters {
 		if m != leader {
 			survivor = m
 			break
 		}
+	}
+
+	// The CLI: the newest 3 of web's lines, oldest first; -o json.
+	out, err := survivor.Run(ctx, "logs", "search", "-n", "team", "--pod", "web", "--limit", "3")
+	if err != nil {
+		t.Fatalf("skiff logs search: %v: %s", err, out)
+	}
+	if got := strings.Split(strings.TrimSpace(out), "\n"); len(got) != 3 || !strings.HasSuffix(got[0], "team/web app line 001008 of web") ||
+		!strings.HasSuffix(got[2], "team/web app line 001010 of web") {
+		t.Errorf("skiff logs search -n team --pod web --limit 3:\n%s", out)
+	}
+	out, err = survivor.Run(ctx, "logs", "search", "quokka", "-o", "json")
+	if err != nil || !strings.Contains(out, `"reason":"Testing"`) || strings.Count(out, "\n") != 1 {
+		t.Errorf("skiff logs search quokka -o json: %v: %s", err, out)
+	}
+	if out, err := survivor.Run(ctx, "logs", "search", "foo:(("); err == nil || !strings.Contains(out, "400") {
+		t.Errorf("skiff logs search with bad LogsQL: %v: %s", err, out)
 	}
 
 	// RBAC: a service account bound to view in team reads team's logs,

@@ -89,6 +89,7 @@ func newLogsCommand() *cobra.Command {
 				return nil
 			}
 			v.Del("since")
+			v.Del("limit")
 			return logsTail(ctx, m, "/logs/v1/tail?"+v.Encode(), print)
 		},
 	}

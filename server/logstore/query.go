@@ -1,6 +1,7 @@
 package logstore
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -51,7 +52,17 @@ func (sr *Search) build() (*logstorage.Query, error) {
 	if text == "" {
 		text = "*"
 	}
-	q, err := logstorage.ParseQuery(text)
+	if _, err := logstorage.ParseQuery(text); err != nil {
+		return nil, &ParseError{Err: err}
+	}
+	limit := sr.Limit
+	if limit <= 0 {
+		limit = DefaultLimit
+	}
+	limit = min(limit, MaxLimit)
+	// Newest first; a source's lines of one timestamp by offset (a top-N
+	// sort: bounded memory).
+	q, err := logstorage.ParseQuery(fmt.Sprintf("%s\n| sort by (_time desc, %s, %s desc) limit %d", text, FieldSource, FieldOffset, limit))
 	if err != nil {
 		return nil, &ParseError{Err: err}
 	}
@@ -72,13 +83,6 @@ func (sr *Search) build() (*logstorage.Query, error) {
 		}
 		q.AddTimeFilter(start, end)
 	}
-	limit := sr.Limit
-	if limit <= 0 {
-		limit = DefaultLimit
-	}
-	limit = min(limit, MaxLimit)
-	q.AddPipeSortByTimeDesc()
-	q.AddPipeOffsetLimit(0, uint64(limit))
 	return q, nil
 }
 
@@ -92,7 +96,7 @@ func (s *Store) Run(ctx context.Context, sr Search) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	slices.SortStableFunc(out, func(a, b Result) int { return b.Time.Compare(a.Time) })
+	slices.SortStableFunc(out, func(a, b Result) int { return -compareResults(&a, &b) })
 	return out, nil
 }
 
@@ -148,7 +152,7 @@ func (s *Store) run(ctx context.Context, q *logstorage.Query) ([]Result, error) 
 // each poll) until ctx ends or send fails. It polls the store after each
 // ingestion, at most every second, for records of the last tailWindow;
 // a record that arrives later than that behind its own time is not sent.
-// At most sr.Limit records go out per poll.
+// At most MaxLimit records go out per poll (sr.Limit is ignored).
 func (s *Store) Tail(ctx context.Context, sr Search, send func([]Result) error) error {
 	seen := map[string]time.Time{}
 	key := func(r *Result) string { return r.Fields[FieldSource] + "\x00" + r.Fields[FieldOffset] }
@@ -160,9 +164,7 @@ func (s *Store) Tail(ctx context.Context, sr Search, send func([]Result) error) 
 		now := time.Now()
 		win := sr
 		win.Start, win.End = now.Add(-tailWindow), time.Time{}
-		if win.Limit <= 0 {
-			win.Limit = MaxLimit
-		}
+		win.Limit = MaxLimit
 		q, err := win.build()
 		if err != nil {
 			return err
@@ -171,7 +173,7 @@ func (s *Store) Tail(ctx context.Context, sr Search, send func([]Result) error) 
 		if err != nil {
 			return err
 		}
-		slices.SortStableFunc(res, func(a, b Result) int { return a.Time.Compare(b.Time) })
+		slices.SortStableFunc(res, func(a, b Result) int { return compareResults(&a, &b) })
 		fresh := res[:0]
 		for i := range res {
 			k := key(&res[i])
@@ -209,6 +211,20 @@ func (s *Store) Tail(ctx context.Context, sr Search, send func([]Result) error) 
 			}
 		}
 	}
+}
+
+// compareResults orders by time, then source, then offset (a source's
+// lines of one timestamp keep their order).
+func compareResults(a, b *Result) int {
+	if c := a.Time.Compare(b.Time); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.Fields[FieldSource], b.Fields[FieldSource]); c != 0 {
+		return c
+	}
+	x, _ := strconv.ParseInt(a.Fields[FieldOffset], 10, 64)
+	y, _ := strconv.ParseInt(b.Fields[FieldOffset], 10, 64)
+	return cmp.Compare(x, y)
 }
 
 // quote makes a LogsQL string literal.

@@ -28,6 +28,8 @@ const (
 	// fresh rows are forced to disk and the WAL emptied.
 	checkpointInterval = 5 * time.Second
 	checkpointBytes    = 32 << 20
+	// walGrace: how long sealed WAL segments outlive their checkpoint.
+	walGrace = 30 * time.Second
 	// formatVersion of the store's own files (hwm, wal); VictoriaLogs
 	// versions its own parts.
 	formatVersion = 1
@@ -71,8 +73,10 @@ type Store struct {
 	syncing  bool
 	synced   int64
 
-	// ckMu serializes checkpoints.
+	// ckMu serializes checkpoints; sealed (under it) lists the WAL
+	// segments kept for walGrace.
 	ckMu    sync.Mutex
+	sealed  []sealedSegments
 	kick    chan struct{}
 	stop    chan struct{}
 	wg      sync.WaitGroup
@@ -198,6 +202,12 @@ func (s *Store) marksPath() string { return filepath.Join(s.dir, "hwm") }
 // order. raw, when not nil, holds each record's NDJSON line (written to
 // the WAL as is).
 func (s *Store) Ingest(recs []Record, raw [][]byte) (accepted, duplicates int, err error) {
+	return s.ingest(recs, raw, true)
+}
+
+// ingest without dedup stores every record (the WAL replay's missing
+// ones); the marks only rise.
+func (s *Store) ingest(recs []Record, raw [][]byte, dedup bool) (accepted, duplicates int, err error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -218,11 +228,11 @@ func (s *Store) Ingest(recs []Record, raw [][]byte) (accepted, duplicates int, e
 		if !ok {
 			mark, ok = s.marks.get(r.Source)
 		}
-		if ok && r.Offset <= mark {
+		if dedup && ok && r.Offset <= mark {
 			duplicates++
 			continue
 		}
-		fresh[r.Source] = r.Offset
+		fresh[r.Source] = max(r.Offset, mark)
 		take[i] = true
 		accepted++
 		if raw != nil {
@@ -374,52 +384,73 @@ func (s *Store) checkpointLoop() {
 	}
 }
 
-// Checkpoint forces the rows of the sealed WAL segments into the
-// storage's files, persists the high-water marks and removes those
-// segments. Marks not advanced for longer than the retention are
+// Checkpoint forces the rows of the WAL's open segment into the
+// storage's files, persists the high-water marks and seals the segment;
+// sealed segments are removed walGrace later (the storage's files then
+// surely hold their rows: its own flush runs every second, and a
+// checkpoint's flush may miss parts the storage is merging at that
+// moment). Marks not advanced for longer than the retention are
 // forgotten (their records are gone too), which bounds their memory.
 func (s *Store) Checkpoint() error {
 	s.ckMu.Lock()
 	defer s.ckMu.Unlock()
 	s.mu.Lock()
-	if s.closed || s.wal.size == 0 {
+	if s.closed {
 		s.mu.Unlock()
 		return nil
 	}
-	if err := s.wal.rotate(); err != nil {
-		s.failed = err
-		s.mu.Unlock()
-		return err
-	}
-	s.rotated(s.wal.written)
-	keep := s.wal.seq
-	days := s.days
-	s.days = map[string]struct{}{}
-	s.marks.prune(time.Now().Add(-s.opts.Retention).Unix())
-	snapshot := s.marks.encode()
-	s.mu.Unlock()
-	// Ingests that appended to the sealed segments finish adding their
-	// rows to the storage first.
-	s.addMu.Lock()
-	s.addMu.Unlock() //nolint:staticcheck // a barrier
-
-	if err := s.flush(days); err != nil {
-		// The next checkpoint flushes these days again.
-		s.mu.Lock()
-		for d := range days {
-			s.days[d] = struct{}{}
+	if s.wal.size > 0 {
+		if err := s.wal.rotate(); err != nil {
+			s.failed = err
+			s.mu.Unlock()
+			return err
 		}
+		s.rotated(s.wal.written)
+		s.sealed = append(s.sealed, sealedSegments{before: s.wal.seq, at: time.Now()})
+		days := s.days
+		s.days = map[string]struct{}{}
+		s.marks.prune(time.Now().Add(-s.opts.Retention).Unix())
+		snapshot := s.marks.encode()
 		s.mu.Unlock()
-		return err
+		// Ingests that appended to the sealed segment finish adding
+		// their rows to the storage first.
+		s.addMu.Lock()
+		s.addMu.Unlock() //nolint:staticcheck // a barrier
+		if err := s.flush(days); err != nil {
+			// The next checkpoint flushes these days again.
+			s.mu.Lock()
+			for d := range days {
+				s.days[d] = struct{}{}
+			}
+			s.mu.Unlock()
+			return err
+		}
+		if err := writeFileAtomic(s.marksPath(), snapshot); err != nil {
+			return err
+		}
+		s.metrics.checkpoints.Inc()
+	} else {
+		s.mu.Unlock()
 	}
-	if err := writeFileAtomic(s.marksPath(), snapshot); err != nil {
-		return err
+	var cut uint64
+	i := 0
+	for ; i < len(s.sealed) && time.Since(s.sealed[i].at) >= walGrace; i++ {
+		cut = s.sealed[i].before
 	}
-	if err := removeSegmentsBefore(s.wal.dir, keep); err != nil {
-		return err
+	if cut > 0 {
+		if err := removeSegmentsBefore(s.wal.dir, cut); err != nil {
+			return err
+		}
+		s.sealed = s.sealed[i:]
 	}
-	s.metrics.checkpoints.Inc()
 	return nil
+}
+
+// sealedSegments: the segments before the sequence number were sealed
+// (and flushed) at the time.
+type sealedSegments struct {
+	before uint64
+	at     time.Time
 }
 
 // flush writes the storage's buffered rows of the given days to its
@@ -437,93 +468,103 @@ func (s *Store) flush(days map[string]struct{}) error {
 	return nil
 }
 
-// replay re-adds the WAL's records that are above the persisted marks and
-// not already in the storage (it flushes on its own every second, so a
-// crash may have left some on disk), then checkpoints.
+// replay re-adds, segment by segment, the WAL's records the storage does
+// not hold (by source and offset): those it had in memory only when the
+// process died, whatever the persisted marks say (segments are kept for
+// walGrace after the checkpoint that flushed them, so a row the storage
+// had not yet written is still there). The marks rise to the WAL's
+// records; then it checkpoints.
 func (s *Store) replay(walDir string, segs []uint64) error {
-	type pending struct {
-		rec Record
-		raw []byte
-	}
-	var recs []pending
-	var minT, maxT int64 = 1<<63 - 1, -1 << 63
+	var added, present int
 	for _, n := range segs {
-		err := readSegment(filepath.Join(walDir, walName(n)), func(payload []byte) error {
-			sc := bufio.NewScanner(bytes.NewReader(payload))
-			sc.Buffer(nil, maxBodyBytes)
-			for sc.Scan() {
-				var r Record
-				if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-					return fmt.Errorf("wal record: %w", err)
-				}
-				if m, ok := s.marks.get(r.Source); ok && r.Offset <= m {
-					continue
-				}
-				ts := r.Time.UnixNano()
-				minT, maxT = min(minT, ts), max(maxT, ts)
-				recs = append(recs, pending{rec: r, raw: slices.Clone(sc.Bytes())})
-			}
-			return sc.Err()
-		})
+		a, p, err := s.replaySegment(filepath.Join(walDir, walName(n)))
 		if err != nil {
 			return err
 		}
+		added, present = added+a, present+p
 	}
-	if len(recs) > 0 {
-		// What the storage already holds of them, by (source, offset).
-		sources := map[string]bool{}
-		for _, p := range recs {
-			sources[p.rec.Source] = true
-		}
-		have := map[string]bool{}
-		q, err := logstorage.ParseQuery("*")
-		if err != nil {
-			return err
-		}
-		q.AddTimeFilter(minT, maxT)
-		q.AddPipeFields([]string{FieldSource, FieldOffset})
-		var hmu sync.Mutex
-		qctx := logstorage.NewQueryContext(context.Background(), &logstorage.QueryStats{}, []logstorage.TenantID{{}}, q, false, nil)
-		err = s.storage.RunQuery(qctx, func(_ uint, db *logstorage.DataBlock) {
-			src, off := db.GetColumnByName(FieldSource), db.GetColumnByName(FieldOffset)
-			if src == nil || off == nil {
-				return
-			}
-			hmu.Lock()
-			defer hmu.Unlock()
-			for i := range src.Values {
-				if sources[src.Values[i]] {
-					have[src.Values[i]+"\x00"+off.Values[i]] = true
-				}
-			}
-		})
-		if err != nil {
-			return fmt.Errorf("replay: look up stored records: %w", err)
-		}
-		var batch []Record
-		var raws [][]byte
-		for _, p := range recs {
-			if have[p.rec.Source+"\x00"+strconv.FormatInt(p.rec.Offset, 10)] {
-				// Already stored: only the mark moves.
-				s.marks.set(p.rec.Source, max(p.rec.Offset, s.marks.getOr(p.rec.Source)), time.Now().Unix())
-				continue
-			}
-			batch = append(batch, p.rec)
-			raws = append(raws, p.raw)
-		}
-		if len(batch) > 0 {
-			if _, _, err := s.Ingest(batch, raws); err != nil {
-				return err
-			}
-		}
-		s.log.Info("log store recovered the WAL", "records", len(batch), "already-stored", len(recs)-len(batch))
-	}
-	// Make the replayed state the checkpoint: flush and drop old segments.
+	s.log.Info("log store replayed its WAL", "segments", len(segs), "records-added", added, "records-already-stored", present)
 	s.mu.Lock()
 	s.wal.size = max(s.wal.size, 1)
-	s.mu.Unlock()
 	s.days = allDays(s.storage)
+	s.mu.Unlock()
 	return s.Checkpoint()
+}
+
+func (s *Store) replaySegment(path string) (added, present int, err error) {
+	var recs []Record
+	var raws [][]byte
+	var minT, maxT int64 = 1<<63 - 1, -1 << 63
+	sources := map[string]bool{}
+	err = readSegment(path, func(payload []byte) error {
+		sc := bufio.NewScanner(bytes.NewReader(payload))
+		sc.Buffer(nil, maxDecompressedBytes)
+		for sc.Scan() {
+			var r Record
+			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+				return fmt.Errorf("wal record: %w", err)
+			}
+			ts := r.Time.UnixNano()
+			minT, maxT = min(minT, ts), max(maxT, ts)
+			sources[r.Source] = true
+			recs = append(recs, r)
+			raws = append(raws, slices.Clone(sc.Bytes()))
+		}
+		return sc.Err()
+	})
+	if err != nil || len(recs) == 0 {
+		return 0, 0, err
+	}
+	s.storage.DebugFlush()
+	have := map[string]bool{}
+	q, err := logstorage.ParseQuery("*")
+	if err != nil {
+		return 0, 0, err
+	}
+	q.AddTimeFilter(minT, maxT)
+	q.AddPipeFields([]string{FieldSource, FieldOffset})
+	var hmu sync.Mutex
+	qctx := logstorage.NewQueryContext(context.Background(), &logstorage.QueryStats{}, []logstorage.TenantID{{}}, q, false, nil)
+	err = s.storage.RunQuery(qctx, func(_ uint, db *logstorage.DataBlock) {
+		src, off := db.GetColumnByName(FieldSource), db.GetColumnByName(FieldOffset)
+		if src == nil || off == nil {
+			return
+		}
+		hmu.Lock()
+		defer hmu.Unlock()
+		for i := range src.Values {
+			if sources[src.Values[i]] {
+				have[src.Values[i]+"\x00"+off.Values[i]] = true
+			}
+		}
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("replay: look up stored records: %w", err)
+	}
+	now := time.Now().Unix()
+	var batch []Record
+	var braws [][]byte
+	for i, r := range recs {
+		if have[r.Source+"\x00"+strconv.FormatInt(r.Offset, 10)] {
+			present++
+			continue
+		}
+		batch = append(batch, r)
+		braws = append(braws, raws[i])
+	}
+	if len(batch) > 0 {
+		if _, _, err := s.ingest(batch, braws, false); err != nil {
+			return 0, 0, err
+		}
+	}
+	s.mu.Lock()
+	for _, r := range recs {
+		if s.marks.getOr(r.Source) < r.Offset {
+			s.marks.set(r.Source, r.Offset, now)
+		}
+	}
+	s.mu.Unlock()
+	return len(batch), present, nil
 }
 
 // allDays names every partition of the storage.
@@ -547,5 +588,9 @@ func (s *Store) Close() error {
 	}
 	s.mu.Unlock()
 	s.storage.MustClose()
+	// Closed: the storage wrote everything; the WAL is not needed.
+	if err == nil {
+		err = removeSegmentsBefore(s.wal.dir, s.wal.seq+1)
+	}
 	return err
 }

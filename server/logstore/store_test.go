@@ -211,3 +211,22 @@ func TestTailSendsNewRecordsOnly(t *testing.T) {
 		}
 	}
 }
+
+// Records of one timestamp: the newest page is the highest offsets.
+func TestQuerySameTimestampByOffset(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	at := time.Now().Add(-time.Minute)
+	var batch []Record
+	for i := int64(1); i <= 50; i++ {
+		batch = append(batch, Record{Source: "a", Offset: i, Time: at, Msg: strconv.FormatInt(i, 10), Fields: podFields("ns1", "p1")})
+	}
+	if _, _, err := s.Ingest(batch, nil); err != nil {
+		t.Fatal(err)
+	}
+	s.storage.DebugFlush()
+	res, err := s.Run(context.Background(), Search{Limit: 3})
+	if err != nil || len(res) != 3 || res[0].Msg != "50" || res[1].Msg != "49" || res[2].Msg != "48" {
+		t.Fatalf("newest 3 of one timestamp: %v %+v", err, res)
+	}
+}
