@@ -22,13 +22,13 @@ import (
 // resource the registry does not serve is reported empty, so that a
 // client cannot make series up.
 type apiMetrics struct {
-	requests     *prometheus.CounterVec
-	latency      *prometheus.HistogramVec
-	sizes        *prometheus.HistogramVec
-	inflight     *prometheus.GaugeVec
-	longRunning  *prometheus.GaugeVec
-	watchEvents  *prometheus.CounterVec
-	watchSizes   *prometheus.HistogramVec
+	requests    *prometheus.CounterVec
+	latency     *prometheus.HistogramVec
+	sizes       *prometheus.HistogramVec
+	inflight    *prometheus.GaugeVec
+	longRunning *prometheus.GaugeVec
+	watchEvents *prometheus.CounterVec
+	watchSizes  *prometheus.HistogramVec
 }
 
 const component = "apiserver"
