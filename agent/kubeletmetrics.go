@@ -45,7 +45,16 @@ func newKubeletMetrics(a *Agent) *kubeletMetrics {
 	return m
 }
 
-func metricsHandler(reg *prometheus.Registry) http.HandlerFunc {
+// ownAndParts is the kubelet's registry and, if any, the node's other
+// parts'.
+func (m *kubeletMetrics) ownAndParts(parts prometheus.Gatherer) prometheus.Gatherer {
+	if parts == nil {
+		return m.own
+	}
+	return prometheus.Gatherers{m.own, parts}
+}
+
+func metricsHandler(reg prometheus.Gatherer) http.HandlerFunc {
 	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 	return h.ServeHTTP
 }
