@@ -80,6 +80,7 @@ func componentMetrics(ctx context.Context, t *testing.T, m *testutil.Master) {
 		`scheduler_schedule_attempts_total{job="skiff-master",result="scheduled",profile="default-scheduler"} >= 1`,
 		`scheduler_pending_pods{job="skiff-master",queue="active"}`,
 		`kubelet_pod_start_duration_seconds_count{job="kubelet",node="m1"} >= 1`,
+		`kubelet_pod_start_sli_duration_seconds_count{job="kubelet",node="m1"} >= 1`,
 		`etcd_server_is_leader{job="skiff-master"} == 1`,
 		`skiff_raft_last_log_index{job="skiff-master"} > 0`,
 		`skiff_fsm_apply_duration_seconds_count{job="skiff-master"} > 0`,
