@@ -92,7 +92,7 @@ func (s *APIServer) labelsOf(r *http.Request, info *requestInfo) requestLabels {
 		l.dryRun = "All"
 	}
 	if !info.IsResource {
-		l.verb = strings.ToUpper(r.Method)
+		l.verb = methodVerb(r.Method)
 		return l
 	}
 	kind, ok := s.reg.Lookup(info.Group, info.Version, info.Resource)
@@ -129,13 +129,23 @@ func (s *APIServer) labelsOf(r *http.Request, info *requestInfo) requestLabels {
 	case "delete", "deletecollection":
 		l.verb = "DELETE"
 	default:
-		l.verb = strings.ToUpper(r.Method)
+		l.verb = methodVerb(r.Method)
 	}
 	if info.Subresource == registry.SubExec || info.Subresource == registry.SubAttach ||
 		info.Subresource == registry.SubPortForward || info.Subresource == "proxy" {
 		l.verb = "CONNECT"
 	}
 	return l
+}
+
+// methodVerb is an HTTP method as a verb label; a method kube-apiserver
+// does not know is "other", so that a client cannot make series up.
+func methodVerb(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
+		return method
+	}
+	return "other"
 }
 
 // begin records a request as in flight (or long-running) and returns the
@@ -156,9 +166,6 @@ func (m *apiMetrics) begin(s *APIServer, r *http.Request, info *requestInfo, rw 
 	return func() {
 		gauge.Dec()
 		code := rw.code
-		if !rw.wroteHeader && code == 0 {
-			code = http.StatusOK
-		}
 		m.requests.WithLabelValues(l.verb, l.dryRun, l.group, l.version, l.resource, l.subresource, l.scope, component, strconv.Itoa(code)).Inc()
 		m.latency.WithLabelValues(l.verb, l.dryRun, l.group, l.version, l.resource, l.subresource, l.scope, component).
 			Observe(time.Since(rw.start).Seconds())
