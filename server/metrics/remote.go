@@ -108,6 +108,12 @@ type remoteWriter struct {
 	ws *remote.WriteStorage
 }
 
+// remoteFlushDeadline bounds the time a stopping master spends sending what
+// is queued (Prometheus waits a minute; a master's stop should not): the
+// rest is in the WAL, but a restarted master sends only what it appends
+// afterwards.
+const remoteFlushDeadline = 5 * time.Second
+
 // EnableRemoteWrite starts remote-write from the store. Samples appended
 // before it are not sent (as a Prometheus started afresh).
 func (s *Store) EnableRemoteWrite(opts RemoteWriteOptions, reg prometheus.Registerer, log *slog.Logger) error {
@@ -118,7 +124,7 @@ func (s *Store) EnableRemoteWrite(opts RemoteWriteOptions, reg prometheus.Regist
 	if log == nil {
 		log = slog.Default()
 	}
-	ws := remote.NewWriteStorage(log.With("component", "remote-write"), reg, s.dir, time.Minute, nil, false)
+	ws := remote.NewWriteStorage(log.With("component", "remote-write"), reg, s.dir, remoteFlushDeadline, nil, false)
 	if err := ws.ApplyConfig(conf); err != nil {
 		_ = ws.Close()
 		return fmt.Errorf("remote write: %w", err)
