@@ -133,4 +133,3 @@ func BenchmarkRangeQueryOnePod(b *testing.B) {
 		b.ReportMetric(float64(took[len(took)/2].Microseconds())/1000, "p50-ms")
 	}
 }
-
