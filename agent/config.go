@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -87,6 +88,10 @@ type Config struct {
 	// StatsCollector measures the node's resource use (agent/stats); the
 	// cgroup and /proc collector when nil (hollow nodes pass a fake).
 	StatsCollector stats.Collector
+	// Metrics, if set, holds the metrics of the node's other parts (the
+	// service proxy's, the cluster DNS's), served with the kubelet's own
+	// at its /metrics.
+	Metrics prometheus.Gatherer
 
 	// Timing; zero values take the defaults.
 	LeaseDuration       time.Duration // 20s, renewed every quarter of it

@@ -110,6 +110,7 @@ func (a *Agent) ensureImage(ctx context.Context, pod *corev1.Pod, c *corev1.Cont
 	start := time.Now()
 	sbCfg, _ := a.sandboxConfig(pod, 0)
 	ref, err := a.cfg.Images.PullImage(image.WithProgress(ctx, a.pullProgress(pod, c.Name, c.Image)), spec, nil, sbCfg)
+	a.kmetrics.podStart.pulled(pod.UID, start)
 	if err != nil {
 		st.pullFailures[c.Name]++
 		st.lastPullFailure[c.Name] = time.Now()

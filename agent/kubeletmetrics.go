@@ -29,7 +29,7 @@ func newKubeletMetrics(a *Agent) *kubeletMetrics {
 	m.own.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.podStart.hist,
+		m.podStart.hist, m.podStart.sli,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kubelet_running_pods", Help: "Number of pods that have a running pod sandbox"},
 			func() float64 { return float64(a.statsSrc.runningPods.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kubelet_running_containers", Help: "Number of containers currently running",
@@ -48,7 +48,16 @@ func newKubeletMetrics(a *Agent) *kubeletMetrics {
 	return m
 }
 
-func metricsHandler(reg *prometheus.Registry) http.HandlerFunc {
+// ownAndParts is the kubelet's registry and, if any, the node's other
+// parts'.
+func (m *kubeletMetrics) ownAndParts(parts prometheus.Gatherer) prometheus.Gatherer {
+	if parts == nil {
+		return m.own
+	}
+	return prometheus.Gatherers{m.own, parts}
+}
+
+func metricsHandler(reg prometheus.Gatherer) http.HandlerFunc {
 	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 	return h.ServeHTTP
 }
@@ -86,22 +95,34 @@ func (a *Agent) serveStatsSummary(w http.ResponseWriter, r *http.Request) {
 
 // podStartTracker measures kubelet_pod_start_duration_seconds: from the
 // kubelet first seeing a pod to the pod running (its status as the
-// informer returns it). Pods already running when first seen (an agent
-// restart) are not measured.
+// informer returns it); and kubelet_pod_start_sli_duration_seconds, as the
+// kubelet's startup latency tracker: from the pod's creation to running,
+// less the time between its first image pull's start and its last pull's
+// end (init containers' run time is not taken off). Pods already running
+// when first seen (an agent restart) are not measured.
 type podStartTracker struct {
 	mu    sync.Mutex
 	first map[types.UID]time.Time
 	done  map[types.UID]bool
+	// pulls: the first pull's start and the last pull's end of a pod not
+	// yet running.
+	pulls map[types.UID][2]time.Time
 	hist  prometheus.Histogram
+	sli   prometheus.Histogram
 }
 
 func newPodStartTracker() *podStartTracker {
 	return &podStartTracker{
-		first: map[types.UID]time.Time{}, done: map[types.UID]bool{},
+		first: map[types.UID]time.Time{}, done: map[types.UID]bool{}, pulls: map[types.UID][2]time.Time{},
 		hist: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "kubelet_pod_start_duration_seconds",
 			Help:    "Duration in seconds from kubelet seeing a pod for the first time to the pod starting to run",
-			Buckets: []float64{0.5, 1, 2, 3, 4, 5, 6, 8, 10, 20, 30, 45, 60, 120, 180, 240, 300, 360, 480, 600, 900, 1200, 1800, 2700, 3600},
+			Buckets: podStartBuckets,
+		}),
+		sli: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "kubelet_pod_start_sli_duration_seconds",
+			Help:    "Duration in seconds to start a pod, excluding time to pull images, measured from pod creation timestamp to when the pod is observed running",
+			Buckets: podStartBuckets,
 		}),
 	}
 }
@@ -121,16 +142,42 @@ func (t *podStartTracker) observe(pod *corev1.Pod) {
 		t.first[pod.UID] = time.Now()
 	case running:
 		t.hist.Observe(time.Since(first).Seconds())
+		if !pod.CreationTimestamp.IsZero() {
+			d := time.Since(pod.CreationTimestamp.Time)
+			if p, ok := t.pulls[pod.UID]; ok && p[1].After(p[0]) {
+				d -= p[1].Sub(p[0])
+			}
+			t.sli.Observe(max(d, 0).Seconds())
+		}
 		t.done[pod.UID] = true
 		delete(t.first, pod.UID)
+		delete(t.pulls, pod.UID)
 	}
 }
+
+// pulled records an image pull of a pod from start to now.
+func (t *podStartTracker) pulled(uid types.UID, start time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.done[uid] {
+		return
+	}
+	p, ok := t.pulls[uid]
+	if !ok || start.Before(p[0]) {
+		p[0] = start
+	}
+	p[1] = time.Now()
+	t.pulls[uid] = p
+}
+
+var podStartBuckets = []float64{0.5, 1, 2, 3, 4, 5, 6, 8, 10, 20, 30, 45, 60, 120, 180, 240, 300, 360, 480, 600, 900, 1200, 1800, 2700, 3600}
 
 func (t *podStartTracker) forget(uid types.UID) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.first, uid)
 	delete(t.done, uid)
+	delete(t.pulls, uid)
 }
 
 // Stats is the node's resource stats for an in-process reader (a master

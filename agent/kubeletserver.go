@@ -47,7 +47,7 @@ func (a *Agent) newKubeletServer() *http.Server {
 	// Stats and metrics (kubeletmetrics.go), authorized as the kubelet's
 	// nodes/stats and nodes/metrics subresources.
 	mux.HandleFunc("GET /stats/summary", a.requireKubeletAPI("stats", a.serveStatsSummary))
-	mux.HandleFunc("GET /metrics", a.requireKubeletAPI("metrics", metricsHandler(a.kmetrics.own)))
+	mux.HandleFunc("GET /metrics", a.requireKubeletAPI("metrics", metricsHandler(a.kmetrics.ownAndParts(a.cfg.Metrics))))
 	mux.HandleFunc("GET /metrics/resource", a.requireKubeletAPI("metrics", metricsHandler(a.kmetrics.resource)))
 	mux.HandleFunc("GET /metrics/cadvisor", a.requireKubeletAPI("metrics", metricsHandler(a.kmetrics.cadvisor)))
 	for _, m := range []string{"GET", "POST"} {

@@ -192,6 +192,30 @@ func TestClusterDNS(t *testing.T) {
 			}
 		}
 	})
+
+	// The DNS server's and the service proxy's metrics, with CoreDNS's
+	// and kube-proxy's names, are in the master's store (the kubelet
+	// job scrapes them from the node's kubelet /metrics).
+	t.Run("Metrics", func(t *testing.T) {
+		for _, q := range []string{
+			`coredns_dns_requests_total{job="kubelet",node="real-1",zone="cluster.local.",type="A"} > 0`,
+			`coredns_dns_responses_total{job="kubelet",node="real-1",rcode="NXDOMAIN"} > 0`,
+			`coredns_dns_request_duration_seconds_count{job="kubelet",node="real-1"} > 0`,
+			`kubeproxy_sync_proxy_rules_last_timestamp_seconds{job="kubelet",node="real-1"} > 0`,
+			`kubeproxy_sync_proxy_rules_duration_seconds_count{job="kubelet",node="real-1"} > 0`,
+		} {
+			wait(q, func() error {
+				out, err := n.master.Run(context.Background(), "metrics", "query", q)
+				if err != nil {
+					return fmt.Errorf("%v: %s", err, out)
+				}
+				if !strings.Contains(out, `node="real-1"`) {
+					return fmt.Errorf("no series:\n%s", out)
+				}
+				return nil
+			})
+		}
+	})
 }
 
 // startNetnsUpstream serves example.test. A 192.0.2.7 on 127.0.0.1 inside

@@ -26,6 +26,17 @@ import (
 // bearer token, as Grafana's data source is set up.
 func promClient(t *testing.T, m *testutil.Master, token string) promv1.API {
 	t.Helper()
+	c, err := promapi.NewClient(promapi.Config{Address: m.URL() + "/prometheus", Client: bearerClient(t, m, token)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return promv1.NewAPI(c)
+}
+
+// bearerClient is an HTTP client to m with a bearer token and the
+// cluster CA.
+func bearerClient(t *testing.T, m *testutil.Master, token string) *http.Client {
+	t.Helper()
 	caPEM, err := os.ReadFile(filepath.Join(m.DataDir, "tls", "ca.crt"))
 	if err != nil {
 		t.Fatal(err)
@@ -35,11 +46,65 @@ func promClient(t *testing.T, m *testutil.Master, token string) promv1.API {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := promapi.NewClient(promapi.Config{Address: m.URL() + "/prometheus", Client: hc})
+	return hc
+}
+
+// componentMetrics: a pod scheduled and started on m's embedded node
+// (fake runtime) shows in the store in every component's own metrics,
+// with Kubernetes' names: the API server's request counts (and no name or
+// namespace label on them), a controller queue's depth, the scheduler's
+// attempts, the kubelet's pod start latency.
+func componentMetrics(ctx context.Context, t *testing.T, m *testutil.Master) {
+	t.Helper()
+	if out, err := kubectl(ctx, m.Kubeconfig(), "run", "metrics-probe", "--image", "busybox", "--restart", "Never", "--", "sleep", "3600"); err != nil {
+		t.Fatalf("kubectl run: %v: %s", err, out)
+	}
+	testutil.WaitFor(t, 60*time.Second, "the pod running", func() error {
+		out, err := kubectl(ctx, m.Kubeconfig(), "get", "pods", "metrics-probe", "-o", "jsonpath={.status.phase}")
+		if err != nil || out != "Running" {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+	api, err := promapi.NewClient(promapi.Config{Address: m.URL() + "/prometheus", Client: m.HTTPClient()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return promv1.NewAPI(c)
+	prom := promv1.NewAPI(api)
+	for _, q := range []string{
+		`apiserver_request_total{job="skiff-master",resource="pods",verb="LIST",code="200"}`,
+		`apiserver_request_duration_seconds_count{job="skiff-master",resource="pods",verb="POST"}`,
+		`apiserver_storage_objects{job="skiff-master",resource="pods"}`,
+		`workqueue_depth{job="skiff-master",name="deployment-controller"}`,
+		`workqueue_adds_total{job="skiff-master",name="deployment-controller"}`,
+		`scheduler_schedule_attempts_total{job="skiff-master",result="scheduled",profile="default-scheduler"} >= 1`,
+		`scheduler_pending_pods{job="skiff-master",queue="active"}`,
+		`kubelet_pod_start_duration_seconds_count{job="kubelet",node="m1"} >= 1`,
+		`kubelet_pod_start_sli_duration_seconds_count{job="kubelet",node="m1"} >= 1`,
+		`etcd_server_is_leader{job="skiff-master"} == 1`,
+		`skiff_raft_last_log_index{job="skiff-master"} > 0`,
+		`skiff_fsm_apply_duration_seconds_count{job="skiff-master"} > 0`,
+		`skiff_gossip_members{job="skiff-master",status="alive"} >= 1`,
+	} {
+		testutil.WaitFor(t, 30*time.Second, q, func() error {
+			v, _, _, err := prom.Query(ctx, q, time.Now())
+			if err != nil {
+				return err
+			}
+			if vec, ok := v.(model.Vector); !ok || len(vec) == 0 {
+				return fmt.Errorf("no series: %v", v)
+			}
+			return nil
+		})
+	}
+	// Low cardinality: no API server series names an object or namespace.
+	v, _, _, err := prom.Query(ctx, `{__name__=~"apiserver_.+",job="skiff-master",name!=""} or {__name__=~"apiserver_.+",job="skiff-master",namespace!=""}`, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vec, ok := v.(model.Vector); !ok || len(vec) != 0 {
+		t.Fatalf("API server series with a name or namespace label: %v", v)
+	}
 }
 
 // TestMetricsStore: a master scrapes its own /metrics, and its embedded
@@ -94,6 +159,7 @@ func TestMetricsStore(t *testing.T) {
 		}
 		return nil
 	})
+	componentMetrics(ctx, t, m)
 	start := time.Now()
 	out, err := m.Run(ctx, "metrics", "query", `skiff_raft_leader`, "--range", "1m", "--step", "1s")
 	if err != nil || !strings.Contains(out, "SERIES") || !strings.Contains(out, `job="skiff-master"`) {
@@ -112,6 +178,21 @@ func TestMetricsStore(t *testing.T) {
 	if !errors.As(err, &perr) || !strings.Contains(perr.Msg, "403") || !strings.Contains(perr.Detail, "Forbidden") {
 		t.Fatalf("query_range without the role: %v, want 403", err)
 	}
+	// /federate: the same rights as the query API.
+	federate := func(hc *http.Client) (int, string) {
+		t.Helper()
+		resp, err := hc.Get(m.URL() + "/prometheus/federate?" + url.Values{"match[]": {`up{job="skiff-master"}`}}.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	tokenClient := bearerClient(t, m, tok)
+	if code, body := federate(tokenClient); code != http.StatusForbidden {
+		t.Fatalf("federate without the role: %d %s, want 403", code, body)
+	}
 	if out, err := kubectl(ctx, m.Kubeconfig(), "create", "clusterrolebinding", "grafana-monitoring",
 		"--clusterrole", "system:monitoring", "--serviceaccount", "default:grafana"); err != nil {
 		t.Fatalf("bind: %v: %s", err, out)
@@ -123,6 +204,13 @@ func TestMetricsStore(t *testing.T) {
 		}
 		if mx, ok := v.(model.Matrix); !ok || len(mx) != 1 || len(mx[0].Values) < 2 {
 			return fmt.Errorf("query_range = %v", v)
+		}
+		return nil
+	})
+	testutil.WaitFor(t, 20*time.Second, "federate with the role", func() error {
+		code, body := federate(tokenClient)
+		if code != http.StatusOK || !strings.Contains(body, `up{instance="`+instance+`",job="skiff-master",node="m1"} 1 `) {
+			return fmt.Errorf("federate: %d\n%s", code, body)
 		}
 		return nil
 	})

@@ -334,3 +334,18 @@ func (w *Watcher) nextFiltered(ctx context.Context) ([]*Event, error) {
 		}
 	}
 }
+
+// WatchStats reports the ring's fill (events held, of capacity) and the
+// filtered watchers registered (the API server's watches), for metrics.
+func (f *FSM) WatchStats() (events, capacity, watchers int) {
+	r := f.ring
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, set := range r.byResource {
+		watchers += len(set)
+	}
+	for _, set := range r.byName {
+		watchers += len(set)
+	}
+	return r.n, len(r.buf), watchers
+}

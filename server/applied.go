@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -117,5 +118,18 @@ func (m markingFSM) ApplyBatch(logs []*raft.Log) []any {
 			}
 		}
 	}
-	return m.FSM.ApplyBatch(logs)
+	start := time.Now()
+	out := m.FSM.ApplyBatch(logs)
+	m.s.cmetrics.fsmApply.Observe(time.Since(start).Seconds())
+	m.s.cmetrics.fsmEntries.Add(float64(len(logs)))
+	return out
+}
+
+// Snapshot times the snapshot's Persist (componentmetrics.go).
+func (m markingFSM) Snapshot() (raft.FSMSnapshot, error) {
+	snap, err := m.FSM.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	return timedSnapshot{FSMSnapshot: snap, h: m.s.cmetrics.snapshot}, nil
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -169,6 +170,7 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not the leader", http.StatusMisdirectedRequest)
 		return
 	}
+	start := time.Now()
 	futures := make([]raft.ApplyFuture, len(entries))
 	for i, e := range entries {
 		futures[i] = s.raft.Apply(e, applyEnqueueTimeout)
@@ -179,6 +181,7 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case err == nil:
 			answers[i].Result = res
+			s.cmetrics.raftApply.Observe(time.Since(start).Seconds())
 		case errors.Is(err, errRetry):
 			answers[i] = forwardAnswer{Retry: true, Error: err.Error()}
 		default:

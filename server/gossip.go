@@ -62,6 +62,7 @@ func (s *Server) setupGossip(ctx context.Context) error {
 		AdvertiseAddr: s.cfg.AdvertiseAddress, Profile: s.cfg.GossipProfile, Tags: tags,
 		DataDir: s.cfg.gossipDir(), Keys: keys, Logger: s.cfg.Logger,
 		OnRefute: func(window time.Duration) {
+			s.cmetrics.refutes.Inc()
 			if fn := s.onSuspected.Load(); fn != nil {
 				(*fn)(window)
 			}

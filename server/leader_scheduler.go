@@ -37,7 +37,8 @@ func (s *Server) startScheduler(ctx context.Context, wg *sync.WaitGroup, shared 
 			s.log.Error("scheduler not started", "err", err)
 			return
 		}
-		sched, err := scheduler.New(scheduler.Config{Client: cs, Informers: shared, Logger: s.cfg.Logger.With("component", "scheduler")})
+		sched, err := scheduler.New(scheduler.Config{Client: cs, Informers: shared, Logger: s.cfg.Logger.With("component", "scheduler"),
+			Metrics: s.cmetrics.scheduler})
 		if err != nil {
 			s.log.Error("scheduler not started", "err", err)
 			return

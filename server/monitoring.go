@@ -37,7 +37,16 @@ type MetricsConfig struct {
 	SampleLimit     int
 	QueryTimeout    time.Duration
 	QueryMaxSamples int
+	// RemoteWrite: Prometheus remote-write to external stores (none
+	// without URLs); every master sends, adding the external label
+	// skiff_master=<its node name>.
+	RemoteWrite metrics.RemoteWriteOptions
 }
+
+// replicaLabel names the master in the series it remote-writes, so that a
+// receiver deduplicates the masters' copies (Mimir/Cortex
+// ha_replica_label, Thanos --query.replica-label).
+const replicaLabel = "skiff_master"
 
 // monitoring is this master's metrics store, its scraper and query API.
 type monitoring struct {
@@ -79,6 +88,18 @@ func (s *Server) setupMonitoring(kubelets http.RoundTripper) error {
 	if err != nil {
 		return err
 	}
+	if rw := s.cfg.Metrics.RemoteWrite; len(rw.URLs) > 0 {
+		ext := map[string]string{}
+		for k, v := range rw.ExternalLabels {
+			ext[k] = v
+		}
+		ext[replicaLabel] = s.cfg.NodeName
+		rw.ExternalLabels = ext
+		if err := m.store.EnableRemoteWrite(rw, m.reg, s.cfg.Logger); err != nil {
+			_ = m.store.Close()
+			return err
+		}
+	}
 	kubeletClient := &http.Client{Transport: kubelets}
 	m.scraper = metrics.NewScraper(m.store, metrics.ScraperOptions{
 		Targets:     func() []metrics.Target { return s.scrapeTargets(kubeletClient) },
@@ -90,7 +111,8 @@ func (s *Server) setupMonitoring(kubelets http.RoundTripper) error {
 	})
 	m.api = metrics.NewAPI(m.store, metrics.APIOptions{
 		Timeout: s.cfg.Metrics.QueryTimeout, MaxSamples: s.cfg.Metrics.QueryMaxSamples,
-		Registerer: m.reg, Logger: s.cfg.Logger,
+		ExternalLabels: s.cfg.Metrics.RemoteWrite.ExternalLabels,
+		Registerer:     m.reg, Logger: s.cfg.Logger,
 	})
 	s.monitoring = m
 	return nil

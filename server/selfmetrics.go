@@ -61,7 +61,7 @@ func (s *Server) metricsHandler() http.Handler {
 	gauge("skiff_raft_heartbeat_timeout_seconds", "The Raft heartbeat and election timeout in use (derived from the disk unless --raft-heartbeat-timeout).",
 		func() float64 { return s.cfg.HeartbeatTimeout.Seconds() })
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := promhttp.HandlerFor(prometheus.Gatherers{reg, s.metricsGatherer()}, promhttp.HandlerOpts{})
+	metrics := promhttp.HandlerFor(prometheus.Gatherers{reg, s.cmetrics.reg, s.metricsGatherer()}, promhttp.HandlerOpts{})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, ok := s.authenticate(w, r)
 		if !ok {

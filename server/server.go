@@ -88,6 +88,8 @@ type Server struct {
 	monitoring *monitoring
 	// logging: the log store and its API (logging.go; nil when disabled).
 	logging *logging
+	// cmetrics: the components' own metrics (componentmetrics.go).
+	cmetrics *componentMetrics
 
 	// gossip is this master's serf member (gossip.go); seeds are other
 	// masters' gossip addresses learned when joining.
@@ -143,6 +145,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		shutdownCh: make(chan struct{}),
 		failed:     make(chan error, 1),
 		startTime:  time.Now(),
+		cmetrics:   newComponentMetrics(),
 	}
 	targets, err := cfg.snapshotTargets()
 	if err != nil {
@@ -176,6 +179,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.Shutdown()
 		return nil, fmt.Errorf("gossip: %w", err)
 	}
+	s.registerStateMetrics()
 	s.verifier = &readVerifier{fetch: leaderReadIndex(s.raft, s.fsm)}
 	s.followerReads = &readVerifier{fetch: s.forwardReadIndex}
 	s.forwarder = &forwarder{s: s}
@@ -224,6 +228,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		MaxMutatingRequestsInFlight: cfg.MaxMutatingRequestsInFlight,
 		MaxWatchesPerUser:           cfg.MaxWatchesPerUser,
 		RequestBodyTimeout:          cfg.RequestBodyTimeout,
+		Registerer:                  s.cmetrics.reg,
 	}
 	if s.audit != nil {
 		apiCfg.AuditPolicy, apiCfg.AuditSink = s.audit.Policy(), s.audit.Sink()
@@ -301,10 +306,11 @@ func (s *Server) Start() {
 	go s.keepGossipJoined()
 	go s.repairLoop()
 	go s.digestLoop()
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.runScraper()
 	s.wg.Add(1)
 	go s.runEventLog()
+	go s.runComponentMetrics()
 	// A master that resumes as a voter of its cluster, at the addresses
 	// its record holds, needs no join (its --join master may be gone: a
 	// cluster reset).

@@ -129,7 +129,12 @@ const applyEnqueueTimeout = 10 * time.Second
 
 // applyLocal runs raft.Apply on this (leader) master.
 func (s *Server) applyLocal(entry []byte) (*fsm.Result, error) {
-	return applyResult(s.raft.Apply(entry, applyEnqueueTimeout))
+	start := time.Now()
+	res, err := applyResult(s.raft.Apply(entry, applyEnqueueTimeout))
+	if err == nil {
+		s.cmetrics.raftApply.Observe(time.Since(start).Seconds())
+	}
+	return res, err
 }
 
 // applyResult waits for an apply future and sorts its failure: errRetry

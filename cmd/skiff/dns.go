@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -46,7 +47,7 @@ func (o dnsOptions) clusterDNS() []string {
 // (held on lo of the node's network namespace) and on nodeIP:53, once the
 // Service and EndpointSlice informers have synced. Nodes without a pod
 // network (the fake runtime) serve no DNS. stop ends it; the address stays.
-func startClusterDNS(ctx context.Context, o dnsOptions, runtime, nodeIP string, cs kubernetes.Interface, log *slog.Logger) (stop func(), err error) {
+func startClusterDNS(ctx context.Context, o dnsOptions, runtime, nodeIP string, cs kubernetes.Interface, reg prometheus.Registerer, log *slog.Logger) (stop func(), err error) {
 	noop := func() {}
 	if o.DisableServer || o.ClusterDNS == "" || (runtime != "libcontainer" && runtime != "") {
 		return noop, nil
@@ -86,7 +87,7 @@ func startClusterDNS(ctx context.Context, o dnsOptions, runtime, nodeIP string, 
 		optional = append(optional, net.JoinHostPort(nodeIP, "53"))
 	}
 	srv, err := dns.New(dns.Config{Domain: o.ClusterDomain, Listen: listen, Optional: optional, Upstreams: upstreams,
-		NameserverIP: ip.String(), Source: src, Logger: log})
+		NameserverIP: ip.String(), Source: src, Logger: log, Registerer: reg})
 	if err != nil {
 		return nil, err
 	}

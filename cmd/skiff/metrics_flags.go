@@ -70,4 +70,12 @@ func addMetricsFlags(f *pflag.FlagSet, c *server.MetricsConfig) {
 	f.IntVar(&c.SampleLimit, "metrics-sample-limit", c.SampleLimit, "most samples one scrape may return; a scrape with more is dropped whole (up 0)")
 	f.Var(promDuration{&c.QueryTimeout}, "metrics-query-timeout", "longest a PromQL query may run; a slower one is answered 503")
 	f.IntVar(&c.QueryMaxSamples, "metrics-query-max-samples", c.QueryMaxSamples, "most samples a PromQL query may hold in memory at once; more is answered 422")
+	rw := &c.RemoteWrite
+	f.StringSliceVar(&rw.URLs, "metrics-remote-write-url", nil, "send every sample this master stores to this Prometheus remote-write endpoint (repeatable or comma-separated: Prometheus, Mimir, Thanos receive, VictoriaMetrics); every master sends, with the label skiff_master=<node name> so the receiver can deduplicate")
+	f.StringVar(&rw.BearerTokenFile, "metrics-remote-write-bearer-token-file", "", "file holding the bearer token sent to the remote-write endpoints (re-read when it changes)")
+	f.StringVar(&rw.Username, "metrics-remote-write-username", "", "basic-auth user name for the remote-write endpoints")
+	f.StringVar(&rw.PasswordFile, "metrics-remote-write-password-file", "", "file holding the basic-auth password for the remote-write endpoints")
+	f.StringVar(&rw.CAFile, "metrics-remote-write-ca-file", "", "CA certificates (PEM) that verify the remote-write endpoints (default: the system's)")
+	f.BoolVar(&rw.InsecureSkipVerify, "metrics-remote-write-insecure-skip-verify", false, "do not verify the remote-write endpoints' certificates")
+	f.StringToStringVar(&rw.ExternalLabels, "metrics-external-labels", nil, "labels added to every series sent by remote-write and /federate, e.g. cluster=edge-1 (remote-write always adds skiff_master too)")
 }

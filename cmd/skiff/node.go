@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/kubernetes"
@@ -204,7 +205,10 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 	if err != nil {
 		return err
 	}
-	stopDNS, err := startClusterDNS(ctx, o.DNS, o.Runtime, o.NodeIP, cs, log)
+	// The proxy's and the DNS server's metrics, served at the kubelet's
+	// /metrics (scraped by every master as job kubelet).
+	parts := prometheus.NewRegistry()
+	stopDNS, err := startClusterDNS(ctx, o.DNS, o.Runtime, o.NodeIP, cs, parts, log)
 	if err != nil {
 		return err
 	}
@@ -221,8 +225,8 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 		KubeletPort: o.KubeletPort, ServingTLS: servingTLS, Client: cs, EventClient: evCS, Labels: o.Labels,
 		Runtime: rt, Images: images, Logger: log, ManifestDir: o.ManifestDir,
 		LeaseDuration: o.LeaseDuration, NodeStatusInterval: o.StatusInterval, BackoffBase: o.BackoffBase,
-		StatsInterval: o.StatsInterval,
-		ClusterDNS:    o.DNS.clusterDNS(), ClusterDomain: o.DNS.ClusterDomain, ResolvConf: o.DNS.ResolvConf,
+		StatsInterval: o.StatsInterval, Metrics: parts,
+		ClusterDNS: o.DNS.clusterDNS(), ClusterDomain: o.DNS.ClusterDomain, ResolvConf: o.DNS.ResolvConf,
 	}
 	if o.Runtime == "fake" {
 		// Simulated containers need no tmpfs for their volumes, and
@@ -247,7 +251,7 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 		o.onAgent(a)
 	}
 	log.Info("agent starting", "node", o.NodeName, "server", o.Server, "node-ip", o.NodeIP, "kubelet", a.Addr(), "runtime", o.Runtime)
-	stopProxy, err := startProxy(ctx, o, cs, dataDir)
+	stopProxy, err := startProxy(ctx, o, cs, dataDir, parts)
 	if err != nil {
 		return err
 	}
@@ -294,7 +298,7 @@ func runAgent(ctx context.Context, o nodeOptions) error {
 // startProxy runs the node's service proxy (nettools/proxy) beside the
 // kubelet. Hollow nodes (the fake runtime) run none: their pods have no
 // network.
-func startProxy(ctx context.Context, o nodeOptions, cs kubernetes.Interface, dataDir string) (func(), error) {
+func startProxy(ctx context.Context, o nodeOptions, cs kubernetes.Interface, dataDir string, reg prometheus.Registerer) (func(), error) {
 	mode := o.ProxyMode
 	if mode == "" {
 		mode = string(proxy.ModeNFTables)
@@ -306,7 +310,7 @@ func startProxy(ctx context.Context, o nodeOptions, cs kubernetes.Interface, dat
 		return func() {}, nil
 	}
 	p, err := proxy.New(proxy.Config{Client: cs, NodeName: o.NodeName, Mode: proxy.Mode(mode),
-		Balance: proxy.Balance(o.ProxyBalance), Logger: o.Logger,
+		Balance: proxy.Balance(o.ProxyBalance), Logger: o.Logger, Registerer: reg,
 		StateFile: filepath.Join(dataDir, "agent", "proxy", "state.txt")})
 	if err != nil {
 		return nil, err

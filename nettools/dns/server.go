@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/skiff-io/skiff/nettools"
 )
@@ -62,6 +63,9 @@ type Config struct {
 
 	Source Source
 	Logger *slog.Logger
+	// Registerer takes CoreDNS's request metrics (metrics.go); nil: kept,
+	// not served.
+	Registerer prometheus.Registerer
 }
 
 // Server answers DNS queries. Create it with New, then Start.
@@ -71,6 +75,8 @@ type Server struct {
 	domain string
 	ttl    uint32
 	fwd    *forwarder
+	// metrics: CoreDNS's request metrics (metrics.go).
+	metrics *metrics
 
 	zone    atomic.Pointer[zone]
 	rebuild chan struct{}
@@ -120,6 +126,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:     cfg,
 		log:     cfg.Logger.With("component", "dns"),
 		domain:  dns.CanonicalName(cfg.Domain),
+		metrics: newMetrics(cfg.Registerer),
 		ttl:     uint32(cfg.TTL / time.Second),
 		rebuild: make(chan struct{}, 1),
 		stop:    make(chan struct{}),
@@ -287,7 +294,9 @@ func (s *Server) Ready() bool { return s.cfg.Source.Synced() }
 
 // ServeDNS implements dns.Handler.
 func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	start := time.Now()
 	m := s.answer(r)
+	defer s.metrics.observe(s, w, r, m, start)
 	size := dns.MaxMsgSize // TCP
 	if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
 		size = dns.MinMsgSize

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -45,6 +46,9 @@ type Config struct {
 	// listeners (userspace) after every sync, for operators.
 	StateFile string
 	Logger    *slog.Logger
+	// Registerer takes kube-proxy's sync metrics (metrics.go); nil: kept,
+	// not served.
+	Registerer prometheus.Registerer
 }
 
 // backend programs a model.
@@ -67,6 +71,7 @@ type Proxy struct {
 	mu       sync.Mutex
 	node     Node
 	lastSync SyncStats
+	metrics  *metrics
 }
 
 // SyncStats describe the last sync.
@@ -101,7 +106,8 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	p := &Proxy{cfg: cfg, log: cfg.Logger.With("component", "proxy", "mode", cfg.Mode), kick: make(chan struct{}, 1)}
+	p := &Proxy{cfg: cfg, log: cfg.Logger.With("component", "proxy", "mode", cfg.Mode), kick: make(chan struct{}, 1),
+		metrics: newMetrics(cfg.Registerer)}
 	p.node.Name = cfg.NodeName
 	nft := &nftBackend{netns: cfg.NetNS, balance: cfg.Balance}
 	us := newUserspaceBackend(cfg.NetNS, p.log)
@@ -234,10 +240,13 @@ func (p *Proxy) sync(svcs []*corev1.Service, slices []*discoveryv1.EndpointSlice
 	p.mu.Lock()
 	p.lastSync = st
 	p.mu.Unlock()
+	p.metrics.syncDuration.Observe(st.Duration.Seconds())
 	if err != nil {
+		p.metrics.syncErrors.Inc()
 		p.log.Error("sync failed", "err", err, "servicePorts", st.ServicePorts)
 		return
 	}
+	p.metrics.lastSync.SetToCurrentTime()
 	p.log.Debug("synced", "servicePorts", st.ServicePorts, "endpoints", st.Endpoints, "took", st.Duration)
 	if p.cfg.StateFile != "" {
 		if err := writeFileAtomic(p.cfg.StateFile, []byte(p.backend.Describe())); err != nil {

@@ -5,10 +5,12 @@ package apiserver
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apiserver/pkg/audit"
 
@@ -92,6 +94,10 @@ type Config struct {
 	// AuditSink receives the events (server/auditlog); nil: no audit log.
 	AuditPolicy audit.PolicyRuleEvaluator
 	AuditSink   audit.Sink
+
+	// Registerer takes the request metrics (metrics.go), with
+	// kube-apiserver's names; nil: they are kept but not served.
+	Registerer prometheus.Registerer
 }
 
 // APIServer is the http.Handler of the Kubernetes API.
@@ -121,6 +127,8 @@ type APIServer struct {
 	fields fieldManagers
 	// crds keeps the served custom resources current (crd.go).
 	crds crdSync
+	// metrics: the request metrics (metrics.go).
+	metrics *apiMetrics
 }
 
 // New returns an APIServer.
@@ -156,16 +164,22 @@ func New(cfg Config) (*APIServer, error) {
 		cfg.JSONPatchMaxCopyBytes = DefaultJSONPatchMaxCopyBytes
 	}
 	setJSONPatchCopyLimit(cfg.JSONPatchMaxCopyBytes)
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(newStorageObjects(cfg.Store)); err != nil {
+			return nil, fmt.Errorf("apiserver: %w", err)
+		}
+	}
 	return &APIServer{
-		store:  cfg.Store,
-		authn:  cfg.Authenticator,
-		authz:  cfg.Authorizer,
-		reg:    cfg.Registry,
-		log:    cfg.Logger.With("component", "apiserver"),
-		now:    cfg.Now,
-		cfg:    cfg,
-		decode: newDecoder(cfg.Registry),
-		limits: newLimiter(cfg.MaxRequestsInFlight, cfg.MaxMutatingRequestsInFlight, cfg.MaxWatchesPerUser),
+		store:   cfg.Store,
+		authn:   cfg.Authenticator,
+		authz:   cfg.Authorizer,
+		reg:     cfg.Registry,
+		log:     cfg.Logger.With("component", "apiserver"),
+		now:     cfg.Now,
+		cfg:     cfg,
+		decode:  newDecoder(cfg.Registry),
+		limits:  newLimiter(cfg.MaxRequestsInFlight, cfg.MaxMutatingRequestsInFlight, cfg.MaxWatchesPerUser),
+		metrics: newAPIMetrics(cfg.Registerer),
 	}, nil
 }
 
@@ -178,6 +192,7 @@ func (s *APIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw := &statusRecorder{ResponseWriter: w, code: http.StatusOK, start: start}
 	info := parseRequestInfo(r)
 	r = auditInit(rw, r) // audit.go
+	defer s.metrics.begin(s, r, info, rw)()
 	defer func() {
 		s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "query", r.URL.RawQuery,
 			"verb", info.Verb, "resource", info.Resource, "namespace", info.Namespace, "name", info.Name,
@@ -368,6 +383,8 @@ type statusRecorder struct {
 	// response (audit.go), nil when the request is not audited.
 	start time.Time
 	audit *auditWriter
+	// size: the response body's bytes written (apiserver_response_sizes).
+	size int
 }
 
 func (w *statusRecorder) WriteHeader(code int) {
@@ -390,7 +407,9 @@ func (w *statusRecorder) Write(b []byte) (int, error) {
 	if w.audit != nil {
 		w.audit.write(b)
 	}
-	return w.ResponseWriter.Write(b)
+	n, err := w.ResponseWriter.Write(b)
+	w.size += n
+	return n, err
 }
 
 func (w *statusRecorder) Flush() {

@@ -94,7 +94,7 @@ func (s *APIServer) handleWatch(req *request) {
 		}
 	}
 
-	w := &watchWriter{s: s, req: req, out: out, headers: true, rc: http.NewResponseController(req.w)}
+	w := &watchWriter{s: s, req: req, out: out, headers: true, rc: http.NewResponseController(req.w), metrics: s.metrics.forWatch(req.kind)}
 	if replay {
 		w.stall = s.cfg.WatchStallTimeout
 	}
@@ -313,6 +313,8 @@ type watchWriter struct {
 	// buf buffers the initial events (nil otherwise), sent in turn.
 	buf  *bufio.Writer
 	turn *replayTurn
+	// metrics counts the events sent (apiserver_watch_events_total).
+	metrics watchEventMetrics
 }
 
 // arm sets the write deadline before a write, extending it once half of
@@ -476,6 +478,7 @@ func (w *watchWriter) writeRaw(typ watch.EventType, raw []byte) error {
 			return err
 		}
 		_, err := dst.Write(raw)
+		w.metrics.sent(len(raw))
 		return err
 	}
 	b := make([]byte, 0, len(raw)+32)
@@ -485,6 +488,7 @@ func (w *watchWriter) writeRaw(typ watch.EventType, raw []byte) error {
 	b = append(b, raw...)
 	b = append(b, "}\n"...)
 	_, err := w.dst().Write(b)
+	w.metrics.sent(len(b))
 	return err
 }
 
@@ -523,6 +527,7 @@ func (w *watchWriter) sendStored(typ watch.EventType, o *state.Object) (ok bool,
 		return true, err
 	}
 	_, err = dst.Write([]byte("}\n"))
+	w.metrics.sent(len(h) + len(rest) + 2)
 	return true, err
 }
 

@@ -20,6 +20,7 @@ type Queue = workqueue.TypedRateLimitingInterface[string]
 // per-item exponential back-off (5 ms doubling up to maxDelay, 60 s if 0)
 // and an overall 50 qps bucket, like kube-controller-manager's default
 // but with a shorter ceiling so a wedged object is looked at again soon.
+// It reports the workqueue_* metrics under its name (queuemetrics.go).
 func NewQueue(name string, maxDelay time.Duration) Queue {
 	if maxDelay <= 0 {
 		maxDelay = time.Minute
@@ -28,7 +29,9 @@ func NewQueue(name string, maxDelay time.Duration) Queue {
 		workqueue.NewTypedItemExponentialFailureRateLimiter[string](5*time.Millisecond, maxDelay),
 		&workqueue.TypedBucketRateLimiter[string]{Limiter: rate.NewLimiter(rate.Limit(50), 500)},
 	)
-	return workqueue.NewTypedRateLimitingQueueWithConfig(rl, workqueue.TypedRateLimitingQueueConfig[string]{Name: name})
+	m := queueMetrics.instance(name)
+	q := workqueue.NewTypedRateLimitingQueueWithConfig(rl, workqueue.TypedRateLimitingQueueConfig[string]{Name: name, MetricsProvider: m})
+	return &meteredQueue{Queue: q, m: m}
 }
 
 // KeyOf returns the queue key of an informer object, tombstones included.

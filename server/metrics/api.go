@@ -49,8 +49,11 @@ type APIOptions struct {
 	// MaxConcurrent bounds the evaluations at once
 	// (DefaultMaxConcurrentQueries if 0).
 	MaxConcurrent int
-	Registerer    prometheus.Registerer
-	Logger        *slog.Logger
+	// ExternalLabels are added to the series /federate answers with
+	// (those a series does not have itself), as Prometheus does.
+	ExternalLabels map[string]string
+	Registerer     prometheus.Registerer
+	Logger         *slog.Logger
 }
 
 // API is the Prometheus HTTP query API (/api/v1/...) over a Store.
@@ -63,6 +66,8 @@ type API struct {
 	mux     *http.ServeMux
 	// slots bounds the evaluations at once.
 	slots chan struct{}
+	// external: labels /federate adds.
+	external map[string]string
 }
 
 // NewAPI prepares the query API over store.
@@ -88,11 +93,12 @@ func NewAPI(store *Store, opts APIOptions) *API {
 			LookbackDelta: 5 * time.Minute, EnableAtModifier: true, EnableNegativeOffset: true,
 			Parser: p,
 		}),
-		parser:  p,
-		timeout: opts.Timeout,
-		log:     opts.Logger.With("component", "promql-api"),
-		mux:     http.NewServeMux(),
-		slots:   make(chan struct{}, opts.MaxConcurrent),
+		parser:   p,
+		timeout:  opts.Timeout,
+		log:      opts.Logger.With("component", "promql-api"),
+		mux:      http.NewServeMux(),
+		slots:    make(chan struct{}, opts.MaxConcurrent),
+		external: opts.ExternalLabels,
 	}
 	for path, h := range map[string]http.HandlerFunc{
 		"/api/v1/query":               a.query,
@@ -110,6 +116,7 @@ func NewAPI(store *Store, opts APIOptions) *API {
 		a.mux.HandleFunc("GET "+path, h)
 		a.mux.HandleFunc("POST "+path, h)
 	}
+	a.mux.HandleFunc("GET /federate", a.federate)
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.URL.Path)
 	})

@@ -55,6 +55,8 @@ type StoreOptions struct {
 type Store struct {
 	db  *tsdb.DB
 	dir string
+	// remote: remote-write, when on (remote.go).
+	remote *remoteWriter
 }
 
 // OpenStore opens (or creates) the store in dir, replaying its WAL.
@@ -105,7 +107,7 @@ func checkVersion(dir string) error {
 }
 
 // Appender starts a batch of samples; Commit makes them durable in the WAL.
-func (s *Store) Appender(ctx context.Context) storage.Appender { return s.db.Appender(ctx) }
+func (s *Store) Appender(ctx context.Context) storage.Appender { return s.appender(ctx) }
 
 // Queryable is what PromQL reads.
 func (s *Store) Queryable() storage.Queryable { return s.db }
@@ -117,4 +119,4 @@ func (s *Store) DB() *tsdb.DB { return s.db }
 func (s *Store) Dir() string { return s.dir }
 
 // Close flushes and closes the store; a later OpenStore replays its WAL.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error { return errors.Join(s.closeRemote(), s.db.Close()) }

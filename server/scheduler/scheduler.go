@@ -67,6 +67,9 @@ type Config struct {
 	// AssumedTTL is how long an assumed pod whose binding succeeded may
 	// go unconfirmed by the informer (30s).
 	AssumedTTL time.Duration
+	// Metrics: kube-scheduler's metrics (metrics.go); nil: kept, not
+	// served.
+	Metrics *Metrics
 }
 
 func (c *Config) setDefaults() error {
@@ -87,6 +90,9 @@ func (c *Config) setDefaults() error {
 	def(&c.AssumedTTL, 30*time.Second)
 	if c.BindWorkers <= 0 {
 		c.BindWorkers = 256
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(nil)
 	}
 	return nil
 }
@@ -217,6 +223,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		return ctx.Err()
 	}
 	s.classes.refresh()
+	s.cfg.Metrics.queue.Store(s.queue)
+	defer s.cfg.Metrics.queue.CompareAndSwap(s.queue, nil)
 	a, b, u := s.queue.Len()
 	s.log.Info("scheduler started", "nodes", s.cache.NodeCount(), "pending", a+b+u)
 	var wg sync.WaitGroup
@@ -464,6 +472,7 @@ func (s *Scheduler) scheduleOne(ctx context.Context, qp *queuedPod, cycle int64)
 	res, err := s.algo.schedule(ctx, state, info, s.snap)
 	if err != nil {
 		s.handleFailure(ctx, qp, cycle, state, err)
+		s.cfg.Metrics.attempt(failureResult(err), start)
 		return
 	}
 	// A shallow copy: only spec.nodeName differs, and nothing shared is
@@ -477,7 +486,16 @@ func (s *Scheduler) scheduleOne(ctx context.Context, qp *queuedPod, cycle int64)
 	s.queue.Done(pod.UID)
 	s.log.Debug("pod scheduled", "pod", pod.Namespace+"/"+pod.Name, "node", res.Node,
 		"evaluated", res.Evaluated, "feasible", res.Feasible, "took", time.Since(start))
-	s.bindAsync(ctx, qp, &ai, res.Node)
+	s.bindAsync(ctx, qp, &ai, res.Node, start)
+}
+
+// failureResult is the result label of a failed attempt.
+func failureResult(err error) string {
+	var fe *FitError
+	if errors.Is(err, ErrNoNodesAvailable) || errors.As(err, &fe) {
+		return resultUnschedulable
+	}
+	return resultError
 }
 
 // handleFailure records why a pod fits nowhere, tries preemption, and puts
@@ -517,7 +535,7 @@ func (s *Scheduler) handleFailure(ctx context.Context, qp *queuedPod, cycle int6
 
 // bindAsync binds the assumed pod through pods/binding without holding up
 // the next attempt; the number in flight is bounded.
-func (s *Scheduler) bindAsync(ctx context.Context, qp *queuedPod, info *PodInfo, node string) {
+func (s *Scheduler) bindAsync(ctx context.Context, qp *queuedPod, info *PodInfo, node string, start time.Time) {
 	select {
 	case s.bindSem <- struct{}{}:
 	case <-ctx.Done():
@@ -542,11 +560,13 @@ func (s *Scheduler) bindAsync(ctx context.Context, qp *queuedPod, info *PodInfo,
 		if err == nil {
 			s.cache.FinishBinding(pod.UID)
 			s.stats.bound.Add(1)
+			s.cfg.Metrics.scheduled(start, qp.added, qp.attempts)
 			s.events.emit(pod, corev1.EventTypeNormal, "Scheduled",
 				fmt.Sprintf("Successfully assigned %s/%s to %s", pod.Namespace, pod.Name, node))
 			return
 		}
 		s.cache.ForgetPod(pod.UID)
+		s.cfg.Metrics.attempt(resultError, start)
 		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) || ctx.Err() != nil {
 			// Deleted, bound by someone else, or leadership lost: the next
 			// leader takes it from here.

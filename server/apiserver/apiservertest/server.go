@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apiserver/pkg/audit"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -51,6 +52,8 @@ type Options struct {
 	AuditSink   audit.Sink
 	// ResourceMetrics answers metrics.k8s.io (apiserver.Config).
 	ResourceMetrics apiserver.ResourceMetrics
+	// Registerer takes the request metrics (apiserver.Config).
+	Registerer prometheus.Registerer
 }
 
 // Server is an API server over a FakeRaftStore behind httptest TLS.
@@ -120,6 +123,7 @@ func NewServer(t testing.TB, opts Options) *Server {
 		AuditPolicy:                 opts.AuditPolicy,
 		AuditSink:                   opts.AuditSink,
 		ResourceMetrics:             opts.ResourceMetrics,
+		Registerer:                  opts.Registerer,
 	})
 	if err != nil {
 		t.Fatalf("apiserver.New: %v", err)
