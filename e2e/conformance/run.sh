@@ -89,14 +89,19 @@ PAUSE=$(ref '^registry\.k8s\.io/pause:')
 # jessie-dnsutils (the DNS tests' second prober): a stand-in with the same
 # tools (dig, getent, sh) on agnhost's busybox root.
 JESSIE=$(ref '^registry\.k8s\.io/e2e-test-images/jessie-dnsutils:')
-UNBUILDABLE=$(grep -v -x -F -e "$AGNHOST" -e "$PAUSE" -e "$JESSIE" "$OUT/images.txt" | grep -v -x -F "$(tr , '\n' <<<"$BUSYBOX")" | paste -sd, -)
+# httpd and nginx: stand-ins (busybox's httpd serving the upstream document
+# root on port 80), every tag the suite names.
+HTTPD=$(ref '^registry\.k8s\.io/e2e-test-images/httpd:' all | sort | paste -sd, -)
+NGINX=$(ref '^registry\.k8s\.io/e2e-test-images/nginx:' all | sort | paste -sd, -)
+UNBUILDABLE=$(grep -v -x -F -e "$AGNHOST" -e "$PAUSE" -e "$JESSIE" "$OUT/images.txt" | grep -v -x -F "$(tr , '\n' <<<"$BUSYBOX,$HTTPD,$NGINX")" | paste -sd, -)
 IMAGES=$OUT/images
 if ! uptodate "$IMAGES/agnhost.tar" bin/agnhost "$OUT/pause" "$OUT/images.txt" "$MOD/cluster/main.go"; then
-	say "building images: $AGNHOST $BUSYBOX $PAUSE $JESSIE"
+	say "building images: $AGNHOST $BUSYBOX $PAUSE $JESSIE $HTTPD $NGINX"
 	rm -rf "$IMAGES"
 	agnsrc=$(cd "$MOD" && $GO list -f '{{.Dir}}' k8s.io/kubernetes/test/images/agnhost)
 	"$OUT/cluster" images -out "$IMAGES" -agnhost bin/agnhost -porter-certs "$agnsrc/porter" -pause "$OUT/pause" \
-		-agnhost-ref "$AGNHOST" -busybox-ref "$BUSYBOX" -pause-ref "$PAUSE" -jessie-ref "$JESSIE" >&2
+		-agnhost-ref "$AGNHOST" -busybox-ref "$BUSYBOX" -pause-ref "$PAUSE" -jessie-ref "$JESSIE" \
+		-httpd-ref "$HTTPD" -nginx-ref "$NGINX" >&2
 fi
 
 # 3. The cluster: one master (with its embedded agent) and two agents, each
@@ -194,7 +199,7 @@ run_suite() {
 {
 	echo "skiff $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (modified)'), e2e.test of $(grep -m1 -o 'k8s.io/kubernetes v[^ ]*' "$MOD/go.mod")"
 	echo "machine: $(nproc) CPUs, $(free -g | awk '/^Mem/ {print $2}') GiB, $(uname -sr)"
-	echo "images built: $AGNHOST $BUSYBOX $PAUSE $JESSIE (stand-in)"
+	echo "images built: $AGNHOST $BUSYBOX $PAUSE $JESSIE (stand-in) $HTTPD $NGINX (stand-ins)"
 	echo "images not built (tests needing them fail): $UNBUILDABLE"
 } | tee "$REPORT/run.txt" >&2
 rc=0

@@ -73,6 +73,8 @@ func images(args []string) error {
 	busyboxRef := fs.String("busybox-ref", "", "busybox image names the suite asks for, comma-separated (one archive each)")
 	pauseRef := fs.String("pause-ref", "", "pause image name the suite asks for")
 	jessieRef := fs.String("jessie-ref", "", "jessie-dnsutils image name the suite asks for (built as the agnhost root without agnhost)")
+	httpdRef := fs.String("httpd-ref", "", "httpd image names the suite asks for, comma-separated (stand-ins: busybox's httpd serving /usr/local/apache2/htdocs on port 80)")
+	nginxRef := fs.String("nginx-ref", "", "nginx image names the suite asks for, comma-separated (stand-ins: busybox's httpd serving /usr/share/nginx/html on port 80)")
 	tools := fs.String("host-tools", "curl,dig,nslookup,host,nc,getent,bash,ip,ss", "host programs copied into agnhost and jessie-dnsutils with their shared libraries (upstream's have them from their distributions); missing ones are left out")
 	_ = fs.Parse(args)
 	if *out == "" || *agnhost == "" || *pause == "" || *agnhostRef == "" || *busyboxRef == "" || *pauseRef == "" {
@@ -113,6 +115,46 @@ func images(args []string) error {
 	for _, ref := range strings.Split(*busyboxRef, ",") {
 		if err := write(*out, "busybox-"+ref[strings.LastIndex(ref, ":")+1:]+".tar", ref, bb); err != nil {
 			return err
+		}
+	}
+
+	// httpd and nginx: stand-ins. The suite's Deployment, ReplicaSet,
+	// ReplicationController, StatefulSet, DaemonSet and kubectl tests run
+	// them as "a web server on port 80 whose readiness probe reads
+	// /index.html" (the StatefulSet tests move index.html away and back
+	// with sh and mv to fail and restore it); busybox's httpd, serving the
+	// upstream image's document root, does that.
+	for _, web := range []struct{ refs, root, page string }{
+		{*httpdRef, "/usr/local/apache2/htdocs", "<html><body><h1>It works!</h1></body></html>\n"},
+		{*nginxRef, "/usr/share/nginx/html", "<!DOCTYPE html>\n<html><head><title>Welcome to nginx!</title></head><body><h1>Welcome to nginx!</h1></body></html>\n"},
+	} {
+		if web.refs == "" {
+			continue
+		}
+		files, err := rtestutil.BusyboxFiles(*busybox)
+		if err != nil {
+			return fmt.Errorf("web server image: %w", err)
+		}
+		dir := ""
+		for _, part := range strings.Split(strings.Trim(web.root, "/"), "/") {
+			dir = strings.TrimPrefix(dir+"/"+part, "/")
+			files = append(files, rtestutil.File{Path: dir, Dir: true})
+		}
+		files = append(files, rtestutil.File{Path: dir + "/index.html", Mode: 0o644, Data: web.page})
+		l, err := rtestutil.Layer(files)
+		if err != nil {
+			return err
+		}
+		img, err := rtestutil.Image(v1.Config{Cmd: []string{"httpd", "-f", "-p", "80", "-h", web.root},
+			ExposedPorts: map[string]struct{}{"80/tcp": {}}}, l)
+		if err != nil {
+			return err
+		}
+		for _, ref := range strings.Split(web.refs, ",") {
+			name := ref[strings.LastIndex(ref, "/")+1:]
+			if err := write(*out, strings.NewReplacer(":", "-").Replace(name)+".tar", ref, img); err != nil {
+				return err
+			}
 		}
 	}
 
