@@ -52,7 +52,7 @@ func TestEventsOneStore(t *testing.T) {
 	// reportingController.
 	core := &corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: "ev2", Namespace: "default"},
 		InvolvedObject: corev1.ObjectReference{Kind: "Pod", Name: "y", Namespace: "default"},
-		Reason: "Other", Message: "world", Type: corev1.EventTypeWarning, Count: 3,
+		Reason:         "Other", Message: "world", Type: corev1.EventTypeWarning, Count: 3,
 		Source: corev1.EventSource{Component: "kubelet"}, ReportingController: "kubelet", ReportingInstance: "node-1",
 		FirstTimestamp: metav1.NewTime(now.Time), LastTimestamp: metav1.NewTime(now.Time)}
 	if _, err := e.cs.CoreV1().Events("default").Create(e.ctx, core, metav1.CreateOptions{}); err != nil {
