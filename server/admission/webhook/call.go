@@ -252,6 +252,16 @@ func (d *Dispatcher) post(ctx context.Context, snap *state.Snapshot, cc admissio
 	default:
 		return nil, errors.New("clientConfig has neither url nor service")
 	}
+	// The request names its timeout, as kube-apiserver's REST client does
+	// (?timeout=10s): a webhook may stop in time.
+	tu, err := url.Parse(target)
+	if err != nil {
+		return nil, fmt.Errorf("webhook URL: %w", err)
+	}
+	q := tu.Query()
+	q.Set("timeout", timeout.String())
+	tu.RawQuery = q.Encode()
+	target = tu.String()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(data))

@@ -265,6 +265,12 @@ func TestFailurePolicyOnHang(t *testing.T) {
 			if fp == admissionregistrationv1.Fail && (!apierrors.IsInternalError(err) || !strings.Contains(err.Error(), `failed calling webhook "hang.example.com"`)) {
 				t.Fatalf("Fail: %v, want an internal error naming the webhook", err)
 			}
+			// The request carries its timeout, as kube-apiserver's
+			// (conformance "AdmissionWebhook should honor timeout" looks
+			// for "?timeout=1s" in the error).
+			if fp == admissionregistrationv1.Fail && !strings.Contains(err.Error(), "?timeout=1s") {
+				t.Fatalf("Fail: %v, want the webhook URL with ?timeout=1s", err)
+			}
 		})
 	}
 }
