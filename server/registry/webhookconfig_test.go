@@ -33,6 +33,15 @@ func TestWebhookConfigurationValidation(t *testing.T) {
 	if w := c.Webhooks[0]; *w.TimeoutSeconds != 10 || *w.FailurePolicy != admissionregistrationv1.Fail || *w.Rules[0].Scope != admissionregistrationv1.AllScopes {
 		t.Fatalf("defaults not applied: %+v", w)
 	}
+	// A service path may be empty (the root), as the conformance test
+	// "should not be able to mutate or prevent deletion of webhook
+	// configuration objects" registers it.
+	svc := good
+	empty := ""
+	svc.ClientConfig = admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{Namespace: "ns", Name: "svc", Path: &empty}}
+	if errs := kind.Validate(&admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "s"}, Webhooks: []admissionregistrationv1.ValidatingWebhook{svc}}); len(errs) != 0 {
+		t.Fatalf("empty service path refused: %v", errs)
+	}
 	dup := good
 	bad := good
 	bad.Name = "b.example.com"
