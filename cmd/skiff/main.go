@@ -3,6 +3,10 @@
 package main
 
 import (
+	// First: silences package-initialisation logging in `skiff init`
+	// (a container's process), see the package.
+	_ "early.skiff.io/quietinit"
+
 	"errors"
 	"fmt"
 	"log/slog"

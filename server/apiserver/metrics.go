@@ -219,17 +219,7 @@ func (c *storageObjects) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.last == nil || time.Since(c.at) >= storageCountEvery {
-		snap, err := c.store.Read(context.Background(), false, 0)
-		if err != nil {
-			ch <- prometheus.NewInvalidMetric(c.desc, err)
-			return
-		}
-		counts := map[string]int{}
-		snap.All(func(o *state.Object) bool {
-			counts[o.Key.Resource]++
-			return true
-		})
-		c.last, c.at = counts, time.Now()
+		c.count()
 	}
 	for res, n := range c.last {
 		// The state's "group/resource" is kube's "resource.group".
@@ -238,4 +228,26 @@ func (c *storageObjects) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), res)
 	}
+}
+
+// count counts the local state's objects by resource. When the state
+// cannot be read, the resources last seen count -1, as kube-apiserver
+// reports a fetching error: never a failed scrape, so /metrics stays
+// readable on a master whose state is unreadable (skiff_state_corrupt is
+// among its metrics).
+func (c *storageObjects) count() {
+	c.at = time.Now()
+	snap, err := c.store.Read(context.Background(), false, 0)
+	if err != nil {
+		for res := range c.last {
+			c.last[res] = -1
+		}
+		return
+	}
+	counts := map[string]int{}
+	snap.All(func(o *state.Object) bool {
+		counts[o.Key.Resource]++
+		return true
+	})
+	c.last = counts
 }

@@ -1,0 +1,3 @@
+module early.skiff.io/quietinit
+
+go 1.26
