@@ -65,6 +65,27 @@ func TestProxySubresources(t *testing.T) {
 	get("/api/v1/namespaces/default/services/web:http/proxy/index.html", "hello from httpd")
 	get("/api/v1/namespaces/default/pods/web:8080/proxy/index.html", "hello from httpd")
 	get("/api/v1/namespaces/default/pods/web80/proxy/index.html", "hello from httpd")
+	// .../proxy with nothing after it: GET and HEAD are redirected to
+	// .../proxy/ (301), as kube-apiserver does (conformance "A set of valid
+	// responses are returned for both pod and service Proxy").
+	noFollow := &http.Client{Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, p := range []string{"/api/v1/namespaces/default/pods/web:8080/proxy", "/api/v1/namespaces/default/services/web:80/proxy"} {
+		for _, method := range []string{http.MethodGet, http.MethodHead} {
+			r, err := http.NewRequest(method, base+p+"?method="+method, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := noFollow.Do(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusMovedPermanently || resp.Header.Get("Location") != p+"/?method="+method {
+				t.Fatalf("%s %s: %d, Location %q; want 301 to %s/?method=%s", method, p, resp.StatusCode, resp.Header.Get("Location"), p, method)
+			}
+		}
+	}
 	// A CGI script with a query string answers through the proxy.
 	get("/api/v1/namespaces/default/pods/http:web:8080/proxy/cgi-bin/ip?x=1", ".")
 	// Absolute links in HTML come back under the proxy path, as

@@ -51,11 +51,11 @@ func (s *APIServer) handleProxy(req *request) {
 		marker = "/" + req.info.Name + "/proxy"
 		i = strings.Index(path, marker)
 	}
-	rest, prefix := "/", path
+	rest, prefix, bare := "/", path, true
 	if i >= 0 {
 		prefix = path[:i+len(marker)]
 		if len(path) > i+len(marker) {
-			rest = path[i+len(marker):]
+			rest, bare = path[i+len(marker):], false
 		}
 	}
 	snap, err := s.store.Read(req.r.Context(), false, 0)
@@ -95,6 +95,18 @@ func (s *APIServer) handleProxy(req *request) {
 	}
 	if err != nil {
 		s.writeError(req.w, req.r, err)
+		return
+	}
+	// .../proxy with nothing after it: a GET or HEAD is redirected to
+	// .../proxy/ (301), as kube-apiserver's proxy handler does, so that
+	// relative links in the answer resolve under the proxy path.
+	if bare && (req.r.Method == http.MethodGet || req.r.Method == http.MethodHead) {
+		loc := req.r.URL.EscapedPath() + "/"
+		if req.r.URL.RawQuery != "" {
+			loc += "?" + req.r.URL.RawQuery
+		}
+		req.w.Header().Set("Location", loc)
+		req.w.WriteHeader(http.StatusMovedPermanently)
 		return
 	}
 	target.RawQuery = req.r.URL.RawQuery
