@@ -340,6 +340,18 @@ func (c *NetCluster) cleanup() {
 			}); err != nil {
 				c.t.Logf("net cluster cleanup: %v", err)
 			}
+			// And the containers' state directories, which the runtime
+			// removes after the sandbox: removing the data directory
+			// while it still writes there fails the test's cleanup.
+			cdir := filepath.Join(c.dataDir(i), "agent", "containers")
+			if err := Poll(10*time.Second, func() error {
+				if ents, _ := os.ReadDir(cdir); len(ents) > 0 {
+					return fmt.Errorf("node %d: container %s left", i, ents[0].Name())
+				}
+				return nil
+			}); err != nil {
+				c.t.Logf("net cluster cleanup: %v", err)
+			}
 		}
 	}
 	for _, a := range c.Agents {
