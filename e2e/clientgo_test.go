@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -119,8 +120,11 @@ func clientGoCRUD(ctx context.Context, t *testing.T, m *testutil.Master) {
 	if created.UID == "" || created.Generation != 1 || created.Spec.Strategy.Type != appsv1.RollingUpdateDeploymentStrategyType {
 		t.Fatalf("created: uid %q generation %d strategy %q", created.UID, created.Generation, created.Spec.Strategy.Type)
 	}
+	// The Deployment controller may already have written its revision
+	// annotation: the read is the same object (UID, generation) at the
+	// created resourceVersion or a later one.
 	got, err := deps.Get(ctx, "api", metav1.GetOptions{})
-	if err != nil || got.ResourceVersion != created.ResourceVersion {
+	if err != nil || got.UID != created.UID || got.Generation != created.Generation || rvLess(got.ResourceVersion, created.ResourceVersion) {
 		t.Fatalf("get: %v %+v", err, got)
 	}
 	// The Deployment controller may write the object (its revision
@@ -331,4 +335,12 @@ func clientGoExpired(ctx context.Context, t *testing.T, m *testutil.Master) {
 		}
 		return nil
 	})
+}
+
+// rvLess reports whether resourceVersion a is older than b. Skiff's
+// resourceVersions are Raft indexes, decimal integers.
+func rvLess(a, b string) bool {
+	x, errA := strconv.ParseUint(a, 10, 64)
+	y, errB := strconv.ParseUint(b, 10, 64)
+	return errA != nil || errB != nil || x < y
 }
