@@ -26,37 +26,13 @@ import (
 // named by the signer or "<domain>/*"); Approved and Denied exclude each
 // other and, once set, stay.
 func (s *APIServer) handleApproval(req *request) {
-	body, err := s.readBody(req.r)
+	b, err := decodePutBody[*certificatesv1.CertificateSigningRequest](s, req, "CertificateSigningRequest")
 	if err != nil {
 		s.writeError(req.w, req.r, err)
 		return
 	}
-	obj, warnings, err := s.decode.decodeObject(req.r, body, req.kind)
-	if err != nil {
-		s.writeError(req.w, req.r, err)
-		return
-	}
-	in, ok := obj.(*certificatesv1.CertificateSigningRequest)
-	if !ok {
-		s.writeError(req.w, req.r, badRequest("the body must be a CertificateSigningRequest"))
-		return
-	}
-	if in.Name != "" && in.Name != req.info.Name {
-		s.writeError(req.w, req.r, badRequest("the name of the object (%s) does not match the name on the URL (%s)", in.Name, req.info.Name))
-		return
-	}
+	in, dry, clientRV := b.obj, b.dry, b.rv
 	in.Name = req.info.Name
-	dry, err := dryRun(req.r)
-	if err != nil {
-		s.writeError(req.w, req.r, err)
-		return
-	}
-	clientRV, err := parseRV(in.ResourceVersion)
-	if err != nil {
-		s.writeError(req.w, req.r, err)
-		return
-	}
-	addWarnings(req.w, warnings)
 	u := &update{
 		kind:      req.kind,
 		name:      req.info.Name,

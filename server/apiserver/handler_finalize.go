@@ -16,36 +16,12 @@ import (
 // that is left with no finalizer of either kind is deleted, as
 // kube-apiserver does.
 func (s *APIServer) handleFinalize(req *request) {
-	body, err := s.readBody(req.r)
+	b, err := decodePutBody[*corev1.Namespace](s, req, "Namespace")
 	if err != nil {
 		s.writeError(req.w, req.r, err)
 		return
 	}
-	obj, warnings, err := s.decode.decodeObject(req.r, body, req.kind)
-	if err != nil {
-		s.writeError(req.w, req.r, err)
-		return
-	}
-	in, ok := obj.(*corev1.Namespace)
-	if !ok {
-		s.writeError(req.w, req.r, badRequest("the body must be a Namespace"))
-		return
-	}
-	if in.Name != "" && in.Name != req.info.Name {
-		s.writeError(req.w, req.r, badRequest("the name of the object (%s) does not match the name on the URL (%s)", in.Name, req.info.Name))
-		return
-	}
-	dry, err := dryRun(req.r)
-	if err != nil {
-		s.writeError(req.w, req.r, err)
-		return
-	}
-	clientRV, err := parseRV(in.ResourceVersion)
-	if err != nil {
-		s.writeError(req.w, req.r, err)
-		return
-	}
-	addWarnings(req.w, warnings)
+	in, dry, clientRV := b.obj, b.dry, b.rv
 	ctx := req.r.Context()
 	gr := req.kind.GroupResource()
 	for attempt := 0; attempt < maxUpdateAttempts; attempt++ {
