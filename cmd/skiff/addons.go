@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/skiff-io/skiff/client"
 	"github.com/skiff-io/skiff/server/addons"
 )
 
@@ -25,19 +23,9 @@ func newAddonsCommand(kubeconfig *string) *cobra.Command {
 		Short: "List the manifests of the masters' <data-dir>/manifests/ and whether the leader applied them",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := client.NewMaster(client.KubeconfigPath(*kubeconfig))
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			body, err := m.Do(ctx, "GET", "/internal/v1/addons")
-			if err != nil {
-				return err
-			}
 			var rows []addons.Status
-			if err := json.Unmarshal(body, &rows); err != nil {
-				return fmt.Errorf("decode addons: %w", err)
+			if err := adminRequest(*kubeconfig, "GET", "/internal/v1/addons", 30*time.Second, "addons", &rows); err != nil {
+				return err
 			}
 			sort.Slice(rows, func(i, j int) bool { return rows[i].Addon < rows[j].Addon })
 			switch output {

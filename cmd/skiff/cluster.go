@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
@@ -31,19 +29,9 @@ func newClusterCommand() *cobra.Command {
 		Short: "List the masters (Raft voters: address, role, state) and the gossip members (masters and nodes)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := client.NewMaster(client.KubeconfigPath(kubeconfig))
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			body, err := m.Do(ctx, "GET", "/internal/v1/members")
-			if err != nil {
-				return err
-			}
 			var rows []server.MemberStatus
-			if err := json.Unmarshal(body, &rows); err != nil {
-				return fmt.Errorf("decode members: %w", err)
+			if err := adminRequest(kubeconfig, "GET", "/internal/v1/members", 30*time.Second, "members", &rows); err != nil {
+				return err
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 3, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tRAFT ADDRESS\tROLE\tSUFFRAGE\tSTATE\tAPI")
@@ -54,13 +42,9 @@ func newClusterCommand() *cobra.Command {
 				return err
 			}
 			printQuorumHint(rows)
-			body, err = m.Do(ctx, "GET", "/internal/v1/gossip/members")
-			if err != nil {
-				return fmt.Errorf("gossip members: %w", err)
-			}
 			var gms []gossip.Member
-			if err := json.Unmarshal(body, &gms); err != nil {
-				return fmt.Errorf("decode gossip members: %w", err)
+			if err := adminRequest(kubeconfig, "GET", "/internal/v1/gossip/members", 30*time.Second, "gossip members", &gms); err != nil {
+				return fmt.Errorf("gossip members: %w", err)
 			}
 			fmt.Println()
 			tw = tabwriter.NewWriter(os.Stdout, 0, 4, 3, ' ', 0)
@@ -95,19 +79,9 @@ from a master when it comes back; nodes joining later get it at
 registration.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := client.NewMaster(client.KubeconfigPath(kubeconfig))
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			body, err := m.Do(ctx, "POST", "/internal/v1/gossip/rotate")
-			if err != nil {
-				return err
-			}
 			var res gossip.RotateResult
-			if err := json.Unmarshal(body, &res); err != nil {
-				return fmt.Errorf("decode rotation result: %w", err)
+			if err := adminRequest(kubeconfig, "POST", "/internal/v1/gossip/rotate", 2*time.Minute, "rotation result", &res); err != nil {
+				return err
 			}
 			fmt.Printf("gossip key rotated: new key %s on %d members, %d old key(s) removed\n", res.Fingerprint, res.Members, res.Removed)
 			return nil
@@ -119,13 +93,7 @@ registration.`,
 		Short: "Remove a master from the cluster (its Raft vote and record)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := client.NewMaster(client.KubeconfigPath(kubeconfig))
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-			defer cancel()
-			if _, err := m.Do(ctx, "DELETE", "/internal/v1/members/"+url.PathEscape(args[0])); err != nil {
+			if err := adminRequest(kubeconfig, "DELETE", "/internal/v1/members/"+url.PathEscape(args[0]), 90*time.Second, "", nil); err != nil {
 				return err
 			}
 			fmt.Printf("master %s removed\n", args[0])

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -31,19 +29,9 @@ key (<data-dir>/tls/encryption.key). See docs/security.md.`,
 		Short: "Show whether encryption is on, the data keys, and the key of the master's latest snapshot",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := client.NewMaster(client.KubeconfigPath(kubeconfig))
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			body, err := m.Do(ctx, "GET", "/internal/v1/secrets-encrypt")
-			if err != nil {
-				return err
-			}
 			var st server.EncryptionStatus
-			if err := json.Unmarshal(body, &st); err != nil {
-				return fmt.Errorf("decode status: %w", err)
+			if err := adminRequest(kubeconfig, "GET", "/internal/v1/secrets-encrypt", 30*time.Second, "status", &st); err != nil {
+				return err
 			}
 			state := "Disabled"
 			if len(st.Resources) > 0 {
@@ -77,19 +65,9 @@ key (<data-dir>/tls/encryption.key). See docs/security.md.`,
 		Short: "Make a new data key the primary one; every master then writes a snapshot sealed with it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := client.NewMaster(client.KubeconfigPath(kubeconfig))
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			body, err := m.Do(ctx, "POST", "/internal/v1/secrets-encrypt/rotate")
-			if err != nil {
-				return err
-			}
 			var res map[string]string
-			if err := json.Unmarshal(body, &res); err != nil {
-				return fmt.Errorf("decode rotation result: %w", err)
+			if err := adminRequest(kubeconfig, "POST", "/internal/v1/secrets-encrypt/rotate", time.Minute, "rotation result", &res); err != nil {
+				return err
 			}
 			fmt.Printf("new primary key %s: new writes are sealed with it; each master re-seals its snapshot within seconds (skiff secrets-encrypt status)\n", res["key"])
 			return nil
