@@ -23,6 +23,7 @@ import (
 	remotecommandserver "k8s.io/cri-streaming/pkg/streaming/remotecommand"
 	utilexec "k8s.io/utils/exec"
 
+	"github.com/skiff-io/skiff/nettools"
 	"github.com/skiff-io/skiff/runtime/shim"
 )
 
@@ -306,7 +307,7 @@ func (s streamingRuntime) PortForward(ctx context.Context, sandboxID string, por
 	if sb.NetNS == "" {
 		err = dial() // host network
 	} else {
-		err = withNetNS(sb.NetNS, dial)
+		err = nettools.Do(sb.NetNS, dial)
 	}
 	if err != nil {
 		return fmt.Errorf("port-forward to %s in sandbox %s: %w", addr, sb.ID, err)

@@ -108,39 +108,6 @@ func removeNamespace(path string) error {
 	return nil
 }
 
-// withNetNS runs fn on a thread in the network namespace at path; sockets
-// fn opens belong to that namespace.
-func withNetNS(path string, fn func() error) error {
-	target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open netns: %w", err)
-	}
-	defer unix.Close(target)
-	errCh := make(chan error, 1)
-	go func() {
-		goruntime.LockOSThread()
-		orig, err := unix.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			goruntime.UnlockOSThread()
-			errCh <- err
-			return
-		}
-		defer unix.Close(orig)
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			goruntime.UnlockOSThread()
-			errCh <- fmt.Errorf("setns: %w", err)
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(orig, unix.CLONE_NEWNET); err == nil {
-			// Back in the original namespace: the thread may be reused.
-			goruntime.UnlockOSThread()
-		}
-		errCh <- ferr
-	}()
-	return <-errCh
-}
-
 // isNamespaceMount reports whether path is a bind mount of a namespace.
 func isNamespaceMount(path string) bool {
 	var st unix.Statfs_t
