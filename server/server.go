@@ -27,6 +27,7 @@ import (
 	"github.com/skiff-io/skiff/server/apiserver"
 	"github.com/skiff-io/skiff/server/auditlog"
 	"github.com/skiff-io/skiff/server/auth"
+	"github.com/skiff-io/skiff/server/dashboard"
 	"github.com/skiff-io/skiff/server/pki"
 	"github.com/skiff-io/skiff/server/registry"
 	"github.com/skiff-io/skiff/server/snapshot"
@@ -264,6 +265,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	mux.Handle("GET /metrics", s.metricsHandler())
 	mux.Handle("/prometheus/", s.prometheusHandler())
 	mux.Handle("/logs/", s.logsHandler())
+	dash, err := dashboard.New() // the web UI's static files, served to anyone
+	if err != nil {
+		s.Shutdown()
+		return nil, err
+	}
+	mux.Handle(dashboard.Prefix, dash)
 	// Profiling for cluster admins, as kube-apiserver's --profiling.
 	mux.HandleFunc("/debug/pprof/", s.requireAdmin(pprof.Index))
 	mux.HandleFunc("/debug/pprof/profile", s.requireAdmin(pprof.Profile))
