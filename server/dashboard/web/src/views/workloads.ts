@@ -112,10 +112,13 @@ route("/workloads/:kind/:namespace/:name", "Workload", (ctx: ViewContext) => {
       const or = R.byKind(o.kind);
       rows.push(["owner", o.kind, or ? link(detailHref(or, { metadata: { name: o.name, namespace } }), o.name) : o.name]);
     }
+    // Owned objects, and theirs in turn (a Deployment's ReplicaSets' Pods).
+    const owners = new Set([uid]);
     for (const w of children) {
-      for (const c of w.w.list()) {
-        if ((c.metadata.ownerReferences ?? []).some((o) => o.uid === uid))
-          rows.push(["owned", w.r.kind, link(detailHref(w.r, c), c.metadata.name), statusText(w.r.kind, c)]);
+      for (const c of w.w.list().sort((a, b) => a.metadata.name.localeCompare(b.metadata.name))) {
+        if (!(c.metadata.ownerReferences ?? []).some((o) => owners.has(o.uid))) continue;
+        owners.add(c.metadata.uid);
+        rows.push(["owned", w.r.kind, link(detailHref(w.r, c), c.metadata.name), statusText(w.r.kind, c)]);
       }
     }
     replace(related, rows.length ? table(["Relation", "Kind", "Name", "Status"], rows, { id: "related-table" }) : h("p", { class: "muted" }, "None."));
