@@ -137,9 +137,10 @@ route("/", "Overview", () => {
         "dl",
         { class: "kv" },
         h("dt", null, "CPU"),
-        h("dd", { id: "cluster-cpu" }, R.fmtCPU(useCPU) + " used, " + R.fmtCPU(reqCPU) + " requested of " + R.fmtCPU(capCPU)),
+        h("dd", { id: "cluster-cpu" }, (nodeUsage.size ? R.fmtCPU(useCPU) + " used, " : "") + R.fmtCPU(reqCPU) + " requested of " + R.fmtCPU(capCPU)),
         h("dt", null, "Memory"),
-        h("dd", { id: "cluster-memory" }, R.fmtBytes(useMem) + " used, " + R.fmtBytes(reqMem) + " requested of " + R.fmtBytes(capMem)),
+        h("dd", { id: "cluster-memory" }, (nodeUsage.size ? R.fmtBytes(useMem) + " used, " : "") + R.fmtBytes(reqMem) + " requested of " + R.fmtBytes(capMem)),
+        ...(nodeUsage.size ? [] : [h("dt", null, "Usage"), h("dd", { class: "muted" }, "unavailable: metrics.k8s.io did not answer")]),
       ),
     );
     renderWorkloads();
