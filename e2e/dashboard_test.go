@@ -300,7 +300,7 @@ func TestDashboard(t *testing.T) {
 		}
 		tctx := tab(t, browser)
 		login(t, tctx, base, "/ui/", token)
-		waitText(t, tctx, "#masters-table", m.Name, "leader", "voter", "ready")
+		waitText(t, tctx, "#masters-table", m.Name, "leader", "voter", "ready", "(leader)") // (leader): its last contact
 		waitText(t, tctx, "#nodes-table", m.Name, "Ready")
 		screenshot(t, tctx, "overview")
 
