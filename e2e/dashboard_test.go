@@ -388,4 +388,79 @@ func TestDashboard(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("RestartRollbackCordonDrain", func(t *testing.T) {
+		_, token := dashboardToken(t, m, "cluster-admin")
+		tctx := tab(t, browser)
+		login(t, tctx, base, "/ui/workloads/deployments/dash/web", token)
+		run(t, tctx, "actions", chromedp.WaitVisible(chromedp.CSS(`[data-action="restart"]`)))
+		run(t, tctx, "restart", chromedp.Click(chromedp.CSS(`[data-action="restart"]`)))
+		var firstImage string
+		testutil.WaitFor(t, 30*time.Second, "the restartedAt annotation", func() error {
+			d, err := cs.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			firstImage = d.Spec.Template.Spec.Containers[0].Image
+			if d.Spec.Template.Annotations["kubectl.kubernetes.io/restartedAt"] == "" {
+				return fmt.Errorf("template annotations %v", d.Spec.Template.Annotations)
+			}
+			return nil
+		})
+		// A new revision with another image; Roll back returns to the
+		// previous template (the restart's).
+		testutil.WaitFor(t, 30*time.Second, "revision 3", func() error {
+			d, err := cs.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if d.Spec.Template.Spec.Containers[0].Image != "skiff.local/other:2" {
+				d.Spec.Template.Spec.Containers[0].Image = "skiff.local/other:2"
+				if _, err := cs.AppsV1().Deployments(ns).Update(ctx, d, metav1.UpdateOptions{}); err != nil {
+					return err
+				}
+			}
+			if d.Annotations["deployment.kubernetes.io/revision"] != "3" {
+				return fmt.Errorf("revision %q", d.Annotations["deployment.kubernetes.io/revision"])
+			}
+			return nil
+		})
+		waitText(t, tctx, "#yaml", "skiff.local/other:2")
+		run(t, tctx, "roll back", chromedp.Click(chromedp.CSS(`[data-action="rollback"]`)))
+		waitText(t, tctx, "#action-status", "Rolled back")
+		d, err := cs.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if img := d.Spec.Template.Spec.Containers[0].Image; img != firstImage || d.Spec.Template.Annotations["kubectl.kubernetes.io/restartedAt"] == "" {
+			t.Fatalf("after roll back: image %s, annotations %v; want %s with restartedAt", img, d.Spec.Template.Annotations, firstImage)
+		}
+		screenshot(t, tctx, "rolled-back")
+
+		// Cordon, then drain: the node is unschedulable and its pods are
+		// evicted (the ReplicaSet's replacements stay Pending).
+		before, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil || len(before.Items) == 0 {
+			t.Fatalf("pods before the drain: %v, %v", before, err)
+		}
+		run(t, tctx, "node", chromedp.Navigate(base+"/ui/nodes/"+m.Name), chromedp.WaitVisible(chromedp.CSS(`[data-action="cordon"]`)))
+		run(t, tctx, "cordon", chromedp.Click(chromedp.CSS(`[data-action="cordon"]`)))
+		run(t, tctx, "uncordon shows", chromedp.WaitVisible(chromedp.CSS(`[data-action="uncordon"]`)))
+		if n, err := cs.CoreV1().Nodes().Get(ctx, m.Name, metav1.GetOptions{}); err != nil || !n.Spec.Unschedulable {
+			t.Fatalf("node after cordon: %v", err)
+		}
+		run(t, tctx, "drain", chromedp.Click(chromedp.CSS(`[data-action="drain"]`)))
+		waitText(t, tctx, "#action-status", "Drained")
+		for _, p := range before.Items {
+			testutil.WaitFor(t, 30*time.Second, "pod "+p.Name+" evicted", func() error {
+				q, err := cs.CoreV1().Pods(ns).Get(ctx, p.Name, metav1.GetOptions{})
+				if err == nil && q.UID == p.UID && q.DeletionTimestamp == nil {
+					return fmt.Errorf("still there")
+				}
+				return nil
+			})
+		}
+		screenshot(t, tctx, "drained")
+		run(t, tctx, "uncordon", chromedp.Click(chromedp.CSS(`[data-action="uncordon"]`)), chromedp.WaitVisible(chromedp.CSS(`[data-action="cordon"]`)))
+	})
 }

@@ -227,10 +227,7 @@ route("/workloads/:kind/:namespace/:name", "Workload", (ctx: ViewContext) => {
     if (!prev) throw new Error("no previous revision");
     const tpl = JSON.parse(JSON.stringify(prev.spec.template));
     delete tpl.metadata?.labels?.["pod-template-hash"];
-    await jsonPatch(objPath, [
-      { op: "test", path: "/metadata/resourceVersion", value: obj!.metadata.resourceVersion },
-      { op: "replace", path: "/spec/template", value: tpl },
-    ]);
+    await jsonPatch(objPath, [{ op: "replace", path: "/spec/template", value: tpl }]);
   };
 
   return { el, dispose: () => watchers.forEach((w) => w.stop()) };
