@@ -13,7 +13,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all deps build release run test test-unit test-node test-e2e bench bench-node chaos conformance fuzz vet clean
+.PHONY: all deps build release run ui ui-check test test-unit test-node test-e2e bench bench-node chaos conformance fuzz vet clean
 
 all: build
 
@@ -81,7 +81,23 @@ run: build
 	  echo "Press Ctrl-C to stop (the containers keep running; the next start adopts them)."; \
 	  wait $$pid'
 
-test: build test-unit test-node test-e2e
+test: build ui-check test-unit test-node test-e2e
+
+# The dashboard (server/dashboard, docs/dashboard.md): `make ui` installs
+# the pinned npm packages and bundles web/src into the committed dist/;
+# `make ui-check` type-checks (tsc, strict) and fails if dist/ is not what
+# the sources give. `make build` uses the committed bundle: no node.
+UI_WEB := server/dashboard/web
+ui: deps
+	cd $(UI_WEB) && npm ci --no-audit --no-fund
+	$(GO) generate ./server/dashboard
+
+ui-check: deps
+	cd $(UI_WEB) && npm ci --no-audit --no-fund && npx tsc --noEmit
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  (cd server/dashboard && $(GO) run ./build -web web -out "$$tmp/dist") && \
+	  if ! diff -r server/dashboard/dist "$$tmp/dist"; then \
+	    echo "make ui-check: server/dashboard/dist is not the bundle of web/src: run make ui and commit dist/" >&2; exit 1; fi
 
 test-unit:
 	$(GO) test -race -timeout 20m $(PKGS_UNIT)

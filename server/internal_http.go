@@ -26,12 +26,12 @@ func (s *Server) internalHandler() http.Handler {
 	mux.HandleFunc("GET /internal/v1/snapshot", s.requireServer(s.handleSnapshot))
 	mux.HandleFunc("POST /internal/v1/bootstrap", s.handleBootstrap)
 	mux.HandleFunc("POST /internal/v1/join", s.requireServer(s.handleJoin))
-	mux.HandleFunc("GET /internal/v1/members", s.requireAdmin(s.handleMembers))
+	mux.HandleFunc("GET /internal/v1/members", s.requireReader(s.handleMembers))
 	mux.HandleFunc("DELETE /internal/v1/members/{name}", s.requireAdmin(s.handleRemoveMember))
 	mux.HandleFunc("GET /internal/v1/addons", s.requireAdmin(s.handleAddons))
 	mux.HandleFunc("GET /internal/v1/addons/manifests/{name}", s.requireServer(s.handleAddonManifest))
 	mux.HandleFunc("GET /internal/v1/gossip", s.handleGossipInfo)
-	mux.HandleFunc("GET /internal/v1/gossip/members", s.requireAdmin(s.handleGossipMembers))
+	mux.HandleFunc("GET /internal/v1/gossip/members", s.requireReader(s.handleGossipMembers))
 	mux.HandleFunc("POST /internal/v1/gossip/rotate", s.requireAdmin(s.handleGossipRotate))
 	mux.HandleFunc("GET /internal/v1/secrets-encrypt", s.requireAdmin(s.handleEncryptionStatus))
 	mux.HandleFunc("GET /internal/v1/snapshots", s.requireAdmin(s.handleSnapshotList))
@@ -75,6 +75,25 @@ func (s *Server) requireAdmin(h http.HandlerFunc) http.HandlerFunc {
 		if !u.InGroup(auth.GroupSkiffServers) && !u.InGroup(auth.GroupMasters) {
 			http.Error(w, "Forbidden: cluster admins only", http.StatusForbidden)
 			return
+		}
+		h(w, r)
+	}
+}
+
+// requireReader lets masters, cluster admins and users RBAC allows "get"
+// on the path as a non-resource URL (the bootstrap role skiff:dashboard
+// has /internal/v1/members and /internal/v1/gossip/members) read it.
+func (s *Server) requireReader(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		u, ok := s.authenticate(w, r)
+		if !ok {
+			return
+		}
+		if !u.InGroup(auth.GroupSkiffServers) && !u.InGroup(auth.GroupMasters) {
+			if allowed, _ := s.authz.Authorize(u, auth.Attributes{Verb: "get", Path: r.URL.Path}); !allowed {
+				http.Error(w, `Forbidden: user "`+u.Name+`" cannot get path "`+r.URL.Path+`"`, http.StatusForbidden)
+				return
+			}
 		}
 		h(w, r)
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/skiff-io/skiff/server/apiserver"
 	"github.com/skiff-io/skiff/server/auditlog"
 	"github.com/skiff-io/skiff/server/auth"
+	"github.com/skiff-io/skiff/server/dashboard"
 	"github.com/skiff-io/skiff/server/pki"
 	"github.com/skiff-io/skiff/server/registry"
 	"github.com/skiff-io/skiff/server/snapshot"
@@ -264,6 +265,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	mux.Handle("GET /metrics", s.metricsHandler())
 	mux.Handle("/prometheus/", s.prometheusHandler())
 	mux.Handle("/logs/", s.logsHandler())
+	dash, err := dashboard.New() // the web UI's static files, served to anyone
+	if err != nil {
+		s.Shutdown()
+		return nil, err
+	}
+	mux.Handle(dashboard.Prefix, dash)
 	// Profiling for cluster admins, as kube-apiserver's --profiling.
 	mux.HandleFunc("/debug/pprof/", s.requireAdmin(pprof.Index))
 	mux.HandleFunc("/debug/pprof/profile", s.requireAdmin(pprof.Profile))
@@ -527,6 +534,13 @@ func (s *Server) handleLivez(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	if c := s.fsm.Corruption(); c != nil {
 		w.Header().Set(stateHeader, "corrupt")
+	}
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 { // a master's probe (members.go)
+		last := 0.0
+		if s.raft.State() != raft.Leader {
+			last = time.Since(s.raft.LastContact()).Seconds()
+		}
+		w.Header().Set(lastContactHeader, strconv.FormatFloat(last, 'f', 3, 64))
 	}
 	if reason := s.notReady(); reason != "" {
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))

@@ -61,7 +61,7 @@ func newRootCommand() *cobra.Command {
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.AddCommand(newServerCommand(), newAgentCommand(), newClusterCommand(), newImageCommand(), newDemoImageCommand(),
 		newServicesCommand(), newVersionCommand(), newTokenCommand(), newSecretsEncryptCommand(),
-		newWitnessCommand(), newMetricsCommand(), newLogsCommand())
+		newWitnessCommand(), newMetricsCommand(), newLogsCommand(), newDashboardCommand())
 	root.AddCommand(hostCommands()...)
 	return root
 }

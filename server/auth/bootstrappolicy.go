@@ -116,11 +116,23 @@ func DefaultClusterRoles() []*rbacv1.ClusterRole {
 			urls([]string{"get"}, "/healthz", "/healthz/*", "/livez", "/livez/*", "/readyz", "/readyz/*", "/metrics", "/metrics/*",
 				"/prometheus/*"),
 		}},
+		// What the dashboard's overview reads besides the view role: the
+		// nodes, their metrics, and the masters' Raft and gossip membership
+		// (docs/dashboard.md). Bound by `skiff dashboard` with the chosen role.
+		{ObjectMeta: defaultMeta(RoleDashboard), Rules: []rbacv1.PolicyRule{
+			rule(readVerbs, "", "nodes"),
+			rule(readVerbs, "metrics.k8s.io", "nodes", "pods"),
+			urls([]string{"get"}, "/internal/v1/members", "/internal/v1/gossip/members"),
+		}},
 		{ObjectMeta: defaultMeta("system:service-account-issuer-discovery"), Rules: []rbacv1.PolicyRule{
 			urls([]string{"get"}, "/.well-known/openid-configuration", "/.well-known/openid-configuration/", "/openid/v1/jwks", "/openid/v1/jwks/"),
 		}},
 	}
 }
+
+// RoleDashboard is the cluster role with the cluster-wide reads the
+// dashboard's overview needs (nodes, node metrics, the masters' membership).
+const RoleDashboard = "skiff:dashboard"
 
 // RoleMonitoring is the cluster role, and GroupMonitoring the group bound to
 // it, that read the masters' metrics and the Prometheus query API

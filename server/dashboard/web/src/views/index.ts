@@ -1,0 +1,6 @@
+// Every view registers itself on import: add a line here for a new view
+// (the navigation lists the nav() entries in this order).
+import "./login";
+import "./overview";
+import "./nodes";
+import "./workloads";
