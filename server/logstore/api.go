@@ -216,6 +216,7 @@ var nodeKinds = map[string]bool{logrecord.KindContainer: true, logrecord.KindAge
 func decodeBatch(data []byte, node string) ([]logrecord.Record, [][]byte, error) {
 	var recs []logrecord.Record
 	var raws [][]byte
+	var dec logrecord.Decoder
 	line := 0
 	for len(data) > 0 {
 		line++
@@ -229,8 +230,8 @@ func decodeBatch(data []byte, node string) ([]logrecord.Record, [][]byte, error)
 		if len(l) == 0 {
 			continue
 		}
-		var rec logrecord.Record
-		if err := json.Unmarshal(l, &rec); err != nil {
+		rec, err := dec.Decode(l)
+		if err != nil {
 			return nil, nil, apierrors.NewBadRequest(fmt.Sprintf("line %d: %v", line, err))
 		}
 		if err := rec.Validate(); err != nil {

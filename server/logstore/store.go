@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -499,12 +498,13 @@ func (s *Store) replaySegment(path string) (added, present int, err error) {
 	var raws [][]byte
 	var minT, maxT int64 = 1<<63 - 1, -1 << 63
 	sources := map[string]bool{}
+	var dec logrecord.Decoder
 	err = readSegment(path, func(payload []byte) error {
 		sc := bufio.NewScanner(bytes.NewReader(payload))
 		sc.Buffer(nil, maxDecompressedBytes)
 		for sc.Scan() {
-			var r logrecord.Record
-			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			r, err := dec.Decode(sc.Bytes())
+			if err != nil {
 				return fmt.Errorf("wal record: %w", err)
 			}
 			ts := r.Time.UnixNano()
