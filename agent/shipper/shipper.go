@@ -297,6 +297,12 @@ func (s *Shipper) readOnce(ctx context.Context) error {
 	}
 	for _, tap := range s.cfg.Taps {
 		recs = tap.drain(recs, 4096)
+		if lost := tap.Lost(); lost > tap.reported {
+			n := lost - tap.reported
+			tap.reported = lost
+			s.m.dropped.WithLabelValues("all", "tap_full").Add(float64(n))
+			recs = append(recs, droppedRecord("", 0, s.now(), map[string]string{logrecord.FieldKind: tap.kind}, n, "own-log queue full"))
+		}
 	}
 	if err := s.append(recs); err != nil {
 		return err

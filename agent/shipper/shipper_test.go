@@ -495,6 +495,31 @@ func TestReleasedLogDirIsShippedThenRemoved(t *testing.T) {
 	equalLines(t, e.masters[0].messages("c1"), numbered(0, 60))
 }
 
+// Own-log records the tap's full queue refused are counted and reported
+// in a record with "dropped", as rate-limited container lines are.
+func TestOwnLogsQueueFullCounted(t *testing.T) {
+	e := newEnv(t, 1)
+	tap := NewLogTap(logrecord.KindAgent)
+	e.cfg.Taps = []*LogTap{tap}
+	log := slogNew(tap)
+	for i := 0; i < cap(tap.ch)+100; i++ {
+		log.Info("before the shipper runs", "i", i)
+	}
+	if tap.Lost() != 100 {
+		t.Fatalf("lost %d, want 100", tap.Lost())
+	}
+	e.run(t)
+	waitFor(t, 10*time.Second, "the record of the 100 lost own-log records", func() bool {
+		recs, _ := e.masters[0].snapshot()
+		for _, r := range recs {
+			if r.Fields[logrecord.FieldKind] == logrecord.KindAgent && r.Fields[logrecord.FieldDropped] == "100" {
+				return true
+			}
+		}
+		return false
+	})
+}
+
 // The process's own log records ship as kind agent.
 func TestOwnLogs(t *testing.T) {
 	e := newEnv(t, 1)

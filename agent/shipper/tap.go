@@ -19,6 +19,9 @@ type LogTap struct {
 	kind string
 	ch   chan logrecord.Record
 	lost atomic.Int64
+	// reported: how much of lost the shipper has counted (its goroutine
+	// only).
+	reported int64
 }
 
 // NewLogTap makes a tap for records of kind (logrecord.KindAgent or logrecord.KindServer).
@@ -26,7 +29,9 @@ func NewLogTap(kind string) *LogTap {
 	return &LogTap{kind: kind, ch: make(chan logrecord.Record, 4096)}
 }
 
-// Lost is how many records the full queue refused.
+// Lost is how many records the full queue refused (the shipper counts
+// them in skiff_shipper_dropped_lines_total{reason="tap_full"} and
+// reports them in a record with "dropped").
 func (t *LogTap) Lost() int64 { return t.lost.Load() }
 
 // Handler returns a handler that passes every record to inner and copies
