@@ -9,9 +9,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 
+	"github.com/skiff-io/skiff/client/logrecord"
 	"github.com/skiff-io/skiff/fsm"
 	"github.com/skiff-io/skiff/fsm/state"
-	"github.com/skiff-io/skiff/server/logstore"
 	"github.com/skiff-io/skiff/server/registry"
 )
 
@@ -62,7 +62,7 @@ func (s *Server) runEventLog() {
 func (s *Server) eventLogRound(ctx context.Context, kinds map[string]*registry.Kind) error {
 	snap := s.fsm.Read()
 	index := snap.Index()
-	var batch []logstore.Record
+	var batch []logrecord.Record
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
@@ -118,12 +118,12 @@ func (s *Server) eventLogRound(ctx context.Context, kinds map[string]*registry.K
 }
 
 // eventRecord turns a stored Event into a log record.
-func eventRecord(kind *registry.Kind, o *state.Object) (logstore.Record, bool) {
+func eventRecord(kind *registry.Kind, o *state.Object) (logrecord.Record, bool) {
 	obj, err := kind.Decode(o)
 	if err != nil {
-		return logstore.Record{}, false
+		return logrecord.Record{}, false
 	}
-	f := map[string]string{logstore.FieldKind: logstore.KindEvent, logstore.FieldNamespace: o.Key.Namespace,
+	f := map[string]string{logrecord.FieldKind: logrecord.KindEvent, logrecord.FieldNamespace: o.Key.Namespace,
 		"event": o.Key.Name}
 	var msg string
 	var t time.Time
@@ -163,16 +163,16 @@ func eventRecord(kind *registry.Kind, o *state.Object) (logstore.Record, bool) {
 			latest(e.Series.LastObservedTime.Time)
 		}
 	default:
-		return logstore.Record{}, false
+		return logrecord.Record{}, false
 	}
 	if objKind != "" {
 		f["object"] = objKind + "/" + objName
 	}
 	if objKind == "Pod" {
-		f[logstore.FieldPod] = objName
+		f[logrecord.FieldPod] = objName
 	}
 	if node != "" {
-		f[logstore.FieldNode] = node
+		f[logrecord.FieldNode] = node
 	}
 	for k, v := range f {
 		if v == "" {
@@ -182,5 +182,5 @@ func eventRecord(kind *registry.Kind, o *state.Object) (logstore.Record, bool) {
 	if t.IsZero() {
 		t = time.Now()
 	}
-	return logstore.Record{Source: "event/" + o.UID, Offset: int64(o.ModifyIndex), Time: t, Msg: msg, Fields: f}, true
+	return logrecord.Record{Source: "event/" + o.UID, Offset: int64(o.ModifyIndex), Time: t, Msg: msg, Fields: f}, true
 }

@@ -130,7 +130,7 @@ func (a logsAccess) Read(r *http.Request, namespace string) (logstore.Scope, err
 	}
 	podLog := auth.Attributes{Resource: "pods", Subresource: "log"}
 	events := auth.Attributes{Resource: "events"}
-	sc := logstore.Scope{Nodes: may(auth.Attributes{Resource: "nodes", Subresource: "proxy"})}
+	sc := logstore.Scope{Nodes: may(auth.Attributes{Resource: "nodes", Subresource: "proxy"}), User: u.Name}
 	if namespace != "" {
 		podLog.Namespace, events.Namespace = namespace, namespace
 		if may(podLog) {

@@ -15,15 +15,17 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/skiff-io/skiff/client/logrecord"
 )
 
 // Forwarders to external stores, for users who outgrow the masters' log
 // store. Each is a Destination with its own cursor in the spool.
 
-func decodeAll(payloads [][]byte) []Record {
-	out := make([]Record, 0, len(payloads))
+func decodeAll(payloads [][]byte) []logrecord.Record {
+	out := make([]logrecord.Record, 0, len(payloads))
 	for _, p := range payloads {
-		if r, err := decodeRecord(p); err == nil {
+		if r, err := logrecord.Decode(p); err == nil {
 			out = append(out, r)
 		}
 	}
@@ -72,7 +74,7 @@ func withPath(u, p string) (string, error) {
 
 // lokiLabels are the fields that make a Loki stream (the others, high in
 // cardinality, go into the line's structured metadata).
-var lokiLabels = []string{FieldKind, FieldCluster, FieldNode, FieldNamespace, FieldPod, FieldContainer, FieldStream}
+var lokiLabels = []string{logrecord.FieldKind, logrecord.FieldCluster, logrecord.FieldNode, logrecord.FieldNamespace, logrecord.FieldPod, logrecord.FieldContainer, logrecord.FieldStream}
 
 // LokiForwarder pushes to Loki's push API (/loki/api/v1/push, JSON).
 type LokiForwarder struct {
@@ -205,9 +207,9 @@ func (f *ElasticsearchForwarder) Send(ctx context.Context, payloads [][]byte) er
 
 // otlpAttrs maps record fields to OpenTelemetry semantic conventions.
 var otlpAttrs = map[string]string{
-	FieldNamespace: "k8s.namespace.name", FieldPod: "k8s.pod.name", FieldPodUID: "k8s.pod.uid",
-	FieldContainer: "k8s.container.name", FieldRestart: "k8s.container.restart_count", FieldStream: "log.iostream",
-	FieldNode: "k8s.node.name", FieldCluster: "k8s.cluster.name",
+	logrecord.FieldNamespace: "k8s.namespace.name", logrecord.FieldPod: "k8s.pod.name", logrecord.FieldPodUID: "k8s.pod.uid",
+	logrecord.FieldContainer: "k8s.container.name", logrecord.FieldRestart: "k8s.container.restart_count", logrecord.FieldStream: "log.iostream",
+	logrecord.FieldNode: "k8s.node.name", logrecord.FieldCluster: "k8s.cluster.name",
 }
 
 // OTLPForwarder sends OTLP/HTTP logs in the protocol's JSON encoding.
@@ -256,12 +258,12 @@ func (f *OTLPForwarder) Send(ctx context.Context, payloads [][]byte) error {
 	var node, cluster string
 	now := strconv.FormatInt(time.Now().UnixNano(), 10)
 	for _, r := range decodeAll(payloads) {
-		node, cluster = r.Fields[FieldNode], r.Fields[FieldCluster]
+		node, cluster = r.Fields[logrecord.FieldNode], r.Fields[logrecord.FieldCluster]
 		lr := logRecord{TimeUnixNano: strconv.FormatInt(r.Time.UnixNano(), 10), ObservedTimeUnixNano: now,
 			BodyValue: map[string]string{"stringValue": r.Msg}}
-		if r.Fields[FieldStream] == "stderr" {
+		if r.Fields[logrecord.FieldStream] == "stderr" {
 			lr.SeverityNumber, lr.SeverityText = 17, "ERROR"
-		} else if r.Fields[FieldStream] == "stdout" {
+		} else if r.Fields[logrecord.FieldStream] == "stdout" {
 			lr.SeverityNumber, lr.SeverityText = 9, "INFO"
 		}
 		keys := make([]string, 0, len(r.Fields))
@@ -270,7 +272,7 @@ func (f *OTLPForwarder) Send(ctx context.Context, payloads [][]byte) error {
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			if k == FieldNode || k == FieldCluster {
+			if k == logrecord.FieldNode || k == logrecord.FieldCluster {
 				continue
 			}
 			name := k
@@ -347,18 +349,18 @@ func (f *SyslogForwarder) Send(ctx context.Context, payloads [][]byte) error {
 // and info otherwise, APP-NAME the container (or the record's kind), the
 // fields as structured data (SD-ID skiff@32473, the documentation
 // enterprise number of RFC 5612), the message in UTF-8 after a BOM.
-func syslogMessage(r Record) []byte {
+func syslogMessage(r logrecord.Record) []byte {
 	pri := 1*8 + 6
-	if r.Fields[FieldStream] == "stderr" {
+	if r.Fields[logrecord.FieldStream] == "stderr" {
 		pri = 1*8 + 3
 	}
-	app := r.Fields[FieldContainer]
+	app := r.Fields[logrecord.FieldContainer]
 	if app == "" {
-		app = r.Fields[FieldKind]
+		app = r.Fields[logrecord.FieldKind]
 	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "<%d>1 %s %s %s - - [skiff@32473", pri, r.Time.UTC().Format("2006-01-02T15:04:05.000000Z07:00"),
-		syslogName(r.Fields[FieldNode], 255), syslogName(app, 48))
+		syslogName(r.Fields[logrecord.FieldNode], 255), syslogName(app, 48))
 	keys := make([]string, 0, len(r.Fields)+2)
 	for k := range r.Fields {
 		keys = append(keys, k)

@@ -18,7 +18,7 @@ func newMetrics(spoolBytes func() float64) *metrics {
 		shipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "skiff_shipper_shipped_lines_total",
 			Help: "Log records a destination acknowledged."}, []string{"destination"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "skiff_shipper_dropped_lines_total",
-			Help: "Log records dropped: reason rate_limit (destination all) or spool_full (per destination not yet served), rejected (a destination refused them)."},
+			Help: "Log records dropped: reason rate_limit or tap_full (own-log queue full; destination all), spool_full (per destination not yet served), rejected (a destination refused them)."},
 			[]string{"destination", "reason"}),
 		sendErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "skiff_shipper_send_errors_total",
 			Help: "Failed deliveries (retried) per destination."}, []string{"destination"}),

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/skiff-io/skiff/client/logrecord"
 	"golang.org/x/time/rate"
 )
 
@@ -154,14 +155,14 @@ func (s *Shipper) loadPositions() error {
 	// the two) raise the high-water marks, so they are not spooled twice.
 	bySource := map[string]string{}
 	for path, st := range s.states {
-		bySource[st.Fields[FieldNode]+"/"+st.Fields[FieldPodUID]+"/"+st.Fields[FieldContainer]+"/"+st.Fields[FieldRestart]] = path
+		bySource[st.Fields[logrecord.FieldNode]+"/"+st.Fields[logrecord.FieldPodUID]+"/"+st.Fields[logrecord.FieldContainer]+"/"+st.Fields[logrecord.FieldRestart]] = path
 	}
 	payloads, _, err := s.spool.read(pf.Seq, 1<<30, 1<<40)
 	if err != nil {
 		return err
 	}
 	for _, p := range payloads {
-		r, err := decodeRecord(p)
+		r, err := logrecord.Decode(p)
 		if err != nil {
 			continue
 		}
@@ -253,7 +254,7 @@ func (s *Shipper) pump(ctx context.Context) {
 // of lines per log, so a noisy container does not hold up a quiet one),
 // commits it to the spool and checkpoints.
 func (s *Shipper) readOnce(ctx context.Context) error {
-	var recs []Record
+	var recs []logrecord.Record
 	deadline := time.Now().Add(s.cfg.ReadInterval / 2)
 	paths := make([]string, 0, len(s.tails))
 	for p := range s.tails {
@@ -296,6 +297,12 @@ func (s *Shipper) readOnce(ctx context.Context) error {
 	}
 	for _, tap := range s.cfg.Taps {
 		recs = tap.drain(recs, 4096)
+		if lost := tap.Lost(); lost > tap.reported {
+			n := lost - tap.reported
+			tap.reported = lost
+			s.m.dropped.WithLabelValues("all", "tap_full").Add(float64(n))
+			recs = append(recs, droppedRecord("", 0, s.now(), map[string]string{logrecord.FieldKind: tap.kind}, n, "own-log queue full"))
+		}
 	}
 	if err := s.append(recs); err != nil {
 		return err
@@ -318,15 +325,15 @@ func (s *Shipper) readOnce(ctx context.Context) error {
 
 // append encodes records into the spool. Records of the process's own logs
 // (no source yet) take the spool sequence as their offset.
-func (s *Shipper) append(recs []Record) error {
+func (s *Shipper) append(recs []logrecord.Record) error {
 	for i := range recs {
 		r := &recs[i]
 		if r.Source == "" {
-			r.Source = s.cfg.Node + "/" + r.Fields[FieldKind] + "/" + s.spool.id
+			r.Source = s.cfg.Node + "/" + r.Fields[logrecord.FieldKind] + "/" + s.spool.id
 			r.Offset = int64(s.spool.peekSeq()) + 1
-			r.Fields[FieldCluster], r.Fields[FieldNode] = s.cfg.Cluster, s.cfg.Node
+			r.Fields[logrecord.FieldCluster], r.Fields[logrecord.FieldNode] = s.cfg.Cluster, s.cfg.Node
 		}
-		b, err := r.encode()
+		b, err := r.Encode()
 		if err != nil {
 			return err
 		}
@@ -359,8 +366,8 @@ func (s *Shipper) commit() error {
 		most = max(most, n)
 	}
 	s.log.Warn("log spool full: dropped the oldest records", "records", most, "bound", s.cfg.BufferSize)
-	r := droppedRecord("", 0, s.now(), map[string]string{FieldKind: KindAgent}, int64(most), "spool full")
-	if err := s.append([]Record{r}); err != nil {
+	r := droppedRecord("", 0, s.now(), map[string]string{logrecord.FieldKind: logrecord.KindAgent}, int64(most), "spool full")
+	if err := s.append([]logrecord.Record{r}); err != nil {
 		return err
 	}
 	_, err = s.spool.commit()
@@ -462,10 +469,10 @@ func (s *Shipper) scan() {
 func (s *Shipper) newTail(path, ns, pod, uid, container string, restart int, labels map[string]string, st tailState, known bool) *tail {
 	fields := st.Fields
 	if !known || fields == nil {
-		fields = map[string]string{FieldKind: KindContainer, FieldCluster: s.cfg.Cluster, FieldNode: s.cfg.Node,
-			FieldNamespace: ns, FieldPod: pod, FieldPodUID: uid, FieldContainer: container, FieldRestart: strconv.Itoa(restart)}
+		fields = map[string]string{logrecord.FieldKind: logrecord.KindContainer, logrecord.FieldCluster: s.cfg.Cluster, logrecord.FieldNode: s.cfg.Node,
+			logrecord.FieldNamespace: ns, logrecord.FieldPod: pod, logrecord.FieldPodUID: uid, logrecord.FieldContainer: container, logrecord.FieldRestart: strconv.Itoa(restart)}
 		for k, v := range labels {
-			fields[labelPrefix+k] = v
+			fields[logrecord.LabelPrefix+k] = v
 		}
 	}
 	t := &tail{path: path, source: s.cfg.Node + "/" + uid + "/" + container + "/" + strconv.Itoa(restart), fields: fields, st: st, m: s.m, now: s.now}

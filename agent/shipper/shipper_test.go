@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/skiff-io/skiff/client/logrecord"
 
 	"github.com/skiff-io/skiff/runtime/shim"
 )
@@ -35,7 +36,7 @@ type fakeIngest struct {
 
 	mu         sync.Mutex
 	hwm        map[string]int64
-	records    []Record
+	records    []logrecord.Record
 	duplicates int
 	requests   int
 }
@@ -69,9 +70,9 @@ func (f *fakeIngest) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 1<<20), 8<<20)
-	var recs []Record
+	var recs []logrecord.Record
 	for sc.Scan() {
-		var rec Record
+		var rec logrecord.Record
 		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -95,10 +96,10 @@ func (f *fakeIngest) serve(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, `{"accepted":%d,"duplicates":%d}`, acc, dup)
 }
 
-func (f *fakeIngest) snapshot() ([]Record, int) {
+func (f *fakeIngest) snapshot() ([]logrecord.Record, int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]Record(nil), f.records...), f.duplicates
+	return append([]logrecord.Record(nil), f.records...), f.duplicates
 }
 
 // messages are the stored messages of container records (in arrival
@@ -107,7 +108,7 @@ func (f *fakeIngest) messages(container string) []string {
 	recs, _ := f.snapshot()
 	var out []string
 	for _, r := range recs {
-		if r.Fields[FieldContainer] == container && r.Fields[FieldDropped] == "" {
+		if r.Fields[logrecord.FieldContainer] == container && r.Fields[logrecord.FieldDropped] == "" {
 			out = append(out, r.Msg)
 		}
 	}
@@ -275,7 +276,7 @@ func TestShipToEveryMasterThroughRotationAndRestart(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	for _, p := range payloads {
-		r, err := decodeRecord(p)
+		r, err := logrecord.Decode(p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -296,7 +297,7 @@ func TestShipToEveryMasterThroughRotationAndRestart(t *testing.T) {
 		t.Logf("master %d: %d records sent again", i, dup)
 	}
 	var offs []int64
-	for _, r := range func() []Record { r, _ := e.masters[0].snapshot(); return r }() {
+	for _, r := range func() []logrecord.Record { r, _ := e.masters[0].snapshot(); return r }() {
 		offs = append(offs, r.Offset)
 	}
 	for i := 1; i < len(offs); i++ {
@@ -350,8 +351,8 @@ func TestPartialLongBinaryAndTruncation(t *testing.T) {
 			t.Fatalf("record of %d bytes", len(r.Msg))
 		}
 		last := joined.Len()+len(r.Msg) == len(long)
-		if (r.Fields[FieldPartial] == "true") == last {
-			t.Fatalf("piece %d: partial=%q, last=%v", pieces, r.Fields[FieldPartial], last)
+		if (r.Fields[logrecord.FieldPartial] == "true") == last {
+			t.Fatalf("piece %d: partial=%q, last=%v", pieces, r.Fields[logrecord.FieldPartial], last)
 		}
 		joined.WriteString(r.Msg)
 	}
@@ -403,7 +404,7 @@ func TestSpoolBoundDropsOldestAndCounts(t *testing.T) {
 	recs, _ := e.masters[0].snapshot()
 	var reported int64
 	for _, r := range recs {
-		if d := r.Fields[FieldDropped]; d != "" {
+		if d := r.Fields[logrecord.FieldDropped]; d != "" {
 			v, _ := strconv.ParseInt(d, 10, 64)
 			reported += v
 		}
@@ -463,7 +464,7 @@ func TestRateLimitFairness(t *testing.T) {
 	waitFor(t, 10*time.Second, "a dropped record", func() bool {
 		recs, _ := e.masters[0].snapshot()
 		for _, r := range recs {
-			if r.Fields[FieldDropped] != "" && r.Fields[FieldPod] == "noisy" {
+			if r.Fields[logrecord.FieldDropped] != "" && r.Fields[logrecord.FieldPod] == "noisy" {
 				return true
 			}
 		}
@@ -494,10 +495,35 @@ func TestReleasedLogDirIsShippedThenRemoved(t *testing.T) {
 	equalLines(t, e.masters[0].messages("c1"), numbered(0, 60))
 }
 
+// Own-log records the tap's full queue refused are counted and reported
+// in a record with "dropped", as rate-limited container lines are.
+func TestOwnLogsQueueFullCounted(t *testing.T) {
+	e := newEnv(t, 1)
+	tap := NewLogTap(logrecord.KindAgent)
+	e.cfg.Taps = []*LogTap{tap}
+	log := slogNew(tap)
+	for i := 0; i < cap(tap.ch)+100; i++ {
+		log.Info("before the shipper runs", "i", i)
+	}
+	if tap.Lost() != 100 {
+		t.Fatalf("lost %d, want 100", tap.Lost())
+	}
+	e.run(t)
+	waitFor(t, 10*time.Second, "the record of the 100 lost own-log records", func() bool {
+		recs, _ := e.masters[0].snapshot()
+		for _, r := range recs {
+			if r.Fields[logrecord.FieldKind] == logrecord.KindAgent && r.Fields[logrecord.FieldDropped] == "100" {
+				return true
+			}
+		}
+		return false
+	})
+}
+
 // The process's own log records ship as kind agent.
 func TestOwnLogs(t *testing.T) {
 	e := newEnv(t, 1)
-	tap := NewLogTap(KindAgent)
+	tap := NewLogTap(logrecord.KindAgent)
 	e.cfg.Taps = []*LogTap{tap}
 	e.run(t)
 	log := slogNew(tap)
@@ -505,7 +531,7 @@ func TestOwnLogs(t *testing.T) {
 	waitFor(t, 10*time.Second, "the agent's record", func() bool {
 		recs, _ := e.masters[0].snapshot()
 		for _, r := range recs {
-			if r.Fields[FieldKind] == KindAgent && strings.Contains(r.Msg, `msg="hello from the agent" k=v`) && r.Fields[FieldNode] == "node-a" {
+			if r.Fields[logrecord.FieldKind] == logrecord.KindAgent && strings.Contains(r.Msg, `msg="hello from the agent" k=v`) && r.Fields[logrecord.FieldNode] == "node-a" {
 				return true
 			}
 		}

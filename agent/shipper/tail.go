@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/skiff-io/skiff/client/logrecord"
 )
 
 const (
@@ -206,7 +208,7 @@ func (t *tail) checkpoint() tailState {
 // read takes up to budget pieces, appending records to out. It reports
 // whether it reached the end of what is written (and the tail is done,
 // when finishing).
-func (t *tail) read(budget int, out *[]Record) (eof bool, err error) {
+func (t *tail) read(budget int, out *[]logrecord.Record) (eof bool, err error) {
 	if t.f == nil {
 		return true, nil
 	}
@@ -264,7 +266,7 @@ func parseHeader(b []byte, now func() time.Time) (entryHeader, []byte) {
 	return entryHeader{ts: now(), stream: "stdout"}, b
 }
 
-func (t *tail) piece(text []byte, lineEnds bool, out *[]Record) {
+func (t *tail) piece(text []byte, lineEnds bool, out *[]logrecord.Record) {
 	p := t.pend[t.hdr.stream]
 	if p == nil {
 		if t.pend == nil {
@@ -288,7 +290,7 @@ func (t *tail) piece(text []byte, lineEnds bool, out *[]Record) {
 
 // emit ships a pending line (or a piece of one): unless a restart's
 // replay already shipped it, and within the rate limit.
-func (t *tail) emit(stream string, p *pending, partial bool, out *[]Record) {
+func (t *tail) emit(stream string, p *pending, partial bool, out *[]logrecord.Record) {
 	p.active = false
 	off := t.st.Base + p.end
 	if t.st.HWM == nil {
@@ -323,7 +325,7 @@ func (t *tail) emit(stream string, p *pending, partial bool, out *[]Record) {
 		*out = append(*out, droppedRecord(src, off-1, now, t.streamFields(stream, false), d.n, "rate limit"))
 		d.n, d.lastReport = 0, now
 	}
-	*out = append(*out, Record{Source: src, Offset: off, Time: p.ts, Msg: string(p.buf), Fields: t.streamFields(stream, partial)})
+	*out = append(*out, logrecord.Record{Source: src, Offset: off, Time: p.ts, Msg: string(p.buf), Fields: t.streamFields(stream, partial)})
 }
 
 func (t *tail) streamFields(stream string, partial bool) map[string]string {
@@ -331,16 +333,16 @@ func (t *tail) streamFields(stream string, partial bool) map[string]string {
 	for k, v := range t.fields {
 		f[k] = v
 	}
-	f[FieldStream] = stream
+	f[logrecord.FieldStream] = stream
 	if partial {
-		f[FieldPartial] = "true"
+		f[logrecord.FieldPartial] = "true"
 	}
 	return f
 }
 
 // flush ships every pending line (at a file's end: partial when the line
 // may go on in the next file).
-func (t *tail) flush(partial bool, out *[]Record) {
+func (t *tail) flush(partial bool, out *[]logrecord.Record) {
 	streams := make([]string, 0, len(t.pend))
 	for s := range t.pend {
 		streams = append(streams, s)
@@ -355,7 +357,7 @@ func (t *tail) flush(partial bool, out *[]Record) {
 
 // reportDrops ships the rate limit's last uncounted drops (a finished
 // stream): one past the last offset, which no line can have.
-func (t *tail) reportDrops(out *[]Record) {
+func (t *tail) reportDrops(out *[]logrecord.Record) {
 	for stream, d := range t.drops {
 		if d.n == 0 {
 			continue
@@ -370,7 +372,7 @@ func (t *tail) reportDrops(out *[]Record) {
 // atEOF handles the end of what the file holds: truncation, rotation (the
 // old file is read to its end, then the next newer one), and the end of a
 // finished stream.
-func (t *tail) atEOF(out *[]Record) (bool, error) {
+func (t *tail) atEOF(out *[]logrecord.Record) (bool, error) {
 	fi, err := t.f.Stat()
 	if err != nil {
 		return false, err

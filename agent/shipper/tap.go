@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"time"
+
+	"github.com/skiff-io/skiff/client/logrecord"
 )
 
 // LogTap collects a process's own log records (the agent's, or an
@@ -15,14 +17,21 @@ import (
 // waited for.
 type LogTap struct {
 	kind string
-	ch   chan Record
+	ch   chan logrecord.Record
 	lost atomic.Int64
+	// reported: how much of lost the shipper has counted (its goroutine
+	// only).
+	reported int64
 }
 
-// NewLogTap makes a tap for records of kind (KindAgent or KindServer).
-func NewLogTap(kind string) *LogTap { return &LogTap{kind: kind, ch: make(chan Record, 4096)} }
+// NewLogTap makes a tap for records of kind (logrecord.KindAgent or logrecord.KindServer).
+func NewLogTap(kind string) *LogTap {
+	return &LogTap{kind: kind, ch: make(chan logrecord.Record, 4096)}
+}
 
-// Lost is how many records the full queue refused.
+// Lost is how many records the full queue refused (the shipper counts
+// them in skiff_shipper_dropped_lines_total{reason="tap_full"} and
+// reports them in a record with "dropped").
 func (t *LogTap) Lost() int64 { return t.lost.Load() }
 
 // Handler returns a handler that passes every record to inner and copies
@@ -39,7 +48,7 @@ func (t *LogTap) Handler(inner slog.Handler) slog.Handler {
 	return &teeHandler{inner: inner, tap: text}
 }
 
-func (t *LogTap) drain(out []Record, max int) []Record {
+func (t *LogTap) drain(out []logrecord.Record, max int) []logrecord.Record {
 	for i := 0; i < max; i++ {
 		select {
 		case r := <-t.ch:
@@ -54,7 +63,7 @@ func (t *LogTap) drain(out []Record, max int) []Record {
 type tapWriter struct{ t *LogTap }
 
 func (w tapWriter) Write(p []byte) (int, error) {
-	r := Record{Time: time.Now(), Msg: string(bytes.TrimRight(p, "\n")), Fields: map[string]string{FieldKind: w.t.kind}}
+	r := logrecord.Record{Time: time.Now(), Msg: string(bytes.TrimRight(p, "\n")), Fields: map[string]string{logrecord.FieldKind: w.t.kind}}
 	select {
 	case w.t.ch <- r:
 	default:

@@ -12,7 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/skiff-io/skiff/agent/shipper"
+	"github.com/skiff-io/skiff/client/logrecord"
 	"github.com/skiff-io/skiff/gossip"
 )
 
@@ -88,7 +88,7 @@ still works for nodes, but keep it off them: it joins masters.`,
 			defer stop()
 			opts.Logger = slog.Default()
 			if hollowOpt.Count == 0 && opts.Runtime != "fake" {
-				opts.Logger = opts.Shipper.tapLogs(shipper.KindAgent)
+				opts.Logger = opts.Shipper.tapLogs(logrecord.KindAgent)
 			}
 			if hollowOpt.Count > 0 {
 				if !cmd.Flags().Changed("gossip-port") {

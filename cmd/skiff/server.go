@@ -14,7 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/skiff-io/skiff/agent/shipper"
+	"github.com/skiff-io/skiff/client/logrecord"
 	"github.com/skiff-io/skiff/server"
 	"github.com/skiff-io/skiff/server/apiserver"
 	"github.com/skiff-io/skiff/server/servicealloc"
@@ -89,7 +89,7 @@ runs the scheduler (unless --disable-scheduler) and the controllers.`,
 			}
 			cfg.Logger = slog.Default()
 			if !cfg.DisableAgent && agentRuntime != "fake" {
-				cfg.Logger = node.Shipper.tapLogs(shipper.KindServer)
+				cfg.Logger = node.Shipper.tapLogs(logrecord.KindServer)
 			}
 			if resetRestore != "" && !clusterReset {
 				return errors.New("--cluster-reset-restore goes with --cluster-reset")

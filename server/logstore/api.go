@@ -11,14 +11,23 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/VictoriaMetrics/VictoriaLogs/lib/logstorage"
+	"github.com/skiff-io/skiff/client/logrecord"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// Tails a user may hold open at once, and all users together.
+const (
+	MaxTailsPerUser = 4
+	MaxTails        = 64
 )
 
 // Body limits of an ingest request: the body as sent, and decompressed.
@@ -38,6 +47,8 @@ type Scope struct {
 	Events    []string
 	// Nodes: agent and server records (get nodes/proxy).
 	Nodes bool
+	// User names the caller (the bound on concurrent tails is per user).
+	User string
 }
 
 func (sc Scope) empty() bool {
@@ -51,17 +62,17 @@ func (sc Scope) filter() string {
 	}
 	var or []string
 	if sc.AllPodLogs {
-		or = append(or, "kind:="+quote(KindContainer))
+		or = append(or, "kind:="+quote(logrecord.KindContainer))
 	} else if len(sc.PodLogs) > 0 {
-		or = append(or, "(kind:="+quote(KindContainer)+" "+inFilter(FieldNamespace, sc.PodLogs)+")")
+		or = append(or, "(kind:="+quote(logrecord.KindContainer)+" "+inFilter(logrecord.FieldNamespace, sc.PodLogs)+")")
 	}
 	if sc.AllEvents {
-		or = append(or, "kind:="+quote(KindEvent))
+		or = append(or, "kind:="+quote(logrecord.KindEvent))
 	} else if len(sc.Events) > 0 {
-		or = append(or, "(kind:="+quote(KindEvent)+" "+inFilter(FieldNamespace, sc.Events)+")")
+		or = append(or, "(kind:="+quote(logrecord.KindEvent)+" "+inFilter(logrecord.FieldNamespace, sc.Events)+")")
 	}
 	if sc.Nodes {
-		or = append(or, inFilter(FieldKind, []string{KindAgent, KindServer}))
+		or = append(or, inFilter(logrecord.FieldKind, []string{logrecord.KindAgent, logrecord.KindServer}))
 	}
 	return "(" + strings.Join(or, " or ") + ")"
 }
@@ -85,6 +96,10 @@ type API struct {
 	timeout time.Duration
 	log     *slog.Logger
 	mux     *http.ServeMux
+
+	tailsMu sync.Mutex
+	tails   map[string]int
+	tailsN  int
 }
 
 // NewAPI serves store's records to callers access allows.
@@ -95,7 +110,7 @@ func NewAPI(store *Store, access Access, timeout time.Duration, logger *slog.Log
 	if logger == nil {
 		logger = slog.Default()
 	}
-	a := &API{store: store, access: access, timeout: timeout, log: logger.With("component", "logs-api"), mux: http.NewServeMux()}
+	a := &API{store: store, access: access, timeout: timeout, log: logger.With("component", "logs-api"), mux: http.NewServeMux(), tails: map[string]int{}}
 	a.mux.HandleFunc("POST /logs/v1/ingest", a.ingest)
 	a.mux.HandleFunc("GET /logs/v1/query", a.query)
 	a.mux.HandleFunc("GET /logs/v1/tail", a.tail)
@@ -190,11 +205,18 @@ func ingestReadError(err error, limit int) error {
 	return apierrors.NewBadRequest(fmt.Sprintf("read the body: %v", err))
 }
 
+// nodeKinds are the kinds a node's credentials may ingest: its
+// containers', its agent's and an embedded master's own logs; events come
+// from the masters (server/eventlog.go), and a kind the scopes do not
+// know would be readable only cluster-wide.
+var nodeKinds = map[string]bool{logrecord.KindContainer: true, logrecord.KindAgent: true, logrecord.KindServer: true}
+
 // decodeBatch parses NDJSON records; node, when set, is the only node the
 // records may name.
-func decodeBatch(data []byte, node string) ([]Record, [][]byte, error) {
-	var recs []Record
+func decodeBatch(data []byte, node string) ([]logrecord.Record, [][]byte, error) {
+	var recs []logrecord.Record
 	var raws [][]byte
+	var dec logrecord.Decoder
 	line := 0
 	for len(data) > 0 {
 		line++
@@ -208,16 +230,20 @@ func decodeBatch(data []byte, node string) ([]Record, [][]byte, error) {
 		if len(l) == 0 {
 			continue
 		}
-		var rec Record
-		if err := json.Unmarshal(l, &rec); err != nil {
+		rec, err := dec.Decode(l)
+		if err != nil {
 			return nil, nil, apierrors.NewBadRequest(fmt.Sprintf("line %d: %v", line, err))
 		}
-		if err := rec.validate(); err != nil {
+		if err := rec.Validate(); err != nil {
 			return nil, nil, apierrors.NewBadRequest(fmt.Sprintf("line %d: %v", line, err))
 		}
-		if node != "" && rec.Fields[FieldNode] != node {
+		if node != "" && rec.Fields[logrecord.FieldNode] != node {
 			return nil, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "logs"}, "",
-				fmt.Errorf("line %d: node %q may ingest only records of its own node, not %q", line, node, rec.Fields[FieldNode]))
+				fmt.Errorf("line %d: node %q may ingest only records of its own node, not %q", line, node, rec.Fields[logrecord.FieldNode]))
+		}
+		if node != "" && !nodeKinds[rec.Fields[logrecord.FieldKind]] {
+			return nil, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "logs"}, "",
+				fmt.Errorf("line %d: node %q may not ingest records of kind %q", line, node, rec.Fields[logrecord.FieldKind]))
 		}
 		recs = append(recs, rec)
 		raws = append(raws, l)
@@ -226,13 +252,21 @@ func decodeBatch(data []byte, node string) ([]Record, [][]byte, error) {
 }
 
 // searchFromRequest reads the query parameters and the caller's scope.
-func (a *API) searchFromRequest(r *http.Request) (Search, error) {
+func (a *API) searchFromRequest(r *http.Request) (Search, Scope, error) {
 	qv := r.URL.Query()
 	ns := qv.Get("namespace")
 	scope, err := a.access.Read(r, ns)
 	if err != nil {
-		return Search{}, err
+		return Search{}, scope, err
 	}
+	sr, err := searchFromValues(qv, scope)
+	return sr, scope, err
+}
+
+// searchFromValues makes the search of a request's parameters within
+// the caller's scope.
+func searchFromValues(qv url.Values, scope Scope) (Search, error) {
+	ns := qv.Get("namespace")
 	if scope.empty() {
 		what := "any namespace"
 		if ns != "" {
@@ -247,8 +281,8 @@ func (a *API) searchFromRequest(r *http.Request) (Search, error) {
 		filters = append(filters, f)
 	}
 	for _, p := range []struct{ param, field string }{
-		{"namespace", FieldNamespace}, {"pod", FieldPod}, {"container", FieldContainer},
-		{"node", FieldNode}, {"kind", FieldKind},
+		{"namespace", logrecord.FieldNamespace}, {"pod", logrecord.FieldPod}, {"container", logrecord.FieldContainer},
+		{"node", logrecord.FieldNode}, {"kind", logrecord.FieldKind},
 	} {
 		if v := qv.Get(p.param); v != "" {
 			filters = append(filters, p.field+":="+quote(v))
@@ -320,7 +354,7 @@ func queryError(err error) error {
 }
 
 func (a *API) query(w http.ResponseWriter, r *http.Request) {
-	sr, err := a.searchFromRequest(r)
+	sr, _, err := a.searchFromRequest(r)
 	if err != nil {
 		WriteStatus(w, err)
 		return
@@ -341,8 +375,30 @@ func (a *API) query(w http.ResponseWriter, r *http.Request) {
 	_ = bw.Flush()
 }
 
+// acquireTail takes one of user's tail slots; release gives it back.
+func (a *API) acquireTail(user string) (release func(), err error) {
+	a.tailsMu.Lock()
+	defer a.tailsMu.Unlock()
+	if a.tails[user] >= MaxTailsPerUser {
+		return nil, apierrors.NewTooManyRequests(fmt.Sprintf("user %q has %d log tails open already (the most one user may have)", user, MaxTailsPerUser), 1)
+	}
+	if a.tailsN >= MaxTails {
+		return nil, apierrors.NewTooManyRequests(fmt.Sprintf("%d log tails are open (the most this server serves)", MaxTails), 1)
+	}
+	a.tails[user]++
+	a.tailsN++
+	return func() {
+		a.tailsMu.Lock()
+		defer a.tailsMu.Unlock()
+		a.tailsN--
+		if a.tails[user]--; a.tails[user] <= 0 {
+			delete(a.tails, user)
+		}
+	}, nil
+}
+
 func (a *API) tail(w http.ResponseWriter, r *http.Request) {
-	sr, err := a.searchFromRequest(r)
+	sr, scope, err := a.searchFromRequest(r)
 	if err != nil {
 		WriteStatus(w, err)
 		return
@@ -352,6 +408,14 @@ func (a *API) tail(w http.ResponseWriter, r *http.Request) {
 		WriteStatus(w, queryError(err))
 		return
 	}
+	release, err := a.acquireTail(scope.User)
+	if err != nil {
+		WriteStatus(w, err)
+		return
+	}
+	defer release()
+	// Each poll is one query, bounded as a query is.
+	sr.Timeout = a.timeout
 	flusher, _ := w.(http.Flusher)
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skiff-io/skiff/client/logrecord"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -36,13 +37,13 @@ func (testAccess) Ingest(r *http.Request) (string, error) {
 func (testAccess) Read(r *http.Request, namespace string) (Scope, error) {
 	u := r.Header.Get("X-User")
 	if u == "admin" {
-		return Scope{AllPodLogs: true, AllEvents: true, Nodes: true}, nil
+		return Scope{AllPodLogs: true, AllEvents: true, Nodes: true, User: u}, nil
 	}
 	ns, ok := strings.CutPrefix(u, "view:")
 	if !ok || (namespace != "" && namespace != ns) {
 		return Scope{}, nil
 	}
-	return Scope{PodLogs: []string{ns}, Events: []string{ns}}, nil
+	return Scope{PodLogs: []string{ns}, Events: []string{ns}, User: u}, nil
 }
 
 type apiFixture struct {
@@ -77,7 +78,7 @@ func (f *apiFixture) do(method, path, user string, body []byte, hdr map[string]s
 	return resp.StatusCode, string(b)
 }
 
-func ndjson(rs []Record) []byte {
+func ndjson(rs []logrecord.Record) []byte {
 	var b bytes.Buffer
 	for i := range rs {
 		b.Write(mustJSON(&rs[i]))
@@ -159,11 +160,11 @@ func TestAPIIngestLimitsAndBadInput(t *testing.T) {
 func TestAPIQueryScopes(t *testing.T) {
 	f := newAPIFixture(t)
 	base := time.Now().Add(-time.Minute)
-	var all []Record
+	var all []logrecord.Record
 	all = append(all, recs("n1/a/c/0", 1, 5, base, podFields("a", "pa"))...)
 	all = append(all, recs("n1/b/c/0", 1, 5, base, podFields("b", "pb"))...)
-	all = append(all, recs("n1/agent", 1, 2, base, map[string]string{"kind": KindAgent, "node": "n1"})...)
-	all = append(all, Record{Source: "event/u1", Offset: 7, Time: base, Msg: "pulled", Fields: map[string]string{"kind": KindEvent, "namespace": "a", "reason": "Pulled"}})
+	all = append(all, recs("n1/agent", 1, 2, base, map[string]string{"kind": logrecord.KindAgent, "node": "n1"})...)
+	all = append(all, logrecord.Record{Source: "event/u1", Offset: 7, Time: base, Msg: "pulled", Fields: map[string]string{"kind": logrecord.KindEvent, "namespace": "a", "reason": "Pulled"}})
 	if code, body := f.do("POST", "/logs/v1/ingest", "admin", ndjson(all), nil); code != 200 {
 		t.Fatalf("ingest: %d %s", code, body)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/VictoriaLogs/lib/logstorage"
+	"github.com/skiff-io/skiff/client/logrecord"
 )
 
 // Query bounds.
@@ -38,6 +39,8 @@ type Search struct {
 	// Start and End bound _time (zero: unbounded).
 	Start, End time.Time
 	Limit      int
+	// Timeout bounds each of a tail's polls (0: none).
+	Timeout time.Duration
 }
 
 // ParseError is a LogsQL syntax error (the API answers 400).
@@ -62,7 +65,7 @@ func (sr *Search) build() (*logstorage.Query, error) {
 	limit = min(limit, MaxLimit)
 	// Newest first; a source's lines of one timestamp by offset (a top-N
 	// sort: bounded memory).
-	q, err := logstorage.ParseQuery(fmt.Sprintf("%s\n| sort by (_time desc, %s, %s desc) limit %d", text, FieldSource, FieldOffset, limit))
+	q, err := logstorage.ParseQuery(fmt.Sprintf("%s\n| sort by (_time desc, %s, %s desc) limit %d", text, logrecord.FieldSource, logrecord.FieldOffset, limit))
 	if err != nil {
 		return nil, &ParseError{Err: err}
 	}
@@ -155,7 +158,9 @@ func (s *Store) run(ctx context.Context, q *logstorage.Query) ([]Result, error) 
 // At most MaxLimit records go out per poll (sr.Limit is ignored).
 func (s *Store) Tail(ctx context.Context, sr Search, send func([]Result) error) error {
 	seen := map[string]time.Time{}
-	key := func(r *Result) string { return r.Fields[FieldSource] + "\x00" + r.Fields[FieldOffset] }
+	key := func(r *Result) string {
+		return r.Fields[logrecord.FieldSource] + "\x00" + r.Fields[logrecord.FieldOffset]
+	}
 	// Records present at the start are not sent.
 	first := true
 	tick := time.NewTicker(tailInterval)
@@ -169,7 +174,12 @@ func (s *Store) Tail(ctx context.Context, sr Search, send func([]Result) error) 
 		if err != nil {
 			return err
 		}
-		res, err := s.run(ctx, q)
+		pctx, cancel := ctx, context.CancelFunc(func() {})
+		if sr.Timeout > 0 {
+			pctx, cancel = context.WithTimeout(ctx, sr.Timeout)
+		}
+		res, err := s.run(pctx, q)
+		cancel()
 		if err != nil {
 			return err
 		}
@@ -219,11 +229,11 @@ func compareResults(a, b *Result) int {
 	if c := a.Time.Compare(b.Time); c != 0 {
 		return c
 	}
-	if c := strings.Compare(a.Fields[FieldSource], b.Fields[FieldSource]); c != 0 {
+	if c := strings.Compare(a.Fields[logrecord.FieldSource], b.Fields[logrecord.FieldSource]); c != 0 {
 		return c
 	}
-	x, _ := strconv.ParseInt(a.Fields[FieldOffset], 10, 64)
-	y, _ := strconv.ParseInt(b.Fields[FieldOffset], 10, 64)
+	x, _ := strconv.ParseInt(a.Fields[logrecord.FieldOffset], 10, 64)
+	y, _ := strconv.ParseInt(b.Fields[logrecord.FieldOffset], 10, 64)
 	return cmp.Compare(x, y)
 }
 

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/VictoriaMetrics/VictoriaLogs/lib/logstorage"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/skiff-io/skiff/client/logrecord"
 )
 
 // Defaults of the store's settings (edge-sized).
@@ -28,12 +28,14 @@ const (
 	// fresh rows are forced to disk and the WAL emptied.
 	checkpointInterval = 5 * time.Second
 	checkpointBytes    = 32 << 20
-	// walGrace: how long sealed WAL segments outlive their checkpoint.
-	walGrace = 30 * time.Second
 	// formatVersion of the store's own files (hwm, wal); VictoriaLogs
 	// versions its own parts.
 	formatVersion = 1
 )
+
+// walGrace: how long sealed WAL segments outlive their checkpoint (a
+// variable for the crash test).
+var walGrace = 30 * time.Second
 
 // Options configure a Store; zero values take the defaults.
 type Options struct {
@@ -201,13 +203,13 @@ func (s *Store) marksPath() string { return filepath.Join(s.dir, "hwm") }
 // the others are duplicates. Records of one source must come in offset
 // order. raw, when not nil, holds each record's NDJSON line (written to
 // the WAL as is).
-func (s *Store) Ingest(recs []Record, raw [][]byte) (accepted, duplicates int, err error) {
+func (s *Store) Ingest(recs []logrecord.Record, raw [][]byte) (accepted, duplicates int, err error) {
 	return s.ingest(recs, raw, true)
 }
 
 // ingest without dedup stores every record (the WAL replay's missing
 // ones); the marks only rise.
-func (s *Store) ingest(recs []Record, raw [][]byte, dedup bool) (accepted, duplicates int, err error) {
+func (s *Store) ingest(recs []logrecord.Record, raw [][]byte, dedup bool) (accepted, duplicates int, err error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -344,14 +346,14 @@ var errClosed = errors.New("log store is closed")
 // rowFields makes a record's VictoriaLogs fields: the stream fields
 // first (in streamFields order), then _msg, the other fields, source
 // and offset.
-func rowFields(dst []logstorage.Field, r *Record) []logstorage.Field {
+func rowFields(dst []logstorage.Field, r *logrecord.Record) []logstorage.Field {
 	for _, name := range streamFields {
 		dst = append(dst, logstorage.Field{Name: name, Value: r.Fields[name]})
 	}
 	dst = append(dst, logstorage.Field{Name: "_msg", Value: r.Msg})
 	keys := make([]string, 0, len(r.Fields))
 	for k := range r.Fields {
-		if slices.Contains(streamFields, k) || k == FieldSource || k == FieldOffset {
+		if slices.Contains(streamFields, k) || k == logrecord.FieldSource || k == logrecord.FieldOffset {
 			continue
 		}
 		keys = append(keys, k)
@@ -361,8 +363,8 @@ func rowFields(dst []logstorage.Field, r *Record) []logstorage.Field {
 		dst = append(dst, logstorage.Field{Name: k, Value: r.Fields[k]})
 	}
 	dst = append(dst,
-		logstorage.Field{Name: FieldSource, Value: r.Source},
-		logstorage.Field{Name: FieldOffset, Value: strconv.FormatInt(r.Offset, 10)})
+		logstorage.Field{Name: logrecord.FieldSource, Value: r.Source},
+		logstorage.Field{Name: logrecord.FieldOffset, Value: strconv.FormatInt(r.Offset, 10)})
 	return dst
 }
 
@@ -492,16 +494,17 @@ func (s *Store) replay(walDir string, segs []uint64) error {
 }
 
 func (s *Store) replaySegment(path string) (added, present int, err error) {
-	var recs []Record
+	var recs []logrecord.Record
 	var raws [][]byte
 	var minT, maxT int64 = 1<<63 - 1, -1 << 63
 	sources := map[string]bool{}
+	var dec logrecord.Decoder
 	err = readSegment(path, func(payload []byte) error {
 		sc := bufio.NewScanner(bytes.NewReader(payload))
 		sc.Buffer(nil, maxDecompressedBytes)
 		for sc.Scan() {
-			var r Record
-			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			r, err := dec.Decode(sc.Bytes())
+			if err != nil {
 				return fmt.Errorf("wal record: %w", err)
 			}
 			ts := r.Time.UnixNano()
@@ -522,11 +525,11 @@ func (s *Store) replaySegment(path string) (added, present int, err error) {
 		return 0, 0, err
 	}
 	q.AddTimeFilter(minT, maxT)
-	q.AddPipeFields([]string{FieldSource, FieldOffset})
+	q.AddPipeFields([]string{logrecord.FieldSource, logrecord.FieldOffset})
 	var hmu sync.Mutex
 	qctx := logstorage.NewQueryContext(context.Background(), &logstorage.QueryStats{}, []logstorage.TenantID{{}}, q, false, nil)
 	err = s.storage.RunQuery(qctx, func(_ uint, db *logstorage.DataBlock) {
-		src, off := db.GetColumnByName(FieldSource), db.GetColumnByName(FieldOffset)
+		src, off := db.GetColumnByName(logrecord.FieldSource), db.GetColumnByName(logrecord.FieldOffset)
 		if src == nil || off == nil {
 			return
 		}
@@ -542,7 +545,7 @@ func (s *Store) replaySegment(path string) (added, present int, err error) {
 		return 0, 0, fmt.Errorf("replay: look up stored records: %w", err)
 	}
 	now := time.Now().Unix()
-	var batch []Record
+	var batch []logrecord.Record
 	var braws [][]byte
 	for i, r := range recs {
 		if have[r.Source+"\x00"+strconv.FormatInt(r.Offset, 10)] {

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/skiff-io/skiff/client/logrecord"
 )
 
 func openTest(t *testing.T, dir string) *Store {
@@ -20,31 +22,31 @@ func openTest(t *testing.T, dir string) *Store {
 	return s
 }
 
-func recs(source string, from, to int64, base time.Time, fields map[string]string) []Record {
-	var out []Record
+func recs(source string, from, to int64, base time.Time, fields map[string]string) []logrecord.Record {
+	var out []logrecord.Record
 	for i := from; i <= to; i++ {
-		out = append(out, Record{Source: source, Offset: i, Time: base.Add(time.Duration(i) * time.Millisecond),
+		out = append(out, logrecord.Record{Source: source, Offset: i, Time: base.Add(time.Duration(i) * time.Millisecond),
 			Msg: fmt.Sprintf("line %d of %s", i, source), Fields: fields})
 	}
 	return out
 }
 
 func podFields(ns, pod string) map[string]string {
-	return map[string]string{"kind": KindContainer, "node": "n1", "namespace": ns, "pod": pod, "container": "c", "stream": "stdout"}
+	return map[string]string{"kind": logrecord.KindContainer, "node": "n1", "namespace": ns, "pod": pod, "container": "c", "stream": "stdout"}
 }
 
 // offsets returns the offsets of a source's stored records, oldest first.
 func offsets(t *testing.T, s *Store, source string) []int64 {
 	t.Helper()
-	res, err := s.Run(context.Background(), Search{Filter: FieldSource + ":=" + quote(source), Limit: MaxLimit})
+	res, err := s.Run(context.Background(), Search{Filter: logrecord.FieldSource + ":=" + quote(source), Limit: MaxLimit})
 	if err != nil {
 		t.Fatalf("query: %v", err)
 	}
 	var out []int64
 	for i := len(res) - 1; i >= 0; i-- {
-		n, err := strconv.ParseInt(res[i].Fields[FieldOffset], 10, 64)
+		n, err := strconv.ParseInt(res[i].Fields[logrecord.FieldOffset], 10, 64)
 		if err != nil {
-			t.Fatalf("offset %q: %v", res[i].Fields[FieldOffset], err)
+			t.Fatalf("offset %q: %v", res[i].Fields[logrecord.FieldOffset], err)
 		}
 		out = append(out, n)
 	}
@@ -167,7 +169,7 @@ func TestQueryLogsQLAndOrder(t *testing.T) {
 		t.Fatalf("full-text: %v %+v", err, res)
 	}
 	res, err = s.Run(context.Background(), Search{LogsQL: "*", Limit: 5})
-	if err != nil || len(res) != 5 || res[0].Fields[FieldOffset] != "20" || res[4].Fields[FieldOffset] != "16" {
+	if err != nil || len(res) != 5 || res[0].Fields[logrecord.FieldOffset] != "20" || res[4].Fields[logrecord.FieldOffset] != "16" {
 		t.Fatalf("newest first, limit 5: %v %+v", err, res)
 	}
 	_, err = s.Run(context.Background(), Search{LogsQL: "foo:(("})
@@ -200,7 +202,7 @@ func TestTailSendsNewRecordsOnly(t *testing.T) {
 		select {
 		case r := <-got:
 			for _, x := range r {
-				if n, _ := strconv.Atoi(x.Fields[FieldOffset]); n < 4 {
+				if n, _ := strconv.Atoi(x.Fields[logrecord.FieldOffset]); n < 4 {
 					t.Fatalf("tail sent a record from before it started: %+v", x)
 				}
 			}
@@ -217,9 +219,9 @@ func TestQuerySameTimestampByOffset(t *testing.T) {
 	s := openTest(t, t.TempDir())
 	defer s.Close()
 	at := time.Now().Add(-time.Minute)
-	var batch []Record
+	var batch []logrecord.Record
 	for i := int64(1); i <= 50; i++ {
-		batch = append(batch, Record{Source: "a", Offset: i, Time: at, Msg: strconv.FormatInt(i, 10), Fields: podFields("ns1", "p1")})
+		batch = append(batch, logrecord.Record{Source: "a", Offset: i, Time: at, Msg: strconv.FormatInt(i, 10), Fields: podFields("ns1", "p1")})
 	}
 	if _, _, err := s.Ingest(batch, nil); err != nil {
 		t.Fatal(err)
