@@ -22,8 +22,15 @@ all: build
 deps:
 	@.ci/deps
 
+# The small shim/container-init binary (cmd/skiff-shim) is built first, for
+# the same OS and architecture, and embedded in skiff (runtime/shimbin,
+# tag shimembed); skiff unpacks it into the data dir at start.
+SHIM_EMBED := runtime/shimbin/skiff-shim
+SHIM_BUILD  = $(GO) build -tags $(GO_TAGS) -trimpath -ldflags "-s -w" -o $(SHIM_EMBED) ./cmd/skiff-shim
+
 build: deps
-	$(GO_BUILD_ENV) $(GO) build -tags $(GO_TAGS) -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/skiff
+	$(GO_BUILD_ENV) $(SHIM_BUILD)
+	$(GO_BUILD_ENV) $(GO) build -tags $(GO_TAGS),shimembed -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/skiff
 
 # Release binaries for linux/amd64 and linux/arm64 (cgo with libseccomp:
 # the arm64 one with Debian's cross toolchain and libseccomp-dev:arm64),
@@ -32,10 +39,14 @@ build: deps
 release:
 	@.ci/deps release
 	@mkdir -p dist
-	$(GO_BUILD_ENV) GOOS=linux GOARCH=amd64 $(GO) build -tags $(GO_TAGS) -trimpath -ldflags "$(LDFLAGS)" -o dist/skiff-linux-amd64 ./cmd/skiff
+	$(GO_BUILD_ENV) GOOS=linux GOARCH=amd64 $(SHIM_BUILD)
+	$(GO_BUILD_ENV) GOOS=linux GOARCH=amd64 $(GO) build -tags $(GO_TAGS),shimembed -trimpath -ldflags "$(LDFLAGS)" -o dist/skiff-linux-amd64 ./cmd/skiff
 	$(GO_BUILD_ENV) GOOS=linux GOARCH=arm64 CC=aarch64-linux-gnu-gcc \
 	  PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig \
-	  $(GO) build -tags $(GO_TAGS) -trimpath -ldflags "$(LDFLAGS)" -o dist/skiff-linux-arm64 ./cmd/skiff
+	  $(SHIM_BUILD)
+	$(GO_BUILD_ENV) GOOS=linux GOARCH=arm64 CC=aarch64-linux-gnu-gcc \
+	  PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig \
+	  $(GO) build -tags $(GO_TAGS),shimembed -trimpath -ldflags "$(LDFLAGS)" -o dist/skiff-linux-arm64 ./cmd/skiff
 	cd dist && sha256sum skiff-linux-amd64 skiff-linux-arm64 > SHA256SUMS && cat SHA256SUMS
 	@# The arm64 glibc and libseccomp come from Debian multiarch (libc6:arm64,
 	@# libseccomp2:arm64), where the binary's loader looks: no QEMU_LD_PREFIX
@@ -147,4 +158,4 @@ conformance:
 	GO="$(GO)" e2e/conformance/run.sh
 
 clean:
-	rm -rf bin dist
+	rm -rf bin dist $(SHIM_EMBED)

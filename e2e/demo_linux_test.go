@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -47,6 +48,22 @@ func TestMakeRunDemo(t *testing.T) {
 	}
 	if out, err := c.Kubectl("rollout", "status", "-n", "demo", "deploy/hello", "--timeout=120s"); err != nil {
 		t.Fatalf("rollout: %v\n%s\n--- node log ---\n%s", err, out, c.NodeLog(0, 40))
+	}
+	// The node's container shims run the small skiff-shim binary that
+	// skiff unpacked into its data dir, not skiff itself.
+	dataDir := c.Master.DataDir // node 1 is the master's embedded agent
+	shims := processesWhere(func(cmdline []byte) bool {
+		args := bytes.Split(cmdline, []byte{0})
+		return len(args) > 2 && string(args[0]) == "skiff-shim" && strings.HasPrefix(string(args[2]), dataDir+"/")
+	})
+	if len(shims) == 0 {
+		t.Errorf("no container shim of %s found", dataDir)
+	}
+	for _, pid := range shims {
+		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		if err != nil || !strings.HasPrefix(exe, filepath.Join(dataDir, "bin", "skiff-shim-")) {
+			t.Errorf("shim %d runs %q (%v), want %s/bin/skiff-shim-<sum> (is %s built with `make build`?)", pid, exe, err, dataDir, testutil.Binary(t))
+		}
 	}
 	if out, err := c.Kubectl("logs", "-n", "demo", "deploy/hello"); err != nil || !strings.Contains(out, "listening on :8080") {
 		t.Errorf("kubectl logs deploy/hello: %v\n%s", err, out)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"github.com/skiff-io/skiff/runtime"
 	"github.com/skiff-io/skiff/runtime/image"
 	"github.com/skiff-io/skiff/runtime/libcontainer"
+	"github.com/skiff-io/skiff/runtime/shimbin"
 )
 
 // newLibcontainerRuntime builds the libcontainer runtime over the node's
@@ -33,7 +35,19 @@ func newLibcontainerRuntime(dataDir string, podMTU int, routeLocalnet bool, log 
 	if err != nil {
 		return nil, nil, fmt.Errorf("pod network: %w", err)
 	}
-	rt, err := libcontainer.New(libcontainer.Config{DataDir: dataDir, Images: images, Network: bridge, Logger: log})
+	// Shims and container inits run the small skiff-shim binary that
+	// `make build` embeds; a build without it re-executes skiff itself.
+	shimBinary, err := shimbin.Install(dataDir)
+	switch {
+	case errors.Is(err, shimbin.ErrNotEmbedded):
+		log.Warn("shims and container inits re-execute the whole skiff binary (slower starts, more memory per container)", "reason", err)
+		shimBinary = ""
+	case err != nil:
+		return nil, nil, fmt.Errorf("shim binary: %w", err)
+	default:
+		log.Debug("shim binary unpacked", "path", shimBinary)
+	}
+	rt, err := libcontainer.New(libcontainer.Config{DataDir: dataDir, Images: images, Network: bridge, Logger: log, Binary: shimBinary})
 	if err != nil {
 		return nil, nil, err
 	}

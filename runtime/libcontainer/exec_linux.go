@@ -280,7 +280,32 @@ func (s streamingRuntime) Attach(ctx context.Context, id string, in io.Reader, o
 	if !c.config().GetStdin() {
 		in = nil
 	}
-	return shim.Attach(ctx, s.r.dirOf(c.ID), in, o, e, resize)
+	var sizes chan shim.TerminalSize
+	if resize != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel() // ends the forwarding below
+		sizes = make(chan shim.TerminalSize)
+		go func() {
+			defer close(sizes)
+			for {
+				select {
+				case sz, ok := <-resize:
+					if !ok {
+						return
+					}
+					select {
+					case sizes <- shim.TerminalSize{Width: sz.Width, Height: sz.Height}:
+					case <-ctx.Done():
+						return
+					}
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	return shim.Attach(ctx, s.r.dirOf(c.ID), in, o, e, sizes)
 }
 
 // PortForward connects stream to 127.0.0.1:port inside the sandbox's

@@ -83,6 +83,7 @@ type node struct {
 	rt      *Runtime
 	cgroups string // the test's cgroup root
 	hostNS  string
+	binary  string // the shim binary: the small one (smallShim)
 }
 
 var (
@@ -125,7 +126,7 @@ func newNode(t testing.TB) *node {
 	}
 	archive := busyboxArchive(t)
 	dataDir := t.TempDir()
-	n := &node{t: t, dataDir: dataDir, cgroups: "/skiff-test-" + randHex(4) + "/kubepods"}
+	n := &node{t: t, dataDir: dataDir, cgroups: "/skiff-test-" + randHex(4) + "/kubepods", binary: smallShim(t)}
 	var err error
 	n.images, err = image.New(image.Options{Root: filepath.Join(dataDir, "agent", "images"), DockerConfig: filepath.Join(dataDir, "none.json")})
 	if err != nil {
@@ -148,7 +149,7 @@ func newNode(t testing.TB) *node {
 }
 
 func (n *node) newRuntime() *Runtime {
-	rt, err := New(Config{DataDir: n.dataDir, Images: n.images, Network: n.bridge, CgroupRoot: n.cgroups, LogMaxSize: 1 << 20})
+	rt, err := New(Config{DataDir: n.dataDir, Images: n.images, Network: n.bridge, CgroupRoot: n.cgroups, LogMaxSize: 1 << 20, Binary: n.binary})
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -160,7 +161,7 @@ func (n *node) newRuntime() *Runtime {
 func (n *node) cleanup(t testing.TB) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	rt, err := New(Config{DataDir: n.dataDir, Images: n.images, Network: n.bridge, CgroupRoot: n.cgroups})
+	rt, err := New(Config{DataDir: n.dataDir, Images: n.images, Network: n.bridge, CgroupRoot: n.cgroups, Binary: n.binary})
 	if err != nil {
 		t.Errorf("cleanup: %v", err)
 		return

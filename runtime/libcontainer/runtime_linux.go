@@ -66,8 +66,10 @@ type Config struct {
 	// Network connects sandboxes to the pod network; nil leaves pods with
 	// loopback only.
 	Network Network
-	// Binary is the skiff executable re-executed as shim and container
-	// init. Default: this process's executable.
+	// Binary is the executable run as shim (`BINARY shim DIR`) and, by
+	// the shim, as container init: the small skiff-shim (cmd/skiff-shim,
+	// unpacked by package shimbin) or skiff itself. Default: this
+	// process's executable.
 	Binary string
 	// CgroupRoot is the parent of the QoS cgroups of sandboxes without a
 	// CgroupParent. Default runtime.CgroupRoot (/skiff/kubepods).

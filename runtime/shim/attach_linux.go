@@ -13,8 +13,14 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
-	remotecommandserver "k8s.io/cri-streaming/pkg/streaming/remotecommand"
 )
+
+// TerminalSize is a TTY's size in columns and rows. The package keeps its
+// own type (not the streaming library's) so that the small shim binary
+// (cmd/skiff-shim) links nothing of k8s.io.
+type TerminalSize struct {
+	Width, Height uint16
+}
 
 // The attach protocol: the client sends one JSON line (attachHello), then
 // both sides exchange frames of [type byte][length uint32 BE][payload].
@@ -79,7 +85,7 @@ func socketPath(dir, name string) (string, *os.File, error) {
 // output to out and errOut (nil to skip one) and in (nil for none) to its
 // stdin until the container exits, ctx ends or, with stdin, in ends and the
 // container closes its output. resize carries terminal sizes for a TTY.
-func Attach(ctx context.Context, dir string, in io.Reader, out, errOut io.Writer, resize <-chan remotecommandserver.TerminalSize) error {
+func Attach(ctx context.Context, dir string, in io.Reader, out, errOut io.Writer, resize <-chan TerminalSize) error {
 	p, f, err := socketPath(dir, SocketFile)
 	if err != nil {
 		return err
