@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"slices"
@@ -87,20 +88,50 @@ func (g *leaderGone) run(stop <-chan struct{}) {
 // comes back in one round trip; anything slower is left to the timeout.
 const probeTimeout = 250 * time.Millisecond
 
-func (g *leaderGone) check(stop <-chan struct{}) {
-	if g.r.State() != raft.Follower {
-		return
+// probeGone returns nil if nothing listens at addr any more, else why it
+// cannot tell. A dying process's connections may end before its listening
+// socket does, and the kernel completes a handshake on that socket without
+// the process: so a connection that succeeds is watched for probeTimeout, and
+// a reset or EOF in that time (the listener closed with the connection
+// queued) counts as gone too. A live master waits for the TLS hello.
+func probeGone(addr raft.ServerAddress) error {
+	c, err := net.DialTimeout("tcp", string(addr), probeTimeout)
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return nil
 	}
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.SetReadDeadline(time.Now().Add(probeTimeout)); err != nil {
+		return err
+	}
+	_, err = c.Read(make([]byte, 1))
+	if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+		return nil
+	}
+	if err == nil {
+		return errors.New("the leader's Raft port answered")
+	}
+	return err
+}
+
+func (g *leaderGone) check(stop <-chan struct{}) {
+	// A master that has just started may see a connection end before it
+	// has heard from the leader that made it: wait a little for the name.
 	addr, id := g.r.LeaderWithID()
-	if addr == "" {
+	for until := time.Now().Add(g.short); addr == "" && time.Now().Before(until); addr, id = g.r.LeaderWithID() {
+		select {
+		case <-stop:
+			return
+		case <-time.After(g.short / 10):
+		}
+	}
+	if addr == "" || g.r.State() != raft.Follower {
 		return
 	}
 	contact := g.r.LastContact()
-	c, err := net.DialTimeout("tcp", string(addr), probeTimeout)
-	if err == nil {
-		_ = c.Close()
-	}
-	if !errors.Is(err, syscall.ECONNREFUSED) {
+	if err := probeGone(addr); err != nil {
 		g.alive.Add(1)
 		g.log.Debug("a Raft connection ended; the leader still accepts connections", "leader", id, "err", err)
 		return

@@ -24,9 +24,10 @@ const (
 // tcpStream is a plain-TCP Raft stream layer that keeps the connections it
 // accepted, so that a test can end them.
 type tcpStream struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
+	ln     net.Listener
+	mu     sync.Mutex
+	conns  []net.Conn
+	dialed []net.Conn
 }
 
 func (s *tcpStream) Accept() (net.Conn, error) {
@@ -42,7 +43,14 @@ func (s *tcpStream) Accept() (net.Conn, error) {
 func (s *tcpStream) Close() error   { return s.ln.Close() }
 func (s *tcpStream) Addr() net.Addr { return s.ln.Addr() }
 func (s *tcpStream) Dial(a raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return net.DialTimeout("tcp", string(a), timeout)
+	c, err := net.DialTimeout("tcp", string(a), timeout)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.dialed = append(s.dialed, c)
+	s.mu.Unlock()
+	return c, nil
 }
 
 // closeAccepted ends every connection accepted so far.
@@ -53,6 +61,19 @@ func (s *tcpStream) closeAccepted() {
 		_ = c.Close()
 	}
 	s.conns = nil
+}
+
+// kill does what the kernel does to a process killed with SIGKILL: closes
+// its listener and every connection it had.
+func (s *tcpStream) kill() {
+	_ = s.ln.Close()
+	s.closeAccepted()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.dialed {
+		_ = c.Close()
+	}
+	s.dialed = nil
 }
 
 type countFSM struct{}
@@ -161,6 +182,7 @@ func TestLeaderGoneStartsElection(t *testing.T) {
 	nodes := lgCluster(t)
 	old := lgLeader(t, nodes, "", 5*time.Second)
 	killed := time.Now()
+	old.stream.kill()
 	old.shutdown()
 	next := lgLeader(t, nodes, old.id, lgHeartbeat-500*time.Millisecond)
 	t.Logf("new leader %s %s after the old one went", next.id, time.Since(killed).Round(time.Millisecond))
