@@ -118,9 +118,10 @@ func probeGone(addr raft.ServerAddress) error {
 
 func (g *leaderGone) check(stop <-chan struct{}) {
 	// A master that has just started may see a connection end before it
-	// has heard from the leader that made it: wait a little for the name.
+	// has handled the leader's messages: wait up to a heartbeat timeout
+	// for the leader's name.
 	addr, id := g.r.LeaderWithID()
-	for until := time.Now().Add(g.short); addr == "" && time.Now().Before(until); addr, id = g.r.LeaderWithID() {
+	for until := time.Now().Add(g.r.ReloadableConfig().HeartbeatTimeout); addr == "" && time.Now().Before(until); addr, id = g.r.LeaderWithID() {
 		select {
 		case <-stop:
 			return
@@ -155,11 +156,14 @@ func (g *leaderGone) check(stop <-chan struct{}) {
 		return
 	}
 	rc := g.r.ReloadableConfig()
-	orig := rc.HeartbeatTimeout
-	if orig <= g.short {
+	orig := rc
+	if orig.HeartbeatTimeout <= g.short {
 		return
 	}
-	rc.HeartbeatTimeout = g.short
+	// The election timeout too: a survivor whose first (pre-)vote was
+	// refused, by one that still followed the leader or whose log is
+	// behind its own, tries again within one to two leases.
+	rc.HeartbeatTimeout, rc.ElectionTimeout = g.short, g.short
 	if err := g.r.ReloadConfig(rc); err != nil {
 		g.log.Error("could not shorten the Raft heartbeat timeout", "err", err)
 		return
@@ -170,11 +174,11 @@ func (g *leaderGone) check(stop <-chan struct{}) {
 	g.restoreAfterElection(stop, id, orig)
 }
 
-// restoreAfterElection puts the heartbeat timeout back once another leader
+// restoreAfterElection puts the timeouts back once another leader
 // is known (or after ten of the usual timeouts), so that a slow leader later
 // gets the patience configured for it.
-func (g *leaderGone) restoreAfterElection(stop <-chan struct{}, old raft.ServerID, orig time.Duration) {
-	deadline := time.Now().Add(10 * orig)
+func (g *leaderGone) restoreAfterElection(stop <-chan struct{}, old raft.ServerID, orig raft.ReloadableConfig) {
+	deadline := time.Now().Add(10 * orig.HeartbeatTimeout)
 	tick := time.NewTicker(g.short / 10)
 	defer tick.Stop()
 	for time.Now().Before(deadline) {
@@ -188,7 +192,7 @@ func (g *leaderGone) restoreAfterElection(stop <-chan struct{}, old raft.ServerI
 		}
 	}
 	rc := g.r.ReloadableConfig()
-	rc.HeartbeatTimeout = orig
+	rc.HeartbeatTimeout, rc.ElectionTimeout = orig.HeartbeatTimeout, orig.ElectionTimeout
 	if err := g.r.ReloadConfig(rc); err != nil {
 		g.log.Error("could not restore the Raft heartbeat timeout", "err", err)
 	}
@@ -214,7 +218,8 @@ func (g *leaderGone) rank(leader raft.ServerID) (int, bool) {
 }
 
 // hintingStream reports, through hint, every accepted Raft connection that
-// ends (EOF or reset): the peer that dialled it closed it or is gone.
+// ends (EOF, reset, broken pipe): the peer that dialled it closed it or is
+// gone.
 type hintingStream struct {
 	raft.StreamLayer
 	hint func()
@@ -236,6 +241,16 @@ type hintingConn struct {
 
 func (c *hintingConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
+	if err != nil {
+		c.once.Do(c.hint)
+	}
+	return n, err
+}
+
+// Write: an answer that cannot be sent (broken pipe) ends the connection
+// without another read.
+func (c *hintingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
 	if err != nil {
 		c.once.Do(c.hint)
 	}

@@ -198,16 +198,16 @@ func TestLeaderGoneStartsElection(t *testing.T) {
 	if err := next.r.Apply([]byte("x"), 5*time.Second).Error(); err != nil {
 		t.Fatalf("write on the new leader: %v", err)
 	}
-	// The heartbeat timeout is back to the configured one once a leader
-	// is known.
+	// The timeouts are back to the configured ones once a leader is
+	// known.
 	for _, n := range nodes {
 		if n == old {
 			continue
 		}
 		deadline := time.Now().Add(5 * time.Second)
-		for n.r.ReloadableConfig().HeartbeatTimeout != lgHeartbeat {
+		for rc := n.r.ReloadableConfig(); rc.HeartbeatTimeout != lgHeartbeat || rc.ElectionTimeout != lgHeartbeat; rc = n.r.ReloadableConfig() {
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: heartbeat timeout %s, not restored to %s", n.id, n.r.ReloadableConfig().HeartbeatTimeout, lgHeartbeat)
+				t.Fatalf("%s: heartbeat/election timeouts %s/%s, not restored to %s", n.id, rc.HeartbeatTimeout, rc.ElectionTimeout, lgHeartbeat)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
