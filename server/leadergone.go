@@ -47,6 +47,9 @@ type leaderGone struct {
 	// be gone (the leader lease: ValidateConfig allows no less). stagger:
 	// the delay per rank.
 	short, stagger time.Duration
+	// shortElection: the election timeout may be short too (the disk
+	// finishes an election round well within it; see newLeaderGone).
+	shortElection bool
 
 	hint chan struct{}
 	// fired counts elections started by a confirmed hint; alive counts
@@ -55,11 +58,15 @@ type leaderGone struct {
 }
 
 // newLeaderGone makes the watcher; its Raft (r) is set once made, before run:
-// the transport that feeds notify is made first.
-func newLeaderGone(localID raft.ServerID, short time.Duration, log *slog.Logger) *leaderGone {
+// the transport that feeds notify is made first. fsync is the disk's median
+// fsync latency: the election timeout is shortened only if the lease is at
+// least half the fsyncs a heartbeat timeout must hold (disk.go), i.e. an
+// election round (a few fsyncs on each voter) fits in it easily.
+func newLeaderGone(localID raft.ServerID, short, fsync time.Duration, log *slog.Logger) *leaderGone {
 	return &leaderGone{
 		localID: localID, log: log,
 		short: short, stagger: short / 3,
+		shortElection: timeoutPerFsync/2*fsync <= short,
 		hint: make(chan struct{}, 1),
 	}
 }
@@ -160,10 +167,15 @@ func (g *leaderGone) check(stop <-chan struct{}) {
 	if orig.HeartbeatTimeout <= g.short {
 		return
 	}
-	// The election timeout too: a survivor whose first (pre-)vote was
-	// refused, by one that still followed the leader or whose log is
-	// behind its own, tries again within one to two leases.
-	rc.HeartbeatTimeout, rc.ElectionTimeout = g.short, g.short
+	// The election timeout too, on a disk fast enough: a survivor whose
+	// first (pre-)vote was refused, by one that still followed the leader
+	// or whose log is behind its own, tries again within one to two
+	// leases. On a slow disk a round takes longer than that and would be
+	// cut short again and again.
+	rc.HeartbeatTimeout = g.short
+	if g.shortElection {
+		rc.ElectionTimeout = g.short
+	}
 	if err := g.r.ReloadConfig(rc); err != nil {
 		g.log.Error("could not shorten the Raft heartbeat timeout", "err", err)
 		return

@@ -121,7 +121,7 @@ func lgCluster(t *testing.T) []*lgNode {
 		}
 		id := raft.ServerID(fmt.Sprintf("m%d", i))
 		n := &lgNode{id: id, stream: &tcpStream{ln: ln}, stop: make(chan struct{}), done: make(chan struct{})}
-		n.g = newLeaderGone(id, lgLease, log.With("node", id))
+		n.g = newLeaderGone(id, lgLease, time.Millisecond, log.With("node", id))
 		n.trans = raft.NewNetworkTransport(hintingStream{StreamLayer: n.stream, hint: n.g.notify}, 3, 5*time.Second, io.Discard)
 		nodes = append(nodes, n)
 		servers = append(servers, raft.Server{ID: id, Address: n.trans.LocalAddr(), Suffrage: raft.Voter})

@@ -475,7 +475,7 @@ func (s *Server) setupRaft() error {
 	// A Raft connection from the leader that ends hints that it may be
 	// gone (leadergone.go); the leader lease is the shortest heartbeat
 	// timeout Raft accepts.
-	s.leaderGone = newLeaderGone(raft.ServerID(s.cfg.NodeName), s.cfg.HeartbeatTimeout/2, s.log.With("component", "failover"))
+	s.leaderGone = newLeaderGone(raft.ServerID(s.cfg.NodeName), s.cfg.HeartbeatTimeout/2, s.disk.Median, s.log.With("component", "failover"))
 	s.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: hintingStream{StreamLayer: layer, hint: s.leaderGone.notify}, MaxPool: 5, Timeout: 10 * time.Second, Logger: hlog,
 	})
