@@ -67,7 +67,7 @@ func newLeaderGone(localID raft.ServerID, short, fsync time.Duration, log *slog.
 		localID: localID, log: log,
 		short: short, stagger: short / 3,
 		shortElection: timeoutPerFsync/2*fsync <= short,
-		hint: make(chan struct{}, 1),
+		hint:          make(chan struct{}, 1),
 	}
 }
 
