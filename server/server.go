@@ -52,6 +52,9 @@ type Server struct {
 	forwarder     *forwarder
 	// leaderWatch tells requests in flight to a leader that it changed.
 	leaderWatch *leaderWatch
+	// leaderGone starts an election at once when the leader's process is
+	// gone (leadergone.go).
+	leaderGone *leaderGone
 
 	ca *pki.CA
 	// rootKey wraps the data keys of encryption at rest (encryption.go);
@@ -294,10 +297,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 // started with --join, joining.
 func (s *Server) Start() {
 	s.started.Store(true)
-	s.wg.Add(3)
+	s.wg.Add(4)
 	go func() {
 		defer s.wg.Done()
 		s.leaderWatch.run(s.raft, s.shutdownCh)
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.leaderGone.run(s.shutdownCh)
 	}()
 	go func() {
 		defer s.wg.Done()
@@ -472,8 +479,12 @@ func (s *Server) setupRaft() error {
 	if err != nil {
 		return err
 	}
+	// A Raft connection from the leader that ends hints that it may be
+	// gone (leadergone.go); the leader lease is the shortest heartbeat
+	// timeout Raft accepts.
+	s.leaderGone = newLeaderGone(raft.ServerID(s.cfg.NodeName), s.cfg.HeartbeatTimeout/2, s.disk.Median, s.log.With("component", "failover"))
 	s.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: layer, MaxPool: 5, Timeout: 10 * time.Second, Logger: hlog,
+		Stream: hintingStream{StreamLayer: layer, hint: s.leaderGone.notify}, MaxPool: 5, Timeout: 10 * time.Second, Logger: hlog,
 	})
 
 	rc := raft.DefaultConfig()
@@ -503,6 +514,7 @@ func (s *Server) setupRaft() error {
 	if err != nil {
 		return fmt.Errorf("raft: %w", err)
 	}
+	s.leaderGone.r = s.raft
 	switch {
 	case existing:
 		s.resumed = true

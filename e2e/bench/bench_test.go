@@ -168,6 +168,7 @@ func BenchmarkFailover(b *testing.B) {
 			}
 		}
 		times = append(times, time.Since(t0))
+		b.Logf("kill %d of %s at %s: %s", k, leader.Name, t0.UTC().Format("15:04:05.000"), times[len(times)-1].Round(time.Millisecond))
 		leader.Stop() // waits for the SIGTERMed one to exit
 		leader.Start()
 		leader.WaitReady(30 * time.Second)

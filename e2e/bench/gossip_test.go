@@ -37,7 +37,8 @@ func readyStatus(cs kubernetes.Interface, name string) (corev1.ConditionStatus, 
 // per process, each on its own address, gossip on 7946 as a real agent,
 // so that a restarted victim comes back under the same address and
 // refutes a suspicion at once) and, with background > 0, that many more
-// hollow nodes in one process, all gossip members.
+// hollow nodes spread over SKIFF_BENCH_GOSSIP_PROCS processes, all gossip
+// members.
 func gossipBenchCluster(b *testing.B, victims, background int) (*testutil.Master, *kubernetes.Clientset, []*testutil.HollowNodes) {
 	// SKIFF_BENCH_GOSSIP_PROFILE=wan measures the WAN profile.
 	var profile []string
@@ -48,10 +49,25 @@ func gossipBenchCluster(b *testing.B, victims, background int) (*testutil.Master
 	m.Start()
 	m.WaitReady(30 * time.Second)
 	cs := m.Clientset()
-	if background > 0 {
-		bg := testutil.NewHollowNodes(b, testutil.HollowOptions{Count: background, Prefix: "bg", Server: m.URL(), Kubeconfig: m.Kubeconfig(),
+	// The background members are spread over SKIFF_BENCH_GOSSIP_PROCS
+	// processes (5), each on its own address, as real nodes are spread over
+	// machines: one process holding them all starves them under load.
+	procs := max(1, min(background, envInt("SKIFF_BENCH_GOSSIP_PROCS", 5)))
+	var bgs []*testutil.HollowNodes
+	for p := range procs {
+		n := background / procs
+		if p < background%procs {
+			n++
+		}
+		if n == 0 {
+			continue
+		}
+		bg := testutil.NewHollowNodes(b, testutil.HollowOptions{Count: n, Prefix: fmt.Sprintf("bg%d", p), Server: m.URL(), Kubeconfig: m.Kubeconfig(),
 			IP: testutil.LoopbackAddr(b), Args: append([]string{"--node-lease-duration", "20s", "--node-status-interval", "10s"}, profile...)})
 		bg.Start()
+		bgs = append(bgs, bg)
+	}
+	for _, bg := range bgs {
 		bg.WaitReady(cs, 5*time.Minute)
 	}
 	var vs []*testutil.HollowNodes
