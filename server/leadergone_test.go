@@ -18,7 +18,7 @@ import (
 // without contact.
 const (
 	lgLease     = 2 * time.Second
-	lgHeartbeat = 6 * time.Second
+	lgHeartbeat = 15 * time.Second // long: a leader elected sooner came through the hint, even under load
 )
 
 // tcpStream is a plain-TCP Raft stream layer that keeps the connections it
