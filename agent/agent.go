@@ -24,6 +24,7 @@ import (
 
 	"github.com/skiff-io/skiff/agent/localpath"
 	"github.com/skiff-io/skiff/agent/stats"
+	"github.com/skiff-io/skiff/runtime"
 )
 
 // Agent is one node's kubelet.
@@ -67,6 +68,11 @@ type Agent struct {
 	statsSrc  *statsSource
 	statsLoop *stats.Loop
 	kmetrics  *kubeletMetrics
+	// rawRuntime is cfg.Runtime before instrumentation, for its optional
+	// interfaces; runtimeOps counts the calls through cfg.Runtime and
+	// cfg.Images.
+	rawRuntime runtime.Runtime
+	runtimeOps *runtimeOps
 
 	// static holds the static pods read from ManifestDir (staticpods.go).
 	static *staticPods
@@ -82,13 +88,18 @@ func New(cfg Config) (*Agent, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent", "node", cfg.NodeName), runtimeName: "skiff"}
-	if v, ok := cfg.Runtime.(interface{ RuntimeVersion() string }); ok {
+	// The kubelet's runtime calls are counted and timed (runtimeops.go);
+	// the runtime's optional interfaces are asked of rawRuntime.
+	raw, ops := cfg.Runtime, newRuntimeOps()
+	cfg.Runtime = instrumentedRuntime{rt: raw, ops: ops}
+	cfg.Images = instrumentedImages{is: cfg.Images, ops: ops}
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent", "node", cfg.NodeName), runtimeName: "skiff", rawRuntime: raw, runtimeOps: ops}
+	if v, ok := raw.(interface{ RuntimeVersion() string }); ok {
 		if name, _, found := strings.Cut(v.RuntimeVersion(), "://"); found {
 			a.runtimeName = name
 		}
 	}
-	a.degradations = runtimeDegradations(cfg.Runtime)
+	a.degradations = runtimeDegradations(raw)
 	evClient := cfg.EventClient
 	if evClient == nil {
 		evClient = cfg.Client

@@ -36,6 +36,7 @@ func newKubeletMetrics(a *Agent) *kubeletMetrics {
 			ConstLabels: prometheus.Labels{"container_state": "running"}},
 			func() float64 { return float64(a.statsSrc.runningContainers.Load()) }),
 	)
+	m.own.MustRegister(a.runtimeOps.collectors()...)
 	if a.cfg.LogShipper != nil {
 		m.own.MustRegister(a.cfg.LogShipper.Collectors()...)
 	}

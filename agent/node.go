@@ -109,7 +109,7 @@ func (a *Agent) nodeStatus(prev *corev1.Node) corev1.NodeStatus {
 	}
 	hostname, _ := os.Hostname()
 	runtimeVersion := "skiff://" + Version
-	if v, ok := a.cfg.Runtime.(interface{ RuntimeVersion() string }); ok {
+	if v, ok := a.rawRuntime.(interface{ RuntimeVersion() string }); ok {
 		runtimeVersion = v.RuntimeVersion()
 	}
 	return corev1.NodeStatus{
@@ -278,7 +278,7 @@ func (a *Agent) setPodCIDR(cidr string) {
 	if cidr == "" || cidr == a.PodCIDR() {
 		return
 	}
-	if u, ok := a.cfg.Runtime.(interface {
+	if u, ok := a.rawRuntime.(interface {
 		UpdateRuntimeConfig(ctx context.Context, cfg *runtimeapi.RuntimeConfig) error
 	}); ok {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -324,7 +324,7 @@ func (a *Agent) probeHost(ctx context.Context, pod *corev1.Pod) string {
 func (a *Agent) dial(ctx context.Context, addr string, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if d, ok := a.cfg.Runtime.(interface {
+	if d, ok := a.rawRuntime.(interface {
 		DialContext(ctx context.Context, network, address string) (net.Conn, error)
 	}); ok {
 		return d.DialContext(ctx, "tcp", addr)

@@ -192,7 +192,8 @@ func TestHorizontalPodAutoscaler(t *testing.T) {
 	}
 	rules := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "metrics-rules", Namespace: "skiff-system"},
 		Data: map[string]string{"queue_depth": `sum(up{job="skiff-master"}) * 3`}}
-	if _, err := n.cs.CoreV1().ConfigMaps("skiff-system").Create(ctx, rules, metav1.CreateOptions{}); err != nil {
+	// The leader wrote the default rules; the test's rule replaces them.
+	if _, err := n.cs.CoreV1().ConfigMaps("skiff-system").Update(ctx, rules, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	testutil.WaitFor(t, 30*time.Second, "external.metrics.k8s.io answers", func() error {

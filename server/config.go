@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"time"
 
+	"k8s.io/component-base/featuregate"
+
 	"github.com/skiff-io/skiff/server/admission"
 	"github.com/skiff-io/skiff/server/auditlog"
 	"github.com/skiff-io/skiff/server/controller/manager"
@@ -73,6 +75,9 @@ type Config struct {
 	NodeCertLifetime time.Duration
 	// Controllers tune the leader's controllers (server/controller/manager).
 	Controllers manager.Options
+	// FeatureGates are the master's feature gates (NewFeatureGate's
+	// defaults if nil): --feature-gates.
+	FeatureGates featuregate.FeatureGate
 	// PodSecurity is the PodSecurity admission configuration: default
 	// levels and exemptions (nil: admission.DefaultPodSecurityConfig,
 	// enforce baseline, warn and audit restricted, kube-system exempt).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,13 +17,41 @@ import (
 	"github.com/skiff-io/skiff/server/metrics"
 )
 
-// metricsRulesConfigMap holds the external metrics' PromQL rules: each
-// data key is a metric name, its value the expression
-// (docs/monitoring.md).
+// metricsRulesConfigMap holds the custom and external metrics' PromQL
+// rules: each data key is an external metric's name, or "pods." and a
+// pods metric's name; its value the expression (docs/monitoring.md).
 const (
 	metricsRulesNamespace = "skiff-system"
 	metricsRulesName      = "metrics-rules"
+	podsRulePrefix        = "pods."
 )
+
+// defaultMetricsRules are the rules the leader writes when the ConfigMap
+// is absent, for operators to see and edit: per-pod CPU (cores) and
+// memory from the kubelets' cAdvisor series, and per-pod request rate
+// from a workload's own http_requests_total if the master scrapes it.
+var defaultMetricsRules = map[string]string{
+	podsRulePrefix + "cpu_usage_cores":          `rate(container_cpu_usage_seconds_total{container!=""}[1m])`,
+	podsRulePrefix + "memory_working_set_bytes": `container_memory_working_set_bytes{container!=""}`,
+	podsRulePrefix + "http_requests_per_second": `rate(http_requests_total[1m])`,
+}
+
+// ensureMetricsRules creates skiff-system/metrics-rules with the default
+// rules unless it exists (an operator's edits are kept; one deleted comes
+// back at the next leadership change).
+func (s *Server) ensureMetricsRules(ctx context.Context) error {
+	if err := s.ensureNamespace(ctx, metricsRulesNamespace); err != nil {
+		return err
+	}
+	cm := &corev1.ConfigMap{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+		ObjectMeta: metav1.ObjectMeta{Name: metricsRulesName, Namespace: metricsRulesNamespace}, Data: defaultMetricsRules}
+	created, err := s.createIfAbsent(ctx, state.Key{Resource: "configmaps", Namespace: metricsRulesNamespace, Name: metricsRulesName},
+		&cm.ObjectMeta, metav1.NewTime(time.Now().UTC().Truncate(time.Second)), cm)
+	if created {
+		s.log.Info("created the default metrics rules", "configmap", metricsRulesNamespace+"/"+metricsRulesName)
+	}
+	return err
+}
 
 // customMetrics answers custom.metrics.k8s.io and external.metrics.k8s.io
 // from the store (server/metrics.CustomMetrics), with the pods and the
@@ -50,7 +79,11 @@ func (c customMetrics) PodMetrics(ctx context.Context, ns, name string, sel labe
 		}
 		return true
 	})
-	vals, err := c.m.PodValues(ctx, ns, pods, metric, metricSel)
+	rule, err := c.rule(podsRulePrefix + metric)
+	if err != nil {
+		return nil, err
+	}
+	vals, err := c.m.PodValues(ctx, ns, pods, metric, rule, metricSel)
 	if err != nil {
 		return nil, err
 	}
@@ -86,13 +119,9 @@ func (c customMetrics) ObjectMetric(ctx context.Context, ns, kind, name, metric 
 }
 
 func (c customMetrics) ExternalMetric(ctx context.Context, ns, metric string, sel labels.Selector) ([]externalmetricsv1beta1.ExternalMetricValue, error) {
-	rule := ""
-	if o := c.s.fsm.Read().Get(state.Key{Resource: "configmaps", Namespace: metricsRulesNamespace, Name: metricsRulesName}); o != nil {
-		var cm corev1.ConfigMap
-		if err := json.Unmarshal(o.Data, &cm); err != nil {
-			return nil, fmt.Errorf("ConfigMap %s/%s: %w", metricsRulesNamespace, metricsRulesName, err)
-		}
-		rule = cm.Data[metric]
+	rule, err := c.rule(metric)
+	if err != nil {
+		return nil, err
 	}
 	vals, err := c.m.ExternalValues(ctx, ns, metric, rule, sel)
 	if err != nil {
@@ -105,6 +134,20 @@ func (c customMetrics) ExternalMetric(ctx context.Context, ns, metric string, se
 			Timestamp: metrics.Time(v.Timestamp), Value: metrics.Quantity(v.Value)})
 	}
 	return out, nil
+}
+
+// rule is the rules ConfigMap's value at key ("" when absent), read from
+// this master's state on every request.
+func (c customMetrics) rule(key string) (string, error) {
+	o := c.s.fsm.Read().Get(state.Key{Resource: "configmaps", Namespace: metricsRulesNamespace, Name: metricsRulesName})
+	if o == nil {
+		return "", nil
+	}
+	var cm corev1.ConfigMap
+	if err := json.Unmarshal(o.Data, &cm); err != nil {
+		return "", fmt.Errorf("ConfigMap %s/%s: %w", metricsRulesNamespace, metricsRulesName, err)
+	}
+	return cm.Data[key], nil
 }
 
 func selectorOf(sel labels.Selector) *metav1.LabelSelector {

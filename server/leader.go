@@ -126,6 +126,11 @@ func (s *Server) establishLeadership(ctx context.Context) error {
 	if err := s.ensureFlowControlObjects(ctx); err != nil {
 		return fmt.Errorf("flow control bootstrap objects: %w", err)
 	}
+	if s.monitoring != nil {
+		if err := s.ensureMetricsRules(ctx); err != nil {
+			return fmt.Errorf("metrics rules: %w", err)
+		}
+	}
 	return s.ensureDefaultRBAC(ctx)
 }
 

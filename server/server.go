@@ -211,6 +211,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	reg := registry.New()
+	reg.SetHPAScaleToZero(cfg.featureEnabled(HPAScaleToZero))
 	chain := s.admissionChain(authz, reg)
 	chain.SetKubeletTransport(kubelets) // webhooks served by pods
 	reg.SetCustomConverter(chain.CustomConverter())

@@ -169,6 +169,9 @@ runs the scheduler (unless --disable-scheduler) and the controllers.`,
 	addProxyFlags(f, &node)
 	addShipperFlags(f, &node.Shipper)
 	addControllerFlags(f, &cfg.Controllers)
+	features := server.NewFeatureGate()
+	features.AddFlag(f)
+	cfg.FeatureGates = features
 	addPodSecurityFlags(f, &cfg.PodSecurity)
 	addAuditFlags(f, &cfg.Audit)
 	addMetricsFlags(f, &cfg.Metrics)

@@ -72,8 +72,11 @@ func (c *CustomMetrics) series(metric string, ms []*labels.Matcher) (string, err
 
 func durationString(d time.Duration) string { return fmt.Sprintf("%dms", d.Milliseconds()) }
 
-// PodValues is metric for the named pods of namespace, by pod name.
-func (c *CustomMetrics) PodValues(ctx context.Context, namespace string, pods []string, metric string, metricSelector k8slabels.Selector) (map[string]Value, error) {
+// PodValues is metric for the named pods of namespace, by pod name: the
+// series named metric, or rule (a PromQL expression, $namespace replaced)
+// when not empty, with the namespace, pod and metricSelector matchers
+// added to every series selector and summed by pod.
+func (c *CustomMetrics) PodValues(ctx context.Context, namespace string, pods []string, metric, rule string, metricSelector k8slabels.Selector) (map[string]Value, error) {
 	if len(pods) == 0 {
 		return nil, nil
 	}
@@ -87,9 +90,18 @@ func (c *CustomMetrics) PodValues(ctx context.Context, namespace string, pods []
 	}
 	ms = append(ms, labels.MustNewMatcher(labels.MatchEqual, "namespace", namespace),
 		labels.MustNewMatcher(labels.MatchRegexp, "pod", strings.Join(quoted, "|")))
-	s, err := c.series(metric, ms)
-	if err != nil {
-		return nil, err
+	var s string
+	if rule == "" {
+		if s, err = c.series(metric, ms); err != nil {
+			return nil, err
+		}
+	} else {
+		expr, err := c.api.parser.ParseExpr(strings.ReplaceAll(rule, "$namespace", namespace))
+		if err != nil {
+			return nil, fmt.Errorf("rule of pods metric %q: %w", metric, err)
+		}
+		addMatchers(expr, ms)
+		s = expr.String()
 	}
 	vals, err := c.eval(ctx, "sum by (pod) ("+s+")")
 	if err != nil {
@@ -147,13 +159,18 @@ func (c *CustomMetrics) ExternalValues(ctx context.Context, namespace, metric, r
 	if err != nil {
 		return nil, err
 	}
+	addMatchers(expr, ms)
+	return c.eval(ctx, expr.String())
+}
+
+// addMatchers adds ms to every series selector of expr.
+func addMatchers(expr parser.Expr, ms []*labels.Matcher) {
 	parser.Inspect(expr, func(n parser.Node, _ []parser.Node) error {
 		if vs, ok := n.(*parser.VectorSelector); ok {
 			vs.LabelMatchers = append(vs.LabelMatchers, ms...)
 		}
 		return nil
 	})
-	return c.eval(ctx, expr.String())
 }
 
 func (c *CustomMetrics) eval(ctx context.Context, expr string) ([]Value, error) {

@@ -31,7 +31,7 @@ func TestCustomMetrics(t *testing.T) {
 	cm := NewCustomMetrics(NewAPI(store, APIOptions{}), 10*time.Second)
 	ctx := context.Background()
 
-	vals, err := cm.PodValues(ctx, "default", []string{"web-1", "web-2", "web-3"}, "inflight", k8slabels.Everything())
+	vals, err := cm.PodValues(ctx, "default", []string{"web-1", "web-2", "web-3"}, "inflight", "", k8slabels.Everything())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,10 +39,10 @@ func TestCustomMetrics(t *testing.T) {
 		t.Fatalf("pods gauge: %+v", vals)
 	}
 	sel, _ := k8slabels.Parse("path=a")
-	if vals, err = cm.PodValues(ctx, "default", []string{"web-1"}, "inflight", sel); err != nil || vals["web-1"].Value != 3 {
+	if vals, err = cm.PodValues(ctx, "default", []string{"web-1"}, "inflight", "", sel); err != nil || vals["web-1"].Value != 3 {
 		t.Fatalf("pods gauge with a metric selector: %+v %v", vals, err)
 	}
-	if vals, err = cm.PodValues(ctx, "default", []string{"web-1"}, "requests_total", nil); err != nil || vals["web-1"].Value != 5 {
+	if vals, err = cm.PodValues(ctx, "default", []string{"web-1"}, "requests_total", "", nil); err != nil || vals["web-1"].Value != 5 {
 		t.Fatalf("pods counter (5/s): %+v %v", vals, err)
 	}
 	if v, err := cm.ObjectValue(ctx, "default", "Service", "web", "requests_total", nil); err != nil || v == nil || v.Value != 10 {
@@ -51,8 +51,17 @@ func TestCustomMetrics(t *testing.T) {
 	if v, err := cm.ObjectValue(ctx, "default", "Service", "nope", "requests_total", nil); err != nil || v != nil {
 		t.Fatalf("missing object: %+v %v", v, err)
 	}
-	if _, err := cm.PodValues(ctx, "default", []string{"p"}, `up or vector(1)`, nil); err == nil {
+	if _, err := cm.PodValues(ctx, "default", []string{"p"}, `up or vector(1)`, "", nil); err == nil {
 		t.Fatal("a metric name that is an expression must be refused")
+	}
+
+	// A pods rule: its series restricted to the namespace and pods.
+	if vals, err = cm.PodValues(ctx, "default", []string{"web-1", "web-2"}, "load", `inflight{path="a"} * 10`, nil); err != nil ||
+		len(vals) != 2 || vals["web-1"].Value != 30 || vals["web-2"].Value != 70 {
+		t.Fatalf("pods rule: %+v %v", vals, err)
+	}
+	if _, err := cm.PodValues(ctx, "default", []string{"web-1"}, "load", `inflight{`, nil); err == nil {
+		t.Fatal("a malformed pods rule must fail")
 	}
 
 	rule := `sum by (queue) (queue_messages{namespace="$namespace"}) * 2`

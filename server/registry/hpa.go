@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
@@ -33,8 +34,9 @@ var hpaColumns = []metav1.TableColumnDefinition{
 	ageColumn,
 }
 
-// hpaKind is autoscaling/v2 HorizontalPodAutoscaler, the stored version.
-func hpaKind() *Kind {
+// hpaKind is autoscaling/v2 HorizontalPodAutoscaler, the stored version;
+// scaleToZero is the HPAScaleToZero feature gate (Registry.SetHPAScaleToZero).
+func hpaKind(scaleToZero *atomic.Bool) *Kind {
 	return &Kind{
 		GVK:        autoscalingv2.SchemeGroupVersion.WithKind("HorizontalPodAutoscaler"),
 		Resource:   "horizontalpodautoscalers",
@@ -49,7 +51,7 @@ func hpaKind() *Kind {
 		},
 		defaults: func(obj runtime.Object) { DefaultHPA(obj.(*autoscalingv2.HorizontalPodAutoscaler)) },
 		validate: func(obj runtime.Object) field.ErrorList {
-			return ValidateHPASpec(&obj.(*autoscalingv2.HorizontalPodAutoscaler).Spec)
+			return ValidateHPASpecWith(&obj.(*autoscalingv2.HorizontalPodAutoscaler).Spec, scaleToZero.Load())
 		},
 		validateStatus: func(obj runtime.Object) field.ErrorList {
 			return validateHPAStatus(&obj.(*autoscalingv2.HorizontalPodAutoscaler).Status)
@@ -64,7 +66,7 @@ func hpaKind() *Kind {
 // hpaV1Kind is autoscaling/v1 HorizontalPodAutoscaler: the same objects,
 // converted to and from v2 (hpaconversion.go); defaulting, validation and
 // table rows are v2's on the converted object.
-func hpaV1Kind() *Kind {
+func hpaV1Kind(scaleToZero *atomic.Bool) *Kind {
 	v2 := func(obj runtime.Object) *autoscalingv2.HorizontalPodAutoscaler {
 		return HPAFromV1(obj.(*autoscalingv1.HorizontalPodAutoscaler))
 	}
@@ -116,7 +118,7 @@ func hpaV1Kind() *Kind {
 		validate: func(obj runtime.Object) field.ErrorList {
 			h := v2(obj)
 			DefaultHPA(h)
-			return ValidateHPASpec(&h.Spec)
+			return ValidateHPASpecWith(&h.Spec, scaleToZero.Load())
 		},
 		validateStatus: func(obj runtime.Object) field.ErrorList {
 			return validateHPAStatus(&v2(obj).Status)
@@ -288,12 +290,27 @@ func HPATargets(specs []autoscalingv2.MetricSpec, statuses []autoscalingv2.Metri
 }
 
 // ValidateHPASpec checks an HPA's spec with kube-apiserver's rules
-// (nothing in it is immutable).
+// (nothing in it is immutable), the HPAScaleToZero gate off.
 func ValidateHPASpec(s *autoscalingv2.HorizontalPodAutoscalerSpec) field.ErrorList {
+	return ValidateHPASpecWith(s, false)
+}
+
+// ValidateHPASpecWith is ValidateHPASpec with the HPAScaleToZero feature
+// gate given: on, minReplicas may be 0 when at least one metric is an
+// Object or External one (pods cannot report from zero replicas), as
+// kube-apiserver validates with the gate.
+func ValidateHPASpecWith(s *autoscalingv2.HorizontalPodAutoscalerSpec, scaleToZero bool) field.ErrorList {
 	var errs field.ErrorList
 	p := field.NewPath("spec")
-	if s.MinReplicas != nil && *s.MinReplicas < 1 {
-		errs = append(errs, field.Invalid(p.Child("minReplicas"), *s.MinReplicas, "must be greater than or equal to 1"))
+	lower := int32(1)
+	if scaleToZero {
+		lower = 0
+	}
+	if s.MinReplicas != nil && *s.MinReplicas < lower {
+		errs = append(errs, field.Invalid(p.Child("minReplicas"), *s.MinReplicas, fmt.Sprintf("must be greater than or equal to %d", lower)))
+	}
+	if s.MinReplicas != nil && *s.MinReplicas == 0 && scaleToZero && !hasObjectOrExternalMetric(s.Metrics) {
+		errs = append(errs, field.Forbidden(p.Child("metrics"), "must specify at least one Object or External metric to support scaling to zero replicas"))
 	}
 	if s.MaxReplicas < 1 {
 		errs = append(errs, field.Invalid(p.Child("maxReplicas"), s.MaxReplicas, "must be greater than 0"))
@@ -332,6 +349,17 @@ func validateHPARef(r autoscalingv2.CrossVersionObjectReference, p *field.Path, 
 		errs = append(errs, field.Invalid(p.Child("apiVersion"), r.APIVersion, "apiVersion must specify API group"))
 	}
 	return errs
+}
+
+// hasObjectOrExternalMetric says whether a metric does not come from the
+// target's pods.
+func hasObjectOrExternalMetric(ms []autoscalingv2.MetricSpec) bool {
+	for _, m := range ms {
+		if m.Type == autoscalingv2.ObjectMetricSourceType || m.Type == autoscalingv2.ExternalMetricSourceType {
+			return true
+		}
+	}
+	return false
 }
 
 func validateMetricSpec(m autoscalingv2.MetricSpec, p *field.Path) field.ErrorList {

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -237,7 +238,7 @@ func TestHPATargetsColumn(t *testing.T) {
 	if got := HPATargets(cpu, st); got != "cpu: 45%/50%" {
 		t.Fatalf("targets: %q", got)
 	}
-	k := hpaKind()
+	k := hpaKind(new(atomic.Bool))
 	k.init()
 	cells := k.Cells(h, h.CreationTimestamp.Add(time.Minute))
 	if len(cells) != len(k.Columns()) || cells[1] != "Deployment/web" || cells[3] != "2" || cells[4] != int64(10) || cells[5] != int64(3) {

@@ -52,6 +52,9 @@ type Registry struct {
 	// converter converts the objects of CRDs with the Webhook conversion
 	// strategy (customconversion.go).
 	converter CustomConverter
+	// hpaScaleToZero is the HPAScaleToZero feature gate: HPAs may have
+	// minReplicas 0 (SetHPAScaleToZero).
+	hpaScaleToZero atomic.Bool
 }
 
 // New returns the registry of Skiff's built-in kinds.
@@ -167,8 +170,8 @@ func New() *Registry {
 		priorityLevelConfigurationKind(),
 		apiServiceKind(),
 		// v2 first: discovery prefers the first version registered.
-		hpaKind(),
-		hpaV1Kind(),
+		hpaKind(&r.hpaScaleToZero),
+		hpaV1Kind(&r.hpaScaleToZero),
 		customMetricsKind(),
 		externalMetricsKind(),
 	} {
@@ -217,6 +220,11 @@ func (r *Registry) ByStorageResource(res string) (*Kind, bool) {
 	k, ok := r.customSet().byStorage[res]
 	return k, ok
 }
+
+// SetHPAScaleToZero turns the HPAScaleToZero feature gate on or off:
+// with it, an HPA with an Object or External metric may have minReplicas
+// 0 (kube-apiserver's alpha gate, off by default there and here).
+func (r *Registry) SetHPAScaleToZero(on bool) { r.hpaScaleToZero.Store(on) }
 
 // Kinds lists every kind in registration order.
 func (r *Registry) Kinds() []*Kind {

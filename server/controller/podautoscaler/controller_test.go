@@ -11,6 +11,7 @@ import (
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -185,5 +186,36 @@ func TestReconcileLimitsAndDisabled(t *testing.T) {
 	h, _, err = tc.run(t, cpuHPA(50))
 	if err != nil || len(tc.updated) != 0 || conditions(h)[autoscalingv2.ScalingActive] != "False ScalingDisabled" {
 		t.Fatalf("err %v, updates %v, conditions %v", err, tc.updated, conditions(h))
+	}
+}
+
+// minReplicas 0 with an External metric (HPAScaleToZero): an idle queue
+// scales the target to zero, and from zero the metric alone brings it
+// back (ceil(value/target) replicas), as kube-controller-manager does.
+func TestReconcileScaleToZero(t *testing.T) {
+	zero, target := int32(0), resource.MustParse("30")
+	queueHPA := func() *autoscalingv2.HorizontalPodAutoscaler {
+		h := cpuHPA(50)
+		h.Spec.MinReplicas = &zero
+		h.Spec.Metrics = []autoscalingv2.MetricSpec{{Type: autoscalingv2.ExternalMetricSourceType, External: &autoscalingv2.ExternalMetricSource{
+			Metric: autoscalingv2.MetricIdentifier{Name: "queue_depth"},
+			Target: autoscalingv2.MetricTarget{Type: autoscalingv2.ValueMetricType, Value: &target}}}}
+		return h
+	}
+	tc := newTestController(t, &fakeMetrics{external: []int64{0}}, 1)
+	h, events, err := tc.run(t, queueHPA())
+	if err != nil || len(tc.updated) != 1 || tc.updated[0] != 0 || h.Status.DesiredReplicas != 0 {
+		t.Fatalf("err %v, updates %v, status %+v", err, tc.updated, h.Status)
+	}
+	if len(events) != 1 || events[0] != "Normal SuccessfulRescale New size: 0; reason: All metrics below target" {
+		t.Fatalf("events: %q", events)
+	}
+	tc = newTestController(t, &fakeMetrics{external: []int64{50000}}, 0)
+	h, _, err = tc.run(t, queueHPA())
+	if err != nil || len(tc.updated) != 1 || tc.updated[0] != 2 {
+		t.Fatalf("err %v, updates %v, conditions %v", err, tc.updated, conditions(h))
+	}
+	if c := conditions(h); c[autoscalingv2.ScalingActive] != "True ValidMetricFound" {
+		t.Fatalf("conditions: %v", c)
 	}
 }
