@@ -21,6 +21,8 @@ type podWorkers struct {
 	// stopping is closed by stopAll.
 	stopping chan struct{}
 	stopOnce sync.Once
+	// ports holds the host ports of the admitted pods (hostports.go).
+	ports hostPortTable
 }
 
 type podWorker struct {
@@ -138,6 +140,7 @@ func (p *podWorkers) run(w *podWorker) {
 			p.mu.Lock()
 			// A pod re-added under the same UID cannot happen; just forget.
 			delete(p.w, w.uid)
+			delete(p.ports, w.uid)
 			p.mu.Unlock()
 			a.probes.removePod(w.uid)
 			a.status.forget(w.uid)

@@ -83,6 +83,7 @@ func (a *Agent) syncPod(ctx context.Context, pod *corev1.Pod, gone bool, st *pod
 		return a.syncDeleting(ctx, pod, rt, st), false
 	case st.terminal || isTerminal(pod.Status.Phase):
 		st.terminal = true
+		a.workers.releaseHostPorts(pod.UID)
 		if len(rt.running()) > 0 || rt.ready != nil {
 			a.killPod(ctx, pod, rt, gracePeriod(pod), "pod finished")
 			if rt, err = a.podRuntime(ctx, pod.UID); err != nil {
@@ -105,6 +106,15 @@ func (a *Agent) syncPod(ctx context.Context, pod *corev1.Pod, gone bool, st *pod
 		st.rejectReason, st.rejectMessage = reasonSysctlForbidden, "Pod was rejected: "+msg
 		log.Info("pod rejected", "reason", st.rejectReason, "message", msg)
 		a.events.podEvent(pod, corev1.EventTypeWarning, st.rejectReason, msg)
+		a.status.set(pod, a.podStatus(pod, rt, st))
+		return 0, false
+	}
+	// A pod running already (the agent restarted) keeps its ports.
+	if held, ok := a.workers.admitHostPorts(pod); !ok && rt.ready == nil && len(rt.running()) == 0 {
+		st.terminal = true
+		st.rejectReason, st.rejectMessage = reasonNodePorts, "Pod was rejected: "+messageNodePorts
+		log.Info("pod rejected", "reason", st.rejectReason, "conflict", held)
+		a.events.podEvent(pod, corev1.EventTypeWarning, st.rejectReason, messageNodePorts)
 		a.status.set(pod, a.podStatus(pod, rt, st))
 		return 0, false
 	}

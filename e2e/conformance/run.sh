@@ -68,6 +68,10 @@ if ! uptodate bin/agnhost "${modfiles[@]}"; then
 	say "building agnhost"
 	(cd "$MOD" && CGO_ENABLED=0 $GO build -o "$ROOT/bin/agnhost" k8s.io/kubernetes/test/images/agnhost)
 fi
+if ! uptodate bin/nnp "${modfiles[@]}"; then
+	say "building nonewprivs' nnp"
+	(cd "$MOD" && CGO_ENABLED=0 $GO build -o "$ROOT/bin/nnp" k8s.io/kubernetes/test/images/nonewprivs)
+fi
 say "building the harness (pause, summary, cluster)"
 (cd "$MOD" && CGO_ENABLED=0 $GO build -o "$OUT/pause" ./pause && $GO build -o "$OUT/summary" ./summary)
 # The cluster program is the main module's (it uses e2e/testutil): built from
@@ -93,15 +97,21 @@ JESSIE=$(ref '^registry\.k8s\.io/e2e-test-images/jessie-dnsutils:')
 # root on port 80), every tag the suite names.
 HTTPD=$(ref '^registry\.k8s\.io/e2e-test-images/httpd:' all | sort | paste -sd, -)
 NGINX=$(ref '^registry\.k8s\.io/e2e-test-images/nginx:' all | sort | paste -sd, -)
-UNBUILDABLE=$(grep -v -x -F -e "$AGNHOST" -e "$PAUSE" -e "$JESSIE" "$OUT/images.txt" | grep -v -x -F "$(tr , '\n' <<<"$BUSYBOX,$HTTPD,$NGINX")" | paste -sd, -)
+# nonewprivs (upstream's program, set-user-ID root, on busybox); kitten and
+# nautilus (agnhost's test-webserver with upstream's pictures and data.json).
+NONEWPRIVS=$(ref '^registry\.k8s\.io/e2e-test-images/nonewprivs:')
+KITTEN=$(ref '^registry\.k8s\.io/e2e-test-images/kitten:')
+NAUTILUS=$(ref '^registry\.k8s\.io/e2e-test-images/nautilus:')
+UNBUILDABLE=$(grep -v -x -F -e "$AGNHOST" -e "$PAUSE" -e "$JESSIE" -e "$NONEWPRIVS" -e "$KITTEN" -e "$NAUTILUS" "$OUT/images.txt" | grep -v -x -F "$(tr , '\n' <<<"$BUSYBOX,$HTTPD,$NGINX")" | paste -sd, -)
 IMAGES=$OUT/images
-if ! uptodate "$IMAGES/agnhost.tar" bin/agnhost "$OUT/pause" "$OUT/images.txt" "$MOD/cluster/main.go"; then
-	say "building images: $AGNHOST $BUSYBOX $PAUSE $JESSIE $HTTPD $NGINX"
+if ! uptodate "$IMAGES/agnhost.tar" bin/agnhost bin/nnp "$OUT/pause" "$OUT/images.txt" "$MOD/cluster/main.go"; then
+	say "building images: $AGNHOST $BUSYBOX $PAUSE $JESSIE $HTTPD $NGINX $NONEWPRIVS $KITTEN $NAUTILUS"
 	rm -rf "$IMAGES"
 	agnsrc=$(cd "$MOD" && $GO list -f '{{.Dir}}' k8s.io/kubernetes/test/images/agnhost)
 	"$OUT/cluster" images -out "$IMAGES" -agnhost bin/agnhost -porter-certs "$agnsrc/porter" -pause "$OUT/pause" \
 		-agnhost-ref "$AGNHOST" -busybox-ref "$BUSYBOX" -pause-ref "$PAUSE" -jessie-ref "$JESSIE" \
-		-httpd-ref "$HTTPD" -nginx-ref "$NGINX" >&2
+		-httpd-ref "$HTTPD" -nginx-ref "$NGINX" -nnp bin/nnp -nonewprivs-ref "$NONEWPRIVS" \
+		-test-images "$(dirname "$agnsrc")" -kitten-ref "$KITTEN" -nautilus-ref "$NAUTILUS" >&2
 fi
 
 # 3. The cluster: one master (with its embedded agent) and two agents, each
@@ -199,7 +209,7 @@ run_suite() {
 {
 	echo "skiff $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (modified)'), e2e.test of $(grep -m1 -o 'k8s.io/kubernetes v[^ ]*' "$MOD/go.mod")"
 	echo "machine: $(nproc) CPUs, $(free -g | awk '/^Mem/ {print $2}') GiB, $(uname -sr)"
-	echo "images built: $AGNHOST $BUSYBOX $PAUSE $JESSIE (stand-in) $HTTPD $NGINX (stand-ins)"
+	echo "images built: $AGNHOST $BUSYBOX $PAUSE $JESSIE (stand-in) $HTTPD $NGINX $NONEWPRIVS $KITTEN $NAUTILUS (stand-ins)"
 	echo "images not built (tests needing them fail): $UNBUILDABLE"
 } | tee "$REPORT/run.txt" >&2
 rc=0

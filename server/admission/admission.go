@@ -266,11 +266,14 @@ func (c *Chain) StatusWebhooks(ctx context.Context, a *Attributes, mutate bool) 
 	return c.callWebhooks(ctx, a, mutate)
 }
 
-// AdmitConnect runs the validating admission webhooks that match a CONNECT
-// (a.Operation Connect, a.Object the options), as kube-apiserver admits
-// pods/attach, exec and portforward before it proxies them. Mutating
-// webhooks and admission policies are not called for it.
+// AdmitConnect runs the validating admission policies and webhooks that
+// match a CONNECT (a.Operation Connect, a.Object the options), as
+// kube-apiserver admits pods/attach, exec and portforward before it
+// proxies them. Mutating webhooks are not called for it.
 func (c *Chain) AdmitConnect(ctx context.Context, a *Attributes) error {
+	if err := c.callPolicies(ctx, a); err != nil {
+		return err
+	}
 	return c.callWebhooks(ctx, a, false)
 }
 
@@ -284,7 +287,7 @@ func (c *Chain) callPolicies(ctx context.Context, a *Attributes) error {
 	pa := &policy.Attributes{
 		Operation: apiadmission.Operation(a.Operation), Kind: a.Kind,
 		Namespace: a.Namespace, Name: a.Name, Subresource: a.Subresource,
-		Object: a.Object, OldObject: a.OldObject, DryRun: a.DryRun, User: u, Options: a.Options,
+		Object: a.Object, OldObject: a.OldObject, DryRun: a.DryRun, User: u, Options: a.Options, ObjectKind: a.ObjectKind,
 	}
 	return c.policies.Validate(ctx, snap, pa, func(msg string) { warn(ctx, msg) })
 }

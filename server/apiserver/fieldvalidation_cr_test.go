@@ -163,3 +163,54 @@ func TestCustomResourceDefaultingFromStorage(t *testing.T) {
 		}
 	}
 }
+
+// TestFieldValidationCustomResourceDuplicatesMultiVersion is the upstream
+// conformance test "should detect duplicates in a CR when preserving
+// unknown fields" as the suite sends it: the fixtures' two-version CRD
+// (v1beta1 served, v1 stored) with the test's schema, the setup object
+// created and deleted, then the YAML apply through v1beta1.
+func TestFieldValidationCustomResourceDuplicatesMultiVersion(t *testing.T) {
+	e := newEnv(t, apiservertest.Options{})
+	schema := `{"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true, "properties": {
+  "foo": {"type": "string"},
+  "cronSpec": {"type": "string", "pattern": "^(\\d+|\\*)(/\\d+)?(\\s+(\\d+|\\*)(/\\d+)?){4}$"},
+  "ports": {"type": "array", "x-kubernetes-list-map-keys": ["containerPort", "protocol"], "x-kubernetes-list-type": "map",
+   "items": {"type": "object", "required": ["containerPort", "protocol"], "properties": {
+    "containerPort": {"type": "integer", "format": "int32"}, "hostIP": {"type": "string"}, "hostPort": {"type": "integer", "format": "int32"},
+    "name": {"type": "string"}, "protocol": {"type": "string"}}}}}}}}}`
+	crd := `{"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+ "metadata": {"name": "fooxyzas.mygroup.example.com"},
+ "spec": {"group": "mygroup.example.com", "scope": "Cluster",
+  "names": {"plural": "fooxyzas", "singular": "fooxyza", "kind": "fooxyza", "listKind": "fooxyzaList"},
+  "versions": [{"name": "v1beta1", "served": true, "storage": false, "schema": ` + schema + `},
+   {"name": "v1", "served": true, "storage": true, "schema": ` + schema + `}]}}`
+	if r := e.do(http.MethodPost, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", "application/json", []byte(crd)); r.code != http.StatusCreated {
+		t.Fatalf("create CRD: %d %s", r.code, r.body)
+	}
+	setup := `{"apiVersion": "mygroup.example.com/v1beta1", "kind": "fooxyza", "metadata": {"name": "setup-instance"},
+ "alpha": "foo_123", "beta": 10, "gamma": "bar", "delta": "hello", "epsilon": "foobar", "spec": {}}`
+	if r := e.do(http.MethodPost, "/apis/mygroup.example.com/v1beta1/fooxyzas", "application/json", []byte(setup)); r.code != http.StatusCreated {
+		t.Fatalf("create setup instance: %d %s", r.code, r.body)
+	}
+	if r := e.do(http.MethodDelete, "/apis/mygroup.example.com/v1beta1/fooxyzas/setup-instance", "application/json", nil); r.code != http.StatusOK {
+		t.Fatalf("delete setup instance: %d %s", r.code, r.body)
+	}
+	r := e.do(http.MethodPatch, "/apis/mygroup.example.com/v1beta1/fooxyzas/mytest?fieldManager=field_validation_mgr&fieldValidation=Strict",
+		"application/apply-patch+yaml", []byte(`
+apiVersion: mygroup.example.com/v1beta1
+kind: fooxyza
+metadata:
+  name: mytest
+spec:
+  unknown: uk1
+  foo: foo1
+  foo: foo2
+  cronSpec: "* * * * */5"
+  ports:
+  - name: x
+    containerPort: 80
+    protocol: TCP`))
+	if want := `line 9: key \"foo\" already set in map`; !strings.Contains(string(r.body), want) {
+		t.Errorf("duplicate field: %d %s\nwant %q", r.code, r.body, want)
+	}
+}

@@ -71,6 +71,9 @@ type Kind struct {
 	prepareForUpdate func(obj, old runtime.Object)
 	// defaults fills defaults; it runs on create and update.
 	defaults func(obj runtime.Object)
+	// readDefaults is defaults for an object read from the store
+	// (custom kinds: the root metadata was coerced when written).
+	readDefaults func(obj runtime.Object)
 	// validate checks the kind's own fields (metadata is checked for every
 	// kind by Validate).
 	validate func(obj runtime.Object) field.ErrorList
@@ -229,11 +232,11 @@ func (k *Kind) Decode(o *state.Object) (runtime.Object, error) {
 		}
 		obj = c
 	}
-	if k.custom && k.defaults != nil {
+	if k.custom && k.readDefaults != nil {
 		// As kube-apiserver's storage decoder of custom resources: the
 		// version's schema prunes, coerces and defaults what is read, so
 		// an object stored before a default was added gets it.
-		k.defaults(obj)
+		k.readDefaults(obj)
 	}
 	obj.GetObjectKind().SetGroupVersionKind(k.GVK)
 	mustMeta(obj).SetResourceVersion(strconv.FormatUint(o.ModifyIndex, 10))

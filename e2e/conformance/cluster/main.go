@@ -75,6 +75,11 @@ func images(args []string) error {
 	jessieRef := fs.String("jessie-ref", "", "jessie-dnsutils image name the suite asks for (built as the agnhost root without agnhost)")
 	httpdRef := fs.String("httpd-ref", "", "httpd image names the suite asks for, comma-separated (stand-ins: busybox's httpd serving /usr/local/apache2/htdocs on port 80)")
 	nginxRef := fs.String("nginx-ref", "", "nginx image names the suite asks for, comma-separated (stand-ins: busybox's httpd serving /usr/share/nginx/html on port 80)")
+	nnp := fs.String("nnp", "", "upstream's nonewprivs program (test/images/nonewprivs, static)")
+	nnpRef := fs.String("nonewprivs-ref", "", "nonewprivs image name the suite asks for (busybox with a set-user-ID root nnp)")
+	testImages := fs.String("test-images", "", "upstream's test/images directory (the update demo's kitten/html and nautilus/html)")
+	kittenRef := fs.String("kitten-ref", "", "kitten image name the suite asks for (agnhost's test-webserver serving kitten.jpg and data.json)")
+	nautilusRef := fs.String("nautilus-ref", "", "nautilus image name the suite asks for (as kitten)")
 	tools := fs.String("host-tools", "curl,dig,nslookup,host,nc,getent,bash,ip,ss", "host programs copied into agnhost and jessie-dnsutils with their shared libraries (upstream's have them from their distributions); missing ones are left out")
 	_ = fs.Parse(args)
 	if *out == "" || *agnhost == "" || *pause == "" || *agnhostRef == "" || *busyboxRef == "" || *pauseRef == "" {
@@ -155,6 +160,34 @@ func images(args []string) error {
 			if err := write(*out, strings.NewReplacer(":", "-").Replace(name)+".tar", ref, img); err != nil {
 				return err
 			}
+		}
+	}
+
+	// nonewprivs: upstream's Dockerfile puts its program (it prints the
+	// effective uid) at /usr/local/bin/nnp, set-user-ID root, on busybox;
+	// run as uid 1000 it prints 0 unless allowPrivilegeEscalation is false.
+	if *nnpRef != "" && *nnp != "" {
+		nb, err := os.ReadFile(*nnp)
+		if err != nil {
+			return err
+		}
+		files, err := rtestutil.BusyboxFiles(*busybox)
+		if err != nil {
+			return fmt.Errorf("nonewprivs image: %w", err)
+		}
+		files = append(files, rtestutil.File{Path: "usr/local", Dir: true}, rtestutil.File{Path: "usr/local/bin", Dir: true},
+			rtestutil.File{Path: "usr/local/bin/nnp", Mode: 0o4755, Data: string(nb)})
+		l, err := rtestutil.Layer(files)
+		if err != nil {
+			return err
+		}
+		img, err := rtestutil.Image(v1.Config{Cmd: []string{"nnp"},
+			Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}}, l)
+		if err != nil {
+			return err
+		}
+		if err := write(*out, "nonewprivs.tar", *nnpRef, img); err != nil {
+			return err
 		}
 	}
 
@@ -250,12 +283,47 @@ func images(args []string) error {
 	if err != nil {
 		return err
 	}
-	ai, err := rtestutil.Image(v1.Config{Entrypoint: []string{"/agnhost"}, Cmd: []string{"pause"},
-		ExposedPorts: map[string]struct{}{"80/tcp": {}, "8080/tcp": {}, "8081/tcp": {}, "9376/tcp": {}, "5000/tcp": {}}}, al)
+	agnCfg := v1.Config{Entrypoint: []string{"/agnhost"}, Cmd: []string{"pause"},
+		ExposedPorts: map[string]struct{}{"80/tcp": {}, "8080/tcp": {}, "8081/tcp": {}, "9376/tcp": {}, "5000/tcp": {}}}
+	ai, err := rtestutil.Image(agnCfg, al)
 	if err != nil {
 		return err
 	}
-	return write(*out, "agnhost.tar", *agnhostRef, ai)
+	if err := write(*out, "agnhost.tar", *agnhostRef, ai); err != nil {
+		return err
+	}
+
+	// kitten and nautilus (kubectl's update demo): upstream's are agnhost
+	// with the picture and data.json copied to / and test-webserver (a
+	// file server of / on port 80) as the command; the test reads
+	// data.json through the pod proxy.
+	for _, demo := range []struct{ name, ref string }{{"kitten", *kittenRef}, {"nautilus", *nautilusRef}} {
+		if demo.ref == "" || *testImages == "" {
+			continue
+		}
+		var files []rtestutil.File
+		for _, n := range []string{demo.name + ".jpg", "data.json"} {
+			b, err := os.ReadFile(filepath.Join(*testImages, demo.name, "html", n))
+			if err != nil {
+				return fmt.Errorf("%s image: %w", demo.name, err)
+			}
+			files = append(files, rtestutil.File{Path: n, Mode: 0o644, Data: string(b)})
+		}
+		dl, err := rtestutil.Layer(files)
+		if err != nil {
+			return err
+		}
+		cfg := agnCfg
+		cfg.Cmd = []string{"test-webserver"}
+		img, err := rtestutil.Image(cfg, al, dl)
+		if err != nil {
+			return err
+		}
+		if err := write(*out, demo.name+".tar", demo.ref, img); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func write(dir, file, ref string, img v1.Image) error {

@@ -49,6 +49,10 @@ type Attributes struct {
 	// Options is the request's CreateOptions, UpdateOptions or
 	// DeleteOptions (may be nil).
 	Options runtime.Object
+	// ObjectKind is Object's kind when it is not Kind's: a CONNECT's
+	// options (PodExecOptions…), the kind kube-apiserver's attributes
+	// carry for it.
+	ObjectKind schema.GroupVersionKind
 }
 
 // Authorizer answers the `authorizer` variable of policies' expressions
@@ -73,7 +77,7 @@ func New(reg *registry.Registry, authz Authorizer, log *slog.Logger) *Evaluator 
 		log = slog.Default()
 	}
 	return &Evaluator{reg: reg, log: log.With("component", "admission-policy"), authz: authorizerAdapter{authz},
-		objs: admission.NewObjectInterfacesFromScheme(reg.Scheme()), cache: newCompileCache()}
+		objs: objectInterfaces{admission.NewObjectInterfacesFromScheme(reg.Scheme()), newEquivalentResources(reg)}, cache: newCompileCache()}
 }
 
 // policyResources are never subject to the stored policies, as in
@@ -107,6 +111,9 @@ func (e *Evaluator) Validate(ctx context.Context, snap *state.Snapshot, a *Attri
 	}
 	gvk := a.Kind.GVK
 	gvr := gvk.GroupVersion().WithResource(a.Kind.Resource)
+	if !a.ObjectKind.Empty() {
+		gvk = a.ObjectKind
+	}
 	attrs := &auditedAttributes{
 		Attributes: admission.NewAttributesRecord(typed(a.Object, gvk), typed(a.OldObject, gvk), gvk, a.Namespace, a.Name, gvr,
 			a.Subresource, a.Operation, a.Options, a.DryRun, u),
