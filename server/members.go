@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -42,6 +43,9 @@ type MemberStatus struct {
 	State       string `json:"state"`    // ready, not-ready, corrupt, unreachable
 	// Detail explains a state other than ready.
 	Detail string `json:"detail,omitempty"`
+	// LastContactSeconds is the time since the master last heard from the
+	// leader (0 on the leader), as it reported it in its /readyz answer.
+	LastContactSeconds *float64 `json:"lastContactSeconds,omitempty"`
 }
 
 // lookupMember reads a master's record from the local state.
@@ -112,7 +116,7 @@ func (s *Server) memberStatuses(ctx context.Context) ([]MemberStatus, error) {
 		wg.Add(1)
 		go func(ms *MemberStatus) {
 			defer wg.Done()
-			ms.State, ms.Detail = s.probeMember(ctx, ms.APIURL)
+			ms.State, ms.Detail, ms.LastContactSeconds = s.probeMember(ctx, ms.APIURL)
 		}(&out[i])
 	}
 	wg.Wait()
@@ -123,28 +127,37 @@ func (s *Server) memberStatuses(ctx context.Context) ([]MemberStatus, error) {
 // stateHeader on a /readyz answer names a state worse than not ready.
 const stateHeader = "X-Skiff-State"
 
-func (s *Server) probeMember(ctx context.Context, apiURL string) (string, string) {
+// lastContactHeader on a /readyz answer to a client with a certificate
+// (the masters' probes) carries the master's seconds since it last heard
+// from the leader.
+const lastContactHeader = "X-Skiff-Raft-Last-Contact"
+
+func (s *Server) probeMember(ctx context.Context, apiURL string) (string, string, *float64) {
 	if apiURL == "" {
-		return "unknown", "no member record yet"
+		return "unknown", "no member record yet", nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, apiURL+"/readyz", nil)
 	if err != nil {
-		return "unreachable", err.Error()
+		return "unreachable", err.Error(), nil
 	}
 	resp, err := s.peerClient.Do(req)
 	if err != nil {
-		return "unreachable", err.Error()
+		return "unreachable", err.Error(), nil
 	}
 	defer resp.Body.Close()
+	var last *float64
+	if v, err := strconv.ParseFloat(resp.Header.Get(lastContactHeader), 64); err == nil {
+		last = &v
+	}
 	if resp.StatusCode != http.StatusOK {
 		var b [256]byte
 		n, _ := resp.Body.Read(b[:])
 		if resp.Header.Get(stateHeader) == "corrupt" {
-			return "corrupt", string(b[:n])
+			return "corrupt", string(b[:n]), last
 		}
-		return "not-ready", string(b[:n])
+		return "not-ready", string(b[:n]), last
 	}
-	return "ready", ""
+	return "ready", "", last
 }

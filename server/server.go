@@ -535,6 +535,13 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	if c := s.fsm.Corruption(); c != nil {
 		w.Header().Set(stateHeader, "corrupt")
 	}
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 { // a master's probe (members.go)
+		last := 0.0
+		if s.raft.State() != raft.Leader {
+			last = time.Since(s.raft.LastContact()).Seconds()
+		}
+		w.Header().Set(lastContactHeader, strconv.FormatFloat(last, 'f', 3, 64))
+	}
 	if reason := s.notReady(); reason != "" {
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
 		http.Error(w, "not ready: "+reason, http.StatusServiceUnavailable)

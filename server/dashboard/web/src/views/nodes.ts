@@ -39,7 +39,7 @@ route("/nodes/:name", "Node", (ctx) => {
   const name = ctx.params.name;
   const head = h("div");
   const actions = h("div", { class: "actions" });
-  const msg = h("p", { role: "status" });
+  const msg = h("p", { role: "status", id: "action-status" });
   const podsEl = h("div");
   const el = h("div", null, h("h1", null, "Node ", h("code", null, name)), actions, msg, head, section("Pods", podsEl));
   let node: KObject | undefined;

@@ -17,6 +17,7 @@ interface MemberStatus {
   suffrage: string;
   state: string;
   detail?: string;
+  lastContactSeconds?: number; // since it heard from the leader (0: it is the leader)
 }
 interface GossipMember {
   name: string;
@@ -77,12 +78,13 @@ route("/", "Overview", () => {
     replace(
       mastersEl,
       table(
-        ["Name", "Raft role", "Suffrage", "Health", "Raft address", "Gossip"],
+        ["Name", "Raft role", "Suffrage", "Health", "Last contact", "Raft address", "Gossip"],
         members.map((m) => [
           m.name,
           badge(m.role, m.role === "leader" ? "ok" : "info"),
           m.suffrage,
           h("span", null, badge(m.state, m.state === "ready" ? "ok" : "bad"), m.detail ? " " + m.detail : ""),
+          m.lastContactSeconds === undefined ? "–" : m.role === "leader" ? "(leader)" : m.lastContactSeconds.toFixed(1) + " s ago",
           m.raftAddress,
           gossipCell(m.name),
         ]),
@@ -137,9 +139,10 @@ route("/", "Overview", () => {
         "dl",
         { class: "kv" },
         h("dt", null, "CPU"),
-        h("dd", { id: "cluster-cpu" }, R.fmtCPU(useCPU) + " used, " + R.fmtCPU(reqCPU) + " requested of " + R.fmtCPU(capCPU)),
+        h("dd", { id: "cluster-cpu" }, (nodeUsage.size ? R.fmtCPU(useCPU) + " used, " : "") + R.fmtCPU(reqCPU) + " requested of " + R.fmtCPU(capCPU)),
         h("dt", null, "Memory"),
-        h("dd", { id: "cluster-memory" }, R.fmtBytes(useMem) + " used, " + R.fmtBytes(reqMem) + " requested of " + R.fmtBytes(capMem)),
+        h("dd", { id: "cluster-memory" }, (nodeUsage.size ? R.fmtBytes(useMem) + " used, " : "") + R.fmtBytes(reqMem) + " requested of " + R.fmtBytes(capMem)),
+        ...(nodeUsage.size ? [] : [h("dt", null, "Usage"), h("dd", { class: "muted" }, "unavailable: metrics.k8s.io did not answer")]),
       ),
     );
     renderWorkloads();

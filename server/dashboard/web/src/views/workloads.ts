@@ -146,7 +146,12 @@ route("/workloads/:kind/:namespace/:name", "Workload", (ctx: ViewContext) => {
         ]),
       );
       const shown = { ...o, metadata: { ...o.metadata } };
-      delete shown.metadata.annotations?.["kubectl.kubernetes.io/last-applied-configuration"];
+      // As kubectl get -o yaml: no managedFields, no last-applied copy.
+      delete shown.metadata.managedFields;
+      if (shown.metadata.annotations?.["kubectl.kubernetes.io/last-applied-configuration"]) {
+        shown.metadata.annotations = { ...shown.metadata.annotations };
+        delete shown.metadata.annotations["kubectl.kubernetes.io/last-applied-configuration"];
+      }
       yaml.textContent = toYAML({ apiVersion: o.apiVersion ?? r.group + "/" + r.version, kind: r.kind, ...shown }).replace(/^\n/, "");
       renderRelated();
       renderActions();
@@ -206,6 +211,7 @@ route("/workloads/:kind/:namespace/:name", "Workload", (ctx: ViewContext) => {
           run("Delete", () => del(objPath, { kind: "DeleteOptions", apiVersion: "v1", propagationPolicy: "Background" }).then(() => navigate(href("/workloads/" + r.resource))), "Deleted.");
         }, { "data-action": "delete", class: "danger" }));
       replace(actions, ...btns);
+      actions.setAttribute("data-decided", "true"); // the access reviews answered
     }
     if (document.activeElement !== replicasIn && obj.spec?.replicas !== undefined) replicasIn.value = String(obj.spec.replicas);
   };
@@ -221,10 +227,7 @@ route("/workloads/:kind/:namespace/:name", "Workload", (ctx: ViewContext) => {
     if (!prev) throw new Error("no previous revision");
     const tpl = JSON.parse(JSON.stringify(prev.spec.template));
     delete tpl.metadata?.labels?.["pod-template-hash"];
-    await jsonPatch(objPath, [
-      { op: "test", path: "/metadata/resourceVersion", value: obj!.metadata.resourceVersion },
-      { op: "replace", path: "/spec/template", value: tpl },
-    ]);
+    await jsonPatch(objPath, [{ op: "replace", path: "/spec/template", value: tpl }]);
   };
 
   return { el, dispose: () => watchers.forEach((w) => w.stop()) };
