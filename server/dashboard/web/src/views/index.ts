@@ -4,3 +4,4 @@ import "./login";
 import "./overview";
 import "./nodes";
 import "./workloads";
+import "./logs";
