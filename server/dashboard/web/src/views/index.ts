@@ -5,3 +5,4 @@ import "./overview";
 import "./nodes";
 import "./workloads";
 import "./logs";
+import "./terminal";
