@@ -6,3 +6,4 @@ import "./nodes";
 import "./workloads";
 import "./logs";
 import "./terminal";
+import "./secrets";
