@@ -10,6 +10,7 @@
 //	oom             be OOM-killed (exit 137, reason OOMKilled)
 //	ignore-sigterm  StopContainer waits its whole timeout, then kills (137)
 //	log=TEXT        write TEXT as a log line when started (repeatable)
+//	tick=DUR        while running, write "tick N" (N = 1, 2, ...) every DUR
 //	http=PORT       answer HTTP on PORT of the pod IP (probes, port-forward):
 //	                200, or 500 while the file /fail-http exists
 //	tcp=PORT        accept TCP connections on PORT (an echo server)
@@ -63,6 +64,8 @@ type FakeContainer struct {
 
 	script script
 	timer  *time.Timer
+	// ticker writes the next tick= log line.
+	ticker *time.Timer
 }
 
 type fakeSandbox struct {
@@ -80,6 +83,7 @@ type script struct {
 	oom           bool
 	ignoreSigterm bool
 	logs          []string
+	tick          time.Duration
 	httpPort      int
 	tcpPort       int
 	// failStart: StartContainer fails (annotation fake.skiff.io/fail-start).
@@ -106,6 +110,10 @@ func parseScript(words []string) script {
 			s.ignoreSigterm = true
 		case "log":
 			s.logs = append(s.logs, v)
+		case "tick":
+			if d, err := time.ParseDuration(v); err == nil && d > 0 {
+				s.tick = d
+			}
 		case "http":
 			s.httpPort, _ = strconv.Atoi(v)
 		case "tcp":
@@ -402,6 +410,9 @@ func (f *FakeRuntime) StartContainer(_ context.Context, id string) error {
 		for _, l := range c.script.logs {
 			f.logLocked(c, "stdout", l)
 		}
+		if c.script.tick > 0 {
+			f.tickLocked(c, 1)
+		}
 	}
 	s := c.script
 	if s.exit == nil && !s.oom {
@@ -440,10 +451,27 @@ func (f *FakeRuntime) logLocked(c *FakeContainer, stream, line string) {
 	fmt.Fprintf(fh, "%s %s F %s\n", time.Now().UTC().Format(time.RFC3339Nano), stream, line)
 }
 
+// tickLocked schedules log line "tick n" of c, and the next one after it,
+// while c runs.
+func (f *FakeRuntime) tickLocked(c *FakeContainer, n int) {
+	c.ticker = time.AfterFunc(c.script.tick, func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if c.State == runtimeapi.ContainerState_CONTAINER_RUNNING {
+			f.logLocked(c, "stdout", fmt.Sprintf("tick %d", n))
+			f.tickLocked(c, n+1)
+		}
+	})
+}
+
 func (f *FakeRuntime) exitLocked(c *FakeContainer, code int32, reason string) {
 	if c.timer != nil {
 		c.timer.Stop()
 		c.timer = nil
+	}
+	if c.ticker != nil {
+		c.ticker.Stop()
+		c.ticker = nil
 	}
 	c.State, c.FinishedAt, c.ExitCode, c.Reason = runtimeapi.ContainerState_CONTAINER_EXITED, time.Now(), code, reason
 	f.logLocked(c, "stdout", fmt.Sprintf("fake container %s exited with %d", c.Config.Metadata.Name, code))

@@ -100,6 +100,10 @@ func NewAuthenticator(cfg AuthenticatorConfig) *Authenticator {
 //     skiff:joiner) or a Kubernetes bootstrap token (user
 //     system:bootstrap:<id>) or a service-account JWT (user
 //     system:serviceaccount:<ns>:<name>, satoken_authn.go);
+//   - without an Authorization header, the same kinds of token in a
+//     WebSocket upgrade's base64url.bearer.authorization.k8s.io.<token>
+//     subprotocol, as kube-apiserver accepts it (browsers cannot set
+//     headers on a WebSocket);
 //   - no credentials at all: system:anonymous in system:unauthenticated.
 //
 // Credentials that are present but not valid give ErrUnauthenticated; the
@@ -119,7 +123,7 @@ func (a *Authenticator) Authenticate(r *http.Request) (*User, error) {
 	}
 	header := r.Header.Get("Authorization")
 	if header == "" {
-		return &User{Name: UserAnonymous, Groups: []string{GroupUnauthenticated}}, nil
+		return a.webSocketUser(r)
 	}
 	scheme, token, _ := strings.Cut(header, " ")
 	token = strings.TrimSpace(token)
@@ -127,6 +131,34 @@ func (a *Authenticator) Authenticate(r *http.Request) (*User, error) {
 		a.log.Debug("rejected Authorization header", "scheme", scheme)
 		return nil, ErrUnauthenticated
 	}
+	return a.tokenUser(token)
+}
+
+// webSocketUser authenticates a request without an Authorization header:
+// a WebSocket upgrade may carry a bearer token in its subprotocols
+// (websocket_token.go); with a valid one, that protocol is removed from
+// r's Sec-WebSocket-Protocol header, so that the token is neither echoed
+// back nor forwarded (to a kubelet by the exec and attach proxies). Any
+// other request is system:anonymous.
+func (a *Authenticator) webSocketUser(r *http.Request) (*User, error) {
+	token, others, found, err := webSocketBearerToken(r)
+	if err != nil {
+		a.log.Debug("rejected websocket bearer token subprotocol", "err", err)
+		return nil, ErrUnauthenticated
+	}
+	if !found {
+		return &User{Name: UserAnonymous, Groups: []string{GroupUnauthenticated}}, nil
+	}
+	u, err := a.tokenUser(token)
+	if err != nil {
+		return nil, err
+	}
+	r.Header.Set(secWebSocketProtocol, strings.Join(others, ", "))
+	return u, nil
+}
+
+// tokenUser identifies the user of a bearer token.
+func (a *Authenticator) tokenUser(token string) (*User, error) {
 	if u, ok := a.joinUser(token); ok {
 		return u, nil
 	}

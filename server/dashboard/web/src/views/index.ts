@@ -4,3 +4,6 @@ import "./login";
 import "./overview";
 import "./nodes";
 import "./workloads";
+import "./logs";
+import "./terminal";
+import "./secrets";
