@@ -76,15 +76,5 @@ func TestHPACustomPodsMetricRule(t *testing.T) {
 	if _, err := n.cs.AutoscalingV2().HorizontalPodAutoscalers("default").Create(ctx, hpa, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	testutil.WaitFor(t, 90*time.Second, "api scaled to 3 on the pods metric load", func() error {
-		d, err := n.cs.AppsV1().Deployments("default").Get(ctx, "api", metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if *d.Spec.Replicas != 3 {
-			out, _ := n.kubectl("get", "hpa", "api", "--no-headers")
-			return fmt.Errorf("replicas %d; hpa: %s", *d.Spec.Replicas, out)
-		}
-		return nil
-	})
+	testutil.WaitFor(t, 90*time.Second, "api scaled to 3 on the pods metric load", hpaReplicas(ctx, n, "api", 3))
 }

@@ -109,17 +109,7 @@ func TestHorizontalPodAutoscaler(t *testing.T) {
 	if out, err := n.kubectl("exec", web, "--", "sh", "-c", "while :; do :; done >/dev/null 2>&1 </dev/null & echo $! > /tmp/burn"); err != nil {
 		t.Fatalf("exec: %v: %s", err, out)
 	}
-	testutil.WaitFor(t, 120*time.Second, "web scaled up to 3", func() error {
-		d, err := n.cs.AppsV1().Deployments("default").Get(ctx, "web", metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if *d.Spec.Replicas != 3 {
-			out, _ := n.kubectl("get", "hpa", "web", "--no-headers")
-			return fmt.Errorf("replicas %d; hpa: %s", *d.Spec.Replicas, out)
-		}
-		return nil
-	})
+	testutil.WaitFor(t, 120*time.Second, "web scaled up to 3", hpaReplicas(ctx, n, "web", 3))
 	upEvent := hpaEvent(ctx, t, n, "web", "cpu resource utilization (percentage of request) above target")
 	t.Logf("scale up: %s", upEvent)
 	if out, err := n.kubectl("get", "hpa", "web", "--no-headers"); err != nil || !strings.Contains(out, "Deployment/web") || !strings.Contains(out, "/50%") {
@@ -157,17 +147,7 @@ func TestHorizontalPodAutoscaler(t *testing.T) {
 	if out, err := n.kubectl("exec", web, "--", "sh", "-c", "kill $(cat /tmp/burn)"); err != nil {
 		t.Fatalf("exec kill: %v: %s", err, out)
 	}
-	testutil.WaitFor(t, 120*time.Second, "web scaled down to 1", func() error {
-		d, err := n.cs.AppsV1().Deployments("default").Get(ctx, "web", metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if *d.Spec.Replicas != 1 {
-			out, _ := n.kubectl("get", "hpa", "web", "--no-headers")
-			return fmt.Errorf("replicas %d; hpa: %s", *d.Spec.Replicas, out)
-		}
-		return nil
-	})
+	testutil.WaitFor(t, 120*time.Second, "web scaled down to 1", hpaReplicas(ctx, n, "web", 1))
 	t.Logf("scale down: %s", hpaEvent(ctx, t, n, "web", "All metrics below target"))
 	if out, err := n.kubectl("describe", "hpa", "web"); err != nil || !strings.Contains(out, "ScalingActive") ||
 		!strings.Contains(out, "SuccessfulRescale") || !strings.Contains(out, "All metrics below target") {
@@ -217,17 +197,7 @@ func TestHorizontalPodAutoscaler(t *testing.T) {
 	if _, err := n.cs.AutoscalingV2().HorizontalPodAutoscalers("default").Create(ctx, qhpa, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	testutil.WaitFor(t, 90*time.Second, "queue scaled to 3 on the external metric", func() error {
-		d, err := n.cs.AppsV1().Deployments("default").Get(ctx, "queue", metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if *d.Spec.Replicas != 3 {
-			out, _ := n.kubectl("get", "hpa", "queue", "--no-headers")
-			return fmt.Errorf("replicas %d; hpa: %s", *d.Spec.Replicas, out)
-		}
-		return nil
-	})
+	testutil.WaitFor(t, 90*time.Second, "queue scaled to 3 on the external metric", hpaReplicas(ctx, n, "queue", 3))
 	t.Logf("external: %s", hpaEvent(ctx, t, n, "queue", "external metric queue_depth(nil) above target"))
 	if out, err := n.kubectl("get", "hpa", "queue", "--no-headers"); err != nil || !strings.Contains(out, "3/1") {
 		t.Fatalf("get hpa queue: %v: %s", err, out)
@@ -236,6 +206,22 @@ func TestHorizontalPodAutoscaler(t *testing.T) {
 
 // hpaEvent waits for a SuccessfulRescale event of HPA name whose message
 // contains want, and returns its message.
+// hpaReplicas is a WaitFor condition: Deployment name in default has
+// want replicas (the HPA's line in the error otherwise).
+func hpaReplicas(ctx context.Context, n *realNode, name string, want int32) func() error {
+	return func() error {
+		d, err := n.cs.AppsV1().Deployments("default").Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if *d.Spec.Replicas != want {
+			out, _ := n.kubectl("get", "hpa", name, "--no-headers")
+			return fmt.Errorf("replicas %d; hpa: %s", *d.Spec.Replicas, out)
+		}
+		return nil
+	}
+}
+
 func hpaEvent(ctx context.Context, t *testing.T, n *realNode, name, want string) string {
 	t.Helper()
 	var msg string

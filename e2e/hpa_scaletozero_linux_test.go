@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -69,20 +68,7 @@ func TestHPAScaleToZero(t *testing.T) {
 	if _, err := n.cs.AutoscalingV2().HorizontalPodAutoscalers("default").Create(ctx, hpa, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	replicas := func(want int32) func() error {
-		return func() error {
-			d, err := n.cs.AppsV1().Deployments("default").Get(ctx, "worker", metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			if *d.Spec.Replicas != want {
-				out, _ := n.kubectl("get", "hpa", "worker", "--no-headers")
-				return fmt.Errorf("replicas %d; hpa: %s", *d.Spec.Replicas, out)
-			}
-			return nil
-		}
-	}
-	testutil.WaitFor(t, 60*time.Second, "worker scaled to 0 on an idle queue", replicas(0))
+	testutil.WaitFor(t, 60*time.Second, "worker scaled to 0 on an idle queue", hpaReplicas(ctx, n, "worker", 0))
 	setRule(`sum(up{job="skiff-master"}) * 2`)
-	testutil.WaitFor(t, 60*time.Second, "worker scaled from 0 to 2", replicas(2))
+	testutil.WaitFor(t, 60*time.Second, "worker scaled from 0 to 2", hpaReplicas(ctx, n, "worker", 2))
 }
