@@ -109,11 +109,13 @@ route("/logsearch", "Log search", (ctx: ViewContext) => {
     results.dataset.state = "done";
     flash(status, rows.length === 0 ? "No records match." : rows.length + " records, newest first" + (String(rows.length) === v.limit ? " (the limit)." : "."));
   };
+  let backoff = 1000;
   const follow = async () => {
     q.delete("since");
     const resp = await fetchLogs("tail", q, abort.signal);
     results.dataset.state = "streaming";
     flash(status, "Live tail: new records appear on top.");
+    backoff = 1000;
     const reader = resp.body!.getReader();
     const dec = new TextDecoder();
     let partial = "";
@@ -125,10 +127,27 @@ route("/logsearch", "Log search", (ctx: ViewContext) => {
       for (const r of parts.map(parse)) if (r) body.insertBefore(row(r), body.firstChild);
       while (body.childNodes.length > maxRows && body.lastChild) body.removeChild(body.lastChild);
     }
-    results.dataset.state = "ended";
-    flash(status, "The tail ended (the master closed it): search again to resume.");
   };
-  (tail ? follow() : search()).catch((e: Error) => {
+  // The tail reconnects after a broken connection (a master restarting,
+  // a network error); an HTTP error (400, 403, 429) stops it.
+  const followLoop = async () => {
+    for (;;) {
+      try {
+        await follow();
+        results.dataset.state = "ended";
+        flash(status, "The tail ended (the master closed it): search again to resume.");
+        return;
+      } catch (e) {
+        if (abort.signal.aborted || !(e instanceof TypeError)) throw e;
+        results.dataset.state = "reconnecting";
+        flash(status, "Live tail interrupted (" + e.message + "): reconnecting…", true);
+        await new Promise((r) => setTimeout(r, backoff));
+        backoff = Math.min(backoff * 2, 30000);
+        if (abort.signal.aborted) return;
+      }
+    }
+  };
+  (tail ? followLoop() : search()).catch((e: Error) => {
     if (abort.signal.aborted) return;
     results.dataset.state = "error";
     flash(status, e.message, true);
