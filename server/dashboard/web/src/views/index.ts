@@ -5,5 +5,7 @@ import "./overview";
 import "./nodes";
 import "./workloads";
 import "./logs";
+import "./logsearch";
+import "./metrics";
 import "./terminal";
 import "./secrets";

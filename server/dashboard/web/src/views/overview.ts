@@ -7,6 +7,7 @@ import { ApiError, KObject, Watcher, get, path } from "../api";
 import { age, badge, h, link, replace, table } from "../dom";
 import * as R from "../resources";
 import { href, nav, route } from "../router";
+import { chart, queryRange } from "./chart";
 import { section } from "./common";
 
 interface MemberStatus {
@@ -54,12 +55,16 @@ route("/", "Overview", () => {
   const workloadsEl = h("div", { id: "workloads" });
   const eventsEl = h("div", { id: "events" });
   const usageEl = h("div", { id: "usage" });
+  // The last hour from the metrics store (the resource job's node series).
+  const cpuChart = chart({ id: "cpu-chart", height: 160, zero: true, format: (v) => (v < 1 ? Number((v * 1000).toPrecision(3)) + "m" : Number(v.toPrecision(3)) + "") });
+  const memChart = chart({ id: "memory-chart", height: 160, zero: true, format: (v) => R.fmtBytes(v) });
+  const chartErr = h("p", { id: "charts-status", class: "muted" });
   const el = h(
     "div",
     { class: "overview" },
     h("h1", null, "Overview"),
     section("Masters", mastersEl),
-    section("Cluster CPU and memory", usageEl),
+    section("Cluster CPU and memory", usageEl, h("div", { class: "charts" }, cpuChart.el, memChart.el), chartErr),
     section("Nodes", nodesEl),
     section("Workloads", workloadsEl),
     section("Recent warnings", eventsEl),
@@ -206,13 +211,31 @@ route("/", "Overview", () => {
     renderMasters();
     renderNodes();
   };
+  const charts = async () => {
+    try {
+      const [cpu, mem] = await Promise.all([
+        queryRange('sum(irate(node_cpu_usage_seconds_total{job="resource"}[2m]))', 3600),
+        queryRange('sum(node_memory_working_set_bytes{job="resource"})', 3600),
+      ]);
+      cpuChart.set(cpu.map((s) => ({ ...s, label: "CPU used (cores)" })));
+      memChart.set(mem.map((s) => ({ ...s, label: "memory working set" })));
+      chartErr.textContent = "";
+    } catch (e) {
+      chartErr.textContent = "Charts: " + (e as Error).message;
+    }
+  };
   void poll();
+  void charts();
   const timer = window.setInterval(() => void poll(), 10000);
+  const chartTimer = window.setInterval(() => void charts(), 30000);
 
   return {
     el,
     dispose() {
       clearInterval(timer);
+      clearInterval(chartTimer);
+      cpuChart.dispose();
+      memChart.dispose();
       for (const w of [pods, nodes, events, ...wl.map((x) => x.w)]) w.stop();
     },
   };
