@@ -7,3 +7,5 @@ import "./workloads";
 import "./logs";
 import "./terminal";
 import "./secrets";
+import "./create";
+import "./generic";
