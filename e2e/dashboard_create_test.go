@@ -64,6 +64,14 @@ func TestDashboardCreateEdit(t *testing.T) {
 	m.WaitReady(60 * time.Second)
 	cs := m.Clientset()
 	bg := context.Background()
+	// skiff dashboard makes its service account in kube-system, which
+	// the leader creates just after it is ready.
+	if err := testutil.Poll(30*time.Second, func() error {
+		_, err := cs.CoreV1().Namespaces().Get(bg, "kube-system", metav1.GetOptions{})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
 	_, token := dashboardToken(t, m, "cluster-admin")
 	browser := newBrowser(t)
 	ctx := tab(t, browser)
