@@ -64,9 +64,14 @@ func TestDashboardCreateEdit(t *testing.T) {
 	m.WaitReady(60 * time.Second)
 	cs := m.Clientset()
 	bg := context.Background()
-	// skiff dashboard makes its service account in kube-system, which
-	// the leader creates just after it is ready.
+	// skiff dashboard binds bootstrap cluster roles, which the leader
+	// writes just after it is ready.
 	if err := testutil.Poll(30*time.Second, func() error {
+		for _, r := range []string{"cluster-admin", "view"} {
+			if _, err := cs.RbacV1().ClusterRoles().Get(bg, r, metav1.GetOptions{}); err != nil {
+				return err
+			}
+		}
 		_, err := cs.CoreV1().Namespaces().Get(bg, "kube-system", metav1.GetOptions{})
 		return err
 	}); err != nil {
