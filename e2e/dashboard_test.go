@@ -192,7 +192,11 @@ func dashboardToken(t *testing.T, m *testutil.Master, role string) (string, stri
 	t.Helper()
 	out, err := exec.Command(testutil.Binary(t), "dashboard", "--kubeconfig", m.Kubeconfig(), "--cluster-role", role, "--expiry", "1h").Output()
 	if err != nil {
-		t.Fatalf("skiff dashboard --cluster-role %s: %v", role, err)
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("skiff dashboard --cluster-role %s: %v\n%s", role, err, stderr)
 	}
 	var url, token string
 	for _, l := range strings.Split(string(out), "\n") {

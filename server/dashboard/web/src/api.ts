@@ -72,15 +72,15 @@ export function setUnauthorizedHandler(f: (e: ApiError) => void): void {
   onUnauthorized = f;
 }
 
-function headers(contentType?: string): Headers {
-  const hd = new Headers({ Accept: "application/json" });
+export function headers(contentType?: string, accept = "application/json"): Headers {
+  const hd = new Headers({ Accept: accept });
   const t = token();
   if (t) hd.set("Authorization", "Bearer " + t);
   if (contentType) hd.set("Content-Type", contentType);
   return hd;
 }
 
-async function errorOf(resp: Response): Promise<ApiError> {
+export async function errorOf(resp: Response): Promise<ApiError> {
   const text = await resp.text();
   let st: Status | null = null;
   try {
@@ -112,6 +112,14 @@ export async function request<T>(
   });
   if (!resp.ok) throw await errorOf(resp);
   if (resp.status === 204) return undefined as T;
+  return (await resp.json()) as T;
+}
+
+// sendText sends a body as is (YAML for apply or PUT) and decodes the
+// JSON answer.
+export async function sendText<T>(method: string, path: string, text: string, contentType: string): Promise<T> {
+  const resp = await fetch(path, { method, headers: headers(contentType), body: text, credentials: "omit", cache: "no-store" });
+  if (!resp.ok) throw await errorOf(resp);
   return (await resp.json()) as T;
 }
 

@@ -9,3 +9,5 @@ import "./logsearch";
 import "./metrics";
 import "./terminal";
 import "./secrets";
+import "./create";
+import "./generic";

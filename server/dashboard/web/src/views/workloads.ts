@@ -12,6 +12,7 @@ import * as R from "../resources";
 import { ViewContext, href, nav, navigate, route } from "../router";
 import { toYAML } from "../yaml";
 import { flash, kv, labels, liveTable, section } from "./common";
+import { detailHref as yamlHref } from "./generic";
 
 nav("Workloads", "/ui/workloads/deployments");
 
@@ -205,6 +206,7 @@ route("/workloads/:kind/:namespace/:name", "Workload", (ctx: ViewContext) => {
         btns.push(button("Restart", () => run("Restart", () => mergePatch(objPath, { spec: { template: { metadata: { annotations: { "kubectl.kubernetes.io/restartedAt": new Date().toISOString() } } } } }), "Restart requested."), { "data-action": "restart" }));
       if (mayPatch && r.kind === "Deployment")
         btns.push(button("Roll back", () => run("Roll back", rollback, "Rolled back to the previous revision."), { "data-action": "rollback" }));
+      if (mayPatch) btns.push(link(yamlHref(r, namespace, name), "Edit YAML"));
       if (mayDelete)
         btns.push(button("Delete", () => {
           if (!confirm("Delete " + r.kind + " " + namespace + "/" + name + "?")) return;
