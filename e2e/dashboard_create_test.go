@@ -132,7 +132,7 @@ func TestDashboardCreateEdit(t *testing.T) {
 		}
 	}
 	gadget("g1", "blue")
-	run(t, ctx, "all resources", chromedp.Navigate(base+"/ui/resources"))
+	run(t, ctx, "all resources", navigate(base+"/ui/resources"))
 	waitText(t, ctx, "#resource-kind-list", "gadgets", "Gadget", "dash.example.com", "configmaps")
 	run(t, ctx, "gadgets", chromedp.Click(chromedp.CSS(`#resource-kind-list a[href*="/r/dash.example.com/v1/gadgets"]`)))
 	waitText(t, ctx, "#generic-list", "Color", "g1", "blue")
@@ -192,7 +192,7 @@ func TestDashboardCreateEdit(t *testing.T) {
 	run(t, vctx, "create view", chromedp.WaitVisible(chromedp.CSS(`#actions[data-decided="true"]`)))
 	noActions(t, vctx)
 	screenshot(t, vctx, "view-create")
-	run(t, vctx, "configmap detail", chromedp.Navigate(base+"/ui/r/core/v1/configmaps/default/settings"),
+	run(t, vctx, "configmap detail", navigate(base+"/ui/r/core/v1/configmaps/default/settings"),
 		chromedp.WaitVisible(chromedp.CSS(`#actions[data-decided="true"]`)))
 	waitText(t, vctx, "#yaml", "mode: fast")
 	noActions(t, vctx)

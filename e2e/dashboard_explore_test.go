@@ -50,7 +50,7 @@ func TestDashboardMetrics(t *testing.T) {
 	ctx := tab(t, newBrowser(t))
 	// Collect CSP violations from before the app runs.
 	run(t, ctx, "log in",
-		chromedp.Navigate(m.URL()+"/ui/metrics?query=up&range=15m"),
+		navigate(m.URL()+"/ui/metrics?query=up&range=15m"),
 		chromedp.WaitVisible(chromedp.CSS("#token")))
 	if _, err := evaluate[bool](ctx, `window.cspViolations = []; document.addEventListener('securitypolicyviolation', e => window.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI)); true`); err != nil {
 		t.Fatal(err)

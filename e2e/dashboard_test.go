@@ -144,11 +144,32 @@ func run(t *testing.T, ctx context.Context, what string, steps ...chromedp.Actio
 	}
 }
 
+// navigate is chromedp.Navigate that loads the page again when Chromium
+// gives up with ERR_NETWORK_CHANGED: it aborts a load when an address or
+// link of its network namespace changes, and the real nodes of this and
+// other tests add veths and bridges to the host's while a page loads.
+func navigate(url string) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		var err error
+		for attempt := 0; attempt < 10; attempt++ {
+			if _, err = chromedp.Navigate(url)(ctx, t); err == nil || !strings.Contains(err.Error(), "ERR_NETWORK_CHANGED") {
+				return chromedp.Void{}, err
+			}
+			select {
+			case <-ctx.Done():
+				return chromedp.Void{}, ctx.Err()
+			case <-time.After(200 * time.Millisecond): // let the change settle
+			}
+		}
+		return chromedp.Void{}, err
+	}
+}
+
 // login opens the dashboard at path and logs in with token.
 func login(t *testing.T, ctx context.Context, base, path, token string) {
 	t.Helper()
 	run(t, ctx, "log in",
-		chromedp.Navigate(base+path),
+		navigate(base+path),
 		chromedp.WaitVisible(chromedp.CSS("#token")),
 		chromedp.SetValue(chromedp.CSS("#token"), token),
 		chromedp.Click(chromedp.CSS("#login")),
@@ -274,14 +295,14 @@ func TestDashboard(t *testing.T) {
 		}
 		// The browser runs the bundle under that CSP: the login form shows.
 		tctx := tab(t, browser)
-		run(t, tctx, "open", chromedp.Navigate(base+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#token")))
+		run(t, tctx, "open", navigate(base+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#token")))
 		screenshot(t, tctx, "login")
 	})
 
 	t.Run("WrongToken", func(t *testing.T) {
 		tctx := tab(t, browser)
 		run(t, tctx, "wrong token",
-			chromedp.Navigate(base+"/ui/"),
+			navigate(base+"/ui/"),
 			chromedp.WaitVisible(chromedp.CSS("#token")),
 			chromedp.SetValue(chromedp.CSS("#token"), "not-a-token"),
 			chromedp.Click(chromedp.CSS("#login")),
@@ -311,7 +332,7 @@ func TestDashboard(t *testing.T) {
 		// Scale from the detail page; the pods appear without a reload
 		// (a marker set on the page survives).
 		run(t, tctx, "open the Deployment",
-			chromedp.Navigate(base+"/ui/workloads/deployments/dash/web"),
+			navigate(base+"/ui/workloads/deployments/dash/web"),
 			chromedp.WaitVisible(chromedp.CSS(`[data-action="scale"]`)),
 		)
 		if _, err := evaluate[int](tctx, `window.noReload = 1`); err != nil {
@@ -364,7 +385,7 @@ func TestDashboard(t *testing.T) {
 			t.Fatalf("a view token sees %d action buttons", buttons)
 		}
 		screenshot(t, tctx, "view-detail")
-		run(t, tctx, "overview", chromedp.Navigate(base+"/ui/"))
+		run(t, tctx, "overview", navigate(base+"/ui/"))
 		waitText(t, tctx, "#masters-table", m.Name, "leader")
 
 		// Its direct attempts are refused by the API.
@@ -447,7 +468,7 @@ func TestDashboard(t *testing.T) {
 		if err != nil || len(before.Items) == 0 {
 			t.Fatalf("pods before the drain: %v, %v", before, err)
 		}
-		run(t, tctx, "node", chromedp.Navigate(base+"/ui/nodes/"+m.Name), chromedp.WaitVisible(chromedp.CSS(`[data-action="cordon"]`)))
+		run(t, tctx, "node", navigate(base+"/ui/nodes/"+m.Name), chromedp.WaitVisible(chromedp.CSS(`[data-action="cordon"]`)))
 		run(t, tctx, "cordon", chromedp.Click(chromedp.CSS(`[data-action="cordon"]`)))
 		run(t, tctx, "uncordon shows", chromedp.WaitVisible(chromedp.CSS(`[data-action="uncordon"]`)))
 		if n, err := cs.CoreV1().Nodes().Get(ctx, m.Name, metav1.GetOptions{}); err != nil || !n.Spec.Unschedulable {

@@ -102,17 +102,34 @@ export async function request<T>(
   contentType = "application/json",
   signal?: AbortSignal,
 ): Promise<T> {
-  const resp = await fetch(path, {
-    method,
-    headers: headers(body === undefined ? undefined : contentType),
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal,
-    credentials: "omit",
-    cache: "no-store",
-  });
+  const send = () =>
+    fetch(path, {
+      method,
+      headers: headers(body === undefined ? undefined : contentType),
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal,
+      credentials: "omit",
+      cache: "no-store",
+    });
+  const resp = method === "GET" ? await retryNetworkErrors(send, signal) : await send();
   if (!resp.ok) throw await errorOf(resp);
   if (resp.status === 204) return undefined as T;
   return (await resp.json()) as T;
+}
+
+// retryNetworkErrors runs an idempotent request again, twice at most,
+// when it fails before any answer (fetch's TypeError: the browser dropped
+// the connection, e.g. on a network change); an answer, even an error
+// status, or an abort is returned as is.
+async function retryNetworkErrors(send: () => Promise<Response>, signal?: AbortSignal): Promise<Response> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await send();
+    } catch (e) {
+      if (attempt >= 2 || !(e instanceof TypeError) || signal?.aborted) throw e;
+      await new Promise((resolve) => setTimeout(resolve, 250 * (attempt + 1)));
+    }
+  }
 }
 
 // sendText sends a body as is (YAML for apply or PUT) and decodes the
