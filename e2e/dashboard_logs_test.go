@@ -20,11 +20,7 @@ import (
 // when the view opened appears without a reload, the stream is still
 // open, and the timestamps toggle asks the API for timestamps (a new URL).
 func TestDashboardLogs(t *testing.T) {
-	m := testutil.NewMaster(t, testutil.MasterOptions{Name: "logs", Agent: true, Args: []string{"--runtime", "fake"}})
-	m.Start()
-	m.WaitReady(60 * time.Second)
-	cs := m.Clientset()
-	waitNodeReady(t, cs, m.Name)
+	m, cs := fakeNodeMaster(t, "logs")
 	pod := fakePod("counter", m.Name, corev1.RestartPolicyAlways, "log=hello from counter", "tick=300ms")
 	if _, err := cs.CoreV1().Pods("default").Create(context.Background(), pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)

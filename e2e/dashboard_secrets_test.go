@@ -5,23 +5,16 @@ import (
 	"encoding/base64"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/skiff-io/skiff/e2e/testutil"
 )
 
 // TestDashboardSecrets: a Secret's value is not in the page until a click
 // on Reveal shows it, decoded from base64; the list shows the Secret.
 func TestDashboardSecrets(t *testing.T) {
-	m := testutil.NewMaster(t, testutil.MasterOptions{Name: "secrets", Agent: true, Args: []string{"--runtime", "fake"}})
-	m.Start()
-	m.WaitReady(60 * time.Second)
-	cs := m.Clientset()
-	waitNodeReady(t, cs, m.Name)
+	m, cs := fakeNodeMaster(t, "secrets")
 	const value = "correct horse battery staple"
 	if _, err := cs.CoreV1().Secrets("default").Create(context.Background(), &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "db"},

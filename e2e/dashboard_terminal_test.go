@@ -3,12 +3,9 @@ package e2e
 import (
 	"context"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/skiff-io/skiff/e2e/testutil"
 )
 
 // TestDashboardTerminal: the terminal view execs into a container over a
@@ -16,11 +13,7 @@ import (
 // browser cannot send an Authorization header there), shows the
 // command's output in xterm.js and its exit status.
 func TestDashboardTerminal(t *testing.T) {
-	m := testutil.NewMaster(t, testutil.MasterOptions{Name: "term", Agent: true, Args: []string{"--runtime", "fake"}})
-	m.Start()
-	m.WaitReady(60 * time.Second)
-	cs := m.Clientset()
-	waitNodeReady(t, cs, m.Name)
+	m, cs := fakeNodeMaster(t, "term")
 	if _, err := cs.CoreV1().Pods("default").Create(context.Background(), fakePod("web", m.Name, corev1.RestartPolicyAlways), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/skiff-io/skiff/e2e/testutil"
 )
@@ -163,6 +164,18 @@ func navigate(url string) chromedp.Action[chromedp.Void] {
 		}
 		return chromedp.Void{}, err
 	}
+}
+
+// fakeNodeMaster starts a master named name with its agent on the fake
+// runtime and waits until the node is Ready.
+func fakeNodeMaster(t *testing.T, name string) (*testutil.Master, kubernetes.Interface) {
+	t.Helper()
+	m := testutil.NewMaster(t, testutil.MasterOptions{Name: name, Agent: true, Args: []string{"--runtime", "fake"}})
+	m.Start()
+	m.WaitReady(60 * time.Second)
+	cs := m.Clientset()
+	waitNodeReady(t, cs, m.Name)
+	return m, cs
 }
 
 // login opens the dashboard at path and logs in with token.
