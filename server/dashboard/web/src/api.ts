@@ -195,6 +195,55 @@ export function key(o: KObject): string {
   return (o.metadata.namespace ?? "") + "/" + o.metadata.name;
 }
 
+// watchLoop runs step (a LIST if needed, then a WATCH) until stopped: on
+// 410 Gone it calls gone (forget the resourceVersion) and runs step again
+// at once; on another error it reports it, stops for good on a code in
+// fatal, and otherwise retries after 1 s, doubling up to 30 s.
+export async function watchLoop(o: {
+  stopped: () => boolean;
+  step: () => Promise<void>;
+  gone: () => void;
+  onError: (e: Error) => void;
+  fatal: number[];
+}): Promise<void> {
+  let backoff = 1000;
+  while (!o.stopped()) {
+    try {
+      await o.step();
+      backoff = 1000;
+    } catch (e) {
+      if (o.stopped()) return;
+      if (e instanceof ApiError && e.code === 410) {
+        o.gone();
+        continue;
+      }
+      o.onError(e as Error);
+      if (e instanceof ApiError && o.fatal.includes(e.code)) return;
+      await new Promise((r) => setTimeout(r, backoff));
+      backoff = Math.min(backoff * 2, 30000);
+    }
+  }
+}
+
+// readJSONLines reads a watch response's body, one JSON object per line,
+// and gives each to onEvent; it returns when the server ends the stream.
+export async function readJSONLines<E>(resp: Response, onEvent: (ev: E) => void): Promise<void> {
+  if (!resp.body) throw new Error("watch: no response body");
+  const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return; // the server ended the watch: watch again from rv
+    buf += value;
+    let nl: number;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      const line = buf.slice(0, nl).trim();
+      buf = buf.slice(nl + 1);
+      if (line) onEvent(JSON.parse(line) as E);
+    }
+  }
+}
+
 // Watcher is a live view of a collection: LIST, then WATCH from its
 // resourceVersion (bookmarks on); on 410 Gone (or an ERROR event with
 // code 410) it lists again. onChange gets the whole current set after
@@ -228,25 +277,19 @@ export class Watcher<T extends KObject> {
     if (!this.stopped) this.onChange(this.list());
   }
 
-  private async run(): Promise<void> {
-    let backoff = 1000;
-    while (!this.stopped) {
-      try {
+  private run(): Promise<void> {
+    return watchLoop({
+      stopped: () => this.stopped,
+      step: async () => {
         if (this.rv === "") await this.relist();
         await this.watch();
-        backoff = 1000;
-      } catch (e) {
-        if (this.stopped) return;
-        if (e instanceof ApiError && e.code === 410) {
-          this.rv = "";
-          continue;
-        }
-        this.onError(e as Error);
-        if (e instanceof ApiError && (e.code === 401 || e.code === 403)) return;
-        await new Promise((r) => setTimeout(r, backoff));
-        backoff = Math.min(backoff * 2, 30000);
-      }
-    }
+      },
+      gone: () => {
+        this.rv = "";
+      },
+      onError: this.onError,
+      fatal: [401, 403],
+    });
   }
 
   private async relist(): Promise<void> {
@@ -262,20 +305,7 @@ export class Watcher<T extends KObject> {
       this.collection + query(this.opts, { watch: "1", resourceVersion: this.rv, allowWatchBookmarks: "true" });
     const resp = await fetch(url, { headers: headers(), signal: this.ctl.signal, credentials: "omit", cache: "no-store" });
     if (!resp.ok) throw await errorOf(resp);
-    if (!resp.body) throw new Error("watch: no response body");
-    const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buf = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return; // the server ended the watch: watch again from rv
-      buf += value;
-      let nl: number;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, nl).trim();
-        buf = buf.slice(nl + 1);
-        if (line) this.event(JSON.parse(line) as WatchEvent<T>);
-      }
-    }
+    await readJSONLines<WatchEvent<T>>(resp, (ev) => this.event(ev));
   }
 
   private event(ev: WatchEvent<T>): void {

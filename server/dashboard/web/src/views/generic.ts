@@ -7,7 +7,7 @@
 // URLs: /ui/resources, /ui/r/GROUP/VERSION/RESOURCE,
 // /ui/r/GROUP/VERSION/RESOURCE/NAMESPACE/NAME (GROUP "core" for the
 // core group, NAMESPACE "-" for cluster-scoped objects).
-import { ApiError, KObject, Resource, can, errorOf, get, headers, path, sendText } from "../api";
+import { ApiError, KObject, Resource, can, errorOf, get, headers, path, readJSONLines, sendText, watchLoop } from "../api";
 import { Child, age, button, h, link, replace, table } from "../dom";
 import { DiscoveredResource, discover, find } from "../discovery";
 import { ViewContext, href, nav, route } from "../router";
@@ -120,10 +120,10 @@ class TableWatcher {
     if (!resp.ok) throw await errorOf(resp);
     return resp;
   }
-  private async run(): Promise<void> {
-    let backoff = 1000;
-    while (!this.stopped) {
-      try {
+  private run(): Promise<void> {
+    return watchLoop({
+      stopped: () => this.stopped,
+      step: async () => {
         if (this.rv === "") {
           const t = (await (await this.fetch({})).json()) as Table;
           this.columns = t.columnDefinitions ?? [];
@@ -133,36 +133,17 @@ class TableWatcher {
           this.onChange();
         }
         await this.watch();
-        backoff = 1000;
-      } catch (e) {
-        if (this.stopped) return;
-        if (e instanceof ApiError && e.code === 410) {
-          this.rv = "";
-          continue;
-        }
-        this.onError(e as Error);
-        if (e instanceof ApiError && (e.code === 401 || e.code === 403 || e.code === 404 || e.code === 405)) return;
-        await new Promise((r) => setTimeout(r, backoff));
-        backoff = Math.min(backoff * 2, 30000);
-      }
-    }
+      },
+      gone: () => {
+        this.rv = "";
+      },
+      onError: this.onError,
+      fatal: [401, 403, 404, 405],
+    });
   }
   private async watch(): Promise<void> {
     const resp = await this.fetch({ watch: "1", resourceVersion: this.rv, allowWatchBookmarks: "true" });
-    if (!resp.body) throw new Error("watch: no response body");
-    const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buf = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      buf += value;
-      let nl: number;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, nl).trim();
-        buf = buf.slice(nl + 1);
-        if (line) this.event(JSON.parse(line) as { type: string; object: Table & KObject });
-      }
-    }
+    await readJSONLines<{ type: string; object: Table & KObject }>(resp, (ev) => this.event(ev));
   }
   private event(ev: { type: string; object: Table & KObject }): void {
     if (ev.type === "ERROR") {
